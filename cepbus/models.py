@@ -1,0 +1,279 @@
+"""pydantic models at the edges, mirroring `schemas/avro` field by field.
+
+The `.avsc` files are the contract; these models add validation (formats, consistency) before
+anything is encoded. `tests/unit/test_models_match_schemas.py` proves the two agree.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cepbus.schemas import EVENT_NAMESPACE
+
+REGION_CODE = r"^[0-9]{2}$"
+DEPARTEMENT_CODE = r"^(?:[0-9]{2}|2[AB]|97[1-6])$"
+ORG_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
+
+#: Namespace of derived event ids: a service that re-processes an event emits the same ids.
+_DERIVED_ID_NAMESPACE = uuid.UUID("5b0e7d7e-6a1e-4b8e-9a59-0c2d6c1e8c11")
+
+
+class OrganisationKind(enum.StrEnum):
+    REGIONAL_CEP = "regional_cep"
+    APEC = "apec"
+    CAP_EMPLOI = "cap_emploi"
+    FRANCE_TRAVAIL = "france_travail"
+    MISSION_LOCALE = "mission_locale"
+    TRANSITIONS_PRO = "transitions_pro"
+    OPCO = "opco"
+    SPRO = "spro"
+    TRAINING = "training"
+    HEALTH_SOCIAL = "health_social"
+    OTHER = "other"
+
+
+#: The five kinds of CEP operator named by Code du travail L6111-6.
+CEP_OPERATOR_KINDS = frozenset(
+    {
+        OrganisationKind.REGIONAL_CEP,
+        OrganisationKind.APEC,
+        OrganisationKind.CAP_EMPLOI,
+        OrganisationKind.FRANCE_TRAVAIL,
+        OrganisationKind.MISSION_LOCALE,
+    }
+)
+
+
+class Channel(enum.StrEnum):
+    IN_PERSON = "in_person"
+    PHONE = "phone"
+    VIDEO = "video"
+
+
+class EmploymentStatus(enum.StrEnum):
+    PRIVATE_EMPLOYEE = "private_employee"
+    SELF_EMPLOYED = "self_employed"
+    PUBLIC_AGENT = "public_agent"
+    JOB_SEEKER = "job_seeker"
+    NOT_EMPLOYED = "not_employed"
+
+
+class Choice(enum.StrEnum):
+    STAY = "stay"
+    SWITCH = "switch"
+    UNDECIDED = "undecided"
+
+
+class ReferralStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    APPOINTMENT_BOOKED = "appointment_booked"
+    FIRST_APPOINTMENT_HELD = "first_appointment_held"
+    NO_SHOW = "no_show"
+    COMPLETED = "completed"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELLED = "cancelled"
+    INTERIM_UPDATE = "interim_update"
+    UNKNOWN = "unknown"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(_Frozen):
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    producer_org_id: str = Field(min_length=1)
+    correlation_id: str = Field(min_length=1)
+    person_pseudonym: str | None = Field(default=None, min_length=1)
+    causation_id: str | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware_utc_millis(cls, value: datetime) -> datetime:
+        """Avro timestamp-millis: timezone-aware, millisecond precision."""
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+class Profile(_Frozen):
+    employment_status: EmploymentStatus | None = None
+    cadre: bool | None = None
+    young_graduate: bool | None = None
+    boeth: bool | None = None
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    job_seeker: bool | None = None
+
+
+class Event(_Frozen):
+    """Base of every event: the envelope first, then the payload."""
+
+    avro_name: ClassVar[str]
+    envelope: Envelope
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.avro_name = f"{EVENT_NAMESPACE}.{cls.__name__}"
+
+    @field_validator("envelope")
+    @classmethod
+    def _envelope_names_this_type(cls, envelope: Envelope) -> Envelope:
+        if envelope.event_type != cls.avro_name:
+            raise ValueError(f"envelope.event_type is {envelope.event_type!r}, expected {cls.avro_name!r}")
+        return envelope
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return self.envelope.event_id
+
+    def partition_key(self) -> bytes | None:
+        """Person-related events are keyed by pseudonym so one person's events stay in order."""
+        person = self.envelope.person_pseudonym
+        return person.encode() if person else None
+
+
+class IntakeRegistered(Event):
+    operator_id: str = Field(pattern=ORG_ID)
+    operator_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    departement_code: str = Field(pattern=DEPARTEMENT_CODE)
+    reception_site: str = Field(min_length=1)
+    channel: Channel
+    profile: Profile
+
+
+class NoticeRequested(Event):
+    intake_event_id: str
+    operator_id: str = Field(pattern=ORG_ID)
+    operator_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    departement_code: str = Field(pattern=DEPARTEMENT_CODE)
+    channel: Channel
+    inform: list[OrganisationKind] = Field(min_length=1)
+    rules: list[str] = Field(min_length=1)
+    ruleset_version: str
+
+
+class NoticeIssued(Event):
+    notice_request_id: str
+    intake_event_id: str
+    operator_id: str = Field(pattern=ORG_ID)
+    region_code: str = Field(pattern=REGION_CODE)
+    channel: Channel
+    inform: list[OrganisationKind] = Field(min_length=1)
+    language: str = "fr"
+    text: str = Field(min_length=1)
+    text_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ChoiceRecorded(Event):
+    intake_event_id: str
+    operator_id: str = Field(pattern=ORG_ID)
+    region_code: str = Field(pattern=REGION_CODE)
+    choice: Choice
+    chosen_operator_kind: OrganisationKind | None = None
+    consent_to_share: bool
+
+    @field_validator("chosen_operator_kind")
+    @classmethod
+    def _switch_names_an_operator(cls, kind: OrganisationKind | None, info: Any) -> OrganisationKind | None:
+        choice = info.data.get("choice")
+        if choice == Choice.SWITCH and kind is None:
+            raise ValueError("a switch must name chosen_operator_kind")
+        if choice != Choice.SWITCH and kind is not None:
+            raise ValueError("chosen_operator_kind is only for choice=switch")
+        return kind
+
+
+class ReferralRequested(Event):
+    referral_id: str
+    requester_org_id: str = Field(pattern=ORG_ID)
+    recipient_org_id: str = Field(pattern=ORG_ID)
+    recipient_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    reason: str = Field(min_length=1)
+    consent_to_share: bool
+    shared_profile: Profile | None = None
+
+    @field_validator("shared_profile")
+    @classmethod
+    def _profile_needs_consent(cls, profile: Profile | None, info: Any) -> Profile | None:
+        if profile is not None and not info.data.get("consent_to_share"):
+            raise ValueError("shared_profile requires consent_to_share")
+        return profile
+
+
+class ReferralStatusChanged(Event):
+    referral_id: str
+    status: ReferralStatus
+    actor_org_id: str = Field(pattern=ORG_ID)
+    reason_code: str | None = None
+    note: str | None = None
+
+
+class DeadLetter(Event):
+    service: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    reason: str
+    error_class: str
+    original_key: bytes | None = None
+    original_value: bytes
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    model.avro_name: model
+    for model in (
+        IntakeRegistered,
+        NoticeRequested,
+        NoticeIssued,
+        ChoiceRecorded,
+        ReferralRequested,
+        ReferralStatusChanged,
+        DeadLetter,
+    )
+}
+
+
+def new_envelope(
+    event_type: type[Event],
+    *,
+    producer_org_id: str,
+    correlation_id: str | None = None,
+    person_pseudonym: str | None = None,
+    causation: Envelope | None = None,
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope:
+    """An envelope for a new event; a derived event inherits correlation and person from its cause."""
+    if causation is not None:
+        correlation_id = correlation_id or causation.correlation_id
+        person_pseudonym = person_pseudonym or causation.person_pseudonym
+    new_id = event_id or uuid.uuid4()
+    return Envelope(
+        event_id=new_id,
+        event_type=event_type.avro_name,
+        occurred_at=occurred_at or datetime.now(UTC),
+        producer_org_id=producer_org_id,
+        correlation_id=correlation_id or str(new_id),
+        person_pseudonym=person_pseudonym,
+        causation_id=str(causation.event_id) if causation else None,
+    )
+
+
+def derived_event_id(cause: uuid.UUID | str, purpose: str) -> uuid.UUID:
+    """The id of an event derived from another: the same cause and purpose always give the same id,
+    so re-processing after a crash emits duplicates that every consumer can drop."""
+    return uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{cause}/{purpose}")
