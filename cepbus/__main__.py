@@ -1,0 +1,3 @@
+from cepbus.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""The publishing SDK for operator information systems (kafka-python).
+
+`Publisher.publish` validates with pydantic, encodes as Avro single-object, sends with acks=all and
+returns once the broker has acknowledged. Invalid input raises `InvalidEvent` and is never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import pydantic
+from kafka import KafkaProducer
+from kafka.producer.future import RecordMetadata
+
+from cepbus import codec
+from cepbus.models import Event
+from cepbus.settings import BrokerSettings
+from cepbus.streaming import CORRELATION_HEADER, EVENT_TYPE_HEADER
+from cepbus.topics import topic_for
+
+
+class InvalidEvent(ValueError):
+    """The event breaks the contract; nothing was sent."""
+
+
+class Publisher:
+    def __init__(self, settings: BrokerSettings | None = None, *, client_id: str = "cepbus-publisher") -> None:
+        self.settings = settings or BrokerSettings()
+        self._producer = KafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_list,
+            client_id=client_id,
+            acks="all",
+            linger_ms=self.settings.producer_linger_ms,
+            retries=5,
+            max_in_flight_requests_per_connection=1,  # retries must not reorder one person's events
+            request_timeout_ms=int(self.settings.request_timeout_s * 1000),
+        )
+
+    @staticmethod
+    def validate(event: Event | tuple[type[Event], Mapping[str, Any]]) -> Event:
+        """A model instance is re-validated (it may have been built with model_construct)."""
+        model, data = (type(event), event.model_dump()) if isinstance(event, Event) else event
+        try:
+            return model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise InvalidEvent(f"{model.__name__} is invalid: {exc}") from exc
+
+    def _send(self, event: Event, topic: str | None) -> Any:
+        return self._producer.send(
+            topic or topic_for(event).name,
+            key=event.partition_key(),
+            value=codec.encode(event),
+            headers=[
+                (CORRELATION_HEADER, event.envelope.correlation_id.encode()),
+                (EVENT_TYPE_HEADER, event.avro_name.encode()),
+            ],
+        )
+
+    def publish(
+        self, event: Event | tuple[type[Event], Mapping[str, Any]], *, topic: str | None = None
+    ) -> RecordMetadata:
+        """Validate, encode, send; return when the broker has acknowledged (acks=all)."""
+        valid = self.validate(event)
+        return self._send(valid, topic).get(timeout=self.settings.request_timeout_s)
+
+    def publish_many(self, events: Iterable[Event], *, topic: str | None = None) -> list[RecordMetadata]:
+        """Validate all first (nothing is sent if one is invalid), then send and wait for every ack."""
+        valid = [self.validate(event) for event in events]
+        futures = [self._send(event, topic) for event in valid]
+        self._producer.flush()
+        return [future.get(timeout=self.settings.request_timeout_s) for future in futures]
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

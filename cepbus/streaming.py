@@ -1,0 +1,202 @@
+"""The thin Faust layer every service shares: app settings, raw topics, decode -> handle -> send,
+and dead letters. Services hand it plain functions `event -> outputs` that never touch Kafka.
+
+Delivery is at least once: a crash replays events, so handlers derive output event ids from their
+input (`models.derived_event_id`) and every consumer dedupes on event id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import faust
+import structlog
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from cepbus import codec
+from cepbus.logs import get_logger
+from cepbus.metrics import DEAD_LETTERS, EVENTS_IN, EVENTS_OUT, PROCESSING_ERRORS, PROCESSING_SECONDS
+from cepbus.models import DeadLetter, Event, derived_event_id, new_envelope
+from cepbus.settings import BrokerSettings, ServiceSettings
+from cepbus.topics import DEAD_LETTER, TopicSpec
+
+log = get_logger()
+
+CORRELATION_HEADER = "cepbus-correlation-id"
+EVENT_TYPE_HEADER = "cepbus-event-type"
+
+
+class Rejected(Exception):
+    """A well-formed event the domain refuses; it goes to the dead-letter topic with `reason`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    event: Event
+
+    def key(self) -> bytes | None:
+        return self.event.partition_key()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (CORRELATION_HEADER, self.event.envelope.correlation_id.encode()),
+            (EVENT_TYPE_HEADER, self.event.avro_name.encode()),
+        ]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A consumed message, as the broker delivered it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E], Sequence[Outgoing]]
+
+
+def _patch_fetch_max_wait(fetch_max_wait_ms: int) -> None:
+    """Faust hard-codes fetch_max_wait_ms=1500; on a broker that does not wake a waiting fetch
+    (Tansu) that is 1.5 s of latency per fetch. Set the configured value on each new consumer."""
+    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
+    original = getattr(thread_cls, "_cepbus_original_create", thread_cls._create_worker_consumer)
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms
+        return consumer
+
+    thread_cls._cepbus_original_create = original
+    thread_cls._create_worker_consumer = create_worker_consumer
+
+
+def make_app(settings: ServiceSettings, broker: BrokerSettings) -> faust.App:
+    _patch_fetch_max_wait(broker.fetch_max_wait_ms)
+    return faust.App(
+        settings.group_id,
+        broker=";".join(f"kafka://{server}" for server in broker.bootstrap_list),
+        broker_session_timeout=broker.session_timeout_s,
+        broker_heartbeat_interval=broker.heartbeat_interval_s,
+        broker_request_timeout=broker.request_timeout_s,
+        broker_commit_interval=broker.commit_interval_s,
+        producer_linger_ms=broker.producer_linger_ms,
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=broker.topic_partitions,
+        topic_replication_factor=broker.replication_factor,
+        web_enabled=False,
+        store="memory://",
+    )
+
+
+class ServiceRuntime:
+    """Decode, handle, dead-letter and send for one service; the only place that sees Faust."""
+
+    def __init__(self, service: str, producer_org_id: str, app: faust.App | None = None) -> None:
+        self.service = service
+        self.producer_org_id = producer_org_id
+        self.app = app
+
+    # -- pure part: no broker, unit-tested ------------------------------------------------------
+
+    def dead_letter(self, message: Incoming, reason: str, detail: str, error_class: str) -> Outgoing:
+        """A dead letter keeping the original bytes; its id is derived from the message's position,
+        so the same poison message redelivered yields the same dead letter."""
+        position = f"{message.topic}/{message.partition}/{message.offset}"
+        event_id = derived_event_id(position, f"dead-letter:{self.service}")
+        envelope = new_envelope(
+            DeadLetter, producer_org_id=self.producer_org_id, event_id=event_id, correlation_id=str(event_id)
+        )
+        letter = DeadLetter(
+            envelope=envelope,
+            service=self.service,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            reason=f"{reason}: {detail}"[:2000],
+            error_class=error_class,
+            original_key=message.key,
+            original_value=message.value,
+        )
+        DEAD_LETTERS.labels(self.service, reason).inc()
+        PROCESSING_ERRORS.labels(self.service, reason).inc()
+        log.warning("dead_letter", reason=reason, detail=detail[:500], topic=message.topic, offset=message.offset)
+        return Outgoing(DEAD_LETTER.name, letter)
+
+    def decode(self, message: Incoming) -> Event | Outgoing:
+        """The event, or the dead letter that replaces it."""
+        EVENTS_IN.labels(self.service, message.topic).inc()
+        try:
+            return codec.decode(message.value)
+        except codec.DecodeError as exc:
+            return self.dead_letter(message, exc.reason, exc.detail, "DecodeError")
+
+    def handle(self, message: Incoming, expected: type[E], handler: Handler[E]) -> list[Outgoing]:
+        """Decode one message and run the handler; every failure becomes a dead letter."""
+        started = time.perf_counter()
+        decoded = self.decode(message)
+        if isinstance(decoded, Outgoing):
+            return [decoded]
+        if not isinstance(decoded, expected):
+            return [
+                self.dead_letter(
+                    message,
+                    "unexpected_event_type",
+                    f"{decoded.avro_name} on {message.topic}, which carries {expected.avro_name}",
+                    "TypeError",
+                )
+            ]
+        envelope = decoded.envelope
+        with structlog.contextvars.bound_contextvars(
+            event_id=str(envelope.event_id), correlation_id=envelope.correlation_id
+        ):
+            try:
+                outputs = list(handler(decoded))
+            except Rejected as exc:
+                return [self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
+            except Exception as exc:  # a bug must not block the partition: keep the message, say why
+                log.exception("handler_failed")
+                return [self.dead_letter(message, "handler_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)]
+        PROCESSING_SECONDS.labels(self.service, message.topic).observe(time.perf_counter() - started)
+        return outputs
+
+    # -- Faust wiring ---------------------------------------------------------------------------
+
+    def raw_topic(self, spec: TopicSpec) -> faust.TopicT:
+        assert self.app is not None
+        return self.app.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    async def send(self, outgoing: Iterable[Outgoing]) -> None:
+        """Hand outputs to the producer; Faust flushes the producer before committing offsets."""
+        assert self.app is not None
+        for item in outgoing:
+            await self.app.producer.send(
+                item.topic, item.key(), codec.encode(item.event), None, None, item.headers()
+            )
+            EVENTS_OUT.labels(self.service, item.topic).inc()
+
+    def consume(self, spec: TopicSpec, handler: Handler[Any]) -> None:
+        """Register an agent that runs `handler` on every event of `spec`."""
+        assert self.app is not None
+
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            async for event in stream.events():
+                message = event.message
+                incoming = Incoming(message.topic, message.partition, message.offset, message.key, message.value)
+                await self.send(self.handle(incoming, spec.payload, handler))
+
+        self.app.agent(self.raw_topic(spec), name=f"{self.service}.{spec.name}")(agent)

@@ -1,0 +1,98 @@
+"""The topic catalog: every topic of the bus, its partitions, key and payload, in one place.
+
+Person-related events are keyed by the person pseudonym, so one person's events stay in order on
+one partition. Each organisation has its own referral inbox, which partners subscribe to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cepbus.models import (
+    ChoiceRecorded,
+    DeadLetter,
+    Event,
+    IntakeRegistered,
+    NoticeIssued,
+    NoticeRequested,
+    ReferralRequested,
+    ReferralStatusChanged,
+)
+
+PERSON_KEY = "person_pseudonym"
+INBOX_PREFIX = "cep.referral.inbox."
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    payload: type[Event]
+    key: str
+    description: str
+    partitions: int | None = None  # None: the bus default (CEPBUS_TOPIC_PARTITIONS)
+
+    def partition_count(self, default: int) -> int:
+        return self.partitions or default
+
+
+INTAKE_REGISTERED = TopicSpec(
+    "cep.intake.registered", IntakeRegistered, PERSON_KEY, "Intakes published by operator information systems"
+)
+NOTICE_REQUESTED = TopicSpec(
+    "cep.notice.requested", NoticeRequested, PERSON_KEY, "Router decisions: the person must be informed"
+)
+NOTICE_ISSUED = TopicSpec("cep.notice.issued", NoticeIssued, PERSON_KEY, "Informed-choice notices issued")
+CHOICE_RECORDED = TopicSpec("cep.choice.recorded", ChoiceRecorded, PERSON_KEY, "The person's choice after a notice")
+REFERRAL_REQUESTED = TopicSpec(
+    "cep.referral.requested", ReferralRequested, PERSON_KEY, "Referrals asked for, before routing"
+)
+REFERRAL_STATUS = TopicSpec(
+    "cep.referral.status", ReferralStatusChanged, PERSON_KEY, "Closed-loop referral status updates"
+)
+DEAD_LETTER = TopicSpec(
+    "cep.deadletter", DeadLetter, "original key", "Messages a service could not process, with the reason", 1
+)
+
+CORE_TOPICS: tuple[TopicSpec, ...] = (
+    INTAKE_REGISTERED,
+    NOTICE_REQUESTED,
+    NOTICE_ISSUED,
+    CHOICE_RECORDED,
+    REFERRAL_REQUESTED,
+    REFERRAL_STATUS,
+    DEAD_LETTER,
+)
+
+#: What the ledger records: the regulation trail France compétences audits.
+LEDGER_TOPICS: tuple[TopicSpec, ...] = (
+    INTAKE_REGISTERED,
+    NOTICE_REQUESTED,
+    NOTICE_ISSUED,
+    CHOICE_RECORDED,
+    REFERRAL_REQUESTED,
+    REFERRAL_STATUS,
+)
+
+
+def referral_inbox(org_id: str) -> TopicSpec:
+    """The topic an organisation reads its incoming referrals from."""
+    return TopicSpec(
+        f"{INBOX_PREFIX}{org_id}", ReferralRequested, PERSON_KEY, f"Referrals addressed to {org_id}", 1
+    )
+
+
+def catalog(org_ids: Iterable[str]) -> list[TopicSpec]:
+    """Every topic of the bus for the given organisation directory."""
+    return [*CORE_TOPICS, *(referral_inbox(org_id) for org_id in sorted(set(org_ids)))]
+
+
+_TOPIC_BY_PAYLOAD = {spec.payload: spec for spec in CORE_TOPICS}
+
+
+def topic_for(event: Event) -> TopicSpec:
+    """The core topic that carries events of this type."""
+    try:
+        return _TOPIC_BY_PAYLOAD[type(event)]
+    except KeyError:
+        raise KeyError(f"no core topic carries {type(event).__name__}") from None

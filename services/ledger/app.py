@@ -1,0 +1,60 @@
+"""The ledger's Faust wiring: every regulation topic in, appended in batches, one writer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from cepbus.logs import get_logger
+from cepbus.metrics import PROCESSING_ERRORS
+from cepbus.settings import BrokerSettings, LedgerSettings
+from cepbus.streaming import Incoming, ServiceRuntime, make_app
+from cepbus.topics import LEDGER_TOPICS
+from services.ledger.chain import NewRecord
+from services.ledger.store import open_store
+from services.ledger.writer import LedgerWriter
+
+SERVICE = "ledger"
+log = get_logger()
+
+
+def build_app(settings: LedgerSettings | None = None, broker: BrokerSettings | None = None) -> faust.App:
+    settings = settings or LedgerSettings()
+    app = make_app(settings, broker or BrokerSettings())
+    runtime = ServiceRuntime(SERVICE, settings.group_id, app)
+    writer = LedgerWriter(open_store(settings.database_url), runtime)
+    topic = app.topic(
+        *(spec.name for spec in LEDGER_TOPICS),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def append_until_stored(records: list[NewRecord]) -> None:
+        """A store that fails (database down) holds the stream back; it never drops the batch,
+        since Faust acks the batch's offsets once this returns."""
+        delay = 0.1
+        while True:
+            try:
+                writer.append(records)
+                return
+            except Exception as exc:
+                PROCESSING_ERRORS.labels(SERVICE, "store_unavailable").inc()
+                log.error("ledger_append_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    @app.agent(topic, name="ledger.append")
+    async def append(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.batch_max, within=0.05):
+            batch = [
+                Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events
+            ]
+            records, letters = writer.prepare(batch)
+            await append_until_stored(records)
+            await runtime.send(letters)
+
+    return app

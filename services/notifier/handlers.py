@@ -1,0 +1,40 @@
+"""The notifier's work as a plain function: a notice request in, the issued notice out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cepbus.metrics_domain import NOTICES_ISSUED
+from cepbus.models import NoticeIssued, NoticeRequested, derived_event_id, new_envelope
+from cepbus.reference import ReferenceData
+from cepbus.streaming import Outgoing
+from cepbus.topics import NOTICE_ISSUED
+from services.notifier.notice import render_notice
+
+
+@dataclass(frozen=True)
+class NotifierHandlers:
+    reference: ReferenceData
+    service_org_id: str = "cep-bus-notifier"
+
+    def on_notice_requested(self, request: NoticeRequested) -> list[Outgoing]:
+        rendered = render_notice(request, self.reference)
+        notice = NoticeIssued(
+            envelope=new_envelope(
+                NoticeIssued,
+                producer_org_id=self.service_org_id,
+                causation=request.envelope,
+                event_id=derived_event_id(request.event_id, "notice-issued"),
+            ),
+            notice_request_id=str(request.event_id),
+            intake_event_id=request.intake_event_id,
+            operator_id=request.operator_id,
+            region_code=request.region_code,
+            channel=request.channel,
+            inform=request.inform,
+            language="fr",
+            text=rendered.text,
+            text_sha256=rendered.sha256,
+        )
+        NOTICES_ISSUED.labels(request.region_code, request.channel.value).inc()
+        return [Outgoing(NOTICE_ISSUED.name, notice)]

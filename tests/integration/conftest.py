@@ -1,0 +1,48 @@
+"""The three services as separate processes against the session's broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cepbus.admin import ensure_topics
+from cepbus.service_runner import bus_topics
+from cepbus.settings import BrokerSettings
+from cepbus.supervisor import SERVICES, Supervisor
+from tests.conftest import free_port
+
+
+@dataclass
+class RunningBus:
+    bootstrap: str
+    broker: BrokerSettings
+    ledger_url: str
+    ports: dict[str, int]
+    supervisor: Supervisor
+
+
+@pytest.fixture(scope="session")
+def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBus]:
+    workdir: Path = tmp_path_factory.mktemp("bus")
+    ledger_url = f"sqlite:///{workdir / 'ledger.db'}"
+    suffix = uuid.uuid4().hex[:8]  # fresh consumer groups, so a shared cluster replays nothing old
+    ports = {service: free_port() for service in SERVICES}
+    env = {"CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap, "CEPBUS_LEDGER_DATABASE_URL": ledger_url}
+    for service, port in ports.items():
+        env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(port)
+        env[f"CEPBUS_{service.upper()}_GROUP_ID"] = f"cepbus-{service}-test-{suffix}"
+    broker = BrokerSettings(bootstrap_servers=kafka_bootstrap)
+    ensure_topics(broker, bus_topics())
+    supervisor = Supervisor(log_dir=workdir / "logs", env=env)
+    try:
+        for service in SERVICES:
+            supervisor.start(service)
+        for service in SERVICES:
+            supervisor.wait_metrics(service, ports[service], timeout_s=60)
+        yield RunningBus(kafka_bootstrap, broker, ledger_url, ports, supervisor)
+    finally:
+        supervisor.stop_all()

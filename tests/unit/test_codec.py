@@ -1,0 +1,79 @@
+"""Avro single-object encoding: round trip, fingerprint lookup, and bytes that are not an event."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import fastavro
+import pytest
+
+from cepbus import codec
+from cepbus.models import EVENT_MODELS
+from cepbus.schemas import by_fingerprint, event_schema, event_schemas
+from tests.factories import intake
+
+
+def test_round_trip_keeps_every_field() -> None:
+    event = intake(cadre=True, boeth=True)
+    assert codec.decode(codec.encode(event)) == event
+
+
+def test_frame_is_marker_fingerprint_body() -> None:
+    event = intake()
+    data = codec.encode(event)
+    schema = event_schema("IntakeRegistered")
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10] == schema.fingerprint
+    # any Avro implementation can read the body with the schema found by fingerprint alone
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), by_fingerprint()[data[2:10]].parsed, None)
+    assert record["region_code"] == event.region_code
+
+
+def test_fingerprint_is_crc64_avro_little_endian_of_canonical_form() -> None:
+    # Avro spec test vector: the schema "null" has CRC-64-AVRO fingerprint 7195948357588979594
+    assert fastavro.schema.fingerprint('"null"', "CRC-64-AVRO") == struct.pack("<q", 7195948357588979594).hex()
+    for schema in event_schemas().values():
+        expected = bytes.fromhex(fastavro.schema.fingerprint(schema.canonical_form, "CRC-64-AVRO"))
+        assert schema.fingerprint == expected
+
+
+def test_every_event_schema_has_a_model_and_distinct_fingerprint() -> None:
+    assert set(event_schemas()) == set(EVENT_MODELS)
+    assert len(by_fingerprint()) == len(event_schemas())
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "truncated_header"),
+        (b"\xc3\x01\x00", "truncated_header"),
+        (b"{\"json\": true, \"not\": \"avro\"}", "bad_marker"),
+        (b"\xc3\x01" + b"\x00" * 8 + b"body", "unknown_schema"),
+    ],
+)
+def test_garbage_is_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(codec.DecodeError) as caught:
+        codec.decode(data)
+    assert caught.value.reason == reason
+
+
+def test_truncated_body_and_trailing_bytes_are_refused() -> None:
+    data = codec.encode(intake())
+    with pytest.raises(codec.DecodeError) as truncated:
+        codec.decode(data[:-4])
+    assert truncated.value.reason == "bad_body"
+    with pytest.raises(codec.DecodeError) as trailing:
+        codec.decode(data + b"\x00")
+    assert trailing.value.reason == "trailing_bytes"
+
+
+def test_valid_avro_with_invalid_content_is_refused() -> None:
+    event = intake()
+    record = event.model_dump(mode="python")
+    record["departement_code"] = "999"  # Avro string, but not a département code
+    data = codec.encode_record(event_schema("IntakeRegistered"), record)
+    with pytest.raises(codec.DecodeError) as caught:
+        codec.decode(data)
+    assert caught.value.reason == "invalid_content"
+    assert "departement_code" in caught.value.detail
