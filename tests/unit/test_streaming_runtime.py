@@ -1,0 +1,75 @@
+"""The shared decode -> handle -> dead-letter path, without a broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from cepbus import codec
+from cepbus.models import DeadLetter, IntakeRegistered
+from cepbus.streaming import Incoming, Outgoing, Rejected, ServiceRuntime
+from cepbus.topics import DEAD_LETTER, INTAKE_REGISTERED, NOTICE_ISSUED
+from tests.factories import intake
+
+
+@pytest.fixture
+def runtime() -> ServiceRuntime:
+    return ServiceRuntime("router", "cep-bus-router")
+
+
+def message(value: bytes, offset: int = 3) -> Incoming:
+    return Incoming(INTAKE_REGISTERED.name, 1, offset, b"p-1", value)
+
+
+def only_dead_letter(outputs: list[Outgoing]) -> DeadLetter:
+    assert len(outputs) == 1 and outputs[0].topic == DEAD_LETTER.name
+    letter = outputs[0].event
+    assert isinstance(letter, DeadLetter)
+    return letter
+
+
+def test_handler_outputs_pass_through(runtime: ServiceRuntime) -> None:
+    event = intake()
+    seen: list[IntakeRegistered] = []
+
+    def handler(e: IntakeRegistered) -> list[Outgoing]:
+        seen.append(e)
+        return [Outgoing(NOTICE_ISSUED.name, e)]
+
+    outputs = runtime.handle(message(codec.encode(event)), IntakeRegistered, handler)
+    assert seen == [event] and outputs[0].event == event
+
+
+def test_garbage_becomes_a_dead_letter_with_reason_and_original_bytes(runtime: ServiceRuntime) -> None:
+    letter = only_dead_letter(runtime.handle(message(b"garbage, not an event"), IntakeRegistered, lambda e: []))
+    assert letter.reason.startswith("bad_marker")
+    assert letter.original_value == b"garbage, not an event" and letter.original_key == b"p-1"
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (INTAKE_REGISTERED.name, 1, 3)
+    assert letter.service == "router" and letter.error_class == "DecodeError"
+    # the dead letter itself is a valid event of the contract
+    assert codec.decode(codec.encode(letter)) == letter
+
+
+def test_same_poison_message_gives_the_same_dead_letter_id(runtime: ServiceRuntime) -> None:
+    first = only_dead_letter(runtime.handle(message(b"x"), IntakeRegistered, lambda e: []))
+    again = only_dead_letter(runtime.handle(message(b"x"), IntakeRegistered, lambda e: []))
+    other = only_dead_letter(runtime.handle(message(b"x", offset=4), IntakeRegistered, lambda e: []))
+    assert first.event_id == again.event_id != other.event_id
+
+
+def test_wrong_event_type_on_a_topic_is_dead_lettered(runtime: ServiceRuntime) -> None:
+    letter = only_dead_letter(runtime.handle(message(codec.encode(intake())), DeadLetter, lambda e: []))
+    assert letter.reason.startswith("unexpected_event_type")
+
+
+def test_domain_rejection_and_handler_bug_are_dead_lettered(runtime: ServiceRuntime) -> None:
+    def rejects(e: IntakeRegistered) -> list[Outgoing]:
+        raise Rejected("intake_rejected", "before the region opened")
+
+    def crashes(e: IntakeRegistered) -> list[Outgoing]:
+        raise ZeroDivisionError("boom")
+
+    data = codec.encode(intake())
+    rejected = only_dead_letter(runtime.handle(message(data), IntakeRegistered, rejects))
+    assert rejected.reason == "intake_rejected: before the region opened"
+    crashed = only_dead_letter(runtime.handle(message(data), IntakeRegistered, crashes))
+    assert crashed.reason.startswith("handler_error: ZeroDivisionError") and crashed.error_class == "ZeroDivisionError"
