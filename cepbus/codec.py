@@ -58,10 +58,15 @@ def decode_record(data: bytes) -> tuple[EventSchema, dict[str, Any]]:
     body = io.BytesIO(data[HEADER_LEN:])
     try:
         record = fastavro.schemaless_reader(body, schema.parsed, None)
+        if not isinstance(record, dict):
+            raise ValueError(f"the body decoded to {type(record).__name__}, not a record")
     except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on bad bodies
         raise DecodeError("bad_body", f"{schema.short_name}: {type(exc).__name__}: {exc}") from exc
     if body.tell() != len(data) - HEADER_LEN:
-        raise DecodeError("trailing_bytes", f"{schema.short_name}: {len(data) - HEADER_LEN - body.tell()} bytes after the body")
+        raise DecodeError(
+            "trailing_bytes",
+            f"{schema.short_name}: {len(data) - HEADER_LEN - body.tell()} bytes after the body",
+        )
     return schema, record
 
 

@@ -154,4 +154,3 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         supervisor.stop_all()
         if "broker" in started:
             embedded.stop()
-

@@ -9,8 +9,12 @@ EVENTS_OUT = Counter("cepbus_events_out_total", "Events produced", ["service", "
 PROCESSING_ERRORS = Counter(
     "cepbus_processing_errors_total", "Messages a service could not process", ["service", "reason"]
 )
-DEAD_LETTERS = Counter("cepbus_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "reason"])
-DUPLICATES = Counter("cepbus_duplicates_total", "Redelivered events recognised by their event id", ["service"])
+DEAD_LETTERS = Counter(
+    "cepbus_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "reason"]
+)
+DUPLICATES = Counter(
+    "cepbus_duplicates_total", "Redelivered events recognised by their event id", ["service"]
+)
 PROCESSING_SECONDS = Histogram(
     "cepbus_processing_seconds",
     "Time from consuming a message to handing its outputs to the producer",

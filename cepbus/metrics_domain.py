@@ -8,7 +8,9 @@ INTAKE_DECISIONS = Counter(
     "cepbus_intake_decisions_total", "Regulation decisions on intakes", ["region", "operator_kind", "status"]
 )
 NOTICES_REQUESTED = Counter("cepbus_notices_requested_total", "Informed-choice notices due", ["region"])
-NOTICES_ISSUED = Counter("cepbus_notices_issued_total", "Informed-choice notices issued", ["region", "channel"])
+NOTICES_ISSUED = Counter(
+    "cepbus_notices_issued_total", "Informed-choice notices issued", ["region", "channel"]
+)
 REFERRALS_ROUTED = Counter(
     "cepbus_referrals_routed_total", "Referrals delivered to a recipient inbox", ["region", "recipient_kind"]
 )

@@ -160,7 +160,7 @@ class NoticeRequested(Event):
     region_code: str = Field(pattern=REGION_CODE)
     departement_code: str = Field(pattern=DEPARTEMENT_CODE)
     channel: Channel
-    inform: list[OrganisationKind] = Field(min_length=1)
+    inform: list[OrganisationKind]  # empty only when the notice says the person is not served here
     rules: list[str] = Field(min_length=1)
     ruleset_version: str
 
@@ -171,7 +171,7 @@ class NoticeIssued(Event):
     operator_id: str = Field(pattern=ORG_ID)
     region_code: str = Field(pattern=REGION_CODE)
     channel: Channel
-    inform: list[OrganisationKind] = Field(min_length=1)
+    inform: list[OrganisationKind]  # empty only when the notice says the person is not served here
     language: str = "fr"
     text: str = Field(min_length=1)
     text_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

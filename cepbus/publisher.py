@@ -26,7 +26,9 @@ class InvalidEvent(ValueError):
 
 
 class Publisher:
-    def __init__(self, settings: BrokerSettings | None = None, *, client_id: str = "cepbus-publisher") -> None:
+    def __init__(
+        self, settings: BrokerSettings | None = None, *, client_id: str = "cepbus-publisher"
+    ) -> None:
         self.settings = settings or BrokerSettings()
         self._producer = KafkaProducer(
             bootstrap_servers=self.settings.bootstrap_list,

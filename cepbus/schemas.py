@@ -59,13 +59,12 @@ def _is_event(raw: Any) -> bool:
 def _load(directory: str) -> dict[str, EventSchema]:
     events: dict[str, EventSchema] = {}
     for path in sorted(Path(directory).glob("*.avsc")):
-        parsed = fastavro.schema.load_schema(str(path), _write_hint=False)
-        expanded = fastavro.schema.expand_schema(parsed)
-        if not _is_event(expanded):
+        parsed: dict[str, Any] = fastavro.schema.load_schema(str(path), _write_hint=False)  # type: ignore[assignment]
+        if not _is_event(parsed):
             continue
         canonical = fastavro.schema.to_parsing_canonical_form(parsed)
         fingerprint = bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
-        name = expanded["name"]
+        name: str = parsed["name"]
         if path.stem != name:
             raise ValueError(f"{path.name} defines {name}; the file must be named {name}.avsc")
         events[name] = EventSchema(name, parsed, canonical, fingerprint)

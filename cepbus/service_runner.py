@@ -28,6 +28,8 @@ def run_service(name: str) -> None:
     module = importlib.import_module(f"services.{name}.app")
     app: faust.App = module.build_app(settings, broker)
     serve_metrics(settings.metrics_port)
-    get_logger().info("service_starting", bootstrap=broker.bootstrap_servers, metrics_port=settings.metrics_port)
+    get_logger().info(
+        "service_starting", bootstrap=broker.bootstrap_servers, metrics_port=settings.metrics_port
+    )
     worker = faust.Worker(app, loglevel="WARN", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

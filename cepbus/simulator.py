@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from cepbus.models import (
     Channel,
@@ -44,9 +45,12 @@ _CHANNELS = ((Channel.IN_PERSON, 0.55), (Channel.PHONE, 0.30), (Channel.VIDEO, 0
 _CHOICES = ((Choice.STAY, 0.55), (Choice.SWITCH, 0.30), (Choice.UNDECIDED, 0.15))
 
 
-def _pick(rng: random.Random, weighted: tuple[tuple[object, float], ...]) -> object:
-    values, weights = zip(*weighted, strict=True)
-    return rng.choices(values, weights=weights, k=1)[0]
+T = TypeVar("T")
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[T, float], ...]) -> T:
+    values = [value for value, _ in weighted]
+    return rng.choices(values, weights=[weight for _, weight in weighted], k=1)[0]
 
 
 @dataclass
@@ -70,7 +74,7 @@ class Simulator:
         status = _pick(rng, _STATUSES)
         age = int(min(max(rng.gauss(40, 11), 16), 66))
         return Profile(
-            employment_status=status,  # type: ignore[arg-type]
+            employment_status=status,
             cadre=rng.random() < 0.12,
             young_graduate=age <= 26 and rng.random() < 0.25,
             boeth=rng.random() < 0.065,
@@ -83,7 +87,7 @@ class Simulator:
         region = rng.choices(self._regions, weights=self._region_weights, k=1)[0]
         departement = rng.choice(sorted(region.departements))
         kind = _pick(rng, _OPERATOR_KINDS)
-        operator = self.reference.operator_for(kind, region.code)  # type: ignore[arg-type]
+        operator = self.reference.operator_for(kind, region.code)
         person = f"p-{rng.getrandbits(64):016x}"
         occurred = self.clock - timedelta(seconds=rng.randint(0, 3600))
         return IntakeRegistered(
@@ -100,7 +104,7 @@ class Simulator:
             region_code=region.code,
             departement_code=departement,
             reception_site=f"{operator.name} — site {rng.randint(1, 40)}",
-            channel=_pick(rng, _CHANNELS),  # type: ignore[arg-type]
+            channel=_pick(rng, _CHANNELS),
             profile=self.profile(occurred.year),
         )
 
@@ -110,7 +114,7 @@ class Simulator:
 
     def choice(self, intake: IntakeRegistered, notice: NoticeRequested) -> ChoiceRecorded:
         """The person's choice after the notice: stay, switch to one operator named in it, or undecided."""
-        choice = _pick(self.rng, _CHOICES)
+        choice = _pick(self.rng, _CHOICES if notice.inform else _CHOICES[::2])  # nobody to switch to
         chosen = self.rng.choice(sorted(notice.inform)) if choice == Choice.SWITCH else None
         return ChoiceRecorded(
             envelope=new_envelope(
@@ -123,7 +127,7 @@ class Simulator:
             intake_event_id=str(intake.event_id),
             operator_id=intake.operator_id,
             region_code=intake.region_code,
-            choice=choice,  # type: ignore[arg-type]
+            choice=choice,
             chosen_operator_kind=chosen,
             consent_to_share=self.rng.random() < 0.7,
         )

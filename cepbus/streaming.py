@@ -71,7 +71,7 @@ Handler = Callable[[E], Sequence[Outgoing]]
 def _patch_fetch_max_wait(fetch_max_wait_ms: int) -> None:
     """Faust hard-codes fetch_max_wait_ms=1500; on a broker that does not wake a waiting fetch
     (Tansu) that is 1.5 s of latency per fetch. Set the configured value on each new consumer."""
-    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
+    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
     original = getattr(thread_cls, "_cepbus_original_create", thread_cls._create_worker_consumer)
 
     def create_worker_consumer(self: Any, transport: Any) -> Any:
@@ -134,7 +134,9 @@ class ServiceRuntime:
         )
         DEAD_LETTERS.labels(self.service, reason).inc()
         PROCESSING_ERRORS.labels(self.service, reason).inc()
-        log.warning("dead_letter", reason=reason, detail=detail[:500], topic=message.topic, offset=message.offset)
+        log.warning(
+            "dead_letter", reason=reason, detail=detail[:500], topic=message.topic, offset=message.offset
+        )
         return Outgoing(DEAD_LETTER.name, letter)
 
     def decode(self, message: Incoming) -> Event | Outgoing:
@@ -170,7 +172,11 @@ class ServiceRuntime:
                 return [self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
             except Exception as exc:  # a bug must not block the partition: keep the message, say why
                 log.exception("handler_failed")
-                return [self.dead_letter(message, "handler_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)]
+                return [
+                    self.dead_letter(
+                        message, "handler_error", f"{type(exc).__name__}: {exc}", type(exc).__name__
+                    )
+                ]
         PROCESSING_SECONDS.labels(self.service, message.topic).observe(time.perf_counter() - started)
         return outputs
 
@@ -178,7 +184,9 @@ class ServiceRuntime:
 
     def raw_topic(self, spec: TopicSpec) -> faust.TopicT:
         assert self.app is not None
-        return self.app.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        return self.app.topic(
+            spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
 
     async def send(self, outgoing: Iterable[Outgoing]) -> None:
         """Hand outputs to the producer; Faust flushes the producer before committing offsets."""
@@ -196,7 +204,9 @@ class ServiceRuntime:
         async def agent(stream: faust.StreamT[bytes]) -> None:
             async for event in stream.events():
                 message = event.message
-                incoming = Incoming(message.topic, message.partition, message.offset, message.key, message.value)
+                incoming = Incoming(
+                    message.topic, message.partition, message.offset, message.key, message.value
+                )
                 await self.send(self.handle(incoming, spec.payload, handler))
 
         self.app.agent(self.raw_topic(spec), name=f"{self.service}.{spec.name}")(agent)

@@ -89,7 +89,9 @@ class Supervisor:
             if port_open("127.0.0.1", port):
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"{service} did not serve metrics on {port} within {timeout_s}s:\n{self.tail(service)}")
+        raise TimeoutError(
+            f"{service} did not serve metrics on {port} within {timeout_s}s:\n{self.tail(service)}"
+        )
 
     def tail(self, service: str, lines: int = 30) -> str:
         path = self.processes[service].log_path

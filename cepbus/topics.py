@@ -43,7 +43,9 @@ NOTICE_REQUESTED = TopicSpec(
     "cep.notice.requested", NoticeRequested, PERSON_KEY, "Router decisions: the person must be informed"
 )
 NOTICE_ISSUED = TopicSpec("cep.notice.issued", NoticeIssued, PERSON_KEY, "Informed-choice notices issued")
-CHOICE_RECORDED = TopicSpec("cep.choice.recorded", ChoiceRecorded, PERSON_KEY, "The person's choice after a notice")
+CHOICE_RECORDED = TopicSpec(
+    "cep.choice.recorded", ChoiceRecorded, PERSON_KEY, "The person's choice after a notice"
+)
 REFERRAL_REQUESTED = TopicSpec(
     "cep.referral.requested", ReferralRequested, PERSON_KEY, "Referrals asked for, before routing"
 )

@@ -8,8 +8,14 @@ from typing import Any
 
 from cepbus.models import Channel, IntakeRegistered, OrganisationKind, Profile, new_envelope
 
-EMPLOYEE = dict(employment_status="private_employee", cadre=False, young_graduate=False, boeth=False,
-                birth_year=1980, job_seeker=False)
+EMPLOYEE = dict(
+    employment_status="private_employee",
+    cadre=False,
+    young_graduate=False,
+    boeth=False,
+    birth_year=1980,
+    job_seeker=False,
+)
 
 
 def intake(

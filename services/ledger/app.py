@@ -50,7 +50,9 @@ def build_app(settings: LedgerSettings | None = None, broker: BrokerSettings | N
     async def append(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.batch_max, within=0.05):
             batch = [
-                Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                Incoming(
+                    e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value
+                )
                 for e in events
             ]
             records, letters = writer.prepare(batch)

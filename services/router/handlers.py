@@ -17,6 +17,7 @@ from cepbus.models import (
 from cepbus.reference import ReferenceData, ReferenceDataError
 from cepbus.streaming import Outgoing, Rejected
 from cepbus.topics import NOTICE_REQUESTED, REFERRAL_REQUESTED, referral_inbox
+from services.notifier.notice import PUBLIC_AGENT_RULE
 from services.router.rules import decide
 
 
@@ -26,12 +27,13 @@ class RouterHandlers:
     service_org_id: str = "cep-bus-router"
 
     def on_intake(self, intake: IntakeRegistered) -> list[Outgoing]:
-        """An intake whose person must be informed of other operators yields a notice request."""
+        """An intake whose person must be informed of other operators, or told that this operator
+        does not serve them (public agents), yields a notice request."""
         decision = decide(intake, self.reference)
         INTAKE_DECISIONS.labels(intake.region_code, intake.operator_kind.value, decision.status).inc()
         if decision.status == "rejected":
             raise Rejected("intake_rejected", decision.rejection_reason or "rejected by the rules")
-        if not decision.inform:
+        if not (decision.inform or PUBLIC_AGENT_RULE in decision.rules):
             return []
         request = NoticeRequested(
             envelope=new_envelope(
@@ -85,6 +87,8 @@ class RouterHandlers:
         try:
             self.reference.organisation(referral.recipient_org_id)
         except (KeyError, ReferenceDataError) as exc:
-            raise Rejected("unknown_recipient", f"{referral.recipient_org_id} is not in the directory") from exc
+            raise Rejected(
+                "unknown_recipient", f"{referral.recipient_org_id} is not in the directory"
+            ) from exc
         REFERRALS_ROUTED.labels(referral.region_code, referral.recipient_kind.value).inc()
         return [Outgoing(referral_inbox(referral.recipient_org_id).name, referral)]

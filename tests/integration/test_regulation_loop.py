@@ -82,16 +82,21 @@ def test_redelivered_events_add_no_ledger_entry(bus: RunningBus) -> None:
         sentinels = [intake(person=person, cadre=True) for person in people]
         publisher.publish_many(sentinels)
     sentinel_notices = {
-        str(derived_event_id(derived_event_id(s.event_id, "notice-requested"), "notice-issued")) for s in sentinels
+        str(derived_event_id(derived_event_id(s.event_id, "notice-requested"), "notice-issued"))
+        for s in sentinels
     }
     assert not wait_for_ids(bus, sentinel_notices)
     assert ledger_types_for(bus, correlations) == before
 
 
-def _dead_letters(bus: RunningBus, timeout_s: float = 30.0, want: int = 1, where=lambda d: True) -> list[DeadLetter]:
+def _dead_letters(
+    bus: RunningBus, timeout_s: float = 30.0, want: int = 1, where=lambda d: True
+) -> list[DeadLetter]:
     consumer = KafkaConsumer(bootstrap_servers=bus.broker.bootstrap_list, enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(DEAD_LETTER.name, p) for p in consumer.partitions_for_topic(DEAD_LETTER.name)]
+        partitions = [
+            TopicPartition(DEAD_LETTER.name, p) for p in consumer.partitions_for_topic(DEAD_LETTER.name)
+        ]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         found: list[DeadLetter] = []
@@ -118,7 +123,9 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_flow_goes_on(bus: Running
     with Publisher(bus.broker) as publisher:
         publisher.publish(after)
     notice_id = str(derived_event_id(derived_event_id(after.event_id, "notice-requested"), "notice-issued"))
-    assert not wait_for_ids(bus, {str(after.event_id), notice_id}), "the valid intake after the garbage got stuck"
+    assert not wait_for_ids(bus, {str(after.event_id), notice_id}), (
+        "the valid intake after the garbage got stuck"
+    )
     # both consumers of the intake topic (router and ledger) dead-letter it, with the bytes kept whole
     letters = _dead_letters(bus, want=2, where=lambda d: d.original_value == garbage)
     assert {letter.service for letter in letters} == {"router", "ledger"}

@@ -32,7 +32,9 @@ def test_frame_is_marker_fingerprint_body() -> None:
 
 def test_fingerprint_is_crc64_avro_little_endian_of_canonical_form() -> None:
     # Avro spec test vector: the schema "null" has CRC-64-AVRO fingerprint 7195948357588979594
-    assert fastavro.schema.fingerprint('"null"', "CRC-64-AVRO") == struct.pack("<q", 7195948357588979594).hex()
+    assert (
+        fastavro.schema.fingerprint('"null"', "CRC-64-AVRO") == struct.pack("<q", 7195948357588979594).hex()
+    )
     for schema in event_schemas().values():
         expected = bytes.fromhex(fastavro.schema.fingerprint(schema.canonical_form, "CRC-64-AVRO"))
         assert schema.fingerprint == expected
@@ -48,7 +50,7 @@ def test_every_event_schema_has_a_model_and_distinct_fingerprint() -> None:
     [
         (b"", "truncated_header"),
         (b"\xc3\x01\x00", "truncated_header"),
-        (b"{\"json\": true, \"not\": \"avro\"}", "bad_marker"),
+        (b'{"json": true, "not": "avro"}', "bad_marker"),
         (b"\xc3\x01" + b"\x00" * 8 + b"body", "unknown_schema"),
     ],
 )

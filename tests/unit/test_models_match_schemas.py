@@ -66,7 +66,9 @@ def _check_record(avro_record: dict[str, Any], model: type[BaseModel], where: st
         model_field = model.model_fields[field["name"]]
         _check(field["type"], model_field.annotation, f"{where}.{field['name']}")
         if "default" in field:
-            assert not model_field.is_required(), f"{where}.{field['name']}: Avro has a default, the model requires it"
+            assert not model_field.is_required(), (
+                f"{where}.{field['name']}: Avro has a default, the model requires it"
+            )
             assert model_field.default == field["default"], f"{where}.{field['name']}: defaults differ"
 
 

@@ -40,10 +40,16 @@ def test_handler_outputs_pass_through(runtime: ServiceRuntime) -> None:
 
 
 def test_garbage_becomes_a_dead_letter_with_reason_and_original_bytes(runtime: ServiceRuntime) -> None:
-    letter = only_dead_letter(runtime.handle(message(b"garbage, not an event"), IntakeRegistered, lambda e: []))
+    letter = only_dead_letter(
+        runtime.handle(message(b"garbage, not an event"), IntakeRegistered, lambda e: [])
+    )
     assert letter.reason.startswith("bad_marker")
     assert letter.original_value == b"garbage, not an event" and letter.original_key == b"p-1"
-    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (INTAKE_REGISTERED.name, 1, 3)
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        INTAKE_REGISTERED.name,
+        1,
+        3,
+    )
     assert letter.service == "router" and letter.error_class == "DecodeError"
     # the dead letter itself is a valid event of the contract
     assert codec.decode(codec.encode(letter)) == letter
@@ -72,4 +78,7 @@ def test_domain_rejection_and_handler_bug_are_dead_lettered(runtime: ServiceRunt
     rejected = only_dead_letter(runtime.handle(message(data), IntakeRegistered, rejects))
     assert rejected.reason == "intake_rejected: before the region opened"
     crashed = only_dead_letter(runtime.handle(message(data), IntakeRegistered, crashes))
-    assert crashed.reason.startswith("handler_error: ZeroDivisionError") and crashed.error_class == "ZeroDivisionError"
+    assert (
+        crashed.reason.startswith("handler_error: ZeroDivisionError")
+        and crashed.error_class == "ZeroDivisionError"
+    )
