@@ -43,7 +43,7 @@ class Publisher:
     @staticmethod
     def validate(event: Event | tuple[type[Event], Mapping[str, Any]]) -> Event:
         """A model instance is re-validated (it may have been built with model_construct)."""
-        model, data = (type(event), event.model_dump()) if isinstance(event, Event) else event
+        model, data = (type(event), event.model_dump(warnings=False)) if isinstance(event, Event) else event
         try:
             return model.model_validate(data)
         except pydantic.ValidationError as exc:
