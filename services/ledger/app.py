@@ -11,7 +11,7 @@ from cepbus.metrics import PROCESSING_ERRORS
 from cepbus.settings import BrokerSettings, LedgerSettings
 from cepbus.streaming import Incoming, ServiceRuntime, make_app
 from cepbus.topics import LEDGER_TOPICS
-from services.ledger.chain import NewRecord
+from services.ledger.record import NewRecord
 from services.ledger.store import open_store
 from services.ledger.writer import LedgerWriter
 
