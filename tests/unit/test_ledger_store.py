@@ -336,7 +336,9 @@ def test_tampered_column_is_detected(backend: Backend) -> None:
 
 
 def test_tampered_node_is_detected(backend: Backend) -> None:
-    store = _tampered(backend, f"UPDATE {NODES} SET hash = {backend.mark} WHERE level = 2 AND idx = 1", (bytes(32),))
+    store = _tampered(
+        backend, f"UPDATE {NODES} SET hash = {backend.mark} WHERE level = 2 AND idx = 1", (bytes(32),)
+    )
     result = store.verify()
     assert (result.ok, result.first_bad_index) == (False, 4)
     assert result.reason is not None and "level 2" in result.reason
@@ -365,7 +367,9 @@ def test_checkpoints_are_signed_consistent_and_never_repeated(backend: Backend) 
     second = store.checkpoint(signer)
     assert second is not None and second.checkpoint.size == 11
     assert store.latest_checkpoint() == second and store.checkpoint_at(6) == first
-    merkle.verify_consistency(6, 11, first.checkpoint.root, second.checkpoint.root, store.consistency_proof(6, 11))
+    merkle.verify_consistency(
+        6, 11, first.checkpoint.root, second.checkpoint.root, store.consistency_proof(6, 11)
+    )
     assert store.verify(signer.verifier()).ok
     assert not store.verify(Signer.generate("cep-bus.test/ledger").verifier()).ok
 
@@ -407,7 +411,10 @@ def event_record(event: Any) -> NewRecord:
 def test_erasure_destroys_the_key_and_keeps_every_proof(backend: Backend) -> None:
     signer = Signer.generate("cep-bus.test/ledger")
     store = backend.open()
-    alice, bob = intake(person="psn-alice", cadre=True), intake(person="psn-bob", region="84", departement="69")
+    alice, bob = (
+        intake(person="psn-alice", cadre=True),
+        intake(person="psn-bob", region="84", departement="69"),
+    )
     alice_again = intake(person="psn-alice")
     store.append([event_record(alice), event_record(bob), event_record(alice_again)])
     before = store.checkpoint(signer)
@@ -424,7 +431,11 @@ def test_erasure_destroys_the_key_and_keeps_every_proof(backend: Backend) -> Non
             store.open_payload(index)
     assert store.open_payload(1) == encode(bob)
     erasure = next(store.entries(3, 4)).record
-    assert (erasure.event_type, erasure.person_pseudonym, erasure.sealed) == (ERASURE_EVENT_TYPE, "psn-alice", None)
+    assert (erasure.event_type, erasure.person_pseudonym, erasure.sealed) == (
+        ERASURE_EVENT_TYPE,
+        "psn-alice",
+        None,
+    )
     with pytest.raises(KeyError, match="already erased"):
         store.erase("psn-alice")
 
@@ -432,7 +443,9 @@ def test_erasure_destroys_the_key_and_keeps_every_proof(backend: Backend) -> Non
     assert after is not None and after.checkpoint.size == 4
     hashes = leaf_hashes(store)
     merkle.verify_inclusion(hashes[0], 0, 4, store.inclusion_proof(0, 4), after.checkpoint.root)
-    merkle.verify_consistency(3, 4, before.checkpoint.root, after.checkpoint.root, store.consistency_proof(3, 4))
+    merkle.verify_consistency(
+        3, 4, before.checkpoint.root, after.checkpoint.root, store.consistency_proof(3, 4)
+    )
     assert store.verify(signer.verifier()).ok
     # a new event about the same pseudonym gets a fresh key, readable until erased in turn
     late = intake(person="psn-alice")

@@ -130,7 +130,8 @@ def _inclusion_probes(index: int, size: int, proof: list[bytes]) -> list[tuple[i
     probes = [
         (index - 1, size, root, proof), (index + 1, size, root, proof), (index ^ 2, size, root, proof),
         (index, size * 2, root, proof), (index, size // 2, root, proof),
-        (index, size, EMPTY_ROOT, proof), (index, size, root, [*proof, root]), (index, size, root, [root, *proof]),
+        (index, size, EMPTY_ROOT, proof), (index, size, root, [*proof, root]),
+        (index, size, root, [root, *proof]),
     ]  # fmt: skip
     for i in range(len(proof)):
         bad = list(proof)
