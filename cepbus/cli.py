@@ -6,11 +6,14 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from cepbus.ledger_cli import register as register_ledger_commands
 
 app = typer.Typer(
     help="cep-bus: inter-operator regulation and referrals of the CEP, on Kafka.", no_args_is_help=True
@@ -19,6 +22,7 @@ ledger_app = typer.Typer(help="The regulation ledger: run the service, or verify
 rules_app = typer.Typer(help="The regulation rules.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(rules_app, name="rules")
+register_ledger_commands(ledger_app)
 console = Console(stderr=True)
 
 
@@ -88,20 +92,33 @@ def ledger(ctx: typer.Context) -> None:
 @ledger_app.command("verify")
 def ledger_verify(
     database_url: Annotated[str | None, typer.Option(help="Default: CEPBUS_LEDGER_DATABASE_URL")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Verify this export bundle offline instead")] = None,
+    key: Annotated[str | None, typer.Option(help="With --bundle: the published verifier key to pin")] = None,
 ) -> None:
-    """Recompute the whole hash chain; exit 1 on any mismatch."""
+    """Recompute the whole Merkle tree and check the checkpoints; exit 1 on any mismatch."""
     from cepbus.settings import LedgerSettings
     from services.ledger.store import open_store
 
-    store = open_store(database_url or LedgerSettings().database_url)
+    if bundle is not None:
+        from cepbus.ledger_cli import verify_bundle_file
+
+        verify_bundle_file(bundle, key)
+        return
+    settings = LedgerSettings()
+    store = open_store(database_url or settings.database_url)
     try:
-        result = store.verify()
+        verifier = None
+        if settings.signing_key_path.exists():
+            from services.ledger.signing import load_signer
+
+            verifier = load_signer(settings).verifier()
+        result = store.verify(verifier)
     finally:
         store.close()
     if result.ok:
-        print(f"ledger verified: {result.entries_checked} entries, head {result.head_hash.hex()}")
+        print(f"ledger verified: {result.entries_checked} entries, root {result.root.hex()}")
         return
-    print(f"LEDGER VERIFICATION FAILED at seq {result.first_bad_seq}: {result.reason}", file=sys.stderr)
+    print(f"LEDGER VERIFICATION FAILED at index {result.first_bad_index}: {result.reason}", file=sys.stderr)
     raise typer.Exit(1)
 
 
@@ -199,7 +216,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ),
         ("ledger entries in total", summary["ledger_entries"]),
         (
-            "ledger hash chain verified",
+            "ledger Merkle tree verified",
             "yes" if summary["ledger_verified"] else f"NO: {summary['ledger_verify_reason']}",
         ),
         ("dead letters", summary["dead_letters"]),

@@ -74,6 +74,11 @@ class LedgerSettings(ServiceSettings):
     group_id: str = "cepbus-ledger"
     database_url: str = "sqlite:///.cepbus/ledger.db"
     batch_max: int = Field(default=500, ge=1)
+    # Signed checkpoints (C2SP tlog-checkpoint): the origin is also the signing key's name.
+    origin: str = "cep-bus.local/ledger"
+    signing_key_path: Path = Path(".cepbus/ledger-signing.key")  # generated on first use at this default
+    checkpoint_every_entries: int = Field(default=1000, ge=1)
+    checkpoint_every_s: float = Field(default=10.0, gt=0)
 
 
 class EmbeddedBrokerSettings(BaseSettings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import faust
 
@@ -11,7 +12,8 @@ from cepbus.metrics import PROCESSING_ERRORS
 from cepbus.settings import BrokerSettings, LedgerSettings
 from cepbus.streaming import Incoming, ServiceRuntime, make_app
 from cepbus.topics import LEDGER_TOPICS
-from services.ledger.chain import NewRecord
+from services.ledger.record import NewRecord
+from services.ledger.signing import CheckpointPolicy, load_signer
 from services.ledger.store import open_store
 from services.ledger.writer import LedgerWriter
 
@@ -23,7 +25,28 @@ def build_app(settings: LedgerSettings | None = None, broker: BrokerSettings | N
     settings = settings or LedgerSettings()
     app = make_app(settings, broker or BrokerSettings())
     runtime = ServiceRuntime(SERVICE, settings.group_id, app)
-    writer = LedgerWriter(open_store(settings.database_url), runtime)
+    store = open_store(settings.database_url)
+    writer = LedgerWriter(store, runtime)
+    signer = load_signer(settings)
+    latest = store.latest_checkpoint()
+    policy = CheckpointPolicy(settings.checkpoint_every_entries, settings.checkpoint_every_s,
+                              latest.checkpoint.size if latest else 0, time.monotonic())  # fmt: skip
+
+    def checkpoint_if_due() -> None:
+        """Sign every N entries or T seconds; a refusal (inconsistent tree) is logged loudly, never signed."""
+        size = store.size()
+        if not policy.due(size, time.monotonic()):
+            return
+        try:
+            made = store.checkpoint(signer)
+        except Exception as exc:
+            PROCESSING_ERRORS.labels(SERVICE, "checkpoint_refused").inc()
+            log.error("ledger_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        policy.signed(made.checkpoint.size if made else size, time.monotonic())
+        if made:
+            log.info("ledger_checkpoint_signed", tree_size=made.checkpoint.size)
+
     topic = app.topic(
         *(spec.name for spec in LEDGER_TOPICS),
         key_type=bytes,
@@ -58,5 +81,10 @@ def build_app(settings: LedgerSettings | None = None, broker: BrokerSettings | N
             records, letters = writer.prepare(batch)
             await append_until_stored(records)
             await runtime.send(letters)
+            checkpoint_if_due()
+
+    @app.timer(interval=settings.checkpoint_every_s)
+    async def checkpoint_timer() -> None:
+        checkpoint_if_due()
 
     return app

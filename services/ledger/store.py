@@ -1,13 +1,16 @@
-"""Append-only storage of the ledger chain, on SQLite (one host) or PostgreSQL (shared, durable).
+"""Append-only storage of the ledger's Merkle tree, on SQLite (one host) or PostgreSQL (shared, durable).
 
-Both backends share `_SqlLedgerStore`: it reads the head, drops duplicates and computes the hashes, so the
-chain rules exist once. A backend only supplies its connection, its DDL and how it takes the appenders'
-lock; queries are written with `?` placeholders and translated for psycopg.
+Tables: `ledger_leaves` (one row per entry: the leaf bytes plus indexed columns copied from them),
+`ledger_nodes` (every perfect subtree hash, level 0 = leaf hashes, so a proof is one O(log n) read),
+`ledger_checkpoints` (signed C2SP checkpoints) and `ledger_person_keys` (the AES keys that seal personal
+data; the only table rows are ever deleted from, by erasure). Appending an entry, its nodes, its dedupe key
+(the UNIQUE event id) and a new person key happens in one transaction under the appenders' lock, so a
+crash loses or duplicates nothing and two writers never fork the tree.
 
-Defence in depth: UNIQUE(seq) and UNIQUE(event_id) stop forks and double entries even if the lock were
-bypassed, and triggers make the database itself refuse UPDATE and DELETE (and TRUNCATE, and SQLite's
-INSERT OR REPLACE, which deletes without firing delete triggers), so tampering needs an admin who first
-drops or disables the triggers, and `verify()` then names the altered seq.
+Both backends share `_SqlLedgerStore`; a backend supplies its connection, DDL and lock. Queries use `?`
+placeholders, translated for psycopg. Triggers make the database refuse UPDATE and DELETE on the three
+append-only tables, so tampering needs an admin who first drops them, and `verify()` then names the
+first bad index.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -25,26 +30,56 @@ from typing import Any, Protocol, Self
 
 import psycopg
 
-from services.ledger.chain import (
-    GENESIS_HASH,
-    LedgerEntry,
+from services.ledger import merkle
+from services.ledger.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
+from services.ledger.record import (
+    ERASURE_EVENT_TYPE,
+    LedgerRecord,
+    LedgerRecordError,
     NewRecord,
-    VerifyResult,
-    chain_entry,
-    verify_chain,
+    new_person_key,
+    regulation_facts,
+    seal,
+    unseal,
 )
 
-TABLE = "ledger_entries"
-DEFAULT_PAGE_SIZE = 500
-# Bound on parameters per IN (...) list: far below SQLite's and PostgreSQL's limits.
-_IN_CHUNK = 500
-_COLUMNS = (
-    "seq, event_id, event_type, topic, occurred_at_ms, person_pseudonym, payload, "
-    "recorded_at_ms, prev_hash, entry_hash"
-)
-_INSERT = f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+LEAVES, NODES, CHECKPOINTS, KEYS = "ledger_leaves", "ledger_nodes", "ledger_checkpoints", "ledger_person_keys"
+APPEND_ONLY_TABLES = (LEAVES, NODES, CHECKPOINTS)
+DEFAULT_PAGE_SIZE = 1000
+_IN_CHUNK = 500  # parameters per IN (...) list: far below SQLite's and PostgreSQL's limits
+_ERASURE_NAMESPACE = uuid.UUID("8f6f4c1e-2b1a-4f7e-9d53-6a0c9e1d2b44")
+_LEAF_COLUMNS = "idx, event_id, event_type, occurred_at_ms, person_pseudonym, leaf"
 
 Row = tuple[Any, ...]
+
+
+class ErasedError(LookupError):
+    """The person's key was destroyed: their sealed fields can no longer be read."""
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    index: int
+    leaf: bytes
+    record: LedgerRecord
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    checkpoint: Checkpoint
+    note: str
+    signed_at_ms: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of a full check; `reason` explains what is wrong at `first_bad_index`."""
+
+    ok: bool
+    entries_checked: int
+    root: bytes
+    first_bad_index: int | None
+    reason: str | None
 
 
 class LedgerStore(Protocol):
@@ -52,30 +87,24 @@ class LedgerStore(Protocol):
     def count(self) -> int: ...
     def count_by_type(self) -> dict[str, int]: ...
     def contains(self, event_id: str) -> bool: ...
-    def entries(self, start_seq: int = 0) -> Iterator[LedgerEntry]: ...
-    def head(self) -> tuple[int, bytes]: ...
-    def verify(self) -> VerifyResult: ...
+    def index_of(self, event_id: str) -> int | None: ...
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[StoredEntry]: ...
+    def size(self) -> int: ...
+    def root(self, size: int | None = None) -> bytes: ...
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]: ...
+    def consistency_proof(self, old: int, new: int) -> list[bytes]: ...
+    def read_nodes(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]: ...
+    def checkpoint(self, signer: Signer) -> StoredCheckpoint | None: ...
+    def latest_checkpoint(self) -> StoredCheckpoint | None: ...
+    def checkpoint_at(self, size: int) -> StoredCheckpoint | None: ...
+    def erase(self, person_pseudonym: str) -> int: ...
+    def open_payload(self, index: int) -> bytes: ...
+    def verify(self, verifier: Verifier | None = None) -> VerifyResult: ...
     def close(self) -> None: ...
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _entry_from_row(row: Row) -> LedgerEntry:
-    seq, event_id, event_type, topic, occurred, pseudonym, payload, recorded, prev_hash, hash_ = row
-    return LedgerEntry(
-        seq=int(seq),
-        event_id=event_id,
-        event_type=event_type,
-        topic=topic,
-        occurred_at_ms=int(occurred),
-        person_pseudonym=pseudonym,
-        payload=bytes(payload),
-        recorded_at_ms=int(recorded),
-        prev_hash=bytes(prev_hash),
-        entry_hash=bytes(hash_),
-    )
 
 
 class _SqlLedgerStore(ABC):
@@ -105,7 +134,7 @@ class _SqlLedgerStore(ABC):
     @abstractmethod
     def _close_connection(self) -> None: ...
 
-    # -- shared behaviour ---------------------------------------------------------------------------
+    # -- appending ----------------------------------------------------------------------------------
 
     def append(self, records: Sequence[NewRecord]) -> int:
         """Append new events in one transaction; already stored or repeated event ids are skipped."""
@@ -115,78 +144,314 @@ class _SqlLedgerStore(ABC):
         if not unique:
             return 0
         with self._lock, self._write_transaction():
-            # Read the head only under the appenders' lock, else two writers would both extend it: a fork.
+            # Read the size only under the appenders' lock, else two writers would both extend it: a fork.
             stored = self._stored_ids(list(unique))
             fresh = [record for event_id, record in unique.items() if event_id not in stored]
-            if not fresh:
-                return 0
-            seq, prev = self.head()
-            recorded_at_ms = self._clock()
-            rows: list[tuple[object, ...]] = []
-            for record in fresh:
-                entry = chain_entry(prev, seq, record, recorded_at_ms)
-                rows.append(
-                    (
-                        entry.seq,
-                        entry.event_id,
-                        entry.event_type,
-                        entry.topic,
-                        entry.occurred_at_ms,
-                        entry.person_pseudonym,
-                        entry.payload,
-                        entry.recorded_at_ms,
-                        entry.prev_hash,
-                        entry.entry_hash,
-                    )
-                )
-                seq, prev = seq + 1, entry.entry_hash
-            self._insert_many(_INSERT, rows)
-            return len(rows)
+            return self._append_locked(fresh, {})
+
+    def _append_locked(self, fresh: Sequence[NewRecord], extra_facts: Mapping[str, str]) -> int:
+        if not fresh:
+            return 0
+        size = self.size()
+        tree = merkle.CompactRange(
+            size, [self._nodes_or_fail(merkle.peak_ids(size))[n] for n in merkle.peak_ids(size)]
+        )
+        recorded_at_ms = self._clock()
+        keys = self._person_keys({r.person_pseudonym for r in fresh if r.person_pseudonym and r.payload})
+        new_keys: list[tuple[object, ...]] = []
+        leaves: list[tuple[object, ...]] = []
+        nodes: list[tuple[object, ...]] = []
+        for record in fresh:
+            sealed, clear = None, None
+            person = record.person_pseudonym
+            if record.payload and person:
+                if person not in keys:
+                    keys[person] = (uuid.uuid4().hex, new_person_key())
+                    new_keys.append((person, *keys[person], recorded_at_ms))
+                sealed = seal(*keys[person], record.event_id, record.payload)
+            elif record.payload:
+                clear = record.payload
+            leaf = LedgerRecord(
+                index=tree.size,
+                event_id=record.event_id,
+                event_type=record.event_type,
+                topic=record.topic,
+                occurred_at_ms=record.occurred_at_ms,
+                recorded_at_ms=recorded_at_ms,
+                person_pseudonym=person,
+                facts={**regulation_facts(record.payload), **extra_facts},
+                sealed=sealed,
+                clear_payload=clear,
+            ).encode()
+            leaves.append(
+                (tree.size, record.event_id, record.event_type, record.occurred_at_ms, person, leaf)
+            )
+            nodes.extend((level, idx, h) for (level, idx), h in tree.append(merkle.leaf_hash(leaf)))
+        if new_keys:
+            self._insert_many(
+                f"INSERT INTO {KEYS} (pseudonym, key_id, aes_key, created_at_ms) VALUES (?, ?, ?, ?)",
+                new_keys,
+            )
+        self._insert_many(f"INSERT INTO {LEAVES} ({_LEAF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", leaves)
+        self._insert_many(f"INSERT INTO {NODES} (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        return len(leaves)
+
+    def _person_keys(self, people: set[str | None]) -> dict[str, tuple[str, bytes]]:
+        found: dict[str, tuple[str, bytes]] = {}
+        names = sorted(p for p in people if p)
+        for start in range(0, len(names), _IN_CHUNK):
+            chunk = names[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for person, key_id, key in self._query(
+                f"SELECT pseudonym, key_id, aes_key FROM {KEYS} WHERE pseudonym IN ({marks})", chunk
+            ):
+                found[person] = (key_id, bytes(key))
+        return found
 
     def _stored_ids(self, event_ids: list[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(event_ids), _IN_CHUNK):
             chunk = event_ids[start : start + _IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
-            rows = self._query(f"SELECT event_id FROM {TABLE} WHERE event_id IN ({marks})", chunk)
+            rows = self._query(f"SELECT event_id FROM {LEAVES} WHERE event_id IN ({marks})", chunk)
             found.update(row[0] for row in rows)
         return found
 
+    # -- erasure ------------------------------------------------------------------------------------
+
+    def erase(self, person_pseudonym: str) -> int:
+        """Destroy the person's key and record the erasure as a ledger entry; returns its index.
+
+        The leaves keep their ciphertext, so every proof still holds; without the key it is noise. A later
+        event about the same pseudonym gets a fresh key.
+        """
+        with self._lock, self._write_transaction():
+            rows = self._query(f"SELECT key_id FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
+            if not rows:
+                raise KeyError(f"no live key for person {person_pseudonym!r} (unknown, or already erased)")
+            key_id = rows[0][0]
+            self._query(f"DELETE FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
+            now = self._clock()
+            erasure = NewRecord(
+                event_id=str(uuid.uuid5(_ERASURE_NAMESPACE, f"{person_pseudonym}/{key_id}")),
+                event_type=ERASURE_EVENT_TYPE,
+                topic="ledger",
+                occurred_at_ms=now,
+                person_pseudonym=person_pseudonym,
+                payload=b"",
+            )
+            index = self.size()
+            self._append_locked([erasure], {"erased_key_id": key_id})
+            return index
+
+    def open_payload(self, index: int) -> bytes:
+        """The event as received, decrypted; ErasedError once the person's key is gone."""
+        entry = next(self.entries(index, index + 1), None)
+        if entry is None:
+            raise IndexError(f"no entry at index {index}")
+        record = entry.record
+        if record.sealed is None:
+            return record.clear_payload or b""
+        rows = self._query(f"SELECT aes_key FROM {KEYS} WHERE key_id = ?", (record.sealed.key_id,))
+        if not rows:
+            raise ErasedError(f"entry {index}: the key of {record.person_pseudonym!r} was destroyed (erased)")
+        return unseal(bytes(rows[0][0]), record.event_id, record.sealed)
+
+    # -- reading ------------------------------------------------------------------------------------
+
     def count(self) -> int:
-        return int(self._query(f"SELECT COUNT(*) FROM {TABLE}")[0][0])
+        return self.size()
+
+    def size(self) -> int:
+        rows = self._query(f"SELECT MAX(idx) FROM {LEAVES}")
+        return 0 if rows[0][0] is None else int(rows[0][0]) + 1
 
     def count_by_type(self) -> dict[str, int]:
         rows = self._query(
-            f"SELECT event_type, COUNT(*) FROM {TABLE} GROUP BY event_type ORDER BY event_type"
+            f"SELECT event_type, COUNT(*) FROM {LEAVES} GROUP BY event_type ORDER BY event_type"
         )
         return {event_type: int(n) for event_type, n in rows}
 
     def contains(self, event_id: str) -> bool:
-        return bool(self._query(f"SELECT 1 FROM {TABLE} WHERE event_id = ?", (event_id,)))
+        return self.index_of(event_id) is not None
 
-    def entries(self, start_seq: int = 0) -> Iterator[LedgerEntry]:
-        """Entries in seq order, fetched `page_size` at a time (keyset paging: each page is one query)."""
-        next_seq = start_seq
-        while True:
+    def index_of(self, event_id: str) -> int | None:
+        rows = self._query(f"SELECT idx FROM {LEAVES} WHERE event_id = ?", (event_id,))
+        return int(rows[0][0]) if rows else None
+
+    def _raw_rows(self, start: int, end: int | None) -> Iterator[Row]:
+        next_idx = start
+        while end is None or next_idx < end:
+            limit = self._page_size if end is None else min(self._page_size, end - next_idx)
             rows = self._query(
-                f"SELECT {_COLUMNS} FROM {TABLE} WHERE seq >= ? ORDER BY seq LIMIT ?",
-                (next_seq, self._page_size),
+                f"SELECT {_LEAF_COLUMNS} FROM {LEAVES} WHERE idx >= ? ORDER BY idx LIMIT ?", (next_idx, limit)
             )
-            for row in rows:
-                yield _entry_from_row(row)
-            if len(rows) < self._page_size:
+            yield from rows
+            if len(rows) < limit:
                 return
-            next_seq = int(rows[-1][0]) + 1
+            next_idx = int(rows[-1][0]) + 1
 
-    def head(self) -> tuple[int, bytes]:
-        """(next seq, hash of the last entry), or (0, GENESIS_HASH) for an empty ledger."""
-        rows = self._query(f"SELECT seq, entry_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1")
-        if not rows:
-            return 0, GENESIS_HASH
-        return int(rows[0][0]) + 1, bytes(rows[0][1])
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[StoredEntry]:
+        """Entries in index order, fetched a page at a time (keyset paging: each page is one query)."""
+        for row in self._raw_rows(start, end):
+            leaf = bytes(row[5])
+            yield StoredEntry(int(row[0]), leaf, LedgerRecord.decode(leaf))
 
-    def verify(self) -> VerifyResult:
-        return verify_chain(self.entries())
+    def read_nodes(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        """Stored perfect-subtree hashes, in one query (a proof needs O(log n) of them)."""
+        found: dict[merkle.NodeId, bytes] = {}
+        for start in range(0, len(ids), _IN_CHUNK // 2):
+            chunk = ids[start : start + _IN_CHUNK // 2]
+            where = " OR ".join("(level = ? AND idx = ?)" for _ in chunk)
+            params = [value for node in chunk for value in node]
+            for level, idx, h in self._query(f"SELECT level, idx, hash FROM {NODES} WHERE {where}", params):
+                found[(int(level), int(idx))] = bytes(h)
+        return found
+
+    def _nodes_or_fail(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        found = self.read_nodes(ids) if ids else {}
+        if len(found) != len(set(ids)):
+            raise LookupError(f"tree nodes missing from the store: {sorted(set(ids) - found.keys())[:5]}")
+        return found
+
+    def root(self, size: int | None = None) -> bytes:
+        return merkle.root_at(self.size() if size is None else size, self.read_nodes)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return merkle.inclusion_proof(index, size, self.read_nodes)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        return merkle.consistency_proof(old, new, self.read_nodes)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def _checkpoints(
+        self, where: str = "", params: Sequence[object] = (), limit: str = ""
+    ) -> list[StoredCheckpoint]:
+        rows = self._query(
+            f"SELECT size, root, note, signed_at_ms FROM {CHECKPOINTS} {where} ORDER BY size {limit}", params
+        )
+        return [
+            StoredCheckpoint(Checkpoint.parse(note.split("\n\n")[0] + "\n"), note, int(t))
+            for _, _, note, t in rows
+        ]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        rows = self._query(f"SELECT MAX(size) FROM {CHECKPOINTS}")
+        return None if rows[0][0] is None else self.checkpoint_at(int(rows[0][0]))
+
+    def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
+        found = self._checkpoints("WHERE size = ?", (size,))
+        return found[0] if found else None
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        return self._checkpoints()
+
+    def checkpoint(self, signer: Signer) -> StoredCheckpoint | None:
+        """Sign and store a checkpoint of the current tree, after proving it consistent with the last one.
+
+        Returns None when the tree has not grown since the last checkpoint (nothing new to sign). Raises
+        merkle.ProofError, and signs nothing, if the current tree does not extend the last signed one:
+        the ledger never signs two inconsistent checkpoints.
+        """
+        with self._lock, self._write_transaction():
+            size = self.size()
+            previous = self.latest_checkpoint()
+            if size == 0 or (previous is not None and previous.checkpoint.size >= size):
+                return None
+            root = self.root(size)
+            if previous is not None:
+                try:
+                    open_checkpoint(previous.note, signer.verifier())
+                except NoteError as exc:
+                    raise merkle.ProofError(f"the last stored checkpoint is not ours: {exc}") from exc
+                old = previous.checkpoint
+                merkle.verify_consistency(
+                    old.size, size, old.root, root, self.consistency_proof(old.size, size)
+                )
+            checkpoint = Checkpoint(signer.name, size, root)
+            note = signer.sign(checkpoint.text())
+            signed_at = self._clock()
+            self._insert_many(
+                f"INSERT INTO {CHECKPOINTS} (size, root, note, signed_at_ms) VALUES (?, ?, ?, ?)",
+                [(size, root, note, signed_at)],
+            )
+            return StoredCheckpoint(checkpoint, note, signed_at)
+
+    # -- verification -------------------------------------------------------------------------------
+
+    def verify(self, verifier: Verifier | None = None) -> VerifyResult:
+        """Recompute everything from the leaves: leaf content vs columns, every stored node, every
+        checkpoint's root (and signature, given the verifier key); stops at the first bad index."""
+        tree = merkle.CompactRange()
+        checkpoints = {c.checkpoint.size: c for c in self._checkpoints()}
+
+        def bad(index: int, reason: str) -> VerifyResult:
+            return VerifyResult(False, tree.size, tree.root(), index, reason)
+
+        expected: dict[merkle.NodeId, bytes] = {}
+        node_count = 0
+        for row in self._raw_rows(0, None):
+            index, event_id, event_type, occurred, person, leaf = row
+            leaf = bytes(leaf)
+            if int(index) != tree.size:
+                return bad(tree.size, f"entry missing: the next one stored has index {index}")
+            try:
+                record = LedgerRecord.decode(leaf)
+            except LedgerRecordError as exc:
+                return bad(tree.size, str(exc))
+            columns = (
+                record.index,
+                record.event_id,
+                record.event_type,
+                record.occurred_at_ms,
+                record.person_pseudonym,
+            )
+            if columns != (int(index), event_id, event_type, int(occurred), person):
+                return bad(tree.size, "the indexed columns do not match the leaf's content")
+            expected.update(tree.append(merkle.leaf_hash(leaf)))
+            if tree.size in checkpoints and checkpoints[tree.size].checkpoint.root != tree.root():
+                return bad(tree.size - 1, f"the checkpoint of size {tree.size} signs another root")
+            if len(expected) >= 4 * self._page_size:
+                node_count += len(expected)
+                problem = self._compare_nodes(expected)
+                if problem:
+                    return bad(problem[0], problem[1])
+                expected = {}
+        node_count += len(expected)
+        problem = self._compare_nodes(expected)
+        if problem:
+            return bad(problem[0], problem[1])
+        stored_nodes = int(self._query(f"SELECT COUNT(*) FROM {NODES}")[0][0])
+        if stored_nodes != node_count:
+            return bad(tree.size, f"{stored_nodes} tree nodes stored, {node_count} expected")
+        for size, stored in checkpoints.items():
+            if size > tree.size:
+                return bad(tree.size, f"a checkpoint of size {size} exists but only {tree.size} entries")
+            if verifier is not None:
+                try:
+                    open_checkpoint(stored.note, verifier)
+                except NoteError as exc:
+                    return bad(size - 1, f"checkpoint of size {size}: {exc}")
+        return VerifyResult(True, tree.size, tree.root(), None, None)
+
+    def _compare_nodes(self, expected: dict[merkle.NodeId, bytes]) -> tuple[int, str] | None:
+        by_level: dict[int, list[int]] = {}
+        for level, idx in expected:
+            by_level.setdefault(level, []).append(idx)
+        for level, indexes in sorted(by_level.items()):
+            rows = self._query(
+                f"SELECT idx, hash FROM {NODES} WHERE level = ? AND idx BETWEEN ? AND ?",
+                (level, min(indexes), max(indexes)),
+            )
+            stored = {int(idx): bytes(h) for idx, h in rows}
+            for idx in sorted(indexes):
+                if stored.get(idx) != expected[(level, idx)]:
+                    return (
+                        idx << level,
+                        f"stored tree node (level {level}, index {idx}) does not match the leaves",
+                    )
+        return None
 
     def close(self) -> None:
         with self._lock:
@@ -203,26 +468,49 @@ class _SqlLedgerStore(ABC):
         self.close()
 
 
+def _sqlite_guard(table: str, key: str) -> str:
+    return f"""
+CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table}
+WHEN EXISTS (SELECT 1 FROM {table} WHERE {key})
+BEGIN SELECT RAISE(ABORT, '{table} is append-only: INSERT over an existing row refused'); END;
+"""
+
+
 _SQLITE_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    seq INTEGER PRIMARY KEY CHECK (seq >= 0),
+CREATE TABLE IF NOT EXISTS {LEAVES} (
+    idx INTEGER PRIMARY KEY CHECK (idx >= 0),
     event_id TEXT NOT NULL UNIQUE,
     event_type TEXT NOT NULL,
-    topic TEXT NOT NULL,
     occurred_at_ms INTEGER NOT NULL,
     person_pseudonym TEXT,
-    payload BLOB NOT NULL,
-    recorded_at_ms INTEGER NOT NULL,
-    prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
-    entry_hash BLOB NOT NULL CHECK (length(entry_hash) = 32)
+    leaf BLOB NOT NULL
 ) STRICT;
-CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
-BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
-BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only: DELETE refused'); END;
-CREATE TRIGGER IF NOT EXISTS {TABLE}_no_replace BEFORE INSERT ON {TABLE}
-WHEN EXISTS (SELECT 1 FROM {TABLE} WHERE seq = NEW.seq OR event_id = NEW.event_id)
-BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only: INSERT over an existing row refused'); END;
+CREATE TABLE IF NOT EXISTS {NODES} (
+    level INTEGER NOT NULL CHECK (level >= 0),
+    idx INTEGER NOT NULL CHECK (idx >= 0),
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (level, idx)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
+    size INTEGER PRIMARY KEY CHECK (size > 0),
+    root BLOB NOT NULL CHECK (length(root) = 32),
+    note TEXT NOT NULL,
+    signed_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS {KEYS} (
+    pseudonym TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL UNIQUE,
+    aes_key BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS {LEAVES}_person ON {LEAVES} (person_pseudonym);
+{_sqlite_guard(LEAVES, "idx = NEW.idx OR event_id = NEW.event_id")}
+{_sqlite_guard(NODES, "level = NEW.level AND idx = NEW.idx")}
+{_sqlite_guard(CHECKPOINTS, "size = NEW.size")}
 """
 
 
@@ -236,6 +524,7 @@ class SqliteLedgerStore(_SqlLedgerStore):
         clock: Callable[[], int] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         busy_timeout_s: float = 30.0,
+        synchronous: str = "FULL",
     ) -> None:
         super().__init__(clock=clock, page_size=page_size)
         self.path = Path(path)
@@ -246,7 +535,12 @@ class SqliteLedgerStore(_SqlLedgerStore):
         )
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")  # an acknowledged append survives power loss
+            self._conn.execute(
+                f"PRAGMA synchronous={synchronous}"
+            )  # FULL: an acked append survives power loss
+            self._conn.execute(
+                "PRAGMA secure_delete=ON"
+            )  # an erased key is overwritten, not left in a free page
             with self._write_transaction():
                 for statement in _SQLITE_SCHEMA.split(";\n"):
                     if statement.strip():
@@ -257,6 +551,9 @@ class SqliteLedgerStore(_SqlLedgerStore):
 
     @contextmanager
     def _write_transaction(self) -> Iterator[None]:
+        if self._conn.in_transaction:  # nested (erase -> append): the outer transaction holds the lock
+            yield
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -281,36 +578,58 @@ class SqliteLedgerStore(_SqlLedgerStore):
 _PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_4C47  # "cepbusLG": serialises concurrent first-time DDL
 _PG_SCHEMA = [
     f"""
-    CREATE TABLE IF NOT EXISTS {TABLE} (
-        seq BIGINT NOT NULL CHECK (seq >= 0),
-        event_id TEXT NOT NULL,
+    CREATE TABLE IF NOT EXISTS {LEAVES} (
+        idx BIGINT NOT NULL CHECK (idx >= 0) PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
         event_type TEXT NOT NULL,
-        topic TEXT NOT NULL,
         occurred_at_ms BIGINT NOT NULL,
         person_pseudonym TEXT,
-        payload BYTEA NOT NULL,
-        recorded_at_ms BIGINT NOT NULL,
-        prev_hash BYTEA NOT NULL CHECK (octet_length(prev_hash) = 32),
-        entry_hash BYTEA NOT NULL CHECK (octet_length(entry_hash) = 32),
-        CONSTRAINT {TABLE}_seq_key PRIMARY KEY (seq),
-        CONSTRAINT {TABLE}_event_id_key UNIQUE (event_id)
+        leaf BYTEA NOT NULL
     )
     """,
     f"""
-    CREATE OR REPLACE FUNCTION {TABLE}_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE TABLE IF NOT EXISTS {NODES} (
+        level SMALLINT NOT NULL CHECK (level >= 0),
+        idx BIGINT NOT NULL CHECK (idx >= 0),
+        hash BYTEA NOT NULL CHECK (octet_length(hash) = 32),
+        PRIMARY KEY (level, idx)
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
+        size BIGINT PRIMARY KEY CHECK (size > 0),
+        root BYTEA NOT NULL CHECK (octet_length(root) = 32),
+        note TEXT NOT NULL,
+        signed_at_ms BIGINT NOT NULL
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {KEYS} (
+        pseudonym TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL UNIQUE,
+        aes_key BYTEA NOT NULL,
+        created_at_ms BIGINT NOT NULL
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS {LEAVES}_person ON {LEAVES} (person_pseudonym)",
+    """
+    CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        RAISE EXCEPTION '{TABLE} is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+            USING ERRCODE = 'insufficient_privilege';
     END
     $$
     """,
-    f"""
-    CREATE OR REPLACE TRIGGER {TABLE}_no_update_delete BEFORE UPDATE OR DELETE ON {TABLE}
-    FOR EACH ROW EXECUTE FUNCTION {TABLE}_refuse_change()
-    """,
-    f"""
-    CREATE OR REPLACE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
-    FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_refuse_change()
-    """,
+    *(
+        statement
+        for table in APPEND_ONLY_TABLES
+        for statement in (
+            f"""CREATE OR REPLACE TRIGGER {table}_no_update_delete BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()""",
+            f"""CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()""",
+        )
+    ),
 ]
 
 
@@ -318,7 +637,7 @@ class PostgresLedgerStore(_SqlLedgerStore):
     """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema.
 
     Appenders serialise on `LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE`: it conflicts with itself and with
-    every write, but not with readers, so `verify()` and counts keep running during appends.
+    every write, but not with readers, so `verify()` and proofs keep running during appends.
     """
 
     def __init__(
@@ -342,12 +661,13 @@ class PostgresLedgerStore(_SqlLedgerStore):
     @contextmanager
     def _write_transaction(self) -> Iterator[None]:
         with self._conn.transaction():
-            self._conn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
+            self._conn.execute(f"LOCK TABLE {LEAVES} IN SHARE ROW EXCLUSIVE MODE")
             yield
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         with self._lock:
-            return self._conn.execute(sql.replace("?", "%s"), params).fetchall()
+            cursor = self._conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
 
     def _insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         with self._lock, self._conn.cursor() as cursor:
@@ -357,7 +677,7 @@ class PostgresLedgerStore(_SqlLedgerStore):
         self._conn.close()
 
 
-def open_store(url: str) -> LedgerStore:
+def open_store(url: str) -> SqliteLedgerStore | PostgresLedgerStore:
     """Open the store named by `url`.
 
     `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (SQLAlchemy's convention) or a bare file
@@ -378,3 +698,20 @@ def open_store(url: str) -> LedgerStore:
             "or postgresql://..."
         )
     return SqliteLedgerStore(url)
+
+
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "CHECKPOINTS",
+    "KEYS",
+    "LEAVES",
+    "NODES",
+    "ErasedError",
+    "LedgerStore",
+    "PostgresLedgerStore",
+    "SqliteLedgerStore",
+    "StoredCheckpoint",
+    "StoredEntry",
+    "VerifyResult",
+    "open_store",
+]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from cepbus.metrics import DUPLICATES
 from cepbus.metrics_domain import LEDGER_APPENDED
 from cepbus.streaming import Incoming, Outgoing, ServiceRuntime
-from services.ledger.chain import NewRecord
+from services.ledger.record import NewRecord
 from services.ledger.store import LedgerStore
 
 

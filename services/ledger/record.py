@@ -1,0 +1,193 @@
+"""The ledger record: what one Merkle leaf holds, its byte encoding, and the sealing of personal data.
+
+Leaf bytes are a `fr.cepbus.LedgerRecord` (schemas/avro) in Avro single-object encoding. The event itself
+is sealed with AES-256-GCM under a key per person pseudonym, so destroying that key erases the person's
+data while every leaf, and so every proof, stays as it was. What stays readable are pseudonyms and the
+non-personal regulation facts (`NON_PERSONAL_FIELDS`) the audit report needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastavro
+import fastavro.schema
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cepbus.codec import MARKER, DecodeError, decode_record
+from cepbus.schemas import schema_dir
+
+RECORD_SCHEMA_NAME = "fr.cepbus.LedgerRecord"
+ERASURE_EVENT_TYPE = "fr.cepbus.LedgerErasure"
+
+#: Event fields copied in clear into `facts`, whatever the event type: none of them says who the person
+#: is. Everything else (profile, free text, notes, reasons) stays sealed. To let the report see a new
+#: fact, add its field name here.
+NON_PERSONAL_FIELDS = frozenset(
+    {
+        # envelope
+        "producer_org_id", "correlation_id", "causation_id",
+        # where and who regulates
+        "operator_id", "operator_kind", "region_code", "departement_code", "channel",
+        # decisions and notices
+        "inform", "rules", "ruleset_version", "intake_event_id", "notice_request_id", "language",
+        "text_sha256", "decision", "rule_id", "breach_kind", "deadline_at", "due_at",
+        # choices and referrals
+        "choice", "chosen_operator_kind", "consent_to_share", "referral_id", "requester_org_id",
+        "recipient_org_id", "recipient_kind", "status", "actor_org_id", "reason_code",
+    }
+)  # fmt: skip
+
+
+class LedgerRecordError(ValueError):
+    """Leaf bytes that are not a ledger record."""
+
+
+@functools.lru_cache(maxsize=2)
+def _schema(directory: str) -> tuple[Any, bytes]:
+    parsed = fastavro.schema.load_schema(f"{directory}/{RECORD_SCHEMA_NAME}.avsc", _write_hint=False)
+    canonical = fastavro.schema.to_parsing_canonical_form(parsed)
+    return parsed, bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def record_schema() -> tuple[Any, bytes]:
+    """(parsed schema, 8-byte CRC-64-AVRO fingerprint) of fr.cepbus.LedgerRecord."""
+    return _schema(str(schema_dir()))
+
+
+@dataclass(frozen=True)
+class SealedPayload:
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    index: int
+    event_id: str
+    event_type: str
+    topic: str
+    occurred_at_ms: int
+    recorded_at_ms: int
+    person_pseudonym: str | None
+    facts: Mapping[str, str] = field(default_factory=dict)
+    sealed: SealedPayload | None = None
+    clear_payload: bytes | None = None
+
+    def encode(self) -> bytes:
+        parsed, fingerprint = record_schema()
+        body = {
+            "index": self.index,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "topic": self.topic,
+            "occurred_at_ms": self.occurred_at_ms,
+            "recorded_at_ms": self.recorded_at_ms,
+            "person_pseudonym": self.person_pseudonym,
+            "facts": dict(sorted(self.facts.items())),  # sorted: one record, one byte string
+            "sealed": None if self.sealed is None else self.sealed.__dict__,
+            "clear_payload": self.clear_payload,
+        }
+        buffer = io.BytesIO()
+        buffer.write(MARKER + fingerprint)
+        fastavro.schemaless_writer(buffer, parsed, body)
+        return buffer.getvalue()
+
+    @classmethod
+    def decode(cls, leaf: bytes) -> LedgerRecord:
+        parsed, fingerprint = record_schema()
+        if leaf[:2] != MARKER or leaf[2:10] != fingerprint:
+            raise LedgerRecordError("not a fr.cepbus.LedgerRecord single-object frame")
+        body = io.BytesIO(leaf[10:])
+        try:
+            raw: Any = fastavro.schemaless_reader(body, parsed, None)
+        except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on bad bodies
+            raise LedgerRecordError(f"undecodable ledger record: {type(exc).__name__}: {exc}") from exc
+        if body.tell() != len(leaf) - 10:
+            raise LedgerRecordError("trailing bytes after the ledger record")
+        sealed = raw["sealed"]
+        return cls(
+            index=raw["index"],
+            event_id=raw["event_id"],
+            event_type=raw["event_type"],
+            topic=raw["topic"],
+            occurred_at_ms=raw["occurred_at_ms"],
+            recorded_at_ms=raw["recorded_at_ms"],
+            person_pseudonym=raw["person_pseudonym"],
+            facts=dict(raw["facts"]),
+            sealed=None if sealed is None else SealedPayload(**sealed),
+            clear_payload=raw["clear_payload"],
+        )
+
+    def content(self) -> dict[str, Any]:
+        """The readable content, as a bundle carries it beside the leaf (JSON-friendly)."""
+        return {
+            "index": self.index,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "topic": self.topic,
+            "occurred_at_ms": self.occurred_at_ms,
+            "recorded_at_ms": self.recorded_at_ms,
+            "person_pseudonym": self.person_pseudonym,
+            "facts": dict(sorted(self.facts.items())),
+            "sealed_key_id": None if self.sealed is None else self.sealed.key_id,
+        }
+
+
+def _fact_value(value: Any) -> str | None:
+    if value is None or isinstance(value, bytes | dict):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def regulation_facts(payload: bytes) -> dict[str, str]:
+    """The non-personal facts of an Avro-framed event; {} for bytes that are no known event (those are
+    still recorded, sealed, since the ledger proves what it received)."""
+    try:
+        _, record = decode_record(payload)
+    except DecodeError:
+        return {}
+    flat = {**record, **(record.get("envelope") or {})}
+    facts = {}
+    for name in NON_PERSONAL_FIELDS & flat.keys():
+        value = _fact_value(flat[name])
+        if value is not None:
+            facts[name] = value
+    return facts
+
+
+def new_person_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal(key_id: str, key: bytes, event_id: str, payload: bytes) -> SealedPayload:
+    nonce = os.urandom(12)
+    return SealedPayload(key_id, nonce, AESGCM(key).encrypt(nonce, payload, event_id.encode()))
+
+
+def unseal(key: bytes, event_id: str, sealed: SealedPayload) -> bytes:
+    return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, event_id.encode())
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """One event to append; `payload` is the event exactly as received, so the ledger proves the bytes."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    occurred_at_ms: int
+    person_pseudonym: str | None
+    payload: bytes
