@@ -196,6 +196,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("choices recorded", summary["choices_published"]),
         *((f"  {choice}", count) for choice, count in summary["choices"].items()),
         ("referrals to the chosen operator", summary["referrals"]),
+        ("  with the profile (consent given)", summary["referrals_with_profile"]),
+        ("decisions recorded", summary["decisions_recorded"]),
+        *((f"  {status}", count) for status, count in summary["decisions"].items()),
+        ("démission-reconversion intakes", summary["demission_reconversion"]),
+        *((f"service {level} started", count) for level, count in summary["service_levels"].items()),
+        ("regulation breaches", summary["breaches"]),
+        *((f"  {kind}", count) for kind, count in summary["breaches_by_kind"].items()),
         (
             "ledger entries from this run",
             f"{summary['ledger_entries_from_this_run']} / {summary['ledger_entries_expected']}",
