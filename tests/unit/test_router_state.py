@@ -540,3 +540,29 @@ def test_bad_store_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError) as error:
         open_router_store(url)
     assert "secret" not in str(error.value)
+
+
+def test_explain_accepts_the_new_intake_fields() -> None:
+    from services.router.rules import explain
+
+    document = {
+        "operator_kind": "regional_cep",
+        "region_code": "11",
+        "departement_code": "75",
+        "occurred_at": "2026-03-02",
+        "purpose": "demission_reconversion",
+        "cep_requested_on": "2026-02-20",
+        "profile": {
+            "employment_status": "private_employee",
+            "cadre": True,
+            "young_graduate": False,
+            "boeth": False,
+            "birth_year": 1980,
+            "job_seeker": False,
+        },
+    }
+    assert explain(document)["inform"] == ["apec"]
+    with pytest.raises(ValueError, match="cep_requested_on"):
+        explain({**document, "cep_requested_on": "20/02/2026"})
+    with pytest.raises(ValueError, match="purpose"):
+        explain({**document, "purpose": "holiday"})
