@@ -1,7 +1,10 @@
 """A seedable simulator of operator information systems: realistic intakes and choices.
 
 Regions are weighted by population; about 12 % cadres, 6 % BOETH, some job seekers, young people
-and public agents, so that every public of the regulation shows up in a demo-sized run.
+and public agents, so that every public of the regulation shows up in a demo-sized run. A few
+profiles lack a field (incomplete decisions), a few intakes predate their region's opening (rejected),
+some are démission-reconversion files; some people record no choice; levels of service follow,
+a few level-2 starts before the notice or after an undecided choice (regulation breaches).
 """
 
 from __future__ import annotations
