@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cepbus.cli_router import rules_evidence
 from cepbus.ledger_cli import register as register_ledger_commands
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ rules_app = typer.Typer(help="The regulation rules.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(rules_app, name="rules")
 register_ledger_commands(ledger_app)
+rules_app.command("evidence")(rules_evidence)
 console = Console(stderr=True)
 
 
@@ -210,6 +212,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("choices recorded", summary["choices_published"]),
         *((f"  {choice}", count) for choice, count in summary["choices"].items()),
         ("referrals to the chosen operator", summary["referrals"]),
+        ("  with the profile (consent given)", summary["referrals_with_profile"]),
+        ("decisions recorded", summary["decisions_recorded"]),
+        *((f"  {status}", count) for status, count in summary["decisions"].items()),
+        ("démission-reconversion intakes", summary["demission_reconversion"]),
+        *((f"service {level} started", count) for level, count in summary["service_levels"].items()),
+        ("regulation breaches", summary["breaches"]),
+        *((f"  {kind}", count) for kind, count in summary["breaches_by_kind"].items()),
         (
             "ledger entries from this run",
             f"{summary['ledger_entries_from_this_run']} / {summary['ledger_entries_expected']}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -84,6 +84,31 @@ class ReferralStatus(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+class IntakePurpose(enum.StrEnum):
+    DEMISSION_RECONVERSION = "demission_reconversion"
+    OTHER = "other"
+
+
+class DecisionStatus(enum.StrEnum):
+    DECIDED = "decided"
+    INCOMPLETE = "incomplete"
+    REJECTED = "rejected"
+
+
+class ServiceLevel(enum.StrEnum):
+    """Cahier des charges du CEP (arrêté du 29 mars 2019)."""
+
+    LEVEL_1 = "level_1"  # accueil individualisé
+    LEVEL_2 = "level_2"  # accompagnement personnalisé
+
+
+class BreachKind(enum.StrEnum):
+    NO_NOTICE_ISSUED = "no_notice_issued"
+    NO_CHOICE_RECORDED = "no_choice_recorded"
+    CHOICE_UNDECIDED = "choice_undecided"
+    OTHER = "other"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -151,6 +176,16 @@ class IntakeRegistered(Event):
     reception_site: str = Field(min_length=1)
     channel: Channel
     profile: Profile
+    purpose: IntakePurpose | None = None
+    cep_requested_on: date | None = None
+
+    @field_validator("cep_requested_on")
+    @classmethod
+    def _reconversion_needs_request_date(cls, requested: date | None, info: Any) -> date | None:
+        """The request date is the evidence a démission-reconversion file needs: never left out."""
+        if info.data.get("purpose") == IntakePurpose.DEMISSION_RECONVERSION and requested is None:
+            raise ValueError("purpose demission_reconversion needs cep_requested_on (the volet CEP evidence)")
+        return requested
 
 
 class NoticeRequested(Event):
@@ -163,6 +198,7 @@ class NoticeRequested(Event):
     inform: list[OrganisationKind]  # empty only when the notice says the person is not served here
     rules: list[str] = Field(min_length=1)
     ruleset_version: str
+    reference_version: str | None = None
 
 
 class NoticeIssued(Event):
@@ -233,6 +269,62 @@ class DeadLetter(Event):
     original_value: bytes
 
 
+class IntakeDecided(Event):
+    """The router's decision on one intake, whatever its status: every decision is recorded."""
+
+    intake_event_id: str
+    operator_id: str = Field(pattern=ORG_ID)
+    operator_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    departement_code: str = Field(pattern=DEPARTEMENT_CODE)
+    status: DecisionStatus
+    competent_operator: OrganisationKind | None = None
+    inform: list[OrganisationKind]
+    notice_due: bool
+    rules: list[str] = Field(min_length=1)
+    reasons: list[str]
+    missing_fields: list[str]
+    rejection_reason: str | None = None
+    ruleset_version: str
+    reference_version: str
+
+
+class ChoiceReminderDue(Event):
+    intake_event_id: str
+    operator_id: str = Field(pattern=ORG_ID)
+    operator_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    notice_issued_at: datetime
+    delay_s: int = Field(ge=0)
+
+    @field_validator("notice_issued_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("notice_issued_at must be timezone-aware")
+        return value
+
+
+class ServiceLevelStarted(Event):
+    intake_event_id: str
+    operator_id: str = Field(pattern=ORG_ID)
+    operator_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    level: ServiceLevel
+    channel: Channel
+
+
+class RegulationBreach(Event):
+    service_level_event_id: str
+    intake_event_id: str
+    operator_id: str = Field(pattern=ORG_ID)
+    operator_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    breach: BreachKind
+    reason: str = Field(min_length=1)
+    ruleset_version: str
+
+
 EVENT_MODELS: dict[str, type[Event]] = {
     model.avro_name: model
     for model in (
@@ -243,6 +335,10 @@ EVENT_MODELS: dict[str, type[Event]] = {
         ReferralRequested,
         ReferralStatusChanged,
         DeadLetter,
+        IntakeDecided,
+        ChoiceReminderDue,
+        ServiceLevelStarted,
+        RegulationBreach,
     )
 }
 

@@ -57,6 +57,11 @@ class RouterSettings(ServiceSettings):
     metrics_port: int = 9101
     group_id: str = "cepbus-router"
     service_org_id: str = "cep-bus-router"
+    # The router's state (intakes' profiles, notices, choices, service levels): a real database.
+    database_url: str = "sqlite:///.cepbus/router.db"
+    # No choice recorded this long after the notice: one reminder event.
+    choice_reminder_delay_s: float = Field(default=7 * 24 * 3600.0, ge=0)
+    choice_reminder_check_interval_s: float = Field(default=60.0, gt=0)
 
 
 class NotifierSettings(ServiceSettings):

@@ -32,10 +32,11 @@ EVENT_TYPE_HEADER = "cepbus-event-type"
 class Rejected(Exception):
     """A well-formed event the domain refuses; it goes to the dead-letter topic with `reason`."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, also: Sequence[Outgoing] = ()) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.also = tuple(also)  # sent before the dead letter, e.g. the record of the refusal
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class ServiceRuntime:
             try:
                 outputs = list(handler(decoded))
             except Rejected as exc:
-                return [self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
+                return [*exc.also, self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
             except Exception as exc:  # a bug must not block the partition: keep the message, say why
                 log.exception("handler_failed")
                 return [

@@ -11,13 +11,17 @@ from dataclasses import dataclass
 
 from cepbus.models import (
     ChoiceRecorded,
+    ChoiceReminderDue,
     DeadLetter,
     Event,
+    IntakeDecided,
     IntakeRegistered,
     NoticeIssued,
     NoticeRequested,
     ReferralRequested,
     ReferralStatusChanged,
+    RegulationBreach,
+    ServiceLevelStarted,
 )
 
 PERSON_KEY = "person_pseudonym"
@@ -55,6 +59,18 @@ REFERRAL_STATUS = TopicSpec(
 DEAD_LETTER = TopicSpec(
     "cep.deadletter", DeadLetter, "original key", "Messages a service could not process, with the reason", 1
 )
+INTAKE_DECIDED = TopicSpec(
+    "cep.intake.decided", IntakeDecided, PERSON_KEY, "Every regulation decision on an intake, with its rules"
+)
+CHOICE_REMINDER = TopicSpec(
+    "cep.choice.reminder", ChoiceReminderDue, PERSON_KEY, "No choice recorded within the delay after a notice"
+)
+SERVICE_LEVEL_STARTED = TopicSpec(
+    "cep.servicelevel.started", ServiceLevelStarted, PERSON_KEY, "Level 1 / level 2 CEP service started"
+)
+REGULATION_BREACH = TopicSpec(
+    "cep.regulation.breach", RegulationBreach, PERSON_KEY, "Level 2 started before informed choice"
+)
 
 CORE_TOPICS: tuple[TopicSpec, ...] = (
     INTAKE_REGISTERED,
@@ -64,6 +80,10 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     REFERRAL_REQUESTED,
     REFERRAL_STATUS,
     DEAD_LETTER,
+    INTAKE_DECIDED,
+    CHOICE_REMINDER,
+    SERVICE_LEVEL_STARTED,
+    REGULATION_BREACH,
 )
 
 #: What the ledger records: the regulation trail France compétences audits.
@@ -74,6 +94,10 @@ LEDGER_TOPICS: tuple[TopicSpec, ...] = (
     CHOICE_RECORDED,
     REFERRAL_REQUESTED,
     REFERRAL_STATUS,
+    INTAKE_DECIDED,
+    CHOICE_REMINDER,
+    SERVICE_LEVEL_STARTED,
+    REGULATION_BREACH,
 )
 
 

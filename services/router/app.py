@@ -1,15 +1,24 @@
-"""The router's Faust wiring: intakes, choices and referral requests in; notice requests and
-routed referrals out."""
+"""The router's Faust wiring: intakes, notices issued, choices, service levels and referral requests
+in; decisions, notice requests, referrals, breaches and reminders out. State in a real database."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import faust
 
 from cepbus.reference import load_reference
 from cepbus.settings import BrokerSettings, RouterSettings
 from cepbus.streaming import ServiceRuntime, make_app
-from cepbus.topics import CHOICE_RECORDED, INTAKE_REGISTERED, REFERRAL_REQUESTED
+from cepbus.topics import (
+    CHOICE_RECORDED,
+    INTAKE_REGISTERED,
+    NOTICE_ISSUED,
+    REFERRAL_REQUESTED,
+    SERVICE_LEVEL_STARTED,
+)
 from services.router.handlers import RouterHandlers
+from services.router.store import open_router_store
 
 SERVICE = "router"
 
@@ -18,8 +27,25 @@ def build_app(settings: RouterSettings | None = None, broker: BrokerSettings | N
     settings = settings or RouterSettings()
     app = make_app(settings, broker or BrokerSettings())
     runtime = ServiceRuntime(SERVICE, settings.service_org_id, app)
-    handlers = RouterHandlers(load_reference(), settings.service_org_id)
+    handlers = RouterHandlers(
+        load_reference(),
+        settings.service_org_id,
+        store=open_router_store(settings.database_url),
+        choice_reminder_delay_s=settings.choice_reminder_delay_s,
+    )
     runtime.consume(INTAKE_REGISTERED, handlers.on_intake)
+    runtime.consume(NOTICE_ISSUED, handlers.on_notice_issued)
     runtime.consume(CHOICE_RECORDED, handlers.on_choice)
+    runtime.consume(SERVICE_LEVEL_STARTED, handlers.on_service_level)
     runtime.consume(REFERRAL_REQUESTED, handlers.on_referral)
+
+    @app.timer(interval=settings.choice_reminder_check_interval_s)
+    async def send_choice_reminders() -> None:
+        """No choice recorded within the delay after a notice: one reminder, then never again."""
+        now = datetime.now(UTC)
+        due = handlers.reminders_due(now)
+        if due:
+            await runtime.send(due)
+            handlers.reminders_sent(due, now)
+
     return app

@@ -43,6 +43,7 @@ from cepbus.models import (
     REGION_CODE,
     Channel,
     EmploymentStatus,
+    IntakePurpose,
     IntakeRegistered,
     OrganisationKind,
     Profile,
@@ -459,6 +460,8 @@ class _IntakeDocument(_StrictModel):
     operator_id: str | None = Field(default=None, pattern=ORG_ID)
     reception_site: str | None = Field(default=None, min_length=1)
     channel: Channel | None = None
+    purpose: IntakePurpose | None = None  # accepted as in the intake; no rule depends on it
+    cep_requested_on: date | None = None
 
 
 def _describe(error: ValidationError) -> str:

@@ -23,6 +23,7 @@ class RunningBus:
     ledger_url: str
     ports: dict[str, int]
     supervisor: Supervisor
+    router_url: str = ""
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,9 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ledger_url = f"sqlite:///{workdir / 'ledger.db'}"
     suffix = uuid.uuid4().hex[:8]  # fresh consumer groups, so a shared cluster replays nothing old
     ports = {service: free_port() for service in SERVICES}
+    router_url = f"sqlite:///{workdir / 'router.db'}"
     env = {"CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap, "CEPBUS_LEDGER_DATABASE_URL": ledger_url}
+    env["CEPBUS_ROUTER_DATABASE_URL"] = router_url
     for service, port in ports.items():
         env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(port)
         env[f"CEPBUS_{service.upper()}_GROUP_ID"] = f"cepbus-{service}-test-{suffix}"
@@ -43,6 +46,6 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             supervisor.start(service)
         for service in SERVICES:
             supervisor.wait_metrics(service, ports[service], timeout_s=60)
-        yield RunningBus(kafka_bootstrap, broker, ledger_url, ports, supervisor)
+        yield RunningBus(kafka_bootstrap, broker, ledger_url, ports, supervisor, router_url)
     finally:
         supervisor.stop_all()

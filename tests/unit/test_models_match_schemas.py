@@ -7,7 +7,7 @@ import enum
 import types
 import typing
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pytest
@@ -46,6 +46,8 @@ def _check(avro_type: Any, annotation: Any, where: str) -> None:
         assert inner is uuid.UUID, where
     elif logical == "timestamp-millis":
         assert inner is datetime, where
+    elif logical == "date":
+        assert inner is date, where
     elif kind == "enum":
         assert isinstance(inner, type) and issubclass(inner, enum.Enum), where
         assert [member.value for member in inner] == avro_type["symbols"], f"{where}: enum symbols differ"

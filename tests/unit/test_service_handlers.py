@@ -9,6 +9,7 @@ import pytest
 from cepbus.models import (
     Choice,
     ChoiceRecorded,
+    IntakeDecided,
     NoticeIssued,
     NoticeRequested,
     OrganisationKind,
@@ -29,7 +30,8 @@ NOTIFIER = NotifierHandlers(REFERENCE)
 
 def test_cadre_with_disability_at_regional_operator_gets_one_notice_naming_both() -> None:
     event = intake(cadre=True, boeth=True)
-    [out] = ROUTER.on_intake(event)
+    decided, out = ROUTER.on_intake(event)
+    assert isinstance(decided.event, IntakeDecided) and decided.event.notice_due
     request = out.event
     assert out.topic == NOTICE_REQUESTED.name and isinstance(request, NoticeRequested)
     assert request.inform == [OrganisationKind.APEC, OrganisationKind.CAP_EMPLOI]
@@ -41,7 +43,7 @@ def test_cadre_with_disability_at_regional_operator_gets_one_notice_naming_both(
 
 def test_replaying_an_intake_emits_the_same_event_ids() -> None:
     event = intake(cadre=True)
-    first, again = ROUTER.on_intake(event)[0].event, ROUTER.on_intake(event)[0].event
+    first, again = ROUTER.on_intake(event)[1].event, ROUTER.on_intake(event)[1].event
     assert first.event_id == again.event_id
     notice_a, notice_b = (
         NOTIFIER.on_notice_requested(first)[0].event,
@@ -51,25 +53,28 @@ def test_replaying_an_intake_emits_the_same_event_ids() -> None:
 
 
 def test_employee_of_the_regional_public_needs_no_notice() -> None:
-    assert ROUTER.on_intake(intake()) == []
+    [decided] = ROUTER.on_intake(intake())
+    assert isinstance(decided.event, IntakeDecided) and not decided.event.notice_due
 
 
 def test_public_agent_is_told_the_regional_operator_does_not_serve_them() -> None:
-    [out] = ROUTER.on_intake(intake(employment_status="public_agent"))
+    _, out = ROUTER.on_intake(intake(employment_status="public_agent"))
     [issued] = NOTIFIER.on_notice_requested(out.event)
     assert isinstance(issued.event, NoticeIssued) and "agent" in issued.event.text.lower()
 
 
 def test_intake_before_the_region_opened_is_rejected() -> None:
     early = intake(region="04", departement="974", occurred_at=datetime(2020, 2, 15, 10, tzinfo=UTC))
-    with pytest.raises(Rejected, match="intake_rejected"):
+    with pytest.raises(Rejected, match="intake_rejected") as refused:
         ROUTER.on_intake(early)
+    [decided] = refused.value.also  # recorded as decided "rejected" before the dead letter
+    assert isinstance(decided.event, IntakeDecided) and decided.event.status == "rejected"
 
 
 def test_notice_names_the_operators_with_a_hash_of_the_text() -> None:
     import hashlib
 
-    request = ROUTER.on_intake(intake(boeth=True))[0].event
+    request = ROUTER.on_intake(intake(boeth=True))[1].event
     [out] = NOTIFIER.on_notice_requested(request)
     notice = out.event
     assert out.topic == NOTICE_ISSUED.name and isinstance(notice, NoticeIssued)

@@ -1,0 +1,508 @@
+"""The router's state in a real database: what it must remember between events.
+
+A choice arrives minutes or days after its intake, and a level-2 start later still; the router then
+needs the intake's profile (for the referral), whether a notice was issued and what the person
+chose. Broker-side state (Faust tables) is not trustworthy on Tansu (DEVELOPERS.md), so the state
+lives in SQLite (one host, the default) or PostgreSQL (shared, durable), like the ledger's store.
+
+Every write is keyed by the event id that caused it and written with `ON CONFLICT DO NOTHING`, so an
+at-least-once redelivery changes nothing. Queries use `?` placeholders, translated for psycopg.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+
+from cepbus.models import (
+    BreachKind,
+    Choice,
+    ChoiceRecorded,
+    IntakeRegistered,
+    NoticeIssued,
+    OrganisationKind,
+    Profile,
+    ServiceLevel,
+    ServiceLevelStarted,
+)
+
+Row = tuple[Any, ...]
+
+_SCHEMA = [
+    """
+    CREATE TABLE IF NOT EXISTS router_intakes (
+        intake_event_id TEXT PRIMARY KEY,
+        person_pseudonym TEXT,
+        correlation_id TEXT NOT NULL,
+        operator_id TEXT NOT NULL,
+        operator_kind TEXT NOT NULL,
+        region_code TEXT NOT NULL,
+        departement_code TEXT NOT NULL,
+        occurred_at_ms BIGINT NOT NULL,
+        profile_json TEXT NOT NULL,
+        status TEXT NOT NULL,
+        notice_due INTEGER NOT NULL,
+        rules_json TEXT NOT NULL,
+        ruleset_version TEXT NOT NULL,
+        reference_version TEXT NOT NULL,
+        purpose TEXT,
+        cep_requested_on TEXT,
+        reminded_at_ms BIGINT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS router_intakes_person ON router_intakes (person_pseudonym)",
+    """
+    CREATE TABLE IF NOT EXISTS router_notices (
+        notice_event_id TEXT PRIMARY KEY,
+        intake_event_id TEXT NOT NULL,
+        occurred_at_ms BIGINT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS router_notices_intake ON router_notices (intake_event_id)",
+    """
+    CREATE TABLE IF NOT EXISTS router_choices (
+        choice_event_id TEXT PRIMARY KEY,
+        intake_event_id TEXT NOT NULL,
+        choice TEXT NOT NULL,
+        chosen_operator_kind TEXT,
+        consent_to_share INTEGER NOT NULL,
+        occurred_at_ms BIGINT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS router_choices_intake ON router_choices (intake_event_id)",
+    """
+    CREATE TABLE IF NOT EXISTS router_service_levels (
+        event_id TEXT PRIMARY KEY,
+        intake_event_id TEXT NOT NULL,
+        operator_id TEXT NOT NULL,
+        level TEXT NOT NULL,
+        occurred_at_ms BIGINT NOT NULL,
+        breach TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS router_service_levels_intake ON router_service_levels (intake_event_id)",
+]
+
+_INTAKE_COLUMNS = (
+    "intake_event_id, person_pseudonym, correlation_id, operator_id, operator_kind, region_code, "
+    "departement_code, occurred_at_ms, profile_json, status, notice_due, rules_json, ruleset_version, "
+    "reference_version, purpose, cep_requested_on, reminded_at_ms"
+)
+
+
+def to_ms(moment: Any) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class IntakeRecord:
+    """What the router keeps of an intake and its decision."""
+
+    intake_event_id: str
+    person_pseudonym: str | None
+    correlation_id: str
+    operator_id: str
+    operator_kind: OrganisationKind
+    region_code: str
+    departement_code: str
+    occurred_at_ms: int
+    profile: Profile
+    status: str
+    notice_due: bool
+    rules: tuple[str, ...]
+    ruleset_version: str
+    reference_version: str
+    purpose: str | None
+    cep_requested_on: date | None
+    reminded_at_ms: int | None
+
+
+@dataclass(frozen=True)
+class ChoiceRecord:
+    choice_event_id: str
+    intake_event_id: str
+    choice: Choice
+    chosen_operator_kind: OrganisationKind | None
+    consent_to_share: bool
+    occurred_at_ms: int
+
+
+@dataclass(frozen=True)
+class ServiceLevelRecord:
+    event_id: str
+    intake_event_id: str
+    operator_id: str
+    level: ServiceLevel
+    occurred_at_ms: int
+    breach: BreachKind | None
+
+
+@dataclass(frozen=True)
+class AwaitingChoice:
+    """An intake whose notice was issued and for which no choice is recorded yet, nor a reminder sent."""
+
+    intake: IntakeRecord
+    notice_issued_at_ms: int
+
+
+def _intake_from_row(row: Row) -> IntakeRecord:
+    (
+        intake_id,
+        person,
+        correlation,
+        operator_id,
+        kind,
+        region,
+        departement,
+        occurred,
+        profile_json,
+        status,
+        notice_due,
+        rules_json,
+        ruleset_version,
+        reference_version,
+        purpose,
+        requested_on,
+        reminded,
+    ) = row
+    return IntakeRecord(
+        intake_event_id=intake_id,
+        person_pseudonym=person,
+        correlation_id=correlation,
+        operator_id=operator_id,
+        operator_kind=OrganisationKind(kind),
+        region_code=region,
+        departement_code=departement,
+        occurred_at_ms=int(occurred),
+        profile=Profile.model_validate_json(profile_json),
+        status=status,
+        notice_due=bool(notice_due),
+        rules=tuple(json.loads(rules_json)),
+        ruleset_version=ruleset_version,
+        reference_version=reference_version,
+        purpose=purpose,
+        cep_requested_on=date.fromisoformat(requested_on) if requested_on else None,
+        reminded_at_ms=int(reminded) if reminded is not None else None,
+    )
+
+
+class RouterStore(ABC):
+    """The router's state; subclasses supply the connection. Thread-safe (one lock per store)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- backend primitives -------------------------------------------------------------------------
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> None: ...
+
+    @abstractmethod
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]: ...
+
+    @abstractmethod
+    def _close_connection(self) -> None: ...
+
+    # -- writes (idempotent on the causing event id) ----------------------------------------------
+
+    def record_intake(
+        self,
+        intake: IntakeRegistered,
+        *,
+        status: str,
+        notice_due: bool,
+        rules: Sequence[str],
+        ruleset_version: str,
+        reference_version: str,
+    ) -> None:
+        envelope = intake.envelope
+        with self._lock, self._transaction():
+            self._execute(
+                f"INSERT INTO router_intakes ({_INTAKE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT (intake_event_id) DO NOTHING",
+                (
+                    str(envelope.event_id),
+                    envelope.person_pseudonym,
+                    envelope.correlation_id,
+                    intake.operator_id,
+                    intake.operator_kind.value,
+                    intake.region_code,
+                    intake.departement_code,
+                    to_ms(envelope.occurred_at),
+                    intake.profile.model_dump_json(),
+                    status,
+                    int(notice_due),
+                    json.dumps(list(rules)),
+                    ruleset_version,
+                    reference_version,
+                    intake.purpose.value if intake.purpose else None,
+                    intake.cep_requested_on.isoformat() if intake.cep_requested_on else None,
+                ),
+            )
+
+    def record_notice(self, notice: NoticeIssued) -> None:
+        with self._lock, self._transaction():
+            self._execute(
+                "INSERT INTO router_notices (notice_event_id, intake_event_id, occurred_at_ms) "
+                "VALUES (?, ?, ?) ON CONFLICT (notice_event_id) DO NOTHING",
+                (str(notice.event_id), notice.intake_event_id, to_ms(notice.envelope.occurred_at)),
+            )
+
+    def record_choice(self, choice: ChoiceRecorded) -> None:
+        with self._lock, self._transaction():
+            self._execute(
+                "INSERT INTO router_choices (choice_event_id, intake_event_id, choice, chosen_operator_kind, "
+                "consent_to_share, occurred_at_ms) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (choice_event_id) DO NOTHING",
+                (
+                    str(choice.event_id),
+                    choice.intake_event_id,
+                    choice.choice.value,
+                    choice.chosen_operator_kind.value if choice.chosen_operator_kind else None,
+                    int(choice.consent_to_share),
+                    to_ms(choice.envelope.occurred_at),
+                ),
+            )
+
+    def record_service_level(self, started: ServiceLevelStarted, breach: BreachKind | None) -> None:
+        with self._lock, self._transaction():
+            self._execute(
+                "INSERT INTO router_service_levels (event_id, intake_event_id, operator_id, level, "
+                "occurred_at_ms, breach) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (
+                    str(started.event_id),
+                    started.intake_event_id,
+                    started.operator_id,
+                    started.level.value,
+                    to_ms(started.envelope.occurred_at),
+                    breach.value if breach else None,
+                ),
+            )
+
+    def mark_reminded(self, intake_event_id: str, at_ms: int) -> None:
+        """Only the first reminder counts: a second call keeps the first time."""
+        with self._lock, self._transaction():
+            self._execute(
+                "UPDATE router_intakes SET reminded_at_ms = ? "
+                "WHERE intake_event_id = ? AND reminded_at_ms IS NULL",
+                (at_ms, intake_event_id),
+            )
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def intake(self, intake_event_id: str) -> IntakeRecord | None:
+        rows = self._query(
+            f"SELECT {_INTAKE_COLUMNS} FROM router_intakes WHERE intake_event_id = ?", (intake_event_id,)
+        )
+        return _intake_from_row(rows[0]) if rows else None
+
+    def intakes_of(self, person_pseudonym: str) -> list[IntakeRecord]:
+        rows = self._query(
+            f"SELECT {_INTAKE_COLUMNS} FROM router_intakes WHERE person_pseudonym = ? "
+            "ORDER BY occurred_at_ms, intake_event_id",
+            (person_pseudonym,),
+        )
+        return [_intake_from_row(row) for row in rows]
+
+    def notices_at_ms(self, intake_event_id: str) -> list[int]:
+        """When each notice for this intake was issued, earliest first."""
+        rows = self._query(
+            "SELECT occurred_at_ms FROM router_notices WHERE intake_event_id = ? ORDER BY occurred_at_ms",
+            (intake_event_id,),
+        )
+        return [int(row[0]) for row in rows]
+
+    def choices(self, intake_event_id: str) -> list[ChoiceRecord]:
+        """The choices recorded for an intake, in the order they were made."""
+        rows = self._query(
+            "SELECT choice_event_id, intake_event_id, choice, chosen_operator_kind, consent_to_share, "
+            "occurred_at_ms FROM router_choices WHERE intake_event_id = ? "
+            "ORDER BY occurred_at_ms, choice_event_id",
+            (intake_event_id,),
+        )
+        return [
+            ChoiceRecord(
+                choice_event_id=row[0],
+                intake_event_id=row[1],
+                choice=Choice(row[2]),
+                chosen_operator_kind=OrganisationKind(row[3]) if row[3] else None,
+                consent_to_share=bool(row[4]),
+                occurred_at_ms=int(row[5]),
+            )
+            for row in rows
+        ]
+
+    def service_levels(self, intake_event_id: str) -> list[ServiceLevelRecord]:
+        rows = self._query(
+            "SELECT event_id, intake_event_id, operator_id, level, occurred_at_ms, breach "
+            "FROM router_service_levels WHERE intake_event_id = ? ORDER BY occurred_at_ms, event_id",
+            (intake_event_id,),
+        )
+        return [
+            ServiceLevelRecord(
+                event_id=row[0],
+                intake_event_id=row[1],
+                operator_id=row[2],
+                level=ServiceLevel(row[3]),
+                occurred_at_ms=int(row[4]),
+                breach=BreachKind(row[5]) if row[5] else None,
+            )
+            for row in rows
+        ]
+
+    def awaiting_choice(self) -> list[AwaitingChoice]:
+        """Intakes with a notice issued, no choice recorded and no reminder sent yet."""
+        columns = ", ".join(f"i.{c.strip()}" for c in _INTAKE_COLUMNS.split(","))
+        rows = self._query(
+            f"SELECT {columns}, MIN(n.occurred_at_ms) FROM router_intakes i "
+            "JOIN router_notices n ON n.intake_event_id = i.intake_event_id "
+            "WHERE i.reminded_at_ms IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM router_choices c WHERE c.intake_event_id = i.intake_event_id) "
+            f"GROUP BY {columns} ORDER BY i.intake_event_id"
+        )
+        return [AwaitingChoice(_intake_from_row(row[:-1]), int(row[-1])) for row in rows]
+
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these notice, choice or intake event ids the router has recorded (for the demo,
+        which waits for the router's state to settle before it publishes service levels)."""
+        wanted = list(dict.fromkeys(event_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for table, column in (
+                ("router_intakes", "intake_event_id"),
+                ("router_notices", "notice_event_id"),
+                ("router_choices", "choice_event_id"),
+            ):
+                rows = self._query(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk)
+                found.update(row[0] for row in rows)
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close_connection()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SqliteRouterStore(RouterStore):
+    """One SQLite file in WAL mode (or `:memory:`), so the demo and the CLI can read it while the
+    router writes."""
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
+        super().__init__()
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            if path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            with self._transaction():
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self._conn.execute(sql, params)
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _close_connection(self) -> None:
+        self._conn.close()
+
+
+_PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_02  # "cepbus" + 2: serialises concurrent schema creation
+
+
+class PostgresRouterStore(RouterStore):
+    """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._conn: psycopg.Connection[Row] = psycopg.connect(url, autocommit=True)
+        try:
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK_KEY,))
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock, self._conn.transaction():
+            yield
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self._conn.execute(sql.replace("?", "%s"), params)
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        with self._lock:
+            return self._conn.execute(sql.replace("?", "%s"), params).fetchall()
+
+    def _close_connection(self) -> None:
+        self._conn.close()
+
+
+def open_router_store(url: str) -> RouterStore:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give
+    SQLite; `postgresql://...` or `postgres://...` give PostgreSQL."""
+    if not url:
+        raise ValueError("empty router store URL")
+    if url.startswith("sqlite:"):
+        if not url.startswith("sqlite:///") or url == "sqlite:///":
+            raise ValueError(f"SQLite router URL must look like sqlite:///path/to/router.db, got {url!r}")
+        return SqliteRouterStore(url[len("sqlite:///") :])
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresRouterStore(url)
+    if "://" in url:
+        scheme = url.split("://", 1)[0]  # not the whole URL: it may carry a password
+        raise ValueError(
+            f"unsupported router store URL scheme {scheme!r}: use sqlite:///path.db, a file path, "
+            "or postgresql://..."
+        )
+    return SqliteRouterStore(url)
