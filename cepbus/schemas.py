@@ -19,7 +19,11 @@ EVENT_NAMESPACE = "fr.cepbus"
 
 def schema_dir() -> Path:
     """Where the `.avsc` files live: `CEPBUS_SCHEMA_DIR`, the source tree, or the installed copy."""
-    configured = os.environ.get("CEPBUS_SCHEMA_DIR")
+    return _schema_dir(os.environ.get("CEPBUS_SCHEMA_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _schema_dir(configured: str | None) -> Path:
     if configured:
         return Path(configured)
     source_tree = Path(__file__).resolve().parent.parent / "schemas" / "avro"
@@ -30,10 +34,11 @@ def schema_dir() -> Path:
 
 @dataclass(frozen=True)
 class EventSchema:
-    """One event type of the contract, ready for encoding and decoding."""
+    """One record type of the contract, ready for encoding and decoding."""
 
     name: str  # full name, e.g. fr.cepbus.IntakeRegistered
-    parsed: Any  # fastavro parsed schema (named types expanded)
+    definition: dict[str, Any]  # the schema as loaded, named types inlined at first use
+    parsed: Any  # fastavro's parsed form (parsed once: fastavro re-parses a raw schema on every call)
     canonical_form: str  # Avro Parsing Canonical Form
     fingerprint: bytes  # CRC-64-AVRO of the canonical form, 8 bytes little-endian
 
@@ -41,36 +46,48 @@ class EventSchema:
     def short_name(self) -> str:
         return self.name.rsplit(".", 1)[-1]
 
+    @property
+    def is_event(self) -> bool:
+        """An event is a record whose first field is the common envelope."""
+        fields = self.definition.get("fields") or []
+        return bool(fields) and fields[0]["name"] == "envelope"
+
     def field_names(self) -> list[str]:
-        return [field["name"] for field in self.parsed["fields"]]
+        return [field["name"] for field in self.definition["fields"]]
 
 
-def _is_event(raw: Any) -> bool:
-    """An event is a record whose first field is the common envelope."""
-    return (
-        isinstance(raw, dict)
-        and raw.get("type") == "record"
-        and bool(raw.get("fields"))
-        and raw["fields"][0]["name"] == "envelope"
-    )
+@functools.lru_cache(maxsize=4)
+def _load_records(directory: str) -> dict[str, EventSchema]:
+    """Every top-level record schema of the directory (events and other records, e.g. ledger leaves)."""
+    records: dict[str, EventSchema] = {}
+    for path in sorted(Path(directory).glob("*.avsc")):
+        definition: dict[str, Any] = fastavro.schema.load_schema(str(path), _write_hint=False)  # type: ignore[assignment]
+        if not isinstance(definition, dict) or definition.get("type") != "record":
+            continue
+        name: str = definition["name"]
+        if path.stem != name:
+            raise ValueError(f"{path.name} defines {name}; the file must be named {name}.avsc")
+        canonical = fastavro.schema.to_parsing_canonical_form(definition)
+        fingerprint = bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+        parsed = fastavro.parse_schema(definition)
+        records[name] = EventSchema(name, definition, parsed, canonical, fingerprint)
+    return records
 
 
 @functools.lru_cache(maxsize=4)
 def _load(directory: str) -> dict[str, EventSchema]:
-    events: dict[str, EventSchema] = {}
-    for path in sorted(Path(directory).glob("*.avsc")):
-        parsed: dict[str, Any] = fastavro.schema.load_schema(str(path), _write_hint=False)  # type: ignore[assignment]
-        if not _is_event(parsed):
-            continue
-        canonical = fastavro.schema.to_parsing_canonical_form(parsed)
-        fingerprint = bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
-        name: str = parsed["name"]
-        if path.stem != name:
-            raise ValueError(f"{path.name} defines {name}; the file must be named {name}.avsc")
-        events[name] = EventSchema(name, parsed, canonical, fingerprint)
+    events = {name: schema for name, schema in _load_records(directory).items() if schema.is_event}
     if not events:
         raise FileNotFoundError(f"no event schema found in {directory}")
     return events
+
+
+def record_schema(name: str) -> EventSchema:
+    """Any top-level record of the contract by full name, e.g. fr.cepbus.LedgerRecord."""
+    try:
+        return _load_records(str(schema_dir()))[name]
+    except KeyError:
+        raise KeyError(f"unknown record schema {name!r}") from None
 
 
 def event_schemas() -> dict[str, EventSchema]:
@@ -89,5 +106,10 @@ def event_schema(name: str) -> EventSchema:
 
 
 def by_fingerprint() -> dict[bytes, EventSchema]:
-    """The lookup a decoder needs: fingerprint -> writer schema."""
-    return {schema.fingerprint: schema for schema in event_schemas().values()}
+    """The lookup a decoder needs: fingerprint -> writer schema (built once per schema directory)."""
+    return _by_fingerprint(str(schema_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _by_fingerprint(directory: str) -> dict[bytes, EventSchema]:
+    return {schema.fingerprint: schema for schema in _load(directory).values()}

@@ -8,7 +8,6 @@ non-personal regulation facts (`NON_PERSONAL_FIELDS`) the audit report needs.
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ import fastavro.schema
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cepbus.codec import MARKER, DecodeError, decode_record
-from cepbus.schemas import schema_dir
+from cepbus.schemas import record_schema as contract_record_schema
 
 RECORD_SCHEMA_NAME = "fr.cepbus.LedgerRecord"
 ERASURE_EVENT_TYPE = "fr.cepbus.LedgerErasure"
@@ -48,16 +47,10 @@ class LedgerRecordError(ValueError):
     """Leaf bytes that are not a ledger record."""
 
 
-@functools.lru_cache(maxsize=2)
-def _schema(directory: str) -> tuple[Any, bytes]:
-    parsed = fastavro.schema.load_schema(f"{directory}/{RECORD_SCHEMA_NAME}.avsc", _write_hint=False)
-    canonical = fastavro.schema.to_parsing_canonical_form(parsed)
-    return parsed, bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
-
-
 def record_schema() -> tuple[Any, bytes]:
     """(parsed schema, 8-byte CRC-64-AVRO fingerprint) of fr.cepbus.LedgerRecord."""
-    return _schema(str(schema_dir()))
+    schema = contract_record_schema(RECORD_SCHEMA_NAME)
+    return schema.parsed, schema.fingerprint
 
 
 @dataclass(frozen=True)

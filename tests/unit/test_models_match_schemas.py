@@ -79,7 +79,7 @@ def test_model_mirrors_schema(name: str) -> None:
     import fastavro.schema
 
     schema = event_schemas()[name]
-    expanded = fastavro.schema.expand_schema(schema.parsed)
+    expanded = fastavro.schema.expand_schema(schema.definition)
     _check_record(expanded, EVENT_MODELS[name], name)
 
 
@@ -91,6 +91,6 @@ def test_a_drifted_model_is_caught() -> None:
         envelope: Any
         operator_id: int  # the schema says string
 
-    expanded = fastavro.schema.expand_schema(event_schemas()["fr.cepbus.IntakeRegistered"].parsed)
+    expanded = fastavro.schema.expand_schema(event_schemas()["fr.cepbus.IntakeRegistered"].definition)
     with pytest.raises(AssertionError):
         _check_record(expanded, Drifted, "Drifted")
