@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cepbus.cli_referrals import partner, referral_app
+
 app = typer.Typer(
     help="cep-bus: inter-operator regulation and referrals of the CEP, on Kafka.", no_args_is_help=True
 )
@@ -19,6 +21,8 @@ ledger_app = typer.Typer(help="The regulation ledger: run the service, or verify
 rules_app = typer.Typer(help="The regulation rules.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(rules_app, name="rules")
+app.add_typer(referral_app, name="referral")  # closed-loop referrals (#4)
+app.command()(partner)
 console = Console(stderr=True)
 
 

@@ -8,8 +8,9 @@ import faust
 from cepbus.reference import load_reference
 from cepbus.settings import BrokerSettings, RouterSettings
 from cepbus.streaming import ServiceRuntime, make_app
-from cepbus.topics import CHOICE_RECORDED, INTAKE_REGISTERED, REFERRAL_REQUESTED
+from cepbus.topics import CHOICE_RECORDED, INTAKE_REGISTERED
 from services.router.handlers import RouterHandlers
+from services.router.referrals import app as referrals
 
 SERVICE = "router"
 
@@ -21,5 +22,5 @@ def build_app(settings: RouterSettings | None = None, broker: BrokerSettings | N
     handlers = RouterHandlers(load_reference(), settings.service_org_id)
     runtime.consume(INTAKE_REGISTERED, handlers.on_intake)
     runtime.consume(CHOICE_RECORDED, handlers.on_choice)
-    runtime.consume(REFERRAL_REQUESTED, handlers.on_referral)
+    referrals.register(app, runtime, handlers.reference, route=handlers.on_referral)  # + lifecycle (#4)
     return app
