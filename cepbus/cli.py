@@ -207,6 +207,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
             "yes" if summary["ledger_verified"] else f"NO: {summary['ledger_verify_reason']}",
         ),
         ("dead letters", summary["dead_letters"]),
+        ("referral status updates in the ledger", summary["status_updates_in_ledger"]),
+        ("referrals completed", summary["referrals_completed"]),
+        ("referrals declined", summary["referrals_declined"]),
+        ("referrals still open", summary["referrals_open"]),
+        ("referral deadline breaches", summary["deadline_breaches"]),
+        (
+            "status updates rejected (forged ones sent)",
+            f"{summary['rejected_updates']} ({summary['forged_updates_sent']})",
+        ),
         ("publish -> ledger (s)", summary["publish_to_ledger_s"]),
         ("elapsed (s)", summary["elapsed_s"]),
     ]

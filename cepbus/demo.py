@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cepbus.admin import ensure_topics
 from cepbus.broker import EmbeddedBroker
-from cepbus.models import ChoiceRecorded, Event, IntakeRegistered, NoticeRequested
+from cepbus.demo_referrals import PartnersThread, expected_status_ids, forged_updates, referral_figures
+from cepbus.models import ChoiceRecorded, Event, IntakeRegistered, NoticeRequested, ReferralRequested
 from cepbus.publisher import Publisher
 from cepbus.reference import load_reference
 from cepbus.service_runner import bus_topics
@@ -27,6 +28,7 @@ from cepbus.supervisor import SERVICES, Supervisor, metrics_port, service_runnin
 from services.ledger.store import LedgerStore, open_store
 from services.notifier.handlers import NotifierHandlers
 from services.router.handlers import RouterHandlers
+from services.router.referrals.settings import ReferralSettings
 
 
 @dataclass
@@ -34,10 +36,12 @@ class Expected:
     """The events the ledger must hold once the loop has run, by type."""
 
     ids: dict[str, str] = field(default_factory=dict)  # event id -> short type name
+    events: list[Event] = field(default_factory=list)
     informed_of: Counter[str] = field(default_factory=Counter)  # operator kind -> notices naming it
 
     def add(self, event: Event) -> None:
         self.ids[str(event.event_id)] = type(event).__name__
+        self.events.append(event)
         if isinstance(event, NoticeRequested):
             self.informed_of.update(kind.value for kind in event.inform)
 
@@ -98,6 +102,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
     broker_settings = BrokerSettings()
     embedded = EmbeddedBroker(EmbeddedBrokerSettings())
     supervisor = Supervisor()
+    partners = PartnersThread(broker_settings)
     started: list[str] = []
     try:
         if not embedded.already_running():
@@ -112,9 +117,15 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             supervisor.wait_metrics(service, metrics_port(service))
 
         intakes, choices, expected = plan(intake_count, seed)
+        referrals = [e for e in expected.events if isinstance(e, ReferralRequested)]  # closed loop (#4)
+        forged = forged_updates(referrals)
+        expected.ids.update(dict.fromkeys(expected_status_ids(referrals), "ReferralStatusChanged"))
+        expected.ids.update({str(u.event_id): "ReferralStatusChanged" for u in forged})
+        partners.start()
         with Publisher(broker_settings, client_id="cepbus-demo") as publisher:
             publisher.publish_many(intakes)
             publisher.publish_many(choices)
+            publisher.publish_many(forged)
         published_at = time.monotonic()
 
         store = open_store(LedgerSettings().database_url)
@@ -125,6 +136,11 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             ledger_entries = store.count()
         finally:
             store.close()
+        figures = referral_figures(
+            ReferralSettings().database_url,
+            [r.referral_id for r in referrals],
+            lambda: scrape(metrics_port("router")),
+        )
         dead_letters = sum(scrape(metrics_port(s)).get("cepbus_dead_letters_total", 0.0) for s in SERVICES)
         by_type = expected.by_type()
         held = Counter(kind for event_id, kind in expected.ids.items() if event_id not in missing)
@@ -143,6 +159,10 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             "ledger_verified": verification.ok,
             "ledger_verify_reason": verification.reason,
             "dead_letters": int(dead_letters),
+            "status_updates_expected": by_type["ReferralStatusChanged"],
+            "status_updates_in_ledger": held["ReferralStatusChanged"],
+            "forged_updates_sent": len(forged),
+            **figures,
             "loop_completed": not missing,
             "missing_entries": len(missing),
             "started": started,
@@ -151,6 +171,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         }
         return summary
     finally:
+        partners.close()
         supervisor.stop_all()
         if "broker" in started:
             embedded.stop()

@@ -23,6 +23,8 @@ class RunningBus:
     ledger_url: str
     ports: dict[str, int]
     supervisor: Supervisor
+    referrals_url: str = ""  # the router's referral store (#4)
+    referrals_http_port: int = 0
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,11 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     suffix = uuid.uuid4().hex[:8]  # fresh consumer groups, so a shared cluster replays nothing old
     ports = {service: free_port() for service in SERVICES}
     env = {"CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap, "CEPBUS_LEDGER_DATABASE_URL": ledger_url}
+    referrals_url, referrals_http_port = f"sqlite:///{workdir / 'referrals.db'}", free_port()
+    env |= {
+        "CEPBUS_REFERRALS_DATABASE_URL": referrals_url,
+        "CEPBUS_REFERRALS_HTTP_PORT": str(referrals_http_port),
+    }
     for service, port in ports.items():
         env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(port)
         env[f"CEPBUS_{service.upper()}_GROUP_ID"] = f"cepbus-{service}-test-{suffix}"
@@ -43,6 +50,8 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             supervisor.start(service)
         for service in SERVICES:
             supervisor.wait_metrics(service, ports[service], timeout_s=60)
-        yield RunningBus(kafka_bootstrap, broker, ledger_url, ports, supervisor)
+        yield RunningBus(
+            kafka_bootstrap, broker, ledger_url, ports, supervisor, referrals_url, referrals_http_port
+        )
     finally:
         supervisor.stop_all()

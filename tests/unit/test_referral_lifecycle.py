@@ -101,7 +101,10 @@ def referral(
 ) -> ReferralRequested:
     return ReferralRequested(
         envelope=new_envelope(
-            ReferralRequested, producer_org_id="cep-bus-router", person_pseudonym=person or "p-test", occurred_at=at
+            ReferralRequested,
+            producer_org_id="cep-bus-router",
+            person_pseudonym=person or "p-test",
+            occurred_at=at,
         ),
         referral_id=str(uuid.uuid4()),
         requester_org_id=requester,
@@ -163,7 +166,9 @@ def test_full_lifecycle_with_history_and_signatures(lifecycle: ReferralLifecycle
     assert state(lifecycle, ref) == S.COMPLETED
     history = lifecycle.store.history(ref.referral_id)
     assert [h.status for h in history] == [s for s, _ in steps]
-    assert all(h.signer_org_id == RECIPIENT and h.signature_hex and len(h.signature_hex) == 128 for h in history)
+    assert all(
+        h.signer_org_id == RECIPIENT and h.signature_hex and len(h.signature_hex) == 128 for h in history
+    )
     assert lifecycle.store.open_for(RECIPIENT) == []
 
 
@@ -222,7 +227,9 @@ def test_same_event_twice_is_one_transition(lifecycle: ReferralLifecycle) -> Non
     # the same update re-sent later (new time, new signature, same event id and content): still one
     again = update(ref, S.RECEIVED, at=MONDAY + timedelta(hours=1))
     again = sign_status(
-        again.model_copy(update={"envelope": again.envelope.model_copy(update={"event_id": received.event_id})}),
+        again.model_copy(
+            update={"envelope": again.envelope.model_copy(update={"event_id": received.event_id})}
+        ),
         RECIPIENT,
         dev_private_key(RECIPIENT),
     )
@@ -289,7 +296,9 @@ def test_replayed_event_id_with_other_content_is_refused(lifecycle: ReferralLife
     # a validly signed update that reuses an event id already applied, for another step
     reuse = update(ref, S.ACCEPTED)
     reuse = sign_status(
-        reuse.model_copy(update={"envelope": reuse.envelope.model_copy(update={"event_id": received.event_id})}),
+        reuse.model_copy(
+            update={"envelope": reuse.envelope.model_copy(update={"event_id": received.event_id})}
+        ),
         RECIPIENT,
         dev_private_key(RECIPIENT),
     )
@@ -314,7 +323,9 @@ def _breaches(outputs: list[Outgoing]) -> list[ReferralDeadlineBreached]:
     return found  # type: ignore[return-value]
 
 
-def test_deadline_breach_once_then_on_the_next_deadline(lifecycle: ReferralLifecycle, clock: MovableClock) -> None:
+def test_deadline_breach_once_then_on_the_next_deadline(
+    lifecycle: ReferralLifecycle, clock: MovableClock
+) -> None:
     ref = referral()  # Monday 2 March: received due end of Wednesday 4 (Paris), answered end of Monday 9
     lifecycle.on_requested(ref)
     clock.now = datetime(2026, 3, 4, 22, 30, tzinfo=UTC)  # Wednesday 23:30 Paris: still in time
@@ -366,7 +377,13 @@ def test_a_late_step_reports_its_deadline_when_no_sweep_saw_it(
 def test_ping_pong_raises_an_alert(lifecycle: ReferralLifecycle) -> None:
     away = referral(REQUESTER, RECIPIENT, person="p-bounce")
     assert lifecycle.on_requested(away) == []
-    back = referral(RECIPIENT, REQUESTER, person="p-bounce", at=MONDAY + timedelta(days=3), kind=OrganisationKind.REGIONAL_CEP)
+    back = referral(
+        RECIPIENT,
+        REQUESTER,
+        person="p-bounce",
+        at=MONDAY + timedelta(days=3),
+        kind=OrganisationKind.REGIONAL_CEP,
+    )
     [out] = lifecycle.on_requested(back)
     assert out.topic == REFERRAL_ALERT.name
     alert = out.event
