@@ -211,7 +211,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("referrals completed", summary["referrals_completed"]),
         ("referrals declined", summary["referrals_declined"]),
         ("referrals still open", summary["referrals_open"]),
+        ("referrals to local partners (backlog, ping-pong)", summary["partner_referrals"]),
         ("referral deadline breaches", summary["deadline_breaches"]),
+        ("referral regulation alerts", summary["regulation_alerts"]),
         (
             "status updates rejected (forged ones sent)",
             f"{summary['rejected_updates']} ({summary['forged_updates_sent']})",

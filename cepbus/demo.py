@@ -17,7 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cepbus.admin import ensure_topics
 from cepbus.broker import EmbeddedBroker
-from cepbus.demo_referrals import PartnersThread, expected_status_ids, forged_updates, referral_figures
+from cepbus.demo_referrals import (
+    PartnersThread,
+    expected_status_ids,
+    forged_updates,
+    partner_referrals,
+    referral_figures,
+)
 from cepbus.models import ChoiceRecorded, Event, IntakeRegistered, NoticeRequested, ReferralRequested
 from cepbus.publisher import Publisher
 from cepbus.reference import load_reference
@@ -117,7 +123,10 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             supervisor.wait_metrics(service, metrics_port(service))
 
         intakes, choices, expected = plan(intake_count, seed)
-        referrals = [e for e in expected.events if isinstance(e, ReferralRequested)]  # closed loop (#4)
+        direct = partner_referrals(seed)  # closed loop (#4): to local partners, backdated, one ping-pong
+        for referral in direct:
+            expected.add(referral)
+        referrals = [e for e in expected.events if isinstance(e, ReferralRequested)]
         forged = forged_updates(referrals)
         expected.ids.update(dict.fromkeys(expected_status_ids(referrals), "ReferralStatusChanged"))
         expected.ids.update({str(u.event_id): "ReferralStatusChanged" for u in forged})
@@ -125,6 +134,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         with Publisher(broker_settings, client_id="cepbus-demo") as publisher:
             publisher.publish_many(intakes)
             publisher.publish_many(choices)
+            publisher.publish_many(direct)
             publisher.publish_many(forged)
         published_at = time.monotonic()
 
@@ -140,6 +150,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             ReferralSettings().database_url,
             [r.referral_id for r in referrals],
             lambda: scrape(metrics_port("router")),
+            forged_count=len(forged),
         )
         dead_letters = sum(scrape(metrics_port(s)).get("cepbus_dead_letters_total", 0.0) for s in SERVICES)
         by_type = expected.by_type()
@@ -161,6 +172,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             "dead_letters": int(dead_letters),
             "status_updates_expected": by_type["ReferralStatusChanged"],
             "status_updates_in_ledger": held["ReferralStatusChanged"],
+            "partner_referrals": len(direct),
             "forged_updates_sent": len(forged),
             **figures,
             "loop_completed": not missing,

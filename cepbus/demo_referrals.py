@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cepbus.directory import load_directory
@@ -19,6 +20,22 @@ from cepbus.signing import dev_private_key, sign_status
 
 DEMO_REFUSAL_RATE = 0.15
 DEMO_PARTNER_SEED = 4
+#: Local partners the demo's operators refer people to directly, with how many days ago (a backlog:
+#: the partner answers only now, so the steps already overdue in business days are reported).
+PARTNER_BACKLOG: tuple[tuple[str, str, int], ...] = (
+    ("cep-r11", "transitions-pro-r11", 1),
+    ("cep-r84", "transitions-pro-r84", 2),
+    ("cep-r75", "transitions-pro-r75", 4),
+    ("cep-r32", "transitions-pro-r32", 6),
+    ("cep-r11", "opco-atlas", 3),
+    ("cep-r44", "opco-2i", 8),
+    ("cep-r93", "opco-sante", 12),
+    ("cep-r52", "spro-r52", 5),
+    ("cep-r53", "spro-r53", 10),
+    ("cep-r84", "exemple-formation-r84", 15),
+    ("cep-r04", "exemple-medico-social-r04", 25),
+    ("cep-r11", "exemple-formation-r11", 0),
+)
 
 
 def expected_status_ids(referrals: Sequence[ReferralRequested]) -> list[str]:
@@ -28,6 +45,43 @@ def expected_status_ids(referrals: Sequence[ReferralRequested]) -> list[str]:
         for r in referrals
         for step in plan_steps(r.referral_id, 0.0, DEMO_REFUSAL_RATE, DEMO_PARTNER_SEED)
     ]
+
+
+def partner_referrals(seed: int, now: datetime | None = None) -> list[ReferralRequested]:
+    """Referrals from regional operators to local partners (`PARTNER_BACKLOG`, dated in the past),
+    then a ping-pong: a person referred to Transitions Pro and referred back by it. Ids are fixed per
+    seed, so a rerun adds nothing to the ledger."""
+    now = now or datetime.now(UTC)
+    directory = load_directory()
+
+    def referral(n: int, requester: str, recipient: str, days_ago: int, person: str) -> ReferralRequested:
+        region = directory.get(requester).region_code or "11"
+        return ReferralRequested(
+            envelope=new_envelope(
+                ReferralRequested,
+                producer_org_id=requester,
+                person_pseudonym=person,
+                event_id=derived_event_id(f"demo-partner-referral/{seed}", f"{n}"),
+                correlation_id=f"demo-partner-referral-{seed}-{person}",
+                occurred_at=now - timedelta(days=days_ago),
+            ),
+            referral_id=str(derived_event_id(f"demo-partner-referral/{seed}", f"{n}/referral")),
+            requester_org_id=requester,
+            recipient_org_id=recipient,
+            recipient_kind=directory.get(recipient).kind,
+            region_code=region,
+            reason="orientation vers un partenaire local du CEP",
+            consent_to_share=False,
+        )
+
+    out = [
+        referral(n, requester, recipient, days, f"p-demo-{seed}-partner-{n}")
+        for n, (requester, recipient, days) in enumerate(PARTNER_BACKLOG)
+    ]
+    bouncing = f"p-demo-{seed}-ping-pong"
+    out.append(referral(100, "cep-r24", "transitions-pro-r24", 3, bouncing))
+    out.append(referral(101, "transitions-pro-r24", "cep-r24", 0, bouncing))  # sent back: ping-pong alert
+    return out
 
 
 def forged_updates(referrals: Sequence[ReferralRequested]) -> list[ReferralStatusChanged]:
@@ -91,6 +145,7 @@ def referral_figures(
     database_url: str,
     referral_ids: Sequence[str],
     scrape_router: Callable[[], dict[str, float]],
+    forged_count: int = 0,
     timeout_s: float = 15.0,
 ) -> dict[str, Any]:
     """Where this run's referrals ended, once the router has applied every update (or the timeout);
@@ -104,11 +159,12 @@ def referral_figures(
         while True:
             states = store.count_by_state(referral_ids)
             closed = sum(n for state, n in states.items() if state in {s.value for s in TERMINAL})
-            if closed >= len(referral_ids) or time.monotonic() > deadline:
+            router_metrics = scrape_router()
+            refused = router_metrics.get("cepbus_referral_updates_rejected_total", 0.0)
+            if (closed >= len(referral_ids) and refused >= forged_count) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         breaches = store.count_breaches(referral_ids)
-        router_metrics = scrape_router()
     finally:
         store.close()
     return {
@@ -118,5 +174,6 @@ def referral_figures(
         "referral_states": dict(sorted(states.items())),
         "deadline_breaches": breaches,
         "rejected_updates": int(router_metrics.get("cepbus_referral_updates_rejected_total", 0.0)),
+        "regulation_alerts": int(router_metrics.get("cepbus_referral_alerts_total", 0.0)),
         "appointments_held": int(router_metrics.get("cepbus_referral_appointment_delay_seconds_count", 0.0)),
     }

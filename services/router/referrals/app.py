@@ -13,10 +13,11 @@ import faust
 
 from cepbus.directory import load_directory
 from cepbus.logs import get_logger
+from cepbus.metrics_domain import REFERRALS_ROUTED
 from cepbus.models import ReferralRequested, ReferralStatusChanged
 from cepbus.reference import ReferenceData
 from cepbus.streaming import Handler, Incoming, Outgoing, ServiceRuntime
-from cepbus.topics import REFERRAL_REQUESTED, REFERRAL_STATUS
+from cepbus.topics import REFERRAL_REQUESTED, REFERRAL_STATUS, referral_inbox
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
 from services.router.referrals.http import serve_read_side
 from services.router.referrals.settings import ReferralSettings
@@ -58,8 +59,19 @@ def register(
         drift=settings.drift_policy(),
     )
 
+    directory = lifecycle.directory
+    operator_ids = {org.org_id for org in reference.organisations()}
+
     def route_and_follow(referral: ReferralRequested) -> list[Outgoing]:
-        return [*route(referral), *lifecycle.on_requested(referral)]
+        """CEP operators are routed by the router's own handler; local partners of the directory
+        (Transitions Pro, OPCO, SPRO...) get their inbox here; anything else is refused by `route`."""
+        recipient = referral.recipient_org_id
+        if recipient in directory and recipient not in operator_ids:
+            REFERRALS_ROUTED.labels(referral.region_code, referral.recipient_kind.value).inc()
+            routed = [Outgoing(referral_inbox(recipient).name, referral)]
+        else:
+            routed = list(route(referral))
+        return [*routed, *lifecycle.on_requested(referral)]
 
     runtime.consume(REFERRAL_REQUESTED, route_and_follow)
 
