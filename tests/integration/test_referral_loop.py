@@ -167,3 +167,28 @@ def test_forged_update_is_dead_lettered_and_the_sender_told(
     assert found and found[0].reason_code == "bad_signature"
     view = wait_status(bus, referral.referral_id, "completed", timeout_s=5)
     assert len(view["history"]) == 5
+
+
+def test_overdue_referral_and_ping_pong_reach_the_ledger(bus: RunningBus) -> None:
+    """A referral nobody answers, requested two weeks ago, is reported by the router's deadline timer;
+    a person sent back to the organisation that referred them away raises a ping-pong alert."""
+    from cepbus.demo_referrals import partner_referrals
+
+    seed = int(uuid.uuid4().int % 1_000_000)
+    backlog = partner_referrals(seed)
+    # spro-r53, requested 10 days ago: no partner process serves it, so it stays unanswered
+    silent = next(r for r in backlog if r.recipient_org_id == "spro-r53")
+    away, back = backlog[-2], backlog[-1]
+    with Publisher(bus.broker) as publisher:
+        publisher.publish_many([silent, away, back])
+    breach_ids = {
+        str(derived_event_id(silent.referral_id, "deadline-breached:received")),
+    }
+    alert_id = str(derived_event_id(back.referral_id, "alert:ping_pong"))
+    assert not wait_for_ids(bus, {*breach_ids, alert_id}), "breach or alert never reached the ledger"
+    code, view = http_json(bus, f"/referrals/{silent.referral_id}")
+    assert code == 200 and view["referral"]["status"] == "requested"
+    assert [b["deadline"] for b in view["breaches"]] == ["received"]
+    time.sleep(2.5)  # two more sweeps: the same deadline is not reported again
+    code, view = http_json(bus, f"/referrals/{silent.referral_id}")
+    assert [b["deadline"] for b in view["breaches"]] == ["received"]

@@ -389,7 +389,10 @@ def test_ping_pong_raises_an_alert(lifecycle: ReferralLifecycle) -> None:
     alert = out.event
     assert isinstance(alert, ReferralRegulationAlert)
     assert alert.alert == "ping_pong" and alert.related_referral_ids == [away.referral_id]
-    assert lifecycle.on_requested(back) == []  # redelivered: no second alert
+    # redelivered: the same alert again (same event id, dropped downstream), no new referral
+    [again] = lifecycle.on_requested(back)
+    assert again.event.event_id == alert.event_id
+    assert len(lifecycle.store.of_person("p-bounce")) == 2
 
 
 def test_too_many_referrals_in_the_window(lifecycle: ReferralLifecycle) -> None:

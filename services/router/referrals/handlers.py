@@ -92,7 +92,8 @@ class ReferralLifecycle:
     # -- requests -----------------------------------------------------------------------------
 
     def on_requested(self, referral: ReferralRequested) -> list[Outgoing]:
-        """Start following a routed referral; a redelivered request changes nothing."""
+        """Start following a routed referral. A redelivered request changes nothing but re-emits the
+        same drift alerts (same ids, dropped downstream), so a crash before sending loses none."""
         requested_at = referral.envelope.occurred_at
         zone = self.reference.region(referral.region_code).zone
         due = pending_deadline(
@@ -115,10 +116,11 @@ class ReferralLifecycle:
             due_name=due.name if due else None,
             due_at_ms=_ms(due.due_at) if due else None,
         )
-        if not self.store.add_referral(record):
+        added = self.store.add_referral(record)
+        if added:
+            REFERRALS_TRACKED.labels(referral.region_code, referral.recipient_kind.value).inc()
+        else:
             DUPLICATES.labels(SERVICE).inc()
-            return []
-        REFERRALS_TRACKED.labels(referral.region_code, referral.recipient_kind.value).inc()
         if not person:
             return []
         new = PastReferral(
@@ -131,7 +133,8 @@ class ReferralLifecycle:
         ]
         outputs = []
         for alert in detect(new, history, self.drift):
-            REGULATION_ALERTS.labels(alert.alert).inc()
+            if added:
+                REGULATION_ALERTS.labels(alert.alert).inc()
             event = ReferralRegulationAlert(
                 envelope=new_envelope(
                     ReferralRegulationAlert,
@@ -215,16 +218,6 @@ class ReferralLifecycle:
     ) -> list[Outgoing]:
         now = self.clock()
         outputs: list[Outgoing] = []
-        # A step done after its deadline, before a sweep saw it: report that deadline once.
-        if (
-            record.due_name
-            and record.due_at_ms is not None
-            and target != record.state
-            and _ms(now) > record.due_at_ms
-        ):
-            breach = self._breach(record, now)
-            if breach is not None:
-                outputs.append(breach)
         zone = self.reference.region(record.region_code).zone
         due = pending_deadline(
             self.deadlines, target, _from_ms(record.requested_at_ms), record.region_code, zone
@@ -246,6 +239,17 @@ class ReferralLifecycle:
             entry, fingerprint, due.name if due else None, _ms(due.due_at) if due else None, _ms(now)
         )
         STATUS_APPLIED.labels(update.status.value).inc()
+        # A step done after its deadline, before a sweep saw it: report that deadline (once), after
+        # the state is stored, so a failure above cannot mark a breach that was never emitted.
+        if (
+            record.due_name
+            and record.due_at_ms is not None
+            and target != record.state
+            and _ms(now) > record.due_at_ms
+        ):
+            breach = self._breach(record, now)
+            if breach is not None:
+                outputs.append(breach)
         if update.status == ReferralStatus.FIRST_APPOINTMENT_HELD:
             delay_s = max(0.0, (_ms(update.envelope.occurred_at) - record.requested_at_ms) / 1000)
             APPOINTMENT_DELAY.labels(record.region_code, record.recipient_kind.value).observe(delay_s)
