@@ -128,6 +128,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             expected.add(referral)
         referrals = [e for e in expected.events if isinstance(e, ReferralRequested)]
         forged = forged_updates(referrals)
+        partners.org_ids = [r.recipient_org_id for r in referrals]
         expected.ids.update(dict.fromkeys(expected_status_ids(referrals), "ReferralStatusChanged"))
         expected.ids.update({str(u.event_id): "ReferralStatusChanged" for u in forged})
         partners.start()

@@ -114,16 +114,18 @@ def forged_updates(referrals: Sequence[ReferralRequested]) -> list[ReferralStatu
 
 @dataclass
 class PartnersThread:
-    """The example partners of the whole directory, in one thread of the demo process."""
+    """Example partners for the given organisations (the run's recipients), in one thread of the demo
+    process: one consumer over their inboxes, fewer partitions to fetch than the whole directory."""
 
     broker: BrokerSettings
+    org_ids: Sequence[str] = ()
     stop: threading.Event = field(default_factory=threading.Event)
     partner: ExamplePartner | None = None
     thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.partner = ExamplePartner(
-            load_directory().org_ids(),
+            sorted(set(self.org_ids)) or load_directory().org_ids(),
             delay_s=0.0,
             refusal_rate=DEMO_REFUSAL_RATE,
             seed=DEMO_PARTNER_SEED,
