@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cepbus.cli_referrals import partner, referral_app
 from cepbus.cli_router import rules_evidence
 from cepbus.ledger_cli import register as register_ledger_commands
 
@@ -25,6 +26,8 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(rules_app, name="rules")
 register_ledger_commands(ledger_app)
 rules_app.command("evidence")(rules_evidence)
+app.add_typer(referral_app, name="referral")  # closed-loop referrals (#4)
+app.command()(partner)
 console = Console(stderr=True)
 
 
@@ -229,6 +232,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
             "yes" if summary["ledger_verified"] else f"NO: {summary['ledger_verify_reason']}",
         ),
         ("dead letters", summary["dead_letters"]),
+        ("referral status updates in the ledger", summary["status_updates_in_ledger"]),
+        ("referrals completed", summary["referrals_completed"]),
+        ("referrals declined", summary["referrals_declined"]),
+        ("referrals still open", summary["referrals_open"]),
+        ("referrals to local partners (backlog, ping-pong)", summary["partner_referrals"]),
+        ("referral deadline breaches", summary["deadline_breaches"]),
+        ("referral regulation alerts", summary["regulation_alerts"]),
+        (
+            "status updates rejected (forged ones sent)",
+            f"{summary['rejected_updates']} ({summary['forged_updates_sent']})",
+        ),
         ("publish -> ledger (s)", summary["publish_to_ledger_s"]),
         ("elapsed (s)", summary["elapsed_s"]),
     ]

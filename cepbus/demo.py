@@ -19,6 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cepbus.admin import ensure_topics
 from cepbus.broker import EmbeddedBroker
+from cepbus.demo_referrals import (
+    PartnersThread,
+    expected_status_ids,
+    forged_updates,
+    partner_referrals,
+    referral_figures,
+)
 from cepbus.models import (
     ChoiceRecorded,
     Event,
@@ -40,6 +47,7 @@ from cepbus.supervisor import SERVICES, Supervisor, metrics_port, service_runnin
 from services.ledger.store import LedgerStore, open_store
 from services.notifier.handlers import NotifierHandlers
 from services.router.handlers import RouterHandlers
+from services.router.referrals.settings import ReferralSettings
 from services.router.store import RouterStore, open_router_store
 
 
@@ -48,6 +56,7 @@ class Expected:
     """The events the ledger must hold once the loop has run, by type."""
 
     ids: dict[str, str] = field(default_factory=dict)  # event id -> short type name
+    events: list[Event] = field(default_factory=list)
     informed_of: Counter[str] = field(default_factory=Counter)  # operator kind -> notices naming it
     decisions: Counter[str] = field(default_factory=Counter)  # decision status -> intakes
     breaches: Counter[str] = field(default_factory=Counter)  # breach kind -> level-2 starts
@@ -56,6 +65,7 @@ class Expected:
 
     def add(self, event: Event) -> None:
         self.ids[str(event.event_id)] = type(event).__name__
+        self.events.append(event)
         if isinstance(event, NoticeRequested):
             self.informed_of.update(kind.value for kind in event.inform)
         elif isinstance(event, IntakeDecided):
@@ -183,6 +193,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
     broker_settings = BrokerSettings()
     embedded = EmbeddedBroker(EmbeddedBrokerSettings())
     supervisor = Supervisor()
+    partners = PartnersThread(broker_settings)
     started: list[str] = []
     try:
         if not embedded.already_running():
@@ -198,6 +209,16 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
 
         demo_plan = plan_demo(intake_count, seed)
         intakes, choices, expected = demo_plan.intakes, demo_plan.choices, demo_plan.expected
+        direct = partner_referrals(seed)  # closed loop (#4): to local partners, backdated, one ping-pong
+        for referral in direct:
+            expected.add(referral)
+        referrals = [e for e in expected.events if isinstance(e, ReferralRequested)]
+        forged = forged_updates(referrals)
+        partners.org_ids = [r.recipient_org_id for r in referrals]
+        # the partners' answers and the refused forgeries: all in the ledger by the end
+        expected.ids.update(dict.fromkeys(expected_status_ids(referrals), "ReferralStatusChanged"))
+        expected.ids.update({str(u.event_id): "ReferralStatusChanged" for u in forged})
+        partners.start()
         deadline = time.monotonic() + timeout_s
         store = open_store(LedgerSettings().database_url)
         router_store = open_router_store(RouterSettings().database_url)
@@ -205,6 +226,8 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             with Publisher(broker_settings, client_id="cepbus-demo") as publisher:
                 publisher.publish_many(intakes)
                 publisher.publish_many(choices)
+                publisher.publish_many(direct)
+                publisher.publish_many(forged)
                 published_at = time.monotonic()
                 missing = wait_for_ledger(store, demo_plan.phase_1, deadline - time.monotonic())
                 phase_1_s = time.monotonic() - published_at
@@ -223,6 +246,12 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         finally:
             store.close()
             router_store.close()
+        figures = referral_figures(
+            ReferralSettings().database_url,
+            [r.referral_id for r in referrals],
+            lambda: scrape(metrics_port("router")),
+            forged_count=len(forged),
+        )
         dead_letters = sum(scrape(metrics_port(s)).get("cepbus_dead_letters_total", 0.0) for s in SERVICES)
         by_type = expected.by_type()
         held = Counter(kind for event_id, kind in expected.ids.items() if event_id not in missing)
@@ -248,6 +277,11 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             "ledger_verified": verification.ok,
             "ledger_verify_reason": verification.reason,
             "dead_letters": int(dead_letters),
+            "status_updates_expected": by_type["ReferralStatusChanged"],
+            "status_updates_in_ledger": held["ReferralStatusChanged"],
+            "partner_referrals": len(direct),
+            "forged_updates_sent": len(forged),
+            **figures,
             "loop_completed": not missing,
             "missing_entries": len(missing),
             "started": started,
@@ -258,6 +292,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         }
         return summary
     finally:
+        partners.close()
         supervisor.stop_all()
         if "broker" in started:
             embedded.stop()

@@ -256,6 +256,8 @@ class ReferralStatusChanged(Event):
     actor_org_id: str = Field(pattern=ORG_ID)
     reason_code: str | None = None
     note: str | None = None
+    signer_org_id: str | None = None
+    signature: bytes | None = None
 
 
 class DeadLetter(Event):
@@ -341,6 +343,58 @@ EVENT_MODELS: dict[str, type[Event]] = {
         RegulationBreach,
     )
 }
+
+
+# -- closed-loop referrals (issue #4) ------------------------------------------------------------
+
+
+class ReferralUpdateRejected(Event):
+    """The router refused a status update: sent back to the sender (state unchanged)."""
+
+    referral_id: str
+    rejected_event_id: str
+    sender_org_id: str
+    attempted_status: ReferralStatus
+    current_status: ReferralStatus | None = None
+    reason_code: str = Field(min_length=1)
+    detail: str
+
+
+class ReferralDeadlineBreached(Event):
+    """A referral step missed its deadline (business days); once per deadline."""
+
+    referral_id: str
+    requester_org_id: str = Field(pattern=ORG_ID)
+    recipient_org_id: str = Field(pattern=ORG_ID)
+    recipient_kind: OrganisationKind
+    region_code: str = Field(pattern=REGION_CODE)
+    deadline: str = Field(min_length=1)
+    business_days: int = Field(ge=0)
+    due_at: datetime
+    status_at_breach: ReferralStatus
+    owner_org_id: str = Field(pattern=ORG_ID)
+
+
+class ReferralRegulationAlert(Event):
+    """Referral drift: ping-pong between organisations or too many referrals in a window."""
+
+    alert: str = Field(min_length=1)
+    referral_id: str
+    requester_org_id: str = Field(pattern=ORG_ID)
+    recipient_org_id: str = Field(pattern=ORG_ID)
+    region_code: str = Field(pattern=REGION_CODE)
+    related_referral_ids: list[str]
+    referrals_in_window: int = Field(ge=0)
+    window_days: int = Field(ge=0)
+    detail: str
+
+
+EVENT_MODELS.update(
+    {
+        model.avro_name: model
+        for model in (ReferralUpdateRejected, ReferralDeadlineBreached, ReferralRegulationAlert)
+    }
+)
 
 
 def new_envelope(

@@ -16,8 +16,10 @@ from cepbus.topics import TopicSpec, catalog
 
 
 def bus_topics() -> list[TopicSpec]:
-    """Every topic, with one referral inbox per organisation of the directory."""
-    return catalog(org.org_id for org in load_reference().organisations())
+    """Every topic, with one referral inbox (and rejection topic) per organisation of the directory."""
+    from cepbus.directory import load_directory
+
+    return catalog([*(org.org_id for org in load_reference().organisations()), *load_directory().org_ids()])
 
 
 def run_service(name: str) -> None:

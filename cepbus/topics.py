@@ -18,14 +18,18 @@ from cepbus.models import (
     IntakeRegistered,
     NoticeIssued,
     NoticeRequested,
+    ReferralDeadlineBreached,
+    ReferralRegulationAlert,
     ReferralRequested,
     ReferralStatusChanged,
+    ReferralUpdateRejected,
     RegulationBreach,
     ServiceLevelStarted,
 )
 
 PERSON_KEY = "person_pseudonym"
 INBOX_PREFIX = "cep.referral.inbox."
+REJECTIONS_PREFIX = "cep.referral.rejected."
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,15 @@ REFERRAL_REQUESTED = TopicSpec(
 REFERRAL_STATUS = TopicSpec(
     "cep.referral.status", ReferralStatusChanged, PERSON_KEY, "Closed-loop referral status updates"
 )
+REFERRAL_DEADLINE_BREACHED = TopicSpec(
+    "cep.referral.deadline-breached",
+    ReferralDeadlineBreached,
+    PERSON_KEY,
+    "Referral steps that missed their deadline (business days), once per deadline",
+)
+REFERRAL_ALERT = TopicSpec(
+    "cep.referral.alert", ReferralRegulationAlert, PERSON_KEY, "Referral drift: ping-pong, too many referrals"
+)
 DEAD_LETTER = TopicSpec(
     "cep.deadletter", DeadLetter, "original key", "Messages a service could not process, with the reason", 1
 )
@@ -84,6 +97,8 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     CHOICE_REMINDER,
     SERVICE_LEVEL_STARTED,
     REGULATION_BREACH,
+    REFERRAL_DEADLINE_BREACHED,
+    REFERRAL_ALERT,
 )
 
 #: What the ledger records: the regulation trail France compétences audits.
@@ -98,6 +113,8 @@ LEDGER_TOPICS: tuple[TopicSpec, ...] = (
     CHOICE_REMINDER,
     SERVICE_LEVEL_STARTED,
     REGULATION_BREACH,
+    REFERRAL_DEADLINE_BREACHED,
+    REFERRAL_ALERT,
 )
 
 
@@ -108,9 +125,25 @@ def referral_inbox(org_id: str) -> TopicSpec:
     )
 
 
+def referral_rejections(org_id: str) -> TopicSpec:
+    """The topic an organisation reads the router's refusals of its status updates from."""
+    return TopicSpec(
+        f"{REJECTIONS_PREFIX}{org_id}",
+        ReferralUpdateRejected,
+        PERSON_KEY,
+        f"Status updates of {org_id} the router refused",
+        1,
+    )
+
+
 def catalog(org_ids: Iterable[str]) -> list[TopicSpec]:
     """Every topic of the bus for the given organisation directory."""
-    return [*CORE_TOPICS, *(referral_inbox(org_id) for org_id in sorted(set(org_ids)))]
+    ids = sorted(set(org_ids))
+    return [
+        *CORE_TOPICS,
+        *(referral_inbox(org_id) for org_id in ids),
+        *(referral_rejections(org_id) for org_id in ids),
+    ]
 
 
 _TOPIC_BY_PAYLOAD = {spec.payload: spec for spec in CORE_TOPICS}

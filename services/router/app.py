@@ -14,10 +14,10 @@ from cepbus.topics import (
     CHOICE_RECORDED,
     INTAKE_REGISTERED,
     NOTICE_ISSUED,
-    REFERRAL_REQUESTED,
     SERVICE_LEVEL_STARTED,
 )
 from services.router.handlers import RouterHandlers
+from services.router.referrals import app as referrals
 from services.router.store import open_router_store
 
 SERVICE = "router"
@@ -37,7 +37,8 @@ def build_app(settings: RouterSettings | None = None, broker: BrokerSettings | N
     runtime.consume(NOTICE_ISSUED, handlers.on_notice_issued)
     runtime.consume(CHOICE_RECORDED, handlers.on_choice)
     runtime.consume(SERVICE_LEVEL_STARTED, handlers.on_service_level)
-    runtime.consume(REFERRAL_REQUESTED, handlers.on_referral)
+    # referral requests: recorded by the lifecycle (#4) and routed to the recipient's inbox in one handler
+    referrals.register(app, runtime, handlers.reference, route=handlers.on_referral)
 
     @app.timer(interval=settings.choice_reminder_check_interval_s)
     async def send_choice_reminders() -> None:

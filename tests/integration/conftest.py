@@ -24,6 +24,8 @@ class RunningBus:
     ports: dict[str, int]
     supervisor: Supervisor
     router_url: str = ""
+    referrals_url: str = ""  # the router's referral store (#4)
+    referrals_http_port: int = 0
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +37,12 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     router_url = f"sqlite:///{workdir / 'router.db'}"
     env = {"CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap, "CEPBUS_LEDGER_DATABASE_URL": ledger_url}
     env["CEPBUS_ROUTER_DATABASE_URL"] = router_url
+    referrals_url, referrals_http_port = f"sqlite:///{workdir / 'referrals.db'}", free_port()
+    env |= {
+        "CEPBUS_REFERRALS_DATABASE_URL": referrals_url,
+        "CEPBUS_REFERRALS_HTTP_PORT": str(referrals_http_port),
+        "CEPBUS_REFERRALS_SWEEP_INTERVAL_S": "1",  # the deadline timer, so a test sees a breach soon
+    }
     for service, port in ports.items():
         env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(port)
         env[f"CEPBUS_{service.upper()}_GROUP_ID"] = f"cepbus-{service}-test-{suffix}"
@@ -46,6 +54,15 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             supervisor.start(service)
         for service in SERVICES:
             supervisor.wait_metrics(service, ports[service], timeout_s=60)
-        yield RunningBus(kafka_bootstrap, broker, ledger_url, ports, supervisor, router_url)
+        yield RunningBus(
+            kafka_bootstrap,
+            broker,
+            ledger_url,
+            ports,
+            supervisor,
+            router_url=router_url,
+            referrals_url=referrals_url,
+            referrals_http_port=referrals_http_port,
+        )
     finally:
         supervisor.stop_all()

@@ -1,0 +1,431 @@
+"""Referral state in a real database (SQLite by default, PostgreSQL when configured): the current
+status of each referral, its full history (with the signatures), the status updates already handled
+(dedupe on event id) and the deadlines already reported as breached.
+
+Broker-side state (Faust tables) is not trusted here: Tansu's recovery is off by up to a batch
+(DEVELOPERS.md), and the read side (`cep-bus referral show`, the HTTP endpoint) needs a database anyway.
+Queries use `?` placeholders, translated for psycopg.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cepbus.models import OrganisationKind, ReferralStatus
+from services.router.referrals.machine import TERMINAL
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS referrals (
+        referral_id TEXT PRIMARY KEY,
+        request_event_id TEXT NOT NULL,
+        person_pseudonym TEXT,
+        correlation_id TEXT NOT NULL,
+        requester_org_id TEXT NOT NULL,
+        recipient_org_id TEXT NOT NULL,
+        recipient_kind TEXT NOT NULL,
+        region_code TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requested_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        due_name TEXT,
+        due_at_ms BIGINT
+    )""",
+    "CREATE INDEX IF NOT EXISTS referrals_person ON referrals (person_pseudonym)",
+    "CREATE INDEX IF NOT EXISTS referrals_due ON referrals (due_at_ms)",
+    "CREATE INDEX IF NOT EXISTS referrals_recipient ON referrals (recipient_org_id, state)",
+    "CREATE INDEX IF NOT EXISTS referrals_requester ON referrals (requester_org_id, state)",
+    """CREATE TABLE IF NOT EXISTS referral_history (
+        referral_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        state_after TEXT NOT NULL,
+        actor_org_id TEXT NOT NULL,
+        reason_code TEXT,
+        note TEXT,
+        occurred_at_ms BIGINT NOT NULL,
+        signer_org_id TEXT,
+        signature_hex TEXT,
+        PRIMARY KEY (referral_id, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS referral_updates (
+        event_id TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        reason_code TEXT,
+        detail TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS referral_breaches (
+        referral_id TEXT NOT NULL,
+        deadline TEXT NOT NULL,
+        due_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (referral_id, deadline)
+    )""",
+]
+
+_REFERRAL_COLUMNS = (
+    "referral_id, request_event_id, person_pseudonym, correlation_id, requester_org_id, recipient_org_id, "
+    "recipient_kind, region_code, state, requested_at_ms, updated_at_ms, due_name, due_at_ms"
+)
+_HISTORY_COLUMNS = (
+    "referral_id, seq, event_id, status, state_after, actor_org_id, reason_code, note, occurred_at_ms, "
+    "signer_org_id, signature_hex"
+)
+
+
+@dataclass(frozen=True)
+class ReferralRecord:
+    referral_id: str
+    request_event_id: str
+    person_pseudonym: str | None
+    correlation_id: str
+    requester_org_id: str
+    recipient_org_id: str
+    recipient_kind: OrganisationKind
+    region_code: str
+    state: ReferralStatus
+    requested_at_ms: int
+    updated_at_ms: int
+    due_name: str | None = None
+    due_at_ms: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state not in TERMINAL
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "referral_id": self.referral_id,
+            "request_event_id": self.request_event_id,
+            "person_pseudonym": self.person_pseudonym,
+            "correlation_id": self.correlation_id,
+            "requester_org_id": self.requester_org_id,
+            "recipient_org_id": self.recipient_org_id,
+            "recipient_kind": self.recipient_kind.value,
+            "region_code": self.region_code,
+            "status": self.state.value,
+            "open": self.open,
+            "requested_at_ms": self.requested_at_ms,
+            "updated_at_ms": self.updated_at_ms,
+            "pending_deadline": self.due_name,
+            "pending_deadline_due_at_ms": self.due_at_ms,
+        }
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    referral_id: str
+    seq: int
+    event_id: str
+    status: ReferralStatus
+    state_after: ReferralStatus
+    actor_org_id: str
+    reason_code: str | None
+    note: str | None
+    occurred_at_ms: int
+    signer_org_id: str | None
+    signature_hex: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "status": self.status.value,
+            "state_after": self.state_after.value,
+            "actor_org_id": self.actor_org_id,
+            "reason_code": self.reason_code,
+            "note": self.note,
+            "occurred_at_ms": self.occurred_at_ms,
+            "signer_org_id": self.signer_org_id,
+            "signature_hex": self.signature_hex,
+        }
+
+
+@dataclass(frozen=True)
+class SeenUpdate:
+    fingerprint: str
+    verdict: str  # applied | refused
+    reason_code: str | None
+    detail: str | None
+
+
+def _record(row: Sequence[Any]) -> ReferralRecord:
+    return ReferralRecord(
+        referral_id=row[0],
+        request_event_id=row[1],
+        person_pseudonym=row[2],
+        correlation_id=row[3],
+        requester_org_id=row[4],
+        recipient_org_id=row[5],
+        recipient_kind=OrganisationKind(row[6]),
+        region_code=row[7],
+        state=ReferralStatus(row[8]),
+        requested_at_ms=int(row[9]),
+        updated_at_ms=int(row[10]),
+        due_name=row[11],
+        due_at_ms=None if row[12] is None else int(row[12]),
+    )
+
+
+def _history(row: Sequence[Any]) -> HistoryEntry:
+    return HistoryEntry(
+        referral_id=row[0],
+        seq=int(row[1]),
+        event_id=row[2],
+        status=ReferralStatus(row[3]),
+        state_after=ReferralStatus(row[4]),
+        actor_org_id=row[5],
+        reason_code=row[6],
+        note=row[7],
+        occurred_at_ms=int(row[8]),
+        signer_org_id=row[9],
+        signature_hex=row[10],
+    )
+
+
+_TERMINAL_SQL = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
+
+
+class ReferralStore:
+    """One connection (SQLite file in WAL mode, or PostgreSQL), shared by threads under a lock."""
+
+    def __init__(self, url: str) -> None:
+        self._lock = threading.RLock()
+        self._pg: psycopg.Connection[Any] | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        if url.startswith(("postgresql://", "postgres://")):
+            self._pg = psycopg.connect(url, autocommit=True)
+        elif url.startswith("sqlite:///") and url != "sqlite:///":
+            path = Path(url[len("sqlite:///") :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._sqlite = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+        else:
+            scheme = url.split("://", 1)[0] if "://" in url else url
+            raise ValueError(
+                f"referral store URL must be sqlite:///path.db or postgresql://..., got {scheme!r}"
+            )
+        with self._transaction():
+            for statement in _DDL:
+                self._execute(statement)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            if self._pg is not None:
+                cursor = self._pg.execute(sql.replace("?", "%s"), params)
+                return cursor.fetchall() if cursor.description else []
+            assert self._sqlite is not None
+            return self._sqlite.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._pg is not None:
+                with self._pg.transaction():
+                    yield
+                return
+            assert self._sqlite is not None
+            self._sqlite.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._sqlite.execute("COMMIT")
+            except BaseException:
+                if self._sqlite.in_transaction:
+                    self._sqlite.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pg is not None:
+                self._pg.close()
+            if self._sqlite is not None:
+                self._sqlite.close()
+
+    # -- referrals ----------------------------------------------------------------------------
+
+    def add_referral(self, record: ReferralRecord) -> bool:
+        """Insert a new referral; False when it is already known (a redelivered request)."""
+        with self._transaction():
+            if self._execute("SELECT 1 FROM referrals WHERE referral_id = ?", (record.referral_id,)):
+                return False
+            self._execute(
+                f"INSERT INTO referrals ({_REFERRAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.referral_id,
+                    record.request_event_id,
+                    record.person_pseudonym,
+                    record.correlation_id,
+                    record.requester_org_id,
+                    record.recipient_org_id,
+                    record.recipient_kind.value,
+                    record.region_code,
+                    record.state.value,
+                    record.requested_at_ms,
+                    record.updated_at_ms,
+                    record.due_name,
+                    record.due_at_ms,
+                ),
+            )
+            return True
+
+    def get(self, referral_id: str) -> ReferralRecord | None:
+        rows = self._execute(
+            f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE referral_id = ?", (referral_id,)
+        )
+        return _record(rows[0]) if rows else None
+
+    def history(self, referral_id: str) -> list[HistoryEntry]:
+        rows = self._execute(
+            f"SELECT {_HISTORY_COLUMNS} FROM referral_history WHERE referral_id = ? ORDER BY seq",
+            (referral_id,),
+        )
+        return [_history(row) for row in rows]
+
+    def of_person(self, person_pseudonym: str) -> list[ReferralRecord]:
+        rows = self._execute(
+            f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE person_pseudonym = ? ORDER BY requested_at_ms",
+            (person_pseudonym,),
+        )
+        return [_record(row) for row in rows]
+
+    def open_for(self, org_id: str) -> list[ReferralRecord]:
+        """Open referrals the organisation sent or received."""
+        rows = self._execute(
+            f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE (recipient_org_id = ? OR requester_org_id = ?) "
+            f"AND state NOT IN ({_TERMINAL_SQL}) ORDER BY requested_at_ms, referral_id",
+            (org_id, org_id),
+        )
+        return [_record(row) for row in rows]
+
+    def count_by_state(self, referral_ids: Sequence[str] | None = None) -> dict[str, int]:
+        if referral_ids is None:
+            rows = self._execute("SELECT state, COUNT(*) FROM referrals GROUP BY state")
+            return {state: int(n) for state, n in rows}
+        counts: dict[str, int] = {}
+        ids = list(referral_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for state, n in self._execute(
+                f"SELECT state, COUNT(*) FROM referrals WHERE referral_id IN ({marks}) GROUP BY state", chunk
+            ):
+                counts[state] = counts.get(state, 0) + int(n)
+        return counts
+
+    # -- status updates -----------------------------------------------------------------------
+
+    def seen(self, event_id: str) -> SeenUpdate | None:
+        rows = self._execute(
+            "SELECT fingerprint, verdict, reason_code, detail FROM referral_updates WHERE event_id = ?",
+            (event_id,),
+        )
+        return SeenUpdate(*rows[0]) if rows else None
+
+    def record_refusal(self, event_id: str, fingerprint: str, reason_code: str, detail: str) -> None:
+        with self._transaction():
+            if not self._execute("SELECT 1 FROM referral_updates WHERE event_id = ?", (event_id,)):
+                self._execute(
+                    "INSERT INTO referral_updates (event_id, fingerprint, verdict, reason_code, detail) "
+                    "VALUES (?, ?, 'refused', ?, ?)",
+                    (event_id, fingerprint, reason_code, detail),
+                )
+
+    def apply(
+        self,
+        entry: HistoryEntry,
+        fingerprint: str,
+        due_name: str | None,
+        due_at_ms: int | None,
+        updated_at_ms: int,
+    ) -> None:
+        """Record an applied update: new state, history entry, pending deadline (one transaction)."""
+        with self._transaction():
+            self._execute(
+                "INSERT INTO referral_updates (event_id, fingerprint, verdict, reason_code, detail) "
+                "VALUES (?, ?, 'applied', NULL, NULL)",
+                (entry.event_id, fingerprint),
+            )
+            self._execute(
+                f"INSERT INTO referral_history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.referral_id,
+                    entry.seq,
+                    entry.event_id,
+                    entry.status.value,
+                    entry.state_after.value,
+                    entry.actor_org_id,
+                    entry.reason_code,
+                    entry.note,
+                    entry.occurred_at_ms,
+                    entry.signer_org_id,
+                    entry.signature_hex,
+                ),
+            )
+            self._execute(
+                "UPDATE referrals SET state = ?, updated_at_ms = ?, due_name = ?, due_at_ms = ? "
+                "WHERE referral_id = ?",
+                (entry.state_after.value, updated_at_ms, due_name, due_at_ms, entry.referral_id),
+            )
+
+    def next_seq(self, referral_id: str) -> int:
+        rows = self._execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM referral_history WHERE referral_id = ?", (referral_id,)
+        )
+        return int(rows[0][0]) + 1
+
+    # -- deadlines ----------------------------------------------------------------------------
+
+    def overdue(self, now_ms: int, limit: int = 1000) -> list[ReferralRecord]:
+        """Open referrals whose pending deadline has passed and was not yet reported."""
+        rows = self._execute(
+            f"SELECT {_REFERRAL_COLUMNS} FROM referrals r WHERE due_at_ms IS NOT NULL AND due_at_ms <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM referral_breaches b WHERE b.referral_id = r.referral_id "
+            "AND b.deadline = r.due_name) ORDER BY due_at_ms LIMIT ?",
+            (now_ms, limit),
+        )
+        return [_record(row) for row in rows]
+
+    def mark_breached(self, referral_id: str, deadline: str, due_at_ms: int) -> bool:
+        """Remember a reported breach; False if this deadline was already reported (report once)."""
+        with self._transaction():
+            if self._execute(
+                "SELECT 1 FROM referral_breaches WHERE referral_id = ? AND deadline = ?",
+                (referral_id, deadline),
+            ):
+                return False
+            self._execute(
+                "INSERT INTO referral_breaches (referral_id, deadline, due_at_ms) VALUES (?, ?, ?)",
+                (referral_id, deadline, due_at_ms),
+            )
+            return True
+
+    def breaches(self, referral_id: str) -> list[tuple[str, int]]:
+        rows = self._execute(
+            "SELECT deadline, due_at_ms FROM referral_breaches WHERE referral_id = ? ORDER BY due_at_ms",
+            (referral_id,),
+        )
+        return [(name, int(due)) for name, due in rows]
+
+    def count_breaches(self, referral_ids: Sequence[str] | None = None) -> int:
+        if referral_ids is None:
+            return int(self._execute("SELECT COUNT(*) FROM referral_breaches")[0][0])
+        total = 0
+        ids = list(referral_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._execute(
+                f"SELECT COUNT(*) FROM referral_breaches WHERE referral_id IN ({marks})", chunk
+            )
+            total += int(rows[0][0])
+        return total
