@@ -19,6 +19,9 @@ ledger_app = typer.Typer(help="The regulation ledger: run the service, or verify
 rules_app = typer.Typer(help="The regulation rules.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(rules_app, name="rules")
+from cepbus.k8s import k8s_app  # noqa: E402  (generators of deploy/k8s resources, issue #6)
+
+app.add_typer(k8s_app, name="k8s")
 console = Console(stderr=True)
 
 

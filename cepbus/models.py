@@ -163,6 +163,12 @@ class NoticeRequested(Event):
     inform: list[OrganisationKind]  # empty only when the notice says the person is not served here
     rules: list[str] = Field(min_length=1)
     ruleset_version: str
+    intake_occurred_at: datetime | None = None  # for the intake-to-notice delay; absent from old events
+
+    @field_validator("intake_occurred_at")
+    @classmethod
+    def _intake_time_millis(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else Envelope._aware_utc_millis(value)
 
 
 class NoticeIssued(Event):

@@ -51,6 +51,7 @@ class RouterHandlers:
             inform=list(decision.inform),
             rules=list(decision.rules),
             ruleset_version=decision.ruleset_version,
+            intake_occurred_at=intake.envelope.occurred_at,
         )
         NOTICES_REQUESTED.labels(intake.region_code).inc()
         return [Outgoing(NOTICE_REQUESTED.name, request)]
