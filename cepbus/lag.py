@@ -62,29 +62,26 @@ class LagClock:
 
 
 class KafkaOffsets:
-    """Committed offsets of a group and high-water marks, through kafka-python (blocking: call it
-    from a worker thread). Partitions the group never committed count from the log start."""
+    """Committed offsets of a group and high-water marks, through a kafka-python consumer that
+    never joins the group (it only fetches offsets). Blocking: call it from a worker thread.
+    Partitions the group never committed count from the log start (auto_offset_reset=earliest)."""
 
     def __init__(self, bootstrap_servers: list[str], group_id: str) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
-        self._admin: Any = None
         self._consumer: Any = None
 
-    def _clients(self) -> tuple[Any, Any]:
-        from kafka import KafkaAdminClient, KafkaConsumer
+    def _client(self) -> Any:
+        from kafka import KafkaConsumer
 
-        if self._admin is None:
-            self._admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap_servers, client_id=f"{self.group_id}-lag"
-            )
         if self._consumer is None:
             self._consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap_servers,
+                group_id=self.group_id,  # to fetch the group's committed offsets; never subscribes
                 client_id=f"{self.group_id}-lag",
                 enable_auto_commit=False,
             )
-        return self._admin, self._consumer
+        return self._consumer
 
     def read(
         self, partitions: Iterable[TopicPartition]
@@ -92,26 +89,23 @@ class KafkaOffsets:
         """(committed offsets, high-water marks) for these partitions."""
         from kafka import TopicPartition as KafkaTP
 
-        admin, consumer = self._clients()
+        consumer = self._client()
         tps = [KafkaTP(topic, partition) for topic, partition in partitions]
         if not tps:
             return {}, {}
         ends = {(tp.topic, tp.partition): int(offset) for tp, offset in consumer.end_offsets(tps).items()}
         starts = {(tp.topic, tp.partition): int(o) for tp, o in consumer.beginning_offsets(tps).items()}
-        group = admin.list_consumer_group_offsets(self.group_id, partitions=tps)
         committed: dict[TopicPartition, int] = {}
         for tp in tps:
             key = (tp.topic, tp.partition)
-            meta = group.get(tp)
-            offset = getattr(meta, "offset", -1) if meta is not None else -1
+            offset = consumer.committed(tp)
             committed[key] = int(offset) if offset is not None and offset >= 0 else starts.get(key, 0)
         return committed, ends
 
     def close(self) -> None:
-        for client in (self._admin, self._consumer):
-            if client is not None:
-                client.close()
-        self._admin = self._consumer = None
+        if self._consumer is not None:
+            self._consumer.close()
+        self._consumer = None
 
 
 @dataclass

@@ -31,7 +31,11 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ledger_url = f"sqlite:///{workdir / 'ledger.db'}"
     suffix = uuid.uuid4().hex[:8]  # fresh consumer groups, so a shared cluster replays nothing old
     ports = {service: free_port() for service in SERVICES}
-    env = {"CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap, "CEPBUS_LEDGER_DATABASE_URL": ledger_url}
+    env = {
+        "CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CEPBUS_LEDGER_DATABASE_URL": ledger_url,
+        "CEPBUS_LAG_INTERVAL_S": "1",  # lag gauges fresh enough for the live-Prometheus test
+    }
     for service, port in ports.items():
         env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(port)
         env[f"CEPBUS_{service.upper()}_GROUP_ID"] = f"cepbus-{service}-test-{suffix}"
