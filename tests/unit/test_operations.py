@@ -112,3 +112,25 @@ def test_health_endpoints_follow_the_worker_state() -> None:
         assert _get(port, "/nothing")[0] == 404
     finally:
         server.shutdown()
+
+
+def test_the_notice_request_carries_the_intake_time_and_the_notifier_measures_the_delay() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cepbus.metrics_ops import INTAKE_TO_NOTICE_SECONDS
+    from cepbus.models import NoticeRequested
+    from cepbus.reference import load_reference
+    from services.notifier.handlers import NotifierHandlers
+    from services.router.handlers import RouterHandlers
+    from tests.factories import intake
+
+    reference = load_reference()
+    occurred = datetime.now(UTC) - timedelta(seconds=120)
+    cadre = intake(cadre=True, region="84", departement="69", occurred_at=occurred)
+    [request] = [out.event for out in RouterHandlers(reference).on_intake(cadre)]
+    assert isinstance(request, NoticeRequested)
+    assert request.intake_occurred_at == cadre.envelope.occurred_at
+    histogram = INTAKE_TO_NOTICE_SECONDS.labels("84")
+    sum_before = histogram._sum.get()
+    NotifierHandlers(reference).on_notice_requested(request)
+    assert 119.0 < histogram._sum.get() - sum_before < 180.0
