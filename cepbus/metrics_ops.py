@@ -88,6 +88,10 @@ REFERRAL_DEADLINE_BREACHES = Counter(
     "Referral steps not taken within their deadline",
     ["region", "recipient_kind", "deadline"],
 )
+# Same name, labels and help as REGULATION_BREACHES in main's metrics_domain (issue #3): on merge,
+# delete this declaration and keep that one (prometheus_client refuses a second registration).
 REGULATION_BREACHES = Counter(
-    "cepbus_regulation_breaches_total", "Regulation rules found breached", ["region", "rule"]
+    "cepbus_regulation_breaches_total",
+    "Level-2 starts without informed choice (no notice issued, or no choice made)",
+    ["region", "operator_kind", "breach"],
 )
