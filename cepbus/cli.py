@@ -28,6 +28,9 @@ register_ledger_commands(ledger_app)
 rules_app.command("evidence")(rules_evidence)
 app.add_typer(referral_app, name="referral")  # closed-loop referrals (#4)
 app.command()(partner)
+from cepbus.k8s import k8s_app  # noqa: E402  (generators of deploy/k8s resources, issue #6)
+
+app.add_typer(k8s_app, name="k8s")
 console = Console(stderr=True)
 
 

@@ -199,6 +199,12 @@ class NoticeRequested(Event):
     rules: list[str] = Field(min_length=1)
     ruleset_version: str
     reference_version: str | None = None
+    intake_occurred_at: datetime | None = None  # for the intake-to-notice delay; absent from old events
+
+    @field_validator("intake_occurred_at")
+    @classmethod
+    def _intake_time_millis(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else Envelope._aware_utc_millis(value)
 
 
 class NoticeIssued(Event):

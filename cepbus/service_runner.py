@@ -7,8 +7,8 @@ import importlib
 import faust
 
 from cepbus.admin import ensure_topics
+from cepbus.health import serve_ops
 from cepbus.logs import configure_logging, get_logger
-from cepbus.metrics import serve_metrics
 from cepbus.reference import load_reference
 from cepbus.settings import BrokerSettings
 from cepbus.supervisor import SERVICES
@@ -29,9 +29,11 @@ def run_service(name: str) -> None:
     ensure_topics(broker, bus_topics())
     module = importlib.import_module(f"services.{name}.app")
     app: faust.App = module.build_app(settings, broker)
-    serve_metrics(settings.metrics_port)
+    if settings.metrics_port:  # /metrics, /healthz and /readyz on the service's ops port
+        serve_ops(settings.metrics_port)
     get_logger().info(
         "service_starting", bootstrap=broker.bootstrap_servers, metrics_port=settings.metrics_port
     )
     worker = faust.Worker(app, loglevel="WARN", quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # its cursor escape codes would corrupt the JSON log lines
     worker.execute_from_commandline()

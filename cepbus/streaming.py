@@ -8,7 +8,7 @@ input (`models.derived_event_id`) and every consumer dedupes on event id.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from cepbus.logs import get_logger
 from cepbus.metrics import DEAD_LETTERS, EVENTS_IN, EVENTS_OUT, PROCESSING_ERRORS, PROCESSING_SECONDS
 from cepbus.models import DeadLetter, Event, derived_event_id, new_envelope
 from cepbus.settings import BrokerSettings, ServiceSettings
+from cepbus.silence import OperatorSilence
 from cepbus.topics import DEAD_LETTER, TopicSpec
 
 log = get_logger()
@@ -63,6 +64,24 @@ class Incoming:
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def from_faust(cls, message: Any) -> Incoming:
+        raw = message.headers or ()
+        pairs = raw.items() if isinstance(raw, Mapping) else raw
+        headers = tuple((str(k), bytes(v or b"")) for k, v in pairs)
+        return cls(message.topic, message.partition, message.offset, message.key, message.value, headers)
+
+    def header(self, name: str) -> str | None:
+        """A header's value as text, or None when absent or not UTF-8."""
+        for key, value in self.headers:
+            if key == name:
+                try:
+                    return value.decode()
+                except UnicodeDecodeError:
+                    return None
+        return None
 
 
 E = TypeVar("E", bound=Event)
@@ -111,6 +130,12 @@ class ServiceRuntime:
         self.service = service
         self.producer_org_id = producer_org_id
         self.app = app
+        self.silence: OperatorSilence | None = None
+        if app is not None:  # liveness, readiness, consumer lag and operator silence (cepbus.operations)
+            from cepbus.operations import directory_silence, install_operations
+
+            install_operations(app, service)
+            self.silence = directory_silence(service)
 
     # -- pure part: no broker, unit-tested ------------------------------------------------------
 
@@ -120,7 +145,10 @@ class ServiceRuntime:
         position = f"{message.topic}/{message.partition}/{message.offset}"
         event_id = derived_event_id(position, f"dead-letter:{self.service}")
         envelope = new_envelope(
-            DeadLetter, producer_org_id=self.producer_org_id, event_id=event_id, correlation_id=str(event_id)
+            DeadLetter,
+            producer_org_id=self.producer_org_id,
+            event_id=event_id,
+            correlation_id=message.header(CORRELATION_HEADER) or str(event_id),
         )
         letter = DeadLetter(
             envelope=envelope,
@@ -144,14 +172,32 @@ class ServiceRuntime:
         """The event, or the dead letter that replaces it."""
         EVENTS_IN.labels(self.service, message.topic).inc()
         try:
-            return codec.decode(message.value)
+            event = codec.decode(message.value)
         except codec.DecodeError as exc:
             return self.dead_letter(message, exc.reason, exc.detail, "DecodeError")
+        envelope = event.envelope
+        if self.silence is not None:
+            self.silence.seen(envelope.producer_org_id)
+        # the trace of one person's path: every service logs each event it takes, with its correlation id
+        log.info(
+            "event_received",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            event_type=event.avro_name,
+            event_id=str(envelope.event_id),
+            correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
+        )
+        return event
 
     def handle(self, message: Incoming, expected: type[E], handler: Handler[E]) -> list[Outgoing]:
         """Decode one message and run the handler; every failure becomes a dead letter."""
         started = time.perf_counter()
-        decoded = self.decode(message)
+        header_correlation = message.header(CORRELATION_HEADER)
+        with structlog.contextvars.bound_contextvars(
+            **({"correlation_id": header_correlation} if header_correlation else {})
+        ):
+            decoded = self.decode(message)
         if isinstance(decoded, Outgoing):
             return [decoded]
         if not isinstance(decoded, expected):
@@ -165,7 +211,8 @@ class ServiceRuntime:
             ]
         envelope = decoded.envelope
         with structlog.contextvars.bound_contextvars(
-            event_id=str(envelope.event_id), correlation_id=envelope.correlation_id
+            event_id=str(envelope.event_id),
+            correlation_id=header_correlation or envelope.correlation_id,
         ):
             try:
                 outputs = list(handler(decoded))
@@ -204,10 +251,7 @@ class ServiceRuntime:
 
         async def agent(stream: faust.StreamT[bytes]) -> None:
             async for event in stream.events():
-                message = event.message
-                incoming = Incoming(
-                    message.topic, message.partition, message.offset, message.key, message.value
-                )
+                incoming = Incoming.from_faust(event.message)
                 await self.send(self.handle(incoming, spec.payload, handler))
 
         self.app.agent(self.raw_topic(spec), name=f"{self.service}.{spec.name}")(agent)

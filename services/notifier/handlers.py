@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cepbus.metrics_domain import NOTICES_ISSUED
+from cepbus.metrics_ops import INTAKE_TO_NOTICE_SECONDS
 from cepbus.models import NoticeIssued, NoticeRequested, derived_event_id, new_envelope
 from cepbus.reference import ReferenceData
 from cepbus.streaming import Outgoing
@@ -37,4 +39,8 @@ class NotifierHandlers:
             text_sha256=rendered.sha256,
         )
         NOTICES_ISSUED.labels(request.region_code, request.channel.value).inc()
+        # requests from before intake_occurred_at existed: the router's decision time is the best bound
+        intake_at = request.intake_occurred_at or request.envelope.occurred_at
+        delay_s = (datetime.now(UTC) - intake_at).total_seconds()
+        INTAKE_TO_NOTICE_SECONDS.labels(request.region_code).observe(max(0.0, delay_s))
         return [Outgoing(NOTICE_ISSUED.name, notice)]

@@ -99,6 +99,7 @@ class RouterHandlers:
             rules=list(decision.rules),
             ruleset_version=decision.ruleset_version,
             reference_version=decision.reference_version,
+            intake_occurred_at=intake.envelope.occurred_at,
         )
         NOTICES_REQUESTED.labels(intake.region_code).inc()
         return [decided, Outgoing(NOTICE_REQUESTED.name, request)]

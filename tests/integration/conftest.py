@@ -42,6 +42,7 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "CEPBUS_REFERRALS_DATABASE_URL": referrals_url,
         "CEPBUS_REFERRALS_HTTP_PORT": str(referrals_http_port),
         "CEPBUS_REFERRALS_SWEEP_INTERVAL_S": "1",  # the deadline timer, so a test sees a breach soon
+        "CEPBUS_LAG_INTERVAL_S": "1",  # lag gauges fresh enough for the live-Prometheus test
     }
     for service, port in ports.items():
         env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(port)

@@ -238,7 +238,7 @@ class ReferralLifecycle:
         self.store.apply(
             entry, fingerprint, due.name if due else None, _ms(due.due_at) if due else None, _ms(now)
         )
-        STATUS_APPLIED.labels(update.status.value).inc()
+        STATUS_APPLIED.labels(record.region_code, record.recipient_kind.value, update.status.value).inc()
         # A step done after its deadline, before a sweep saw it: report that deadline (once), after
         # the state is stored, so a failure above cannot mark a breach that was never emitted.
         if (
@@ -320,7 +320,7 @@ class ReferralLifecycle:
             if (pending is None or pending[2] == machine.Actor.RECIPIENT)
             else record.requester_org_id
         )
-        DEADLINE_BREACHES.labels(record.due_name, record.recipient_kind.value).inc()
+        DEADLINE_BREACHES.labels(record.region_code, record.recipient_kind.value, record.due_name).inc()
         envelope = Envelope(
             event_id=derived_event_id(record.referral_id, f"deadline-breached:{record.due_name}"),
             event_type=ReferralDeadlineBreached.avro_name,

@@ -10,13 +10,17 @@ REFERRALS_TRACKED = Counter(
     ["region", "recipient_kind"],
 )
 STATUS_APPLIED = Counter(
-    "cepbus_referral_transitions_total", "Status updates applied to a referral", ["status"]
+    "cepbus_referral_status_changes_total",
+    "Referral status transitions accepted, by status reached",
+    ["region", "recipient_kind", "status"],
 )
 UPDATES_REJECTED = Counter(
     "cepbus_referral_updates_rejected_total", "Status updates refused (state unchanged)", ["reason"]
 )
 DEADLINE_BREACHES = Counter(
-    "cepbus_referral_deadline_breaches_total", "Referral deadlines missed", ["deadline", "recipient_kind"]
+    "cepbus_referral_deadline_breaches_total",
+    "Referral steps not taken within their deadline",
+    ["region", "recipient_kind", "deadline"],
 )
 REGULATION_ALERTS = Counter("cepbus_referral_alerts_total", "Referral drift alerts", ["alert"])
 APPOINTMENT_DELAY = Histogram(
