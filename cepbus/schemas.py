@@ -22,6 +22,12 @@ def schema_dir() -> Path:
     configured = os.environ.get("CEPBUS_SCHEMA_DIR")
     if configured:
         return Path(configured)
+    return _default_schema_dir()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_schema_dir() -> Path:
+    """Resolved once: every decode asks for the directory, and resolving it cost more than the decode."""
     source_tree = Path(__file__).resolve().parent.parent / "schemas" / "avro"
     if source_tree.is_dir():
         return source_tree
@@ -90,4 +96,9 @@ def event_schema(name: str) -> EventSchema:
 
 def by_fingerprint() -> dict[bytes, EventSchema]:
     """The lookup a decoder needs: fingerprint -> writer schema."""
-    return {schema.fingerprint: schema for schema in event_schemas().values()}
+    return _by_fingerprint(str(schema_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _by_fingerprint(directory: str) -> dict[bytes, EventSchema]:
+    return {schema.fingerprint: schema for schema in _load(directory).values()}
