@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cepbus.models import (
+    CheckpointPublished,
     ChoiceRecorded,
     DeadLetter,
     Event,
@@ -56,6 +57,14 @@ DEAD_LETTER = TopicSpec(
     "cep.deadletter", DeadLetter, "original key", "Messages a service could not process, with the reason", 1
 )
 
+LEDGER_CHECKPOINTS = TopicSpec(
+    "cep.ledger.checkpoints",
+    CheckpointPublished,
+    "origin",
+    "Signed checkpoints of the regulation ledger (not recorded by the ledger itself)",
+    1,
+)
+
 CORE_TOPICS: tuple[TopicSpec, ...] = (
     INTAKE_REGISTERED,
     NOTICE_REQUESTED,
@@ -64,6 +73,7 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     REFERRAL_REQUESTED,
     REFERRAL_STATUS,
     DEAD_LETTER,
+    LEDGER_CHECKPOINTS,
 )
 
 #: What the ledger records: the regulation trail France compétences audits.
