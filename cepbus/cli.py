@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cepbus.audit_cli import audit_app
 from cepbus.cli_referrals import partner, referral_app
 from cepbus.cli_router import rules_evidence
 from cepbus.ledger_cli import register as register_ledger_commands
@@ -24,6 +25,7 @@ ledger_app = typer.Typer(help="The regulation ledger: run the service, or verify
 rules_app = typer.Typer(help="The regulation rules.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
 register_ledger_commands(ledger_app)
 rules_app.command("evidence")(rules_evidence)
 app.add_typer(referral_app, name="referral")  # closed-loop referrals (#4)

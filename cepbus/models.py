@@ -433,3 +433,19 @@ def derived_event_id(cause: uuid.UUID | str, purpose: str) -> uuid.UUID:
     """The id of an event derived from another: the same cause and purpose always give the same id,
     so re-processing after a crash emits duplicates that every consumer can drop."""
     return uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{cause}/{purpose}")
+
+
+class CheckpointPublished(Event):
+    """A signed ledger checkpoint, on the checkpoint topic; the signed note is the authority."""
+
+    origin: str = Field(min_length=1)
+    tree_size: int = Field(ge=1)
+    root_hash_b64: str = Field(pattern=r"^[A-Za-z0-9+/]{43}=$")
+    signed_note: str = Field(min_length=1)
+
+    def partition_key(self) -> bytes | None:
+        """Keyed by origin: one log's checkpoints stay in order."""
+        return self.origin.encode()
+
+
+EVENT_MODELS[CheckpointPublished.avro_name] = CheckpointPublished

@@ -26,6 +26,12 @@ def schema_dir() -> Path:
 def _schema_dir(configured: str | None) -> Path:
     if configured:
         return Path(configured)
+    return _default_schema_dir()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_schema_dir() -> Path:
+    """Resolved once: every decode asks for the directory, and resolving it cost more than the decode."""
     source_tree = Path(__file__).resolve().parent.parent / "schemas" / "avro"
     if source_tree.is_dir():
         return source_tree

@@ -77,6 +77,7 @@ class LedgerSettings(ServiceSettings):
 
     metrics_port: int = 9103
     group_id: str = "cepbus-ledger"
+    service_org_id: str = "cep-bus-ledger"  # producer of the CheckpointPublished events
     database_url: str = "sqlite:///.cepbus/ledger.db"
     batch_max: int = Field(default=500, ge=1)
     # Signed checkpoints (C2SP tlog-checkpoint): the origin is also the signing key's name.

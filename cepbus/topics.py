@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cepbus.models import (
+    CheckpointPublished,
     ChoiceRecorded,
     ChoiceReminderDue,
     DeadLetter,
@@ -85,6 +86,14 @@ REGULATION_BREACH = TopicSpec(
     "cep.regulation.breach", RegulationBreach, PERSON_KEY, "Level 2 started before informed choice"
 )
 
+LEDGER_CHECKPOINTS = TopicSpec(
+    "cep.ledger.checkpoints",
+    CheckpointPublished,
+    "origin",
+    "Signed checkpoints of the regulation ledger (not recorded by the ledger itself)",
+    1,
+)
+
 CORE_TOPICS: tuple[TopicSpec, ...] = (
     INTAKE_REGISTERED,
     NOTICE_REQUESTED,
@@ -99,6 +108,7 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     REGULATION_BREACH,
     REFERRAL_DEADLINE_BREACHED,
     REFERRAL_ALERT,
+    LEDGER_CHECKPOINTS,
 )
 
 #: What the ledger records: the regulation trail France compétences audits.

@@ -10,8 +10,9 @@ import faust
 from cepbus.logs import get_logger
 from cepbus.metrics import PROCESSING_ERRORS
 from cepbus.settings import BrokerSettings, LedgerSettings
-from cepbus.streaming import Incoming, ServiceRuntime, make_app
-from cepbus.topics import LEDGER_TOPICS
+from cepbus.streaming import Incoming, Outgoing, ServiceRuntime, make_app
+from cepbus.topics import LEDGER_CHECKPOINTS, LEDGER_TOPICS
+from services.ledger.publication import CheckpointPublication, checkpoint_event
 from services.ledger.record import NewRecord
 from services.ledger.signing import CheckpointPolicy, load_signer
 from services.ledger.store import open_store
@@ -32,20 +33,35 @@ def build_app(settings: LedgerSettings | None = None, broker: BrokerSettings | N
     policy = CheckpointPolicy(settings.checkpoint_every_entries, settings.checkpoint_every_s,
                               latest.checkpoint.size if latest else 0, time.monotonic())  # fmt: skip
 
-    def checkpoint_if_due() -> None:
-        """Sign every N entries or T seconds; a refusal (inconsistent tree) is logged loudly, never signed."""
+    publication = CheckpointPublication()
+
+    async def checkpoint_if_due() -> None:
+        """Sign every N entries or T seconds; a refusal (inconsistent tree) is logged loudly, never signed.
+        Then publish the latest stored checkpoint if it has not gone out yet."""
         size = store.size()
-        if not policy.due(size, time.monotonic()):
+        if policy.due(size, time.monotonic()):
+            try:
+                made = store.checkpoint(signer)
+            except Exception as exc:
+                PROCESSING_ERRORS.labels(SERVICE, "checkpoint_refused").inc()
+                log.error("ledger_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+                return
+            policy.signed(made.checkpoint.size if made else size, time.monotonic())
+            if made:
+                log.info("ledger_checkpoint_signed", tree_size=made.checkpoint.size)
+        pending = publication.pending(store.latest_checkpoint())
+        if pending is None:
             return
         try:
-            made = store.checkpoint(signer)
-        except Exception as exc:
-            PROCESSING_ERRORS.labels(SERVICE, "checkpoint_refused").inc()
-            log.error("ledger_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+            await runtime.send(
+                [Outgoing(LEDGER_CHECKPOINTS.name, checkpoint_event(pending, settings.service_org_id))]
+            )
+        except Exception as exc:  # retried at the next tick: the checkpoint is stored, only its copy waits
+            PROCESSING_ERRORS.labels(SERVICE, "checkpoint_publish_failed").inc()
+            log.error("ledger_checkpoint_publish_failed", error=f"{type(exc).__name__}: {exc}")
             return
-        policy.signed(made.checkpoint.size if made else size, time.monotonic())
-        if made:
-            log.info("ledger_checkpoint_signed", tree_size=made.checkpoint.size)
+        publication.sent(pending)
+        log.info("ledger_checkpoint_published", tree_size=pending.checkpoint.size)
 
     topic = app.topic(
         *(spec.name for spec in LEDGER_TOPICS),
@@ -81,10 +97,10 @@ def build_app(settings: LedgerSettings | None = None, broker: BrokerSettings | N
             records, letters = writer.prepare(batch)
             await append_until_stored(records)
             await runtime.send(letters)
-            checkpoint_if_due()
+            await checkpoint_if_due()
 
     @app.timer(interval=settings.checkpoint_every_s)
     async def checkpoint_timer() -> None:
-        checkpoint_if_due()
+        await checkpoint_if_due()
 
     return app
