@@ -14,8 +14,7 @@ import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -26,66 +25,62 @@ Dialect = Literal["sqlite", "postgresql"]
 Row = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class DatabaseUrl:
-    """Where a store lives: a SQLite file path (or `:memory:`), or a PostgreSQL connection URL."""
+def parse_database_url(url: str, store: str) -> tuple[Dialect, str]:
+    """The dialect and its target (a SQLite path, or the PostgreSQL URL) of `url`.
 
-    dialect: Dialect
-    target: str
-
-
-def parse_database_url(url: str, store: str) -> DatabaseUrl:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give SQLite;
+    `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give SQLite;
     `postgresql://...` or `postgres://...` give PostgreSQL. `store` names the store in error messages,
-    which never echo a non-SQLite URL: it may carry a password."""
+    which never echo a non-SQLite URL: it may carry a password.
+    """
     if not url:
         raise ValueError(f"empty {store} store URL")
     if url.startswith("sqlite:"):
         if not url.startswith("sqlite:///") or url == "sqlite:///":
             raise ValueError(f"SQLite {store} URL must look like sqlite:///path/to/{store}.db, got {url!r}")
-        return DatabaseUrl("sqlite", url[len("sqlite:///") :])
+        return "sqlite", url[len("sqlite:///") :]
     if url.startswith(("postgresql://", "postgres://")):
-        return DatabaseUrl("postgresql", url)
+        return "postgresql", url
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ValueError(
             f"unsupported {store} store URL scheme {scheme!r}: use sqlite:///path.db, a file path, "
             "or postgresql://..."
         )
-    return DatabaseUrl("sqlite", url)
+    return "sqlite", url
 
 
 class Database(ABC):
     """One connection in autocommit mode; writes go through `transaction()`. Closing twice is harmless."""
 
     dialect: Dialect
+    _conn: sqlite3.Connection | psycopg.Connection[Row]
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._closed = False
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
         """Begin, take the write lock, commit on success, roll back on any exception."""
 
-    @abstractmethod
-    def execute(self, sql: str, params: Sequence[object] = ()) -> None: ...
+    def _translate(self, sql: str) -> str:
+        return sql
 
-    @abstractmethod
-    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self.query(sql, params)
 
-    @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._lock, closing(self._conn.cursor()) as cursor:
+            cursor.executemany(self._translate(sql), rows)
+
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         """All result rows; an empty list for a statement that returns none."""
-
-    @abstractmethod
-    def _close_connection(self) -> None: ...
+        with self._lock:
+            cursor = self._conn.execute(self._translate(sql), params)
+            return cursor.fetchall() if cursor.description else []
 
     def close(self) -> None:
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._close_connection()
+            self._conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -101,6 +96,7 @@ class SqliteDatabase(Database):
     writers in several processes serialise on `BEGIN IMMEDIATE`, waiting up to `busy_timeout_s`."""
 
     dialect: Dialect = "sqlite"
+    _conn: sqlite3.Connection
 
     def __init__(
         self,
@@ -119,9 +115,7 @@ class SqliteDatabase(Database):
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            if not in_memory:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            for pragma in pragmas:
+            for pragma in ([] if in_memory else ["journal_mode=WAL"]) + list(pragmas):
                 self._conn.execute(f"PRAGMA {pragma}")
             with self.transaction():
                 for statement in schema:
@@ -144,21 +138,6 @@ class SqliteDatabase(Database):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
-        with self._lock:
-            self._conn.execute(sql, params)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        with self._lock:
-            self._conn.executemany(sql, rows)
-
-    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    def _close_connection(self) -> None:
-        self._conn.close()
 
 
 def to_psycopg(sql: str) -> str:
@@ -204,21 +183,8 @@ class PostgresDatabase(Database):
                 self._conn.execute(self._write_lock)
             yield
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
-        with self._lock:
-            self._conn.execute(to_psycopg(sql), params)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        with self._lock, self._conn.cursor() as cursor:
-            cursor.executemany(to_psycopg(sql), rows)
-
-    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        with self._lock:
-            cursor = self._conn.execute(to_psycopg(sql), params)
-            return cursor.fetchall() if cursor.description else []
-
-    def _close_connection(self) -> None:
-        self._conn.close()
+    def _translate(self, sql: str) -> str:
+        return to_psycopg(sql)
 
 
 def open_database(
@@ -229,7 +195,7 @@ def open_database(
     schema_lock_key: int | None = None,
 ) -> Database:
     """Open (and create the `schema` of) the database named by `url`; see `parse_database_url`."""
-    parsed = parse_database_url(url, store)
-    if parsed.dialect == "sqlite":
-        return SqliteDatabase(parsed.target, schema=schema)
-    return PostgresDatabase(parsed.target, schema=schema, schema_lock_key=schema_lock_key)
+    dialect, target = parse_database_url(url, store)
+    if dialect == "sqlite":
+        return SqliteDatabase(target, schema=schema)
+    return PostgresDatabase(target, schema=schema, schema_lock_key=schema_lock_key)

@@ -616,10 +616,10 @@ def open_store(url: str) -> SqliteLedgerStore | PostgresLedgerStore:
     `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (SQLAlchemy's convention) or a bare file
     path give SQLite; `postgresql://...` or `postgres://...` give PostgreSQL.
     """
-    parsed = parse_database_url(url, "ledger")
-    if parsed.dialect == "sqlite":
-        return SqliteLedgerStore(parsed.target)
-    return PostgresLedgerStore(parsed.target)
+    dialect, target = parse_database_url(url, "ledger")
+    if dialect == "sqlite":
+        return SqliteLedgerStore(target)
+    return PostgresLedgerStore(target)
 
 
 __all__ = [

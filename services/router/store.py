@@ -406,7 +406,7 @@ class PostgresRouterStore(RouterStore):
 def open_router_store(url: str) -> RouterStore:
     """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give
     SQLite; `postgresql://...` or `postgres://...` give PostgreSQL."""
-    parsed = parse_database_url(url, "router")
-    if parsed.dialect == "sqlite":
-        return SqliteRouterStore(parsed.target)
-    return PostgresRouterStore(parsed.target)
+    dialect, target = parse_database_url(url, "router")
+    if dialect == "sqlite":
+        return SqliteRouterStore(target)
+    return PostgresRouterStore(target)

@@ -18,7 +18,6 @@ from psycopg import sql
 
 from cepbus.sqldb import (
     Database,
-    DatabaseUrl,
     PostgresDatabase,
     SqliteDatabase,
     open_database,
@@ -117,15 +116,15 @@ def test_closing_twice_is_harmless(opener: Opener) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("sqlite:///rel/x.db", DatabaseUrl("sqlite", "rel/x.db")),
-        ("sqlite:////abs/x.db", DatabaseUrl("sqlite", "/abs/x.db")),
-        ("sqlite:///:memory:", DatabaseUrl("sqlite", ":memory:")),
-        ("bare/x.db", DatabaseUrl("sqlite", "bare/x.db")),
-        ("postgresql://u:p@h/db", DatabaseUrl("postgresql", "postgresql://u:p@h/db")),
-        ("postgres://h/db", DatabaseUrl("postgresql", "postgres://h/db")),
+        ("sqlite:///rel/x.db", ("sqlite", "rel/x.db")),
+        ("sqlite:////abs/x.db", ("sqlite", "/abs/x.db")),
+        ("sqlite:///:memory:", ("sqlite", ":memory:")),
+        ("bare/x.db", ("sqlite", "bare/x.db")),
+        ("postgresql://u:p@h/db", ("postgresql", "postgresql://u:p@h/db")),
+        ("postgres://h/db", ("postgresql", "postgres://h/db")),
     ],
 )
-def test_urls_name_their_backend(url: str, expected: DatabaseUrl) -> None:
+def test_urls_name_their_backend(url: str, expected: tuple[str, str]) -> None:
     assert parse_database_url(url, "router") == expected
 
 
