@@ -7,29 +7,26 @@ data; the only table rows are ever deleted from, by erasure). Appending an entry
 (the UNIQUE event id) and a new person key happens in one transaction under the appenders' lock, so a
 crash loses or duplicates nothing and two writers never fork the tree.
 
-Both backends share `_SqlLedgerStore`; a backend supplies its connection, DDL and lock. Queries use `?`
-placeholders, translated for psycopg. Triggers make the database refuse UPDATE and DELETE on the three
-append-only tables, so tampering needs an admin who first drops them, and `verify()` then names the
-first bad index.
+Both backends share `_SqlLedgerStore`; a backend supplies its `cepbus.sqldb.Database` with its DDL and
+write lock. Queries use `?` placeholders, translated for psycopg. Triggers make the database refuse
+UPDATE and DELETE on the three append-only tables, so tampering needs an admin who first drops them,
+and `verify()` then names the first bad index.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
-import psycopg
-
+from cepbus.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
 from services.ledger import merkle
 from services.ledger.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
 from services.ledger.record import (
@@ -49,8 +46,6 @@ DEFAULT_PAGE_SIZE = 1000
 _IN_CHUNK = 500  # parameters per IN (...) list: far below SQLite's and PostgreSQL's limits
 _ERASURE_NAMESPACE = uuid.UUID("8f6f4c1e-2b1a-4f7e-9d53-6a0c9e1d2b44")
 _LEAF_COLUMNS = "idx, event_id, event_type, occurred_at_ms, person_pseudonym, leaf"
-
-Row = tuple[Any, ...]
 
 
 class ErasedError(LookupError):
@@ -107,32 +102,29 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _SqlLedgerStore(ABC):
-    """Everything both backends share; subclasses provide the connection-specific primitives below."""
+class _SqlLedgerStore:
+    """Everything both backends share; a backend supplies the `Database` (its DDL and write lock)."""
 
-    def __init__(self, *, clock: Callable[[], int] | None, page_size: int) -> None:
-        if page_size < 1:
+    def __init__(
+        self, open_database: Callable[[], Database], *, clock: Callable[[], int] | None, page_size: int
+    ) -> None:
+        if page_size < 1:  # before opening: a bad argument creates no file and no tables
             raise ValueError("page_size must be >= 1")
         self._clock = clock or _now_ms
         self._page_size = page_size
-        # One connection per store; the lock lets threads (e.g. an executor) share the store safely.
-        self._lock = threading.RLock()
-        self._closed = False
+        self._db = open_database()
 
-    # -- backend primitives -------------------------------------------------------------------------
+    # -- database primitives (the benchmark and the tests use them too) ----------------------------
 
-    @abstractmethod
     def _write_transaction(self) -> AbstractContextManager[None]:
         """Begin, hold the lock that serialises appenders across processes, commit or roll back."""
+        return self._db.transaction()
 
-    @abstractmethod
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]: ...
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return self._db.query(sql, params)
 
-    @abstractmethod
-    def _insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
-
-    @abstractmethod
-    def _close_connection(self) -> None: ...
+    def _insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        self._db.executemany(sql, rows)
 
     # -- appending ----------------------------------------------------------------------------------
 
@@ -143,7 +135,7 @@ class _SqlLedgerStore(ABC):
             unique.setdefault(record.event_id, record)
         if not unique:
             return 0
-        with self._lock, self._write_transaction():
+        with self._write_transaction():
             # Read the size only under the appenders' lock, else two writers would both extend it: a fork.
             stored = self._stored_ids(list(unique))
             fresh = [record for event_id, record in unique.items() if event_id not in stored]
@@ -225,12 +217,12 @@ class _SqlLedgerStore(ABC):
         The leaves keep their ciphertext, so every proof still holds; without the key it is noise. A later
         event about the same pseudonym gets a fresh key.
         """
-        with self._lock, self._write_transaction():
+        with self._write_transaction():
             rows = self._query(f"SELECT key_id FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
             if not rows:
                 raise KeyError(f"no live key for person {person_pseudonym!r} (unknown, or already erased)")
             key_id = rows[0][0]
-            self._query(f"DELETE FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
+            self._db.execute(f"DELETE FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
             now = self._clock()
             erasure = NewRecord(
                 event_id=str(uuid.uuid5(_ERASURE_NAMESPACE, f"{person_pseudonym}/{key_id}")),
@@ -354,7 +346,7 @@ class _SqlLedgerStore(ABC):
         merkle.ProofError, and signs nothing, if the current tree does not extend the last signed one:
         the ledger never signs two inconsistent checkpoints.
         """
-        with self._lock, self._write_transaction():
+        with self._write_transaction():
             size = self.size()
             previous = self.latest_checkpoint()
             if size == 0 or (previous is not None and previous.checkpoint.size >= size):
@@ -454,10 +446,7 @@ class _SqlLedgerStore(ABC):
         return None
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._close_connection()
+        self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -526,53 +515,17 @@ class SqliteLedgerStore(_SqlLedgerStore):
         busy_timeout_s: float = 30.0,
         synchronous: str = "FULL",
     ) -> None:
-        super().__init__(clock=clock, page_size=page_size)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so the lock is taken exactly where we say.
-        self._conn = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        database = partial(
+            SqliteDatabase,
+            self.path,
+            schema=[statement for statement in _SQLITE_SCHEMA.split(";\n") if statement.strip()],
+            # FULL: an acked append survives power loss; secure_delete: an erased key is overwritten,
+            # not left in a free page.
+            pragmas=[f"synchronous={synchronous}", "secure_delete=ON"],
+            busy_timeout_s=busy_timeout_s,
         )
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(
-                f"PRAGMA synchronous={synchronous}"
-            )  # FULL: an acked append survives power loss
-            self._conn.execute(
-                "PRAGMA secure_delete=ON"
-            )  # an erased key is overwritten, not left in a free page
-            with self._write_transaction():
-                for statement in _SQLITE_SCHEMA.split(";\n"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-        except BaseException:
-            self._conn.close()
-            raise
-
-    @contextmanager
-    def _write_transaction(self) -> Iterator[None]:
-        if self._conn.in_transaction:  # nested (erase -> append): the outer transaction holds the lock
-            yield
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    def _insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        with self._lock:
-            self._conn.executemany(sql, rows)
-
-    def _close_connection(self) -> None:
-        self._conn.close()
+        super().__init__(database, clock=clock, page_size=page_size)
 
 
 _PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_4C47  # "cepbusLG": serialises concurrent first-time DDL
@@ -647,34 +600,14 @@ class PostgresLedgerStore(_SqlLedgerStore):
         clock: Callable[[], int] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
-        super().__init__(clock=clock, page_size=page_size)
-        self._conn: psycopg.Connection[Row] = psycopg.connect(url, autocommit=True)
-        try:
-            with self._conn.transaction():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK_KEY,))
-                for statement in _PG_SCHEMA:
-                    self._conn.execute(statement)
-        except BaseException:
-            self._conn.close()
-            raise
-
-    @contextmanager
-    def _write_transaction(self) -> Iterator[None]:
-        with self._conn.transaction():
-            self._conn.execute(f"LOCK TABLE {LEAVES} IN SHARE ROW EXCLUSIVE MODE")
-            yield
-
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        with self._lock:
-            cursor = self._conn.execute(sql.replace("?", "%s"), params)
-            return cursor.fetchall() if cursor.description else []
-
-    def _insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        with self._lock, self._conn.cursor() as cursor:
-            cursor.executemany(sql.replace("?", "%s"), rows)
-
-    def _close_connection(self) -> None:
-        self._conn.close()
+        database = partial(
+            PostgresDatabase,
+            url,
+            schema=_PG_SCHEMA,
+            schema_lock_key=_PG_SCHEMA_LOCK_KEY,
+            write_lock=f"LOCK TABLE {LEAVES} IN SHARE ROW EXCLUSIVE MODE",
+        )
+        super().__init__(database, clock=clock, page_size=page_size)
 
 
 def open_store(url: str) -> SqliteLedgerStore | PostgresLedgerStore:
@@ -683,21 +616,10 @@ def open_store(url: str) -> SqliteLedgerStore | PostgresLedgerStore:
     `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (SQLAlchemy's convention) or a bare file
     path give SQLite; `postgresql://...` or `postgres://...` give PostgreSQL.
     """
-    if not url:
-        raise ValueError("empty ledger store URL")
-    if url.startswith("sqlite:"):
-        if not url.startswith("sqlite:///") or url == "sqlite:///":
-            raise ValueError(f"SQLite ledger URL must look like sqlite:///path/to/ledger.db, got {url!r}")
-        return SqliteLedgerStore(url[len("sqlite:///") :])
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresLedgerStore(url)
-    if "://" in url:
-        scheme = url.split("://", 1)[0]  # not the whole URL: it may carry a password
-        raise ValueError(
-            f"unsupported ledger store URL scheme {scheme!r}: use sqlite:///path.db, a file path, "
-            "or postgresql://..."
-        )
-    return SqliteLedgerStore(url)
+    dialect, target = parse_database_url(url, "ledger")
+    if dialect == "sqlite":
+        return SqliteLedgerStore(target)
+    return PostgresLedgerStore(target)
 
 
 __all__ = [

@@ -12,18 +12,11 @@ at-least-once redelivery changes nothing. Queries use `?` placeholders, translat
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-
-import psycopg
 
 from cepbus.models import (
     BreachKind,
@@ -36,8 +29,7 @@ from cepbus.models import (
     ServiceLevel,
     ServiceLevelStarted,
 )
-
-Row = tuple[Any, ...]
+from cepbus.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
 
 _SCHEMA = [
     """
@@ -198,26 +190,11 @@ def _intake_from_row(row: Row) -> IntakeRecord:
     )
 
 
-class RouterStore(ABC):
-    """The router's state; subclasses supply the connection. Thread-safe (one lock per store)."""
+class RouterStore:
+    """The router's state in one `Database`; thread-safe (the database serialises its connection)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._closed = False
-
-    # -- backend primitives -------------------------------------------------------------------------
-
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[None]: ...
-
-    @abstractmethod
-    def _execute(self, sql: str, params: Sequence[object] = ()) -> None: ...
-
-    @abstractmethod
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]: ...
-
-    @abstractmethod
-    def _close_connection(self) -> None: ...
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # -- writes (idempotent on the causing event id) ----------------------------------------------
 
@@ -232,8 +209,8 @@ class RouterStore(ABC):
         reference_version: str,
     ) -> None:
         envelope = intake.envelope
-        with self._lock, self._transaction():
-            self._execute(
+        with self._db.transaction():
+            self._db.execute(
                 f"INSERT INTO router_intakes ({_INTAKE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
                 "ON CONFLICT (intake_event_id) DO NOTHING",
@@ -258,16 +235,16 @@ class RouterStore(ABC):
             )
 
     def record_notice(self, notice: NoticeIssued) -> None:
-        with self._lock, self._transaction():
-            self._execute(
+        with self._db.transaction():
+            self._db.execute(
                 "INSERT INTO router_notices (notice_event_id, intake_event_id, occurred_at_ms) "
                 "VALUES (?, ?, ?) ON CONFLICT (notice_event_id) DO NOTHING",
                 (str(notice.event_id), notice.intake_event_id, to_ms(notice.envelope.occurred_at)),
             )
 
     def record_choice(self, choice: ChoiceRecorded) -> None:
-        with self._lock, self._transaction():
-            self._execute(
+        with self._db.transaction():
+            self._db.execute(
                 "INSERT INTO router_choices (choice_event_id, intake_event_id, choice, chosen_operator_kind, "
                 "consent_to_share, occurred_at_ms) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (choice_event_id) DO NOTHING",
@@ -282,8 +259,8 @@ class RouterStore(ABC):
             )
 
     def record_service_level(self, started: ServiceLevelStarted, breach: BreachKind | None) -> None:
-        with self._lock, self._transaction():
-            self._execute(
+        with self._db.transaction():
+            self._db.execute(
                 "INSERT INTO router_service_levels (event_id, intake_event_id, operator_id, level, "
                 "occurred_at_ms, breach) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
                 (
@@ -298,8 +275,8 @@ class RouterStore(ABC):
 
     def mark_reminded(self, intake_event_id: str, at_ms: int) -> None:
         """Only the first reminder counts: a second call keeps the first time."""
-        with self._lock, self._transaction():
-            self._execute(
+        with self._db.transaction():
+            self._db.execute(
                 "UPDATE router_intakes SET reminded_at_ms = ? "
                 "WHERE intake_event_id = ? AND reminded_at_ms IS NULL",
                 (at_ms, intake_event_id),
@@ -308,13 +285,13 @@ class RouterStore(ABC):
     # -- reads --------------------------------------------------------------------------------------
 
     def intake(self, intake_event_id: str) -> IntakeRecord | None:
-        rows = self._query(
+        rows = self._db.query(
             f"SELECT {_INTAKE_COLUMNS} FROM router_intakes WHERE intake_event_id = ?", (intake_event_id,)
         )
         return _intake_from_row(rows[0]) if rows else None
 
     def intakes_of(self, person_pseudonym: str) -> list[IntakeRecord]:
-        rows = self._query(
+        rows = self._db.query(
             f"SELECT {_INTAKE_COLUMNS} FROM router_intakes WHERE person_pseudonym = ? "
             "ORDER BY occurred_at_ms, intake_event_id",
             (person_pseudonym,),
@@ -323,7 +300,7 @@ class RouterStore(ABC):
 
     def notices_at_ms(self, intake_event_id: str) -> list[int]:
         """When each notice for this intake was issued, earliest first."""
-        rows = self._query(
+        rows = self._db.query(
             "SELECT occurred_at_ms FROM router_notices WHERE intake_event_id = ? ORDER BY occurred_at_ms",
             (intake_event_id,),
         )
@@ -331,7 +308,7 @@ class RouterStore(ABC):
 
     def choices(self, intake_event_id: str) -> list[ChoiceRecord]:
         """The choices recorded for an intake, in the order they were made."""
-        rows = self._query(
+        rows = self._db.query(
             "SELECT choice_event_id, intake_event_id, choice, chosen_operator_kind, consent_to_share, "
             "occurred_at_ms FROM router_choices WHERE intake_event_id = ? "
             "ORDER BY occurred_at_ms, choice_event_id",
@@ -350,7 +327,7 @@ class RouterStore(ABC):
         ]
 
     def service_levels(self, intake_event_id: str) -> list[ServiceLevelRecord]:
-        rows = self._query(
+        rows = self._db.query(
             "SELECT event_id, intake_event_id, operator_id, level, occurred_at_ms, breach "
             "FROM router_service_levels WHERE intake_event_id = ? ORDER BY occurred_at_ms, event_id",
             (intake_event_id,),
@@ -370,7 +347,7 @@ class RouterStore(ABC):
     def awaiting_choice(self) -> list[AwaitingChoice]:
         """Intakes with a notice issued, no choice recorded and no reminder sent yet."""
         columns = ", ".join(f"i.{c.strip()}" for c in _INTAKE_COLUMNS.split(","))
-        rows = self._query(
+        rows = self._db.query(
             f"SELECT {columns}, MIN(n.occurred_at_ms) FROM router_intakes i "
             "JOIN router_notices n ON n.intake_event_id = i.intake_event_id "
             "WHERE i.reminded_at_ms IS NULL AND NOT EXISTS "
@@ -392,15 +369,12 @@ class RouterStore(ABC):
                 ("router_notices", "notice_event_id"),
                 ("router_choices", "choice_event_id"),
             ):
-                rows = self._query(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk)
+                rows = self._db.query(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk)
                 found.update(row[0] for row in rows)
         return found
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._close_connection()
+        self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -416,42 +390,7 @@ class SqliteRouterStore(RouterStore):
     router writes."""
 
     def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
-        super().__init__()
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        try:
-            if path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            with self._transaction():
-                for statement in _SCHEMA:
-                    self._conn.execute(statement)
-        except BaseException:
-            self._conn.close()
-            raise
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _execute(self, sql: str, params: Sequence[object] = ()) -> None:
-        self._conn.execute(sql, params)
-
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    def _close_connection(self) -> None:
-        self._conn.close()
+        super().__init__(SqliteDatabase(path, schema=_SCHEMA, busy_timeout_s=busy_timeout_s))
 
 
 _PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_02  # "cepbus" + 2: serialises concurrent schema creation
@@ -461,48 +400,13 @@ class PostgresRouterStore(RouterStore):
     """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema."""
 
     def __init__(self, url: str) -> None:
-        super().__init__()
-        self._conn: psycopg.Connection[Row] = psycopg.connect(url, autocommit=True)
-        try:
-            with self._conn.transaction():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK_KEY,))
-                for statement in _SCHEMA:
-                    self._conn.execute(statement)
-        except BaseException:
-            self._conn.close()
-            raise
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        with self._lock, self._conn.transaction():
-            yield
-
-    def _execute(self, sql: str, params: Sequence[object] = ()) -> None:
-        self._conn.execute(sql.replace("?", "%s"), params)
-
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        with self._lock:
-            return self._conn.execute(sql.replace("?", "%s"), params).fetchall()
-
-    def _close_connection(self) -> None:
-        self._conn.close()
+        super().__init__(PostgresDatabase(url, schema=_SCHEMA, schema_lock_key=_PG_SCHEMA_LOCK_KEY))
 
 
 def open_router_store(url: str) -> RouterStore:
     """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give
     SQLite; `postgresql://...` or `postgres://...` give PostgreSQL."""
-    if not url:
-        raise ValueError("empty router store URL")
-    if url.startswith("sqlite:"):
-        if not url.startswith("sqlite:///") or url == "sqlite:///":
-            raise ValueError(f"SQLite router URL must look like sqlite:///path/to/router.db, got {url!r}")
-        return SqliteRouterStore(url[len("sqlite:///") :])
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresRouterStore(url)
-    if "://" in url:
-        scheme = url.split("://", 1)[0]  # not the whole URL: it may carry a password
-        raise ValueError(
-            f"unsupported router store URL scheme {scheme!r}: use sqlite:///path.db, a file path, "
-            "or postgresql://..."
-        )
-    return SqliteRouterStore(url)
+    dialect, target = parse_database_url(url, "router")
+    if dialect == "sqlite":
+        return SqliteRouterStore(target)
+    return PostgresRouterStore(target)

@@ -9,17 +9,12 @@ Queries use `?` placeholders, translated for psycopg.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from cepbus.models import OrganisationKind, ReferralStatus
+from cepbus.sqldb import open_database
 from services.router.referrals.machine import TERMINAL
 
 _DDL = [
@@ -194,71 +189,26 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
 _TERMINAL_SQL = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
 
 
+_PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_03  # "cepbus" + 3: serialises concurrent schema creation
+
+
 class ReferralStore:
     """One connection (SQLite file in WAL mode, or PostgreSQL), shared by threads under a lock."""
 
     def __init__(self, url: str) -> None:
-        self._lock = threading.RLock()
-        self._pg: psycopg.Connection[Any] | None = None
-        self._sqlite: sqlite3.Connection | None = None
-        if url.startswith(("postgresql://", "postgres://")):
-            self._pg = psycopg.connect(url, autocommit=True)
-        elif url.startswith("sqlite:///") and url != "sqlite:///":
-            path = Path(url[len("sqlite:///") :])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._sqlite = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._sqlite.execute("PRAGMA journal_mode=WAL")
-        else:
-            scheme = url.split("://", 1)[0] if "://" in url else url
-            raise ValueError(
-                f"referral store URL must be sqlite:///path.db or postgresql://..., got {scheme!r}"
-            )
-        with self._transaction():
-            for statement in _DDL:
-                self._execute(statement)
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    def _execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
-            if self._pg is not None:
-                cursor = self._pg.execute(sql.replace("?", "%s"), params)
-                return cursor.fetchall() if cursor.description else []
-            assert self._sqlite is not None
-            return self._sqlite.execute(sql, params).fetchall()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        with self._lock:
-            if self._pg is not None:
-                with self._pg.transaction():
-                    yield
-                return
-            assert self._sqlite is not None
-            self._sqlite.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._sqlite.execute("COMMIT")
-            except BaseException:
-                if self._sqlite.in_transaction:
-                    self._sqlite.execute("ROLLBACK")
-                raise
+        self._db = open_database(url, "referral", schema=_DDL, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
 
     def close(self) -> None:
-        with self._lock:
-            if self._pg is not None:
-                self._pg.close()
-            if self._sqlite is not None:
-                self._sqlite.close()
+        self._db.close()
 
     # -- referrals ----------------------------------------------------------------------------
 
     def add_referral(self, record: ReferralRecord) -> bool:
         """Insert a new referral; False when it is already known (a redelivered request)."""
-        with self._transaction():
-            if self._execute("SELECT 1 FROM referrals WHERE referral_id = ?", (record.referral_id,)):
+        with self._db.transaction():
+            if self._db.query("SELECT 1 FROM referrals WHERE referral_id = ?", (record.referral_id,)):
                 return False
-            self._execute(
+            self._db.execute(
                 f"INSERT INTO referrals ({_REFERRAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.referral_id,
@@ -279,20 +229,20 @@ class ReferralStore:
             return True
 
     def get(self, referral_id: str) -> ReferralRecord | None:
-        rows = self._execute(
+        rows = self._db.query(
             f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE referral_id = ?", (referral_id,)
         )
         return _record(rows[0]) if rows else None
 
     def history(self, referral_id: str) -> list[HistoryEntry]:
-        rows = self._execute(
+        rows = self._db.query(
             f"SELECT {_HISTORY_COLUMNS} FROM referral_history WHERE referral_id = ? ORDER BY seq",
             (referral_id,),
         )
         return [_history(row) for row in rows]
 
     def of_person(self, person_pseudonym: str) -> list[ReferralRecord]:
-        rows = self._execute(
+        rows = self._db.query(
             f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE person_pseudonym = ? ORDER BY requested_at_ms",
             (person_pseudonym,),
         )
@@ -300,7 +250,7 @@ class ReferralStore:
 
     def open_for(self, org_id: str) -> list[ReferralRecord]:
         """Open referrals the organisation sent or received."""
-        rows = self._execute(
+        rows = self._db.query(
             f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE (recipient_org_id = ? OR requester_org_id = ?) "
             f"AND state NOT IN ({_TERMINAL_SQL}) ORDER BY requested_at_ms, referral_id",
             (org_id, org_id),
@@ -309,14 +259,14 @@ class ReferralStore:
 
     def count_by_state(self, referral_ids: Sequence[str] | None = None) -> dict[str, int]:
         if referral_ids is None:
-            rows = self._execute("SELECT state, COUNT(*) FROM referrals GROUP BY state")
+            rows = self._db.query("SELECT state, COUNT(*) FROM referrals GROUP BY state")
             return {state: int(n) for state, n in rows}
         counts: dict[str, int] = {}
         ids = list(referral_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            for state, n in self._execute(
+            for state, n in self._db.query(
                 f"SELECT state, COUNT(*) FROM referrals WHERE referral_id IN ({marks}) GROUP BY state", chunk
             ):
                 counts[state] = counts.get(state, 0) + int(n)
@@ -325,16 +275,16 @@ class ReferralStore:
     # -- status updates -----------------------------------------------------------------------
 
     def seen(self, event_id: str) -> SeenUpdate | None:
-        rows = self._execute(
+        rows = self._db.query(
             "SELECT fingerprint, verdict, reason_code, detail FROM referral_updates WHERE event_id = ?",
             (event_id,),
         )
         return SeenUpdate(*rows[0]) if rows else None
 
     def record_refusal(self, event_id: str, fingerprint: str, reason_code: str, detail: str) -> None:
-        with self._transaction():
-            if not self._execute("SELECT 1 FROM referral_updates WHERE event_id = ?", (event_id,)):
-                self._execute(
+        with self._db.transaction():
+            if not self._db.query("SELECT 1 FROM referral_updates WHERE event_id = ?", (event_id,)):
+                self._db.execute(
                     "INSERT INTO referral_updates (event_id, fingerprint, verdict, reason_code, detail) "
                     "VALUES (?, ?, 'refused', ?, ?)",
                     (event_id, fingerprint, reason_code, detail),
@@ -349,13 +299,13 @@ class ReferralStore:
         updated_at_ms: int,
     ) -> None:
         """Record an applied update: new state, history entry, pending deadline (one transaction)."""
-        with self._transaction():
-            self._execute(
+        with self._db.transaction():
+            self._db.execute(
                 "INSERT INTO referral_updates (event_id, fingerprint, verdict, reason_code, detail) "
                 "VALUES (?, ?, 'applied', NULL, NULL)",
                 (entry.event_id, fingerprint),
             )
-            self._execute(
+            self._db.execute(
                 f"INSERT INTO referral_history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.referral_id,
@@ -371,14 +321,14 @@ class ReferralStore:
                     entry.signature_hex,
                 ),
             )
-            self._execute(
+            self._db.execute(
                 "UPDATE referrals SET state = ?, updated_at_ms = ?, due_name = ?, due_at_ms = ? "
                 "WHERE referral_id = ?",
                 (entry.state_after.value, updated_at_ms, due_name, due_at_ms, entry.referral_id),
             )
 
     def next_seq(self, referral_id: str) -> int:
-        rows = self._execute(
+        rows = self._db.query(
             "SELECT COALESCE(MAX(seq), 0) FROM referral_history WHERE referral_id = ?", (referral_id,)
         )
         return int(rows[0][0]) + 1
@@ -387,7 +337,7 @@ class ReferralStore:
 
     def overdue(self, now_ms: int, limit: int = 1000) -> list[ReferralRecord]:
         """Open referrals whose pending deadline has passed and was not yet reported."""
-        rows = self._execute(
+        rows = self._db.query(
             f"SELECT {_REFERRAL_COLUMNS} FROM referrals r WHERE due_at_ms IS NOT NULL AND due_at_ms <= ? "
             "AND NOT EXISTS (SELECT 1 FROM referral_breaches b WHERE b.referral_id = r.referral_id "
             "AND b.deadline = r.due_name) ORDER BY due_at_ms LIMIT ?",
@@ -397,20 +347,20 @@ class ReferralStore:
 
     def mark_breached(self, referral_id: str, deadline: str, due_at_ms: int) -> bool:
         """Remember a reported breach; False if this deadline was already reported (report once)."""
-        with self._transaction():
-            if self._execute(
+        with self._db.transaction():
+            if self._db.query(
                 "SELECT 1 FROM referral_breaches WHERE referral_id = ? AND deadline = ?",
                 (referral_id, deadline),
             ):
                 return False
-            self._execute(
+            self._db.execute(
                 "INSERT INTO referral_breaches (referral_id, deadline, due_at_ms) VALUES (?, ?, ?)",
                 (referral_id, deadline, due_at_ms),
             )
             return True
 
     def breaches(self, referral_id: str) -> list[tuple[str, int]]:
-        rows = self._execute(
+        rows = self._db.query(
             "SELECT deadline, due_at_ms FROM referral_breaches WHERE referral_id = ? ORDER BY due_at_ms",
             (referral_id,),
         )
@@ -418,13 +368,13 @@ class ReferralStore:
 
     def count_breaches(self, referral_ids: Sequence[str] | None = None) -> int:
         if referral_ids is None:
-            return int(self._execute("SELECT COUNT(*) FROM referral_breaches")[0][0])
+            return int(self._db.query("SELECT COUNT(*) FROM referral_breaches")[0][0])
         total = 0
         ids = list(referral_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            rows = self._execute(
+            rows = self._db.query(
                 f"SELECT COUNT(*) FROM referral_breaches WHERE referral_id IN ({marks})", chunk
             )
             total += int(rows[0][0])

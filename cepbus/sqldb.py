@@ -1,0 +1,201 @@
+"""One database connection, SQLite or PostgreSQL, for the stores that keep state that matters.
+
+The router, referral and ledger stores keep their state in a real database (Tansu's recovery is not
+trusted, DEVELOPERS.md); this module is the plumbing they share, so each store holds only its SQL.
+Queries use `?` placeholders (never inside a string literal), translated for psycopg. Every
+`transaction()` takes the backend's cross-process write lock: `BEGIN IMMEDIATE` on SQLite, and on
+PostgreSQL an optional statement run first (e.g. a `LOCK TABLE`). A thread lock serialises the one
+connection, so threads (an executor, an HTTP server) can share a `Database`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import psycopg
+
+Dialect = Literal["sqlite", "postgresql"]
+Row = tuple[Any, ...]
+
+
+def parse_database_url(url: str, store: str) -> tuple[Dialect, str]:
+    """The dialect and its target (a SQLite path, or the PostgreSQL URL) of `url`.
+
+    `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give SQLite;
+    `postgresql://...` or `postgres://...` give PostgreSQL. `store` names the store in error messages,
+    which never echo a non-SQLite URL: it may carry a password.
+    """
+    if not url:
+        raise ValueError(f"empty {store} store URL")
+    if url.startswith("sqlite:"):
+        if not url.startswith("sqlite:///") or url == "sqlite:///":
+            raise ValueError(f"SQLite {store} URL must look like sqlite:///path/to/{store}.db, got {url!r}")
+        return "sqlite", url[len("sqlite:///") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql", url
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise ValueError(
+            f"unsupported {store} store URL scheme {scheme!r}: use sqlite:///path.db, a file path, "
+            "or postgresql://..."
+        )
+    return "sqlite", url
+
+
+class Database(ABC):
+    """One connection in autocommit mode; writes go through `transaction()`. Closing twice is harmless."""
+
+    dialect: Dialect
+    _conn: sqlite3.Connection | psycopg.Connection[Row]
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Begin, take the write lock, commit on success, roll back on any exception."""
+
+    def _translate(self, sql: str) -> str:
+        return sql
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self.query(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._lock, closing(self._conn.cursor()) as cursor:
+            cursor.executemany(self._translate(sql), rows)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """All result rows; an empty list for a statement that returns none."""
+        with self._lock:
+            cursor = self._conn.execute(self._translate(sql), params)
+            return cursor.fetchall() if cursor.description else []
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SqliteDatabase(Database):
+    """One SQLite file in WAL mode (or `:memory:`), so readers in other processes never block the writer;
+    writers in several processes serialise on `BEGIN IMMEDIATE`, waiting up to `busy_timeout_s`."""
+
+    dialect: Dialect = "sqlite"
+    _conn: sqlite3.Connection
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        schema: Sequence[str] = (),
+        pragmas: Sequence[str] = (),
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__()
+        in_memory = str(path) == ":memory:"
+        if not in_memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so the lock is taken exactly where we say.
+        self._conn = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            for pragma in ([] if in_memory else ["journal_mode=WAL"]) + list(pragmas):
+                self._conn.execute(f"PRAGMA {pragma}")
+            with self.transaction():
+                for statement in schema:
+                    self._conn.execute(statement)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._conn.in_transaction:  # nested: the outer transaction already holds the write lock
+                yield
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+
+def to_psycopg(sql: str) -> str:
+    """`?` placeholders become `%s`; a literal `%` is doubled so psycopg does not take it for one."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema.
+
+    `schema_lock_key` is an advisory lock held while the schema is created, so processes starting together
+    do not race on `CREATE ... IF NOT EXISTS`; `write_lock`, if given, is run first in every transaction
+    (e.g. `LOCK TABLE t IN SHARE ROW EXCLUSIVE MODE`, which serialises writers but not readers).
+    """
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: Sequence[str] = (),
+        schema_lock_key: int | None = None,
+        write_lock: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._write_lock = write_lock
+        self._conn: psycopg.Connection[Row] = psycopg.connect(url, autocommit=True)
+        try:
+            with self._conn.transaction():
+                if schema_lock_key is not None:
+                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema_lock_key,))
+                for statement in schema:
+                    self._conn.execute(statement)  # no parameters: a `%` in a function body stays as is
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock, self._conn.transaction():  # nested: a savepoint
+            if self._write_lock:
+                self._conn.execute(self._write_lock)
+            yield
+
+    def _translate(self, sql: str) -> str:
+        return to_psycopg(sql)
+
+
+def open_database(
+    url: str,
+    store: str,
+    *,
+    schema: Sequence[str] = (),
+    schema_lock_key: int | None = None,
+) -> Database:
+    """Open (and create the `schema` of) the database named by `url`; see `parse_database_url`."""
+    dialect, target = parse_database_url(url, store)
+    if dialect == "sqlite":
+        return SqliteDatabase(target, schema=schema)
+    return PostgresDatabase(target, schema=schema, schema_lock_key=schema_lock_key)
