@@ -29,6 +29,19 @@ class DecodeError(ValueError):
         self.detail = detail
 
 
+# fastavro re-parses a schema that lacks its "parsed" marker on every call (about 40 us a message);
+# `schemas.py` keeps the marker-free form, which other code compares and prints, so the codec keeps
+# its own parsed copy per fingerprint.
+_FASTAVRO_SCHEMAS: dict[bytes, Any] = {}
+
+
+def _fastavro_schema(schema: EventSchema) -> Any:
+    parsed = _FASTAVRO_SCHEMAS.get(schema.fingerprint)
+    if parsed is None:
+        parsed = _FASTAVRO_SCHEMAS[schema.fingerprint] = fastavro.parse_schema(schema.parsed)
+    return parsed
+
+
 def encode(event: Event) -> bytes:
     schema = event_schema(event.avro_name)
     return encode_record(schema, event.model_dump(mode="python"))
@@ -38,7 +51,7 @@ def encode_record(schema: EventSchema, record: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     buffer.write(MARKER)
     buffer.write(schema.fingerprint)
-    fastavro.schemaless_writer(buffer, schema.parsed, record)
+    fastavro.schemaless_writer(buffer, _fastavro_schema(schema), record)
     return buffer.getvalue()
 
 
@@ -57,7 +70,7 @@ def decode_record(data: bytes) -> tuple[EventSchema, dict[str, Any]]:
         raise DecodeError("unknown_schema", f"no schema in schemas/avro has fingerprint {fingerprint.hex()}")
     body = io.BytesIO(data[HEADER_LEN:])
     try:
-        record = fastavro.schemaless_reader(body, schema.parsed, None)
+        record = fastavro.schemaless_reader(body, _fastavro_schema(schema), None)
         if not isinstance(record, dict):
             raise ValueError(f"the body decoded to {type(record).__name__}, not a record")
     except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on bad bodies

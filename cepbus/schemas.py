@@ -22,6 +22,12 @@ def schema_dir() -> Path:
     configured = os.environ.get("CEPBUS_SCHEMA_DIR")
     if configured:
         return Path(configured)
+    return _default_schema_dir()
+
+
+@functools.cache
+def _default_schema_dir() -> Path:
+    """Resolved once: every encode and decode asks, and resolving a path costs file-system calls."""
     source_tree = Path(__file__).resolve().parent.parent / "schemas" / "avro"
     if source_tree.is_dir():
         return source_tree
@@ -75,7 +81,11 @@ def _load(directory: str) -> dict[str, EventSchema]:
 
 def event_schemas() -> dict[str, EventSchema]:
     """All event schemas of the contract, by full name."""
-    return _load(str(schema_dir()))
+    return _load(_schema_dir_key())
+
+
+def _schema_dir_key() -> str:
+    return os.environ.get("CEPBUS_SCHEMA_DIR") or str(_default_schema_dir())
 
 
 def event_schema(name: str) -> EventSchema:
@@ -89,5 +99,11 @@ def event_schema(name: str) -> EventSchema:
 
 
 def by_fingerprint() -> dict[bytes, EventSchema]:
-    """The lookup a decoder needs: fingerprint -> writer schema."""
-    return {schema.fingerprint: schema for schema in event_schemas().values()}
+    """The lookup a decoder needs: fingerprint -> writer schema (built once per schema directory:
+    the decoder asks for it on every message)."""
+    return _by_fingerprint(_schema_dir_key())
+
+
+@functools.lru_cache(maxsize=4)
+def _by_fingerprint(directory: str) -> dict[bytes, EventSchema]:
+    return {schema.fingerprint: schema for schema in _load(directory).values()}
