@@ -1,7 +1,8 @@
 """The publishing SDK for operator information systems (kafka-python).
 
 `Publisher.publish` validates with pydantic, encodes as Avro single-object, sends with acks=all and
-returns once the broker has acknowledged. Invalid input raises `InvalidEvent` and is never sent.
+returns once the broker has acknowledged. Invalid input (a broken contract, or a region or
+département that is not on the map) raises `InvalidEvent` and is never sent.
 """
 
 from __future__ import annotations
@@ -13,24 +14,42 @@ from typing import Any
 import pydantic
 from kafka import KafkaProducer
 from kafka.producer.future import RecordMetadata
+from prometheus_client import Counter
 
 from cepbus import codec
 from cepbus.models import Event
+from cepbus.reference import load_reference
+from cepbus.reference_checks import reference_problems
 from cepbus.settings import BrokerSettings
 from cepbus.streaming import CORRELATION_HEADER, EVENT_TYPE_HEADER
 from cepbus.topics import topic_for
 
+PUBLISH_REFUSED = Counter(
+    "cepbus_publish_refused_total",
+    "Events the Publisher refused before sending",
+    ["event_type", "reason"],
+)
+
 
 class InvalidEvent(ValueError):
-    """The event breaks the contract; nothing was sent."""
+    """The event breaks the contract or contradicts the reference data; nothing was sent.
+    `reason` is short and stable (`invalid_contract`, `reference_data`)."""
+
+    def __init__(self, message: str, reason: str = "invalid_contract") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Publisher:
     def __init__(
-        self, settings: BrokerSettings | None = None, *, client_id: str = "cepbus-publisher"
+        self,
+        settings: BrokerSettings | None = None,
+        *,
+        client_id: str = "cepbus-publisher",
+        producer: Any | None = None,  # a KafkaProducer-like object; tests pass a recording fake
     ) -> None:
         self.settings = settings or BrokerSettings()
-        self._producer = KafkaProducer(
+        self._producer = producer or KafkaProducer(
             bootstrap_servers=self.settings.bootstrap_list,
             client_id=client_id,
             acks="all",
@@ -42,12 +61,19 @@ class Publisher:
 
     @staticmethod
     def validate(event: Event | tuple[type[Event], Mapping[str, Any]]) -> Event:
-        """A model instance is re-validated (it may have been built with model_construct)."""
+        """A model instance is re-validated (it may have been built with model_construct), then
+        checked against the reference data."""
         model, data = (type(event), event.model_dump(warnings=False)) if isinstance(event, Event) else event
         try:
-            return model.model_validate(data)
+            valid = model.model_validate(data)
         except pydantic.ValidationError as exc:
+            PUBLISH_REFUSED.labels(model.__name__, "invalid_contract").inc()
             raise InvalidEvent(f"{model.__name__} is invalid: {exc}") from exc
+        problems = reference_problems(valid, load_reference())
+        if problems:
+            PUBLISH_REFUSED.labels(model.__name__, "reference_data").inc()
+            raise InvalidEvent(f"{model.__name__} is invalid: {'; '.join(problems)}", "reference_data")
+        return valid
 
     def _send(self, event: Event, topic: str | None) -> Any:
         return self._producer.send(

@@ -26,6 +26,10 @@ class BrokerSettings(BaseSettings):
     heartbeat_interval_s: float = 0.5
     # Tansu does not wake a waiting fetch on new data: the wait bounds latency (s3 storage: >= 250).
     fetch_max_wait_ms: int = 20
+    # A fetch returns once this much is there or fetch_max_wait_ms has passed. 1: at once. Larger
+    # values trade up to fetch_max_wait_ms of latency per hop for fewer, bigger fetches, i.e. less
+    # CPU per event in the services and the broker (bench/pipeline_bench.py --fetch-min-bytes).
+    fetch_min_bytes: int = Field(default=1, ge=1)
     request_timeout_s: float = 30.0
     commit_interval_s: float = 1.0
     producer_linger_ms: int = 5

@@ -82,3 +82,25 @@ def test_domain_rejection_and_handler_bug_are_dead_lettered(runtime: ServiceRunt
         crashed.reason.startswith("handler_error: ZeroDivisionError")
         and crashed.error_class == "ZeroDivisionError"
     )
+
+
+def test_the_consumer_gets_the_configured_fetch_wait_and_min_bytes() -> None:
+    """Faust hard-codes fetch_max_wait_ms=1500 and does not expose fetch_min_bytes: the patch sets both."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from cepbus.streaming import _patch_fetch_max_wait
+
+    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
+    saved = thread_cls._create_worker_consumer
+    saved_original = thread_cls.__dict__.get("_cepbus_original_create")
+    try:
+        thread_cls._cepbus_original_create = lambda self, transport: type("C", (), {})()
+        _patch_fetch_max_wait(250, 65536)
+        consumer = thread_cls._create_worker_consumer(object(), None)
+        assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (250, 65536)
+    finally:
+        thread_cls._create_worker_consumer = saved
+        if saved_original is None:
+            del thread_cls._cepbus_original_create
+        else:
+            thread_cls._cepbus_original_create = saved_original
