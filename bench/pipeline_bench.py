@@ -39,6 +39,8 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from services.ledger.record import LedgerRecord
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cepbus import codec
@@ -203,16 +205,16 @@ class LedgerWatch:
         conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         try:
             rows = conn.execute(
-                "SELECT seq, event_id, recorded_at_ms FROM ledger_entries WHERE seq >= ? ORDER BY seq",
+                "SELECT idx, event_id, leaf FROM ledger_leaves WHERE idx >= ? ORDER BY idx",
                 (self._next_seq,),
             ).fetchall()
         except sqlite3.OperationalError:  # table not created yet
             return
         finally:
             conn.close()
-        for seq, event_id, recorded in rows:
-            self.recorded[event_id] = recorded
-            self._next_seq = seq + 1
+        for index, event_id, leaf in rows:  # the recording time is inside the leaf record
+            self.recorded[event_id] = LedgerRecord.decode(bytes(leaf)).recorded_at_ms
+            self._next_seq = index + 1
 
     async def wait_for(self, ids: set[str], timeout_s: float) -> set[str]:
         deadline = time.monotonic() + timeout_s
@@ -260,6 +262,9 @@ class Services:
         return {
             "CEPBUS_BOOTSTRAP_SERVERS": self.bootstrap,
             "CEPBUS_LEDGER_DATABASE_URL": f"sqlite:///{self.workdir / 'ledger.db'}",
+            "CEPBUS_ROUTER_DATABASE_URL": f"sqlite:///{self.workdir / 'router.db'}",
+            "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{self.workdir / 'referrals.db'}",
+            "CEPBUS_REFERRALS_HTTP_PORT": str(self.base_port + 4 + metrics_offset),
             "CEPBUS_ROUTER_METRICS_PORT": str(self.base_port + 1 + metrics_offset),
             "CEPBUS_NOTIFIER_METRICS_PORT": str(self.base_port + 2 + metrics_offset),
             "CEPBUS_LEDGER_METRICS_PORT": str(self.base_port + 3 + metrics_offset),

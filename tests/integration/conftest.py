@@ -11,8 +11,9 @@ import pytest
 
 from cepbus.admin import ensure_topics
 from cepbus.service_runner import bus_topics
-from cepbus.settings import BrokerSettings
+from cepbus.settings import BrokerSettings, LedgerSettings
 from cepbus.supervisor import SERVICES, Supervisor
+from services.ledger.note import Signer
 from tests.conftest import free_port
 
 
@@ -24,8 +25,17 @@ class RunningBus:
     ports: dict[str, int]
     supervisor: Supervisor
     router_url: str = ""
+    ledger_settings: LedgerSettings | None = None  # its own checkpoint origin and signing key
     referrals_url: str = ""  # the router's referral store (#4)
     referrals_http_port: int = 0
+
+
+def ledger_identity(workdir: Path, origin: str) -> LedgerSettings:
+    """A checkpoint origin and signing key of its own, so that two ledgers on one broker (the session
+    bus, the fault tests' bus) publish checkpoints an auditor can tell apart."""
+    key_path = workdir / "ledger-signing.key"
+    key_path.write_text(str(Signer.generate(origin)) + "\n")
+    return LedgerSettings(origin=origin, signing_key_path=key_path)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +53,11 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "CEPBUS_REFERRALS_HTTP_PORT": str(referrals_http_port),
         "CEPBUS_REFERRALS_SWEEP_INTERVAL_S": "1",  # the deadline timer, so a test sees a breach soon
         "CEPBUS_LAG_INTERVAL_S": "1",  # lag gauges fresh enough for the live-Prometheus test
+    }
+    ledger_settings = ledger_identity(workdir, f"cep-bus.test/ledger-{suffix}")
+    env |= {
+        "CEPBUS_LEDGER_ORIGIN": ledger_settings.origin,
+        "CEPBUS_LEDGER_SIGNING_KEY_PATH": str(ledger_settings.signing_key_path),
     }
     for service, port in ports.items():
         env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(port)
@@ -62,6 +77,7 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             ports,
             supervisor,
             router_url=router_url,
+            ledger_settings=ledger_settings,
             referrals_url=referrals_url,
             referrals_http_port=referrals_http_port,
         )

@@ -39,7 +39,7 @@ from services.ledger.store import open_store
 from services.router.handlers import RouterHandlers
 from tests.conftest import free_port
 from tests.factories import intake
-from tests.integration.conftest import RunningBus
+from tests.integration.conftest import RunningBus, ledger_identity
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ class FaultBus:
         """How many ledger rows hold each of these event ids (a duplicate would count 2)."""
         conn = sqlite3.connect(f"file:{self.ledger_path}?mode=ro", uri=True)
         try:
-            rows = conn.execute("SELECT event_id FROM ledger_entries").fetchall()
+            rows = conn.execute("SELECT event_id FROM ledger_leaves").fetchall()
         finally:
             conn.close()
         return Counter(row[0] for row in rows if row[0] in event_ids)
@@ -99,9 +99,15 @@ def start_fault_bus(bootstrap: str, workdir: Path, extra_env: dict[str, str] | N
     suffix = uuid.uuid4().hex[:8]
     ledger_path = workdir / "ledger.db"
     ports = {service: free_port() for service in SERVICES}
+    identity = ledger_identity(workdir, f"cep-bus.test/faults-{suffix}")
     env = {
         "CEPBUS_BOOTSTRAP_SERVERS": bootstrap,
         "CEPBUS_LEDGER_DATABASE_URL": f"sqlite:///{ledger_path}",
+        "CEPBUS_ROUTER_DATABASE_URL": f"sqlite:///{workdir / 'router.db'}",
+        "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{workdir / 'referrals.db'}",
+        "CEPBUS_REFERRALS_HTTP_PORT": str(free_port()),
+        "CEPBUS_LEDGER_ORIGIN": identity.origin,
+        "CEPBUS_LEDGER_SIGNING_KEY_PATH": str(identity.signing_key_path),
         **(extra_env or {}),
     }
     for service, port in ports.items():
@@ -275,8 +281,11 @@ def test_poison_messages_do_not_block_their_partition(bus: RunningBus) -> None:
     person = f"p-poison-{uuid.uuid4().hex[:8]}"
     garbage = b"\xc3\x01" + uuid.uuid4().bytes  # the marker, then nonsense
     refused = intake(person=person, region="11", departement="13")  # département not in the region
-    [routed] = RouterHandlers(load_reference()).on_intake(intake(person=person, cadre=True))
-    valid_request = routed.event
+    [valid_request] = [
+        out.event
+        for out in RouterHandlers(load_reference()).on_intake(intake(person=person, cadre=True))
+        if isinstance(out.event, NoticeRequested)
+    ]
     assert isinstance(valid_request, NoticeRequested)
     unrenderable = valid_request.model_copy(
         update={

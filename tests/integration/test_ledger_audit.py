@@ -16,7 +16,6 @@ from cepbus import codec
 from cepbus.cli import app
 from cepbus.models import CheckpointPublished, derived_event_id
 from cepbus.publisher import Publisher
-from cepbus.settings import LedgerSettings
 from cepbus.topics import LEDGER_CHECKPOINTS, LEDGER_TOPICS
 from services.ledger.note import open_checkpoint
 from services.ledger.signing import load_signer
@@ -28,8 +27,11 @@ from tests.integration.test_regulation_loop import wait_for_ids
 pytestmark = pytest.mark.integration
 
 
-def published_checkpoints(bus: RunningBus, at_least_size: int, timeout_s: float) -> list[CheckpointPublished]:
-    """Checkpoint events read from the topic, until one covers `at_least_size` entries."""
+def published_checkpoints(
+    bus: RunningBus, origin: str, at_least_size: int, timeout_s: float
+) -> list[CheckpointPublished]:
+    """This ledger's checkpoint events read from the topic, until one covers `at_least_size` entries
+    (other ledgers on the same broker, e.g. the fault tests', publish there too)."""
     consumer = KafkaConsumer(bootstrap_servers=bus.broker.bootstrap_list, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(LEDGER_CHECKPOINTS.name, p)
@@ -44,7 +46,8 @@ def published_checkpoints(bus: RunningBus, at_least_size: int, timeout_s: float)
                     event = codec.decode(record.value)
                     assert isinstance(event, CheckpointPublished)
                     assert record.key == event.origin.encode()
-                    found.append(event)
+                    if event.origin == origin:
+                        found.append(event)
         return found
     finally:
         consumer.close()
@@ -58,9 +61,10 @@ def test_signed_checkpoints_are_published_and_verify_with_the_verifier_key(bus: 
     with open_store(bus.ledger_url) as store:
         covering = max(store.index_of(str(e.event_id)) or 0 for e in events) + 1
     # the service signs every 10 s (default) and publishes what it signed
-    found = published_checkpoints(bus, covering, timeout_s=30)
+    assert bus.ledger_settings is not None
+    found = published_checkpoints(bus, bus.ledger_settings.origin, covering, timeout_s=30)
     assert found and found[-1].tree_size >= covering, f"no published checkpoint covers {covering} entries"
-    verifier = load_signer(LedgerSettings()).verifier()  # the key the ledger service signs with
+    verifier = load_signer(bus.ledger_settings).verifier()  # the key the ledger service signs with
     sizes = [c.tree_size for c in found]
     assert sizes == sorted(sizes)  # one partition, keyed by origin: in signing order
     with open_store(bus.ledger_url) as store:
@@ -79,11 +83,16 @@ def test_export_verify_and_report_on_the_running_ledger(bus: RunningBus, tmp_pat
     notices = {str(derived_event_id(derived_event_id(e.event_id, "notice-requested"), "notice-issued"))
                for e in events}  # fmt: skip
     assert not wait_for_ids(bus, {str(e.event_id) for e in events} | notices)
-    runner, bundle = CliRunner(), tmp_path / "bundle.json"
+    assert bus.ledger_settings is not None
+    identity = {  # the CLI signs as the running ledger does
+        "CEPBUS_LEDGER_ORIGIN": bus.ledger_settings.origin,
+        "CEPBUS_LEDGER_SIGNING_KEY_PATH": str(bus.ledger_settings.signing_key_path),
+    }
+    runner, bundle = CliRunner(env=identity), tmp_path / "bundle.json"
     db = ["--database-url", bus.ledger_url]
     exported = runner.invoke(app, ["ledger", "export", "--out", str(bundle), *db])
     assert exported.exit_code == 0, exported.output
-    key = str(load_signer(LedgerSettings()).verifier())
+    key = str(load_signer(bus.ledger_settings).verifier())
     verified = runner.invoke(app, ["ledger", "verify", "--bundle", str(bundle), "--key", key])
     assert verified.exit_code == 0, verified.output
     assert "bundle verified" in verified.stdout
