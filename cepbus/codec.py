@@ -57,7 +57,7 @@ def decode_record(data: bytes) -> tuple[EventSchema, dict[str, Any]]:
         raise DecodeError("unknown_schema", f"no schema in schemas/avro has fingerprint {fingerprint.hex()}")
     body = io.BytesIO(data[HEADER_LEN:])
     try:
-        record = fastavro.schemaless_reader(body, schema.parsed, None)
+        record = fastavro.schemaless_reader(body, schema.parsed, schema.reader)
         if not isinstance(record, dict):
             raise ValueError(f"the body decoded to {type(record).__name__}, not a record")
     except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on bad bodies

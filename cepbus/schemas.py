@@ -47,6 +47,7 @@ class EventSchema:
     parsed: Any  # fastavro's parsed form (parsed once: fastavro re-parses a raw schema on every call)
     canonical_form: str  # Avro Parsing Canonical Form
     fingerprint: bytes  # CRC-64-AVRO of the canonical form, 8 bytes little-endian
+    reader: Any = None  # for a released older version: the current parsed schema to resolve it into
 
     @property
     def short_name(self) -> str:
@@ -112,10 +113,29 @@ def event_schema(name: str) -> EventSchema:
 
 
 def by_fingerprint() -> dict[bytes, EventSchema]:
-    """The lookup a decoder needs: fingerprint -> writer schema (built once per schema directory)."""
+    """The lookup a decoder needs: fingerprint -> writer schema (built once per schema directory).
+
+    Besides the current schemas it holds every released older version (`released/<name>/v<N>.avsc`,
+    kept by the evolution gate), with `reader` set to the current schema: an event written by a
+    producer not yet upgraded is read by Avro schema resolution instead of being dead-lettered."""
     return _by_fingerprint(str(schema_dir()))
 
 
 @functools.lru_cache(maxsize=4)
 def _by_fingerprint(directory: str) -> dict[bytes, EventSchema]:
-    return {schema.fingerprint: schema for schema in _load(directory).values()}
+    current = _load(directory)
+    index: dict[bytes, EventSchema] = {}
+    for path in sorted(Path(directory).glob("released/*/v*.avsc")):
+        schema = current.get(path.parent.name)
+        if schema is None:
+            continue  # a released type no longer in the contract: nothing to resolve it into
+        definition: dict[str, Any] = fastavro.schema.load_schema(str(path), _write_hint=False)  # type: ignore[assignment]
+        canonical = fastavro.schema.to_parsing_canonical_form(definition)
+        fingerprint = bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+        if fingerprint != schema.fingerprint:
+            parsed = fastavro.parse_schema(definition)
+            index[fingerprint] = EventSchema(
+                schema.name, definition, parsed, canonical, fingerprint, schema.parsed
+            )
+    index.update((schema.fingerprint, schema) for schema in current.values())
+    return index

@@ -42,7 +42,11 @@ def test_fingerprint_is_crc64_avro_little_endian_of_canonical_form() -> None:
 
 def test_every_event_schema_has_a_model_and_distinct_fingerprint() -> None:
     assert set(event_schemas()) == set(EVENT_MODELS)
-    assert len(by_fingerprint()) == len(event_schemas())
+    current = {schema.fingerprint for schema in event_schemas().values()}
+    assert len(current) == len(event_schemas())
+    # the decoder also knows released older versions, each resolved into a current schema
+    for fingerprint, schema in by_fingerprint().items():
+        assert (fingerprint in current) == (schema.reader is None)
 
 
 @pytest.mark.parametrize(
@@ -79,3 +83,27 @@ def test_valid_avro_with_invalid_content_is_refused() -> None:
         codec.decode(data)
     assert caught.value.reason == "invalid_content"
     assert "departement_code" in caught.value.detail
+
+
+def test_an_event_written_with_a_released_older_schema_is_read_by_resolution() -> None:
+    """A producer not yet upgraded writes with v1 (no `purpose`, no `cep_requested_on`): the
+    decoder finds v1 by its fingerprint and resolves it into the current schema's defaults."""
+    import fastavro.schema
+
+    from cepbus.schemas import schema_dir
+
+    v1_path = schema_dir() / "released" / "fr.cepbus.IntakeRegistered" / "v1.avsc"
+    v1 = fastavro.schema.load_schema(str(v1_path), _write_hint=False)
+    v1_fingerprint = bytes.fromhex(
+        fastavro.schema.fingerprint(fastavro.schema.to_parsing_canonical_form(v1), "CRC-64-AVRO")
+    )
+    current = event_schema("IntakeRegistered")
+    assert v1_fingerprint != current.fingerprint  # the contract has grown since v1
+    event = intake(cadre=True)
+    record = event.model_dump(mode="python")
+    v1_fields = {field["name"] for field in v1["fields"]}
+    old_record = {name: value for name, value in record.items() if name in v1_fields}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(v1), old_record)
+    decoded = codec.decode(codec.MARKER + v1_fingerprint + body.getvalue())
+    assert decoded == event.model_copy(update={name: None for name in set(record) - v1_fields})
