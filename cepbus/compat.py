@@ -30,7 +30,7 @@ from typing import Any
 
 import fastavro.schema
 
-from cepbus.schemas import EventSchema, event_schemas, schema_dir
+from cepbus.schemas import EventSchema, event_schemas, record_schema, schema_dir
 
 RELEASED_DIR = "released"
 
@@ -254,11 +254,16 @@ def released_versions(name: str, base: Path | None = None) -> list[tuple[int, An
     return sorted(versions, key=lambda item: item[0])
 
 
+#: The ledger's leaf record: auditors decode leaves written years apart, so it evolves FULL_TRANSITIVE.
+LEDGER_LEAF_RECORD = "fr.cepbus.LedgerRecord"
+
+
 def compatibility_for(name: str) -> Compatibility:
-    """FULL_TRANSITIVE for what the ledger keeps for ever, BACKWARD_TRANSITIVE otherwise."""
+    """FULL_TRANSITIVE for what the ledger keeps for ever (its leaves and the events they hold),
+    BACKWARD_TRANSITIVE otherwise."""
     from cepbus.topics import LEDGER_TOPICS
 
-    ledger_records = {spec.payload.avro_name for spec in LEDGER_TOPICS}
+    ledger_records = {spec.payload.avro_name for spec in LEDGER_TOPICS} | {LEDGER_LEAF_RECORD}
     return Compatibility.FULL_TRANSITIVE if name in ledger_records else Compatibility.BACKWARD_TRANSITIVE
 
 
@@ -284,8 +289,13 @@ def check_schema(
 
 
 def check_all(schemas: Mapping[str, EventSchema] | None = None, base: Path | None = None) -> list[GateResult]:
-    """Every current event schema against all its released versions; a new schema (none released) passes."""
-    current = schemas if schemas is not None else event_schemas()
+    """Every current event schema and the ledger's leaf record against all their released versions; a
+    new schema (none released) passes."""
+    current = (
+        schemas
+        if schemas is not None
+        else {**event_schemas(), LEDGER_LEAF_RECORD: record_schema(LEDGER_LEAF_RECORD)}
+    )
     return [
         check_schema(name, schema.definition, released_versions(name, base), compatibility_for(name))
         for name, schema in sorted(current.items())
