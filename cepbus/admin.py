@@ -25,6 +25,7 @@ def wait_for_broker(settings: BrokerSettings, timeout_s: float = 30.0) -> KafkaA
                 bootstrap_servers=settings.bootstrap_list,
                 client_id="cepbus-admin",
                 request_timeout_ms=int(settings.request_timeout_s * 1000),
+                **settings.kafka_python_security(),
             )
         except KafkaError as exc:  # NoBrokersAvailable while the broker starts
             last_error = exc

@@ -66,8 +66,11 @@ class KafkaOffsets:
     never joins the group (it only fetches offsets). Blocking: call it from a worker thread.
     Partitions the group never committed count from the log start (auto_offset_reset=earliest)."""
 
-    def __init__(self, bootstrap_servers: list[str], group_id: str) -> None:
+    def __init__(
+        self, bootstrap_servers: list[str], group_id: str, security: dict[str, Any] | None = None
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security or {}
         self.group_id = group_id
         self._consumer: Any = None
 
@@ -80,6 +83,7 @@ class KafkaOffsets:
                 group_id=self.group_id,  # to fetch the group's committed offsets; never subscribes
                 client_id=f"{self.group_id}-lag",
                 enable_auto_commit=False,
+                **self.security,
             )
         return self._consumer
 

@@ -18,6 +18,7 @@ from cepbus.lag import KafkaOffsets, LagGauges
 from cepbus.logs import get_logger
 from cepbus.metrics_ops import SERVICE_READY
 from cepbus.reference import load_reference
+from cepbus.settings import BrokerSettings
 from cepbus.silence import KnownOrganisation, OperatorSilence
 
 log = get_logger()
@@ -72,7 +73,12 @@ def install_operations(
 ) -> Operations:
     settings = settings or OperationsSettings()
     health.stall_after_s = settings.liveness_stall_s
-    operations = Operations(service, health, LagGauges(service), KafkaOffsets(bootstrap_of(app), app.conf.id))
+    operations = Operations(
+        service,
+        health,
+        LagGauges(service),
+        KafkaOffsets(bootstrap_of(app), app.conf.id, BrokerSettings().kafka_python_security()),
+    )
     SERVICE_READY.labels(service).set(0)
 
     def set_ready() -> None:

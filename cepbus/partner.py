@@ -94,6 +94,7 @@ class Subscriber:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             request_timeout_ms=int(self.settings.request_timeout_s * 1000) + 5000,
+            **self.settings.kafka_python_security(),
         )
         # Inbox and rejection topics have one partition each (cepbus.topics); assignment needs no group join.
         self._consumer.assign([TopicPartition(topic, 0) for topic in sorted(self._owner)])

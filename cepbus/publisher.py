@@ -57,6 +57,7 @@ class Publisher:
             retries=5,
             max_in_flight_requests_per_connection=1,  # retries must not reorder one person's events
             request_timeout_ms=int(self.settings.request_timeout_s * 1000),
+            **self.settings.kafka_python_security(),
         )
 
     @staticmethod

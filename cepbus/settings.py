@@ -6,8 +6,9 @@ Broker quirks live here and only here: the defaults suit the embedded Tansu brok
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,29 @@ class BrokerSettings(BaseSettings):
     request_timeout_s: float = 30.0
     commit_interval_s: float = 1.0
     producer_linger_ms: int = 5
+
+    # TLS to the brokers (Strimzi `tls` listener with `authentication: tls`): the cluster CA and the
+    # KafkaUser's certificate, mounted from their Secrets. PLAINTEXT for the embedded broker.
+    security_protocol: Literal["PLAINTEXT", "SSL"] = "PLAINTEXT"
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context, or None for PLAINTEXT; one definition for Faust and kafka-python."""
+        if self.security_protocol != "SSL":
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return context
+
+    def kafka_python_security(self) -> dict[str, Any]:
+        """Keyword arguments that make a kafka-python client speak the configured protocol."""
+        context = self.ssl_context()
+        return {} if context is None else {"security_protocol": "SSL", "ssl_context": context}
 
     @property
     def bootstrap_list(self) -> list[str]:

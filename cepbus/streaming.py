@@ -107,8 +107,10 @@ def _patch_fetch_max_wait(fetch_max_wait_ms: int, fetch_min_bytes: int = 1) -> N
 
 def make_app(settings: ServiceSettings, broker: BrokerSettings) -> faust.App:
     _patch_fetch_max_wait(broker.fetch_max_wait_ms, broker.fetch_min_bytes)
+    context = broker.ssl_context()
     return faust.App(
         settings.group_id,
+        broker_credentials=faust.SSLCredentials(context) if context else None,
         broker=";".join(f"kafka://{server}" for server in broker.bootstrap_list),
         broker_session_timeout=broker.session_timeout_s,
         broker_heartbeat_interval=broker.heartbeat_interval_s,
