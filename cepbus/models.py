@@ -429,6 +429,19 @@ def new_envelope(
     )
 
 
+def derived_envelope(
+    event_type: type[Event], cause: Event, purpose: str, *, producer_org_id: str
+) -> Envelope:
+    """The envelope of an event derived from `cause`: same journey and person, and an id that the same
+    cause and purpose always give again (`derived_event_id`), so a replay is deduplicated downstream."""
+    return new_envelope(
+        event_type,
+        producer_org_id=producer_org_id,
+        causation=cause.envelope,
+        event_id=derived_event_id(cause.event_id, purpose),
+    )
+
+
 def derived_event_id(cause: uuid.UUID | str, purpose: str) -> uuid.UUID:
     """The id of an event derived from another: the same cause and purpose always give the same id,
     so re-processing after a crash emits duplicates that every consumer can drop."""

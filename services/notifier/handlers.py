@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from cepbus.metrics_domain import NOTICES_ISSUED
 from cepbus.metrics_ops import INTAKE_TO_NOTICE_SECONDS
-from cepbus.models import NoticeIssued, NoticeRequested, derived_event_id, new_envelope
+from cepbus.models import NoticeIssued, NoticeRequested, derived_envelope
 from cepbus.reference import ReferenceData
 from cepbus.streaming import Outgoing
 from cepbus.topics import NOTICE_ISSUED
@@ -22,11 +22,8 @@ class NotifierHandlers:
     def on_notice_requested(self, request: NoticeRequested) -> list[Outgoing]:
         rendered = render_notice(request, self.reference)
         notice = NoticeIssued(
-            envelope=new_envelope(
-                NoticeIssued,
-                producer_org_id=self.service_org_id,
-                causation=request.envelope,
-                event_id=derived_event_id(request.event_id, "notice-issued"),
+            envelope=derived_envelope(
+                NoticeIssued, request, "notice-issued", producer_org_id=self.service_org_id
             ),
             notice_request_id=str(request.event_id),
             intake_event_id=request.intake_event_id,

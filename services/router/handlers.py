@@ -28,8 +28,8 @@ from cepbus.models import (
     RegulationBreach,
     ServiceLevel,
     ServiceLevelStarted,
+    derived_envelope,
     derived_event_id,
-    new_envelope,
 )
 from cepbus.reference import ReferenceData, ReferenceDataError
 from cepbus.streaming import Outgoing, Rejected
@@ -83,11 +83,8 @@ class RouterHandlers:
         if not notice_due:
             return [decided]
         request = NoticeRequested(
-            envelope=new_envelope(
-                NoticeRequested,
-                producer_org_id=self.service_org_id,
-                causation=intake.envelope,
-                event_id=derived_event_id(intake.event_id, "notice-requested"),
+            envelope=derived_envelope(
+                NoticeRequested, intake, "notice-requested", producer_org_id=self.service_org_id
             ),
             intake_event_id=str(intake.event_id),
             operator_id=intake.operator_id,
@@ -106,11 +103,8 @@ class RouterHandlers:
 
     def _decided(self, intake: IntakeRegistered, decision: Decision, notice_due: bool) -> IntakeDecided:
         return IntakeDecided(
-            envelope=new_envelope(
-                IntakeDecided,
-                producer_org_id=self.service_org_id,
-                causation=intake.envelope,
-                event_id=derived_event_id(intake.event_id, "intake-decided"),
+            envelope=derived_envelope(
+                IntakeDecided, intake, "intake-decided", producer_org_id=self.service_org_id
             ),
             intake_event_id=str(intake.event_id),
             operator_id=intake.operator_id,
@@ -152,11 +146,8 @@ class RouterHandlers:
             reason += " (the intake is unknown to the router: no profile to share)"
         referral_id = derived_event_id(choice.event_id, "referral")
         referral = ReferralRequested(
-            envelope=new_envelope(
-                ReferralRequested,
-                producer_org_id=self.service_org_id,
-                causation=choice.envelope,
-                event_id=derived_event_id(choice.event_id, "referral-requested"),
+            envelope=derived_envelope(
+                ReferralRequested, choice, "referral-requested", producer_org_id=self.service_org_id
             ),
             referral_id=str(referral_id),
             requester_org_id=choice.operator_id,
@@ -191,11 +182,8 @@ class RouterHandlers:
             return []
         REGULATION_BREACHES.labels(started.region_code, started.operator_kind.value, breach.kind.value).inc()
         event = RegulationBreach(
-            envelope=new_envelope(
-                RegulationBreach,
-                producer_org_id=self.service_org_id,
-                causation=started.envelope,
-                event_id=derived_event_id(started.event_id, "regulation-breach"),
+            envelope=derived_envelope(
+                RegulationBreach, started, "regulation-breach", producer_org_id=self.service_org_id
             ),
             service_level_event_id=str(started.event_id),
             intake_event_id=started.intake_event_id,
