@@ -8,7 +8,8 @@ again with two router processes in one consumer group.
 Definitions (printed with the figures):
 - sustained throughput: N intakes published as fast as the producer goes; intakes/s =
   N / (last expected ledger entry's recorded_at - first send). The ledger must hold every expected
-  entry (each intake, and its NoticeRequested and NoticeIssued when the rules ask for one), so the
+  entry (each intake, its IntakeDecided, and its NoticeRequested and NoticeIssued when the rules ask
+  for one; an intake the rules reject is dead-lettered and leaves the first two only), so the
   figure is what the whole loop absorbs with the ledger keeping up. Raw: N / (last consumed - first send).
 - end-to-end latency at a fixed rate: from the bench's wall clock just before `send` to the ledger's
   `recorded_at_ms` of the intake's NoticeIssued when the rules ask for a notice, else of the intake
