@@ -8,7 +8,8 @@ again with two router processes in one consumer group.
 Definitions (printed with the figures):
 - sustained throughput: N intakes published as fast as the producer goes; intakes/s =
   N / (last expected ledger entry's recorded_at - first send). The ledger must hold every expected
-  entry (each intake, and its NoticeRequested and NoticeIssued when the rules ask for one), so the
+  entry (each intake, its IntakeDecided, and its NoticeRequested and NoticeIssued when the rules ask
+  for one; an intake the rules reject is dead-lettered and leaves the first two only), so the
   figure is what the whole loop absorbs with the ledger keeping up. Raw: N / (last consumed - first send).
 - end-to-end latency at a fixed rate: from the bench's wall clock just before `send` to the ledger's
   `recorded_at_ms` of the intake's NoticeIssued when the rules ask for a notice, else of the intake
@@ -51,8 +52,9 @@ from cepbus.reference import load_reference
 from cepbus.service_runner import bus_topics
 from cepbus.settings import BrokerSettings, EmbeddedBrokerSettings
 from cepbus.simulator import Simulator
+from cepbus.streaming import Rejected
 from cepbus.supervisor import Supervisor
-from cepbus.topics import INTAKE_REGISTERED
+from cepbus.topics import INTAKE_REGISTERED, NOTICE_REQUESTED
 from services.router.handlers import RouterHandlers
 
 PARTITIONS = 6
@@ -75,9 +77,14 @@ def make_intakes(count: int, seed: int) -> list[Intake]:
     router = RouterHandlers(reference)
     out: list[Intake] = []
     for event in simulator.intakes(count):
-        ids = [str(event.event_id)]
+        # the intake and its recorded decision (IntakeDecided, also for a rejected intake) reach the ledger
+        ids = [str(event.event_id), str(derived_event_id(event.event_id, "intake-decided"))]
         final = ids[0]
-        if router.on_intake(event):
+        try:
+            outputs = router.on_intake(event)
+        except Rejected:  # dated before its region opened: dead-lettered, no notice
+            outputs = []
+        if any(out.topic == NOTICE_REQUESTED.name for out in outputs):
             requested = derived_event_id(event.event_id, "notice-requested")
             final = str(derived_event_id(requested, "notice-issued"))
             ids += [str(requested), final]

@@ -63,6 +63,17 @@ class BrokerSettings(BaseSettings):
         return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
 
 
+class StreamSettings(BaseSettings):
+    """How `ServiceRuntime.consume` batches: one decode/handle pass, one store transaction (one fsync)
+    and one round of sends per batch instead of per event. A batch closes when it holds `batch_max`
+    events or `batch_within_ms` after it opened, so the window adds at most that much latency per hop."""
+
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_STREAM_", extra="ignore")
+
+    batch_max: int = Field(default=200, ge=1)
+    batch_within_ms: float = Field(default=10.0, gt=0)  # 0 would make Faust wait for a full batch
+
+
 class ObservabilitySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CEPBUS_", extra="ignore")
 

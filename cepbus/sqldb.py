@@ -107,6 +107,7 @@ class SqliteDatabase(Database):
         busy_timeout_s: float = 30.0,
     ) -> None:
         super().__init__()
+        self._savepoints = 0  # depth of nested transactions, to name their savepoints
         in_memory = str(path) == ":memory:"
         if not in_memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +128,21 @@ class SqliteDatabase(Database):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:
-            if self._conn.in_transaction:  # nested: the outer transaction already holds the write lock
-                yield
+            if self._conn.in_transaction:  # nested: the outer transaction already holds the write lock;
+                # a savepoint, so a failure rolls back only the inner writes (as PostgreSQL does)
+                self._savepoints += 1
+                name = f"cepbus_sp{self._savepoints}"
+                self._conn.execute(f"SAVEPOINT {name}")
+                try:
+                    yield
+                    self._conn.execute(f"RELEASE {name}")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute(f"ROLLBACK TO {name}")
+                        self._conn.execute(f"RELEASE {name}")
+                    raise
+                finally:
+                    self._savepoints -= 1
                 return
             self._conn.execute("BEGIN IMMEDIATE")
             try:

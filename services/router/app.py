@@ -33,10 +33,11 @@ def build_app(settings: RouterSettings | None = None, broker: BrokerSettings | N
         store=open_router_store(settings.database_url),
         choice_reminder_delay_s=settings.choice_reminder_delay_s,
     )
-    runtime.consume(INTAKE_REGISTERED, handlers.on_intake)
-    runtime.consume(NOTICE_ISSUED, handlers.on_notice_issued)
-    runtime.consume(CHOICE_RECORDED, handlers.on_choice)
-    runtime.consume(SERVICE_LEVEL_STARTED, handlers.on_service_level)
+    batch = handlers.store.transaction  # one commit per batch of events, not per event
+    runtime.consume(INTAKE_REGISTERED, handlers.on_intake, batch)
+    runtime.consume(NOTICE_ISSUED, handlers.on_notice_issued, batch)
+    runtime.consume(CHOICE_RECORDED, handlers.on_choice, batch)
+    runtime.consume(SERVICE_LEVEL_STARTED, handlers.on_service_level, batch)
     # referral requests: recorded by the lifecycle (#4) and routed to the recipient's inbox in one handler
     referrals.register(app, runtime, handlers.reference, route=handlers.on_referral)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from types import TracebackType
@@ -195,6 +196,10 @@ class RouterStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group several writes (a stream batch) in one transaction: one commit, one fsync."""
+        return self._db.transaction()
 
     # -- writes (idempotent on the causing event id) ----------------------------------------------
 

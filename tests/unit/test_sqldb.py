@@ -77,6 +77,20 @@ def test_a_failed_transaction_leaves_nothing_and_a_good_one_commits(opener: Open
     assert db.query("SELECT id FROM items ORDER BY id") == [(1,), (2,)]
 
 
+def test_a_failed_nested_transaction_rolls_back_only_its_own_writes(opener: Opener) -> None:
+    """A stream batch runs in one outer transaction; an event whose handler fails inside it loses
+    only its own writes (a savepoint), the others commit together."""
+    db = opener()
+    with db.transaction():
+        db.execute("INSERT INTO items (id, label) VALUES (?, ?)", (1, "before"))
+        with pytest.raises(RuntimeError, match="boom"), db.transaction():
+            db.execute("INSERT INTO items (id, label) VALUES (?, ?)", (2, "lost"))
+            raise RuntimeError("boom")
+        with db.transaction():
+            db.execute("INSERT INTO items (id, label) VALUES (?, ?)", (3, "after"))
+    assert db.query("SELECT id FROM items ORDER BY id") == [(1,), (3,)]
+
+
 def test_placeholders_are_translated_and_a_literal_percent_survives(opener: Opener) -> None:
     db = opener()
     with db.transaction():

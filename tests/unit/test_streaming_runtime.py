@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from cepbus import codec
 from cepbus.models import DeadLetter, IntakeRegistered
+from cepbus.sqldb import SqliteDatabase
 from cepbus.streaming import Incoming, Outgoing, Rejected, ServiceRuntime
 from cepbus.topics import DEAD_LETTER, INTAKE_REGISTERED, NOTICE_ISSUED
 from tests.factories import intake
@@ -104,3 +109,52 @@ def test_the_consumer_gets_the_configured_fetch_wait_and_min_bytes() -> None:
             del thread_cls._cepbus_original_create
         else:
             thread_cls._cepbus_original_create = saved_original
+
+
+def test_a_batch_runs_in_one_transaction_keeps_order_and_isolates_a_failing_event(
+    runtime: ServiceRuntime,
+) -> None:
+    """One commit per batch; outputs in input order; the event whose handler fails is dead-lettered
+    and its writes are rolled back, the others' writes are kept."""
+    db = SqliteDatabase(":memory:", schema=["CREATE TABLE seen (event_id TEXT PRIMARY KEY)"])
+    events = [intake(), intake(), intake()]
+    commits: list[int] = []
+
+    @contextmanager
+    def batch_transaction() -> Iterator[None]:
+        with db.transaction():
+            yield
+        commits.append(len(db.query("SELECT event_id FROM seen")))
+
+    def handler(e: IntakeRegistered) -> list[Outgoing]:
+        with db.transaction():
+            db.execute("INSERT INTO seen (event_id) VALUES (?)", (str(e.event_id),))
+            if e.event_id == events[1].event_id:
+                raise RuntimeError("bug on the second event")
+        return [Outgoing(NOTICE_ISSUED.name, e)]
+
+    batch = [message(codec.encode(e), offset=n) for n, e in enumerate(events)]
+    outputs = runtime.handle_batch(batch, IntakeRegistered, handler, batch_transaction)
+    assert [o.topic for o in outputs] == [NOTICE_ISSUED.name, DEAD_LETTER.name, NOTICE_ISSUED.name]
+    assert outputs[0].event == events[0] and outputs[2].event == events[2]
+    assert commits == [2]  # one commit for the batch, holding the two good events
+    stored = {row[0] for row in db.query("SELECT event_id FROM seen")}
+    assert stored == {str(events[0].event_id), str(events[2].event_id)}
+
+
+def test_a_batch_whose_transaction_fails_is_handled_event_by_event(runtime: ServiceRuntime) -> None:
+    events = [intake(), intake()]
+    handled: list[IntakeRegistered] = []
+
+    @contextmanager
+    def unavailable() -> Iterator[None]:
+        raise sqlite3.OperationalError("database is locked")
+        yield  # pragma: no cover
+
+    def handler(e: IntakeRegistered) -> list[Outgoing]:
+        handled.append(e)
+        return [Outgoing(NOTICE_ISSUED.name, e)]
+
+    batch = [message(codec.encode(e), offset=n) for n, e in enumerate(events)]
+    outputs = runtime.handle_batch(batch, IntakeRegistered, handler, unavailable)
+    assert handled == events and [o.event for o in outputs] == events

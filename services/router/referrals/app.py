@@ -73,7 +73,7 @@ def register(
             routed = list(route(referral))
         return [*routed, *lifecycle.on_requested(referral)]
 
-    runtime.consume(REFERRAL_REQUESTED, route_and_follow)
+    runtime.consume(REFERRAL_REQUESTED, route_and_follow, store.transaction)
 
     async def statuses(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():

@@ -10,6 +10,7 @@ Queries use `?` placeholders, translated for psycopg.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,6 +198,10 @@ class ReferralStore:
 
     def __init__(self, url: str) -> None:
         self._db = open_database(url, "referral", schema=_DDL, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group several writes (a stream batch) in one transaction: one commit, one fsync."""
+        return self._db.transaction()
 
     def close(self) -> None:
         self._db.close()
