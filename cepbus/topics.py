@@ -111,20 +111,10 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     LEDGER_CHECKPOINTS,
 )
 
-#: What the ledger records: the regulation trail France compétences audits.
-LEDGER_TOPICS: tuple[TopicSpec, ...] = (
-    INTAKE_REGISTERED,
-    NOTICE_REQUESTED,
-    NOTICE_ISSUED,
-    CHOICE_RECORDED,
-    REFERRAL_REQUESTED,
-    REFERRAL_STATUS,
-    INTAKE_DECIDED,
-    CHOICE_REMINDER,
-    SERVICE_LEVEL_STARTED,
-    REGULATION_BREACH,
-    REFERRAL_DEADLINE_BREACHED,
-    REFERRAL_ALERT,
+#: What the ledger records: the regulation trail France compétences audits. Every core topic but the
+#: dead letters (not regulation events) and the ledger's own checkpoints.
+LEDGER_TOPICS: tuple[TopicSpec, ...] = tuple(
+    spec for spec in CORE_TOPICS if spec not in (DEAD_LETTER, LEDGER_CHECKPOINTS)
 )
 
 
