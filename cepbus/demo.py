@@ -12,6 +12,7 @@ import copy
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,26 +153,28 @@ def plan(intake_count: int, seed: int) -> tuple[list[IntakeRegistered], list[Cho
     return full.intakes, full.choices, full.phase_1
 
 
-def wait_for_router(store: RouterStore, event_ids: set[str], timeout_s: float) -> set[str]:
-    """Poll the router's store until it holds these notices and choices; return those still missing."""
+def wait_until_known(
+    known: Callable[[set[str]], set[str]], event_ids: Iterable[str], timeout_s: float
+) -> set[str]:
+    """Poll `known` (a store's `known_event_ids`) until it holds every id; return the ids still missing."""
     missing = set(event_ids)
     deadline = time.monotonic() + timeout_s
-    while missing and time.monotonic() < deadline:
-        missing -= store.known_event_ids(missing)
-        if missing:
-            time.sleep(0.2)
+    while missing:
+        missing -= known(missing)
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
     return missing
+
+
+def wait_for_router(store: RouterStore, event_ids: set[str], timeout_s: float) -> set[str]:
+    """Until the router's store holds these notices and choices; return those still missing."""
+    return wait_until_known(store.known_event_ids, event_ids, timeout_s)
 
 
 def wait_for_ledger(store: LedgerStore, expected: Expected, timeout_s: float) -> set[str]:
-    """Poll the ledger until it holds every expected event id; return the ids still missing."""
-    missing = set(expected.ids)
-    deadline = time.monotonic() + timeout_s
-    while missing and time.monotonic() < deadline:
-        missing = {event_id for event_id in missing if not store.contains(event_id)}
-        if missing:
-            time.sleep(0.2)
-    return missing
+    """Until the ledger holds every expected event id; return the ids still missing."""
+    return wait_until_known(store.known_event_ids, expected.ids, timeout_s)
 
 
 def scrape(port: int) -> dict[str, float]:

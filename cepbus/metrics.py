@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 
 EVENTS_IN = Counter("cepbus_events_in_total", "Messages consumed", ["service", "topic"])
 EVENTS_OUT = Counter("cepbus_events_out_total", "Events produced", ["service", "topic"])
@@ -21,9 +21,3 @@ PROCESSING_SECONDS = Histogram(
     ["service", "topic"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-
-
-def serve_metrics(port: int) -> None:
-    """Expose /metrics on its own port (0 disables)."""
-    if port:
-        start_http_server(port, addr="0.0.0.0")

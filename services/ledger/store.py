@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
@@ -82,6 +82,7 @@ class LedgerStore(Protocol):
     def count(self) -> int: ...
     def count_by_type(self) -> dict[str, int]: ...
     def contains(self, event_id: str) -> bool: ...
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]: ...
     def index_of(self, event_id: str) -> int | None: ...
     def entries(self, start: int = 0, end: int | None = None) -> Iterator[StoredEntry]: ...
     def size(self) -> int: ...
@@ -137,7 +138,7 @@ class _SqlLedgerStore:
             return 0
         with self._write_transaction():
             # Read the size only under the appenders' lock, else two writers would both extend it: a fork.
-            stored = self._stored_ids(list(unique))
+            stored = self.known_event_ids(unique)
             fresh = [record for event_id, record in unique.items() if event_id not in stored]
             return self._append_locked(fresh, {})
 
@@ -200,7 +201,9 @@ class _SqlLedgerStore:
                 found[person] = (key_id, bytes(key))
         return found
 
-    def _stored_ids(self, event_ids: list[str]) -> set[str]:
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these event ids the ledger holds, in a few chunked queries (for pollers)."""
+        event_ids = list(event_ids)
         found: set[str] = set()
         for start in range(0, len(event_ids), _IN_CHUNK):
             chunk = event_ids[start : start + _IN_CHUNK]

@@ -27,7 +27,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from cepbus import codec
 from cepbus.admin import ensure_topics
 from cepbus.broker import EmbeddedBroker, port_open
-from cepbus.demo import Expected, plan
+from cepbus.demo import Expected, plan, wait_until_known
 from cepbus.models import DeadLetter, Event, NoticeRequested, derived_event_id
 from cepbus.publisher import Publisher
 from cepbus.reference import load_reference
@@ -241,16 +241,8 @@ def test_a_stalled_ledger_database_holds_the_ledger_back_and_loses_nothing(fault
 
 
 def _wait_in_ledger(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.0) -> set[str]:
-    store = open_store(bus.ledger_url)
-    try:
-        deadline = time.monotonic() + timeout_s
-        missing = set(event_ids)
-        while missing and time.monotonic() < deadline:
-            missing = {event_id for event_id in missing if not store.contains(event_id)}
-            time.sleep(0.2)
-        return missing
-    finally:
-        store.close()
+    with open_store(bus.ledger_url) as store:
+        return wait_until_known(store.known_event_ids, event_ids, timeout_s)
 
 
 def _dead_letters_for(bus: RunningBus, values: set[bytes], timeout_s: float = 30.0) -> list[DeadLetter]:

@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from cepbus import codec
-from cepbus.demo import plan
+from cepbus.demo import plan, wait_until_known
 from cepbus.models import DeadLetter, IntakeRegistered, derived_event_id
 from cepbus.publisher import Publisher
 from cepbus.topics import DEAD_LETTER, INTAKE_REGISTERED
@@ -37,16 +37,8 @@ def ledger_types_for(bus: RunningBus, correlation_ids: set[str]) -> Counter[str]
 
 
 def wait_for_ids(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.0) -> set[str]:
-    store = open_store(bus.ledger_url)
-    try:
-        missing = set(event_ids)
-        deadline = time.monotonic() + timeout_s
-        while missing and time.monotonic() < deadline:
-            missing = {event_id for event_id in missing if not store.contains(event_id)}
-            time.sleep(0.2)
-        return missing
-    finally:
-        store.close()
+    with open_store(bus.ledger_url) as store:
+        return wait_until_known(store.known_event_ids, event_ids, timeout_s)
 
 
 def test_intakes_give_exactly_the_expected_notices_and_ledger_entries(bus: RunningBus) -> None:
