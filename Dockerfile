@@ -7,6 +7,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cepbus ./cepbus
+COPY cepbus_app ./cepbus_app
 COPY services ./services
 COPY schemas ./schemas
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from psycopg import sql
 
-from cepbus.codec import encode
+from cepbus.contract.codec import encode
 from cepbus.reference import load_reference
-from cepbus.simulator import Simulator
+from cepbus_app.demo.simulator import Simulator
 from services.ledger import merkle
 from services.ledger.bundle import export_bundle, verify_bundle
 from services.ledger.note import Signer

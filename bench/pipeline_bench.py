@@ -2,7 +2,7 @@
 
 Baseline: raw aiokafka produce -> consume through the same Tansu broker, with the very bytes and keys
 the pipeline gets (encoded simulator intakes). Pipeline: the same intakes published -> router ->
-notifier -> ledger committed, the three services as separate processes (`cepbus.supervisor`), then
+notifier -> ledger committed, the three services as separate processes (`cepbus_app.supervisor`), then
 again with two router processes in one consumer group.
 
 Definitions (printed with the figures):
@@ -44,17 +44,16 @@ from services.ledger.record import LedgerRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cepbus import codec
-from cepbus.admin import ensure_topics
-from cepbus.broker import EmbeddedBroker
-from cepbus.models import derived_event_id
+from cepbus.contract import codec
+from cepbus.contract.topics import INTAKE_REGISTERED, NOTICE_REQUESTED
 from cepbus.reference import load_reference
-from cepbus.service_runner import bus_topics
-from cepbus.settings import BrokerSettings, EmbeddedBrokerSettings
-from cepbus.simulator import Simulator
-from cepbus.streaming import Rejected
-from cepbus.supervisor import Supervisor
-from cepbus.topics import INTAKE_REGISTERED, NOTICE_REQUESTED
+from cepbus.runtime.admin import bus_topics, ensure_topics
+from cepbus.runtime.messages import Rejected
+from cepbus.runtime.settings import BrokerSettings
+from cepbus.trust.ids import DEVELOPMENT_IDS
+from cepbus_app.broker import EmbeddedBroker, EmbeddedBrokerSettings
+from cepbus_app.demo.simulator import Simulator
+from cepbus_app.supervisor import Supervisor
 from services.router.handlers import RouterHandlers
 
 PARTITIONS = 6
@@ -78,15 +77,15 @@ def make_intakes(count: int, seed: int) -> list[Intake]:
     out: list[Intake] = []
     for event in simulator.intakes(count):
         # the intake and its recorded decision (IntakeDecided, also for a rejected intake) reach the ledger
-        ids = [str(event.event_id), str(derived_event_id(event.event_id, "intake-decided"))]
+        ids = [str(event.event_id), str(DEVELOPMENT_IDS.derive(event.event_id, "intake-decided"))]
         final = ids[0]
         try:
             outputs = router.on_intake(event)
         except Rejected:  # dated before its region opened: dead-lettered, no notice
             outputs = []
         if any(out.topic == NOTICE_REQUESTED.name for out in outputs):
-            requested = derived_event_id(event.event_id, "notice-requested")
-            final = str(derived_event_id(requested, "notice-issued"))
+            requested = DEVELOPMENT_IDS.derive(event.event_id, "notice-requested")
+            final = str(DEVELOPMENT_IDS.derive(requested, "notice-issued"))
             ids += [str(requested), final]
         key = event.partition_key()
         assert key is not None

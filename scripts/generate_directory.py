@@ -1,6 +1,11 @@
-"""Regenerate cepbus/reference/data/directory.json: the local partners and every organisation's
-public key. Keys here are the INSECURE development keys (`cepbus.signing.dev_private_key`); a real
-deployment replaces each with the public key the organisation sends. Run: python scripts/generate_directory.py
+"""Regenerate cepbus/reference/data/directory.json, the packaged EXAMPLE directory (format
+cep-bus-directory/2): the local partners and one key per organisation. Every key here is an INSECURE
+development key (`cepbus.trust.development.dev_private_key`, derivable from the organisation id), valid
+from 2020-01-01, and the file is signed by the INSECURE development directory authority
+(`dev_authority_key()`): it says `"development": true`, and production refuses it. A real deployment
+keeps its own signed directory apart from the software (CEPBUS_DIRECTORY_PATH), with the public keys
+the organisations generated (`cep-bus keys generate`, `cep-bus directory add-key / sign`).
+The output is deterministic (Ed25519 signatures are). Run: python scripts/generate_directory.py
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from datetime import UTC, datetime
+
 from cepbus.reference import load_reference
-from cepbus.signing import dev_private_key, public_key_b64
+from cepbus.reference.directory import FORMAT, Directory, key_entry, sign_document
+from cepbus.trust.development import dev_authority_key, dev_private_key
+from cepbus.trust.keys import AuthorityKey
 
 OPCO = [
     ("opco-afdas", "AFDAS", "https://www.afdas.com", "culture, médias, sport, loisirs"),
@@ -28,6 +37,8 @@ OPCO = [
     ("opco-uniformation", "Uniformation", "https://www.uniformation.fr", "cohésion sociale"),
 ]
 EXAMPLE_REGIONS = ("11", "84", "04")
+DEV_KEYS_NOT_BEFORE = datetime(2020, 1, 1, tzinfo=UTC)
+ISSUED_AT = "2026-01-01T00:00:00Z"
 
 
 def main() -> None:
@@ -93,20 +104,27 @@ def main() -> None:
             }
         )
     ids = [org.org_id for org in reference.organisations()] + [str(p["org_id"]) for p in partners]
-    document = {
+    body = {
+        "format": FORMAT,
         "version": "2026.1",
+        "development": True,
+        "issued_at": ISSUED_AT,
         "source": (
-            "Partenaires locaux du CEP : Transitions Pro (AT-pro), les 11 OPCO, points de contact du SPRO ; "
-            "organismes de formation et partenaires santé-social : EXEMPLES fictifs. Clés publiques Ed25519 "
-            "de DÉVELOPPEMENT (cepbus.signing.dev_private_key) : "
-            "à remplacer par la clé de chaque organisation."
+            "EXEMPLE DE DÉVELOPPEMENT. Partenaires locaux du CEP : Transitions Pro (AT-pro), les 11 OPCO, "
+            "points de contact du SPRO ; organismes de formation et partenaires santé-social : EXEMPLES "
+            "fictifs. Clés Ed25519 INSECURE de DÉVELOPPEMENT (cepbus.trust.development.dev_private_key, "
+            "calculables par quiconque depuis l'identifiant) et signature de l'autorité de développement : "
+            "ne prouvent rien, refusées en production. Un déploiement réel utilise son propre annuaire "
+            "signé (CEPBUS_DIRECTORY_PATH, CEPBUS_DIRECTORY_AUTHORITY_KEY)."
         ),
         "partners": partners,
-        "public_keys": {org_id: public_key_b64(dev_private_key(org_id)) for org_id in sorted(ids)},
+        "keys": [key_entry(org_id, dev_private_key(org_id), DEV_KEYS_NOT_BEFORE) for org_id in sorted(ids)],
     }
+    document = sign_document(body, dev_authority_key())
+    Directory.build(reference, document, AuthorityKey.of(dev_authority_key()))  # fails loudly if invalid
     out = Path(__file__).resolve().parent.parent / "cepbus" / "reference" / "data" / "directory.json"
     out.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"{out}: {len(partners)} partners, {len(ids)} keys")
+    print(f"{out}: {len(partners)} partners, {len(ids)} INSECURE development keys")
 
 
 if __name__ == "__main__":

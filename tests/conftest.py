@@ -46,8 +46,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from cepbus.broker import EmbeddedBroker
-    from cepbus.settings import EmbeddedBrokerSettings
+    from cepbus_app.broker import EmbeddedBroker, EmbeddedBrokerSettings
 
     log_file = tmp_path_factory.mktemp("tansu") / "tansu.log"
     broker = EmbeddedBroker(EmbeddedBrokerSettings(port=free_port(), log_file=log_file))

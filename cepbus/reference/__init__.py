@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cepbus.models import CEP_OPERATOR_KINDS, DEPARTEMENT_CODE, ORG_ID, REGION_CODE, OrganisationKind
+from cepbus.contract.models import CEP_OPERATOR_KINDS, DEPARTEMENT_CODE, ORG_ID, REGION_CODE, OrganisationKind
 
 __all__ = [
     "EXPECTED_DEPARTEMENT_COUNT",

@@ -4,21 +4,32 @@ A bundle is one JSON object:
 
 * ``format``: ``cep-bus-ledger-bundle/1``;
 * ``checkpoint``: the signed note (C2SP tlog-checkpoint) the entries are checked against;
-* ``verifier_key``: the signed-note verifier key ``name+hash+base64key`` (an auditor should pin the key
-  published out of band with ``--key`` rather than trust this copy);
+* ``verifier_key``: the signed-note verifier key ``name+hash+base64key``, for information only: it is
+  NEVER trusted. The checkpoint must be signed by a key the auditor pins (``--key`` or ``--trust``), the
+  key published out of band; a bundle anyone re-signed with their own key under the same origin fails;
 * ``period``: ``{"from_ms", "to_ms"}`` (null for open ends), the period the report covers;
 * ``entries``: for every index 0..size-1, ``{"index", "leaf_b64"}``; entries that occurred in the period
   also carry ``content``, the readable fields of the leaf (event id and type, times, pseudonym, facts),
   which the verifier checks against the leaf and the audit report reads.
+
+Reading is hostile-input safe: the file is read with a size cap, decoded as strict UTF-8, parsed as JSON
+with duplicate keys refused and nesting bounded, then validated field by field (`BundleDocument`, strict
+types, unknown fields refused). Every failure is a `BundleError` with a one-line message naming the field;
+its `exit_code` is 1 (the bundle does not verify) or 2 (`BundleUsageError`: no usable pinned key, or no
+file to read).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ledger import merkle
 from services.ledger.note import NoteError, Verifier, open_checkpoint
@@ -27,9 +38,29 @@ from services.ledger.store import LedgerStore, StoredCheckpoint
 
 FORMAT = "cep-bus-ledger-bundle/1"
 
+#: A bundle file larger than this is refused before it is read (about a million entries fit well below).
+MAX_BUNDLE_BYTES = 1 << 30
+#: A trust file is a handful of key lines.
+MAX_TRUST_FILE_BYTES = 1 << 20
+#: Unix ms bounds of a period end (1970-01-01 .. 9999-12-31).
+MAX_MS = 253_402_300_799_999
+
+NO_PINNED_KEY = (
+    "no pinned key: pass --key VKEY (the published verifier key, name+hash+base64) or --trust FILE "
+    "(one verifier key per line); the key inside the bundle is never trusted"
+)
+
 
 class BundleError(ValueError):
-    """The bundle does not verify; the message names what failed."""
+    """The bundle does not verify (exit 1); the message names what failed."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class BundleUsageError(BundleError):
+    """No usable pinned key, or no bundle file to read (exit 2): nothing was verified."""
+
+    exit_code: ClassVar[int] = 2
 
 
 def _in_period(occurred_ms: int, from_ms: int | None, to_ms: int | None) -> bool:
@@ -59,6 +90,168 @@ def export_bundle(
     }
 
 
+# --- the document, field by field ------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class BundlePeriod(_Strict):
+    from_ms: int | None = Field(default=None, ge=0, le=MAX_MS)
+    to_ms: int | None = Field(default=None, ge=0, le=MAX_MS)
+
+
+class BundleEntry(_Strict):
+    index: int = Field(ge=0)
+    leaf_b64: str
+    content: dict[str, Any] | None = None  # absent outside the period; if present (even null), must match
+
+
+class BundleDocument(_Strict):
+    format: Literal["cep-bus-ledger-bundle/1"]
+    checkpoint: str = Field(min_length=1)
+    verifier_key: str  # information only: never trusted
+    period: BundlePeriod | None = None
+    entries: list[BundleEntry]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A short, one-line description of a JSON value (never the repr of a whole huge value)."""
+    if isinstance(value, str):
+        text = repr(value[:limit]) + ("..." if len(value) > limit else "")
+    elif isinstance(value, list):
+        text = f"an array of {len(value)}"
+    elif isinstance(value, dict):
+        text = f"an object of {len(value)} fields"
+    else:
+        text = repr(value)
+    return _clip(text, limit + 10)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_validation(error: ValidationError, *, limit: int = 3) -> str:
+    """One line naming each failing field (at most `limit` of them), inputs shortened."""
+    items = error.errors()
+    parts = []
+    for item in items[:limit]:
+        where = ".".join(str(p) for p in item["loc"]) or "document"
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown field {where!r}")
+        elif item["type"] == "missing":
+            parts.append(f"missing field {where!r}")
+        else:
+            parts.append(f"{where}: {item['msg']} (got {_short(item.get('input'))})")
+    if len(items) > limit:
+        parts.append(f"and {len(items) - limit} more")
+    return _clip("; ".join(parts), 600)
+
+
+def parse_document(document: Any) -> BundleDocument:
+    """The bundle's fields, checked by type; BundleError naming the first bad fields."""
+    if not isinstance(document, dict):
+        raise BundleError(f"not a {FORMAT} document: a JSON object is needed, got {type(document).__name__}")
+    if document.get("format") != FORMAT:
+        raise BundleError(f"not a {FORMAT} document (format is {_short(document.get('format'))})")
+    try:
+        return BundleDocument.model_validate(document)
+    except ValidationError as exc:
+        raise BundleError(f"malformed bundle: {describe_validation(exc)}") from None
+    except RecursionError:
+        raise BundleError("malformed bundle: nested too deeply") from None
+
+
+# --- reading files ---------------------------------------------------------------------------------
+
+
+def _read_capped(path: Path, cap: int, what: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(cap + 1)
+    except OSError as exc:
+        raise BundleUsageError(f"cannot read the {what} {str(path)!r}: {exc.strerror or exc}") from None
+    if len(data) > cap:
+        raise BundleUsageError(f"the {what} {str(path)!r} is larger than {cap} bytes")
+    return data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {_short(key, 40)}")
+        result[key] = value
+    return result
+
+
+def parse_json(data: bytes) -> Any:
+    """Strict UTF-8, JSON with no duplicate key and bounded nesting; BundleError otherwise."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise BundleError("empty file: a JSON bundle is needed")
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:  # the C parser counts its depth against the recursion limit and stops cleanly
+        raise BundleError("JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, integers too long to convert
+        raise BundleError(f"not JSON: {_clip(str(exc), 160)}") from None
+
+
+def read_bundle(path: Path) -> Any:
+    """The parsed JSON of a bundle file (not yet validated): BundleUsageError when there is no file to
+    read, BundleError when its bytes are not JSON."""
+    return parse_json(_read_capped(path, MAX_BUNDLE_BYTES, "bundle"))
+
+
+def parse_trust_lines(text: str, source: str = "trust file") -> tuple[Verifier, ...]:
+    """Verifier keys, one a line; blank lines and '#' comments (whole-line or after the key) ignored."""
+    keys: list[Verifier] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        token, *rest = line.split(None, 1)
+        if rest and not rest[0].startswith("#"):
+            raise BundleUsageError(f"{source} line {number}: one verifier key a line, got more")
+        try:
+            keys.append(Verifier.parse(token))
+        except NoteError as exc:
+            raise BundleUsageError(f"{source} line {number}: {exc}") from None
+    if not keys:
+        raise BundleUsageError(f"{source} holds no verifier key")
+    return tuple(keys)
+
+
+def trusted_keys(key: str | None, trust: Path | None) -> tuple[Verifier, ...]:
+    """The pinned keys from `--key` and/or `--trust`; BundleUsageError (exit 2) when there is none."""
+    keys: list[Verifier] = []
+    if key is not None:
+        try:
+            keys.append(Verifier.parse(key))
+        except NoteError as exc:
+            raise BundleUsageError(f"--key: {exc}") from None
+    if trust is not None:
+        data = _read_capped(trust, MAX_TRUST_FILE_BYTES, "trust file")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BundleUsageError(f"the trust file {str(trust)!r} is not UTF-8 text") from None
+        keys.extend(parse_trust_lines(text, f"trust file {str(trust)!r}"))
+    if not keys:
+        raise BundleUsageError(NO_PINNED_KEY)
+    return tuple(keys)
+
+
+# --- verification ----------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class VerifiedBundle:
     size: int
@@ -66,47 +259,67 @@ class VerifiedBundle:
     origin: str
     records: list[LedgerRecord]  # every leaf, decoded
     period: tuple[int | None, int | None]
-    key_pinned: bool
+    verified_by: Verifier  # the pinned key whose signature verified the checkpoint
 
     def records_in_period(self) -> Iterator[LedgerRecord]:
         start, end = self.period
         return (r for r in self.records if _in_period(r.occurred_at_ms, start, end))
 
 
-def verify_bundle(document: Any, pinned_key: str | None = None) -> VerifiedBundle:
-    """Check the signature, recompute the root from the leaves, check each entry's content against its
-    leaf; raise BundleError naming the first failure."""
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise BundleError(f"not a {FORMAT} document")
+def _pinned(trusted: str | Verifier | Iterable[str | Verifier]) -> tuple[Verifier, ...]:
+    items: Sequence[str | Verifier] = [trusted] if isinstance(trusted, str | Verifier) else list(trusted)
+    keys = []
+    for item in items:
+        try:
+            keys.append(item if isinstance(item, Verifier) else Verifier.parse(item))
+        except NoteError as exc:
+            raise BundleUsageError(f"pinned key: {exc}") from None
+    if not keys:
+        raise BundleUsageError(NO_PINNED_KEY)
+    return tuple(keys)
+
+
+def _open_with_pinned(note: str, pinned: tuple[Verifier, ...], claimed: str) -> tuple[Any, Verifier]:
+    failures = []
+    for verifier in pinned:
+        try:
+            return open_checkpoint(note, verifier), verifier
+        except NoteError as exc:
+            failures.append(str(exc))
+    names = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in pinned)
+    message = f"checkpoint signature: not signed by a pinned key ({names}): {failures[0]}"
     try:
-        bundled = Verifier.parse(str(document["verifier_key"]))
-        verifier = Verifier.parse(pinned_key) if pinned_key else bundled
-    except (KeyError, NoteError) as exc:
-        raise BundleError(f"verifier key: {exc}") from exc
-    if pinned_key and bundled != verifier:
-        raise BundleError("the bundle's verifier key is not the pinned key")
-    try:
-        checkpoint = open_checkpoint(str(document.get("checkpoint", "")), verifier)
-    except NoteError as exc:
-        raise BundleError(f"checkpoint signature: {exc}") from exc
-    entries = document.get("entries")
-    if not isinstance(entries, list):
-        raise BundleError("entries: missing")
+        bundled: Verifier | None = Verifier.parse(claimed)
+    except NoteError:
+        bundled = None
+    if bundled is not None and bundled not in pinned:
+        message += f"; the bundle names the key {bundled.name}+{bundled.key_id.hex()}, which is not pinned"
+    raise BundleError(message)
+
+
+def verify_bundle(document: Any, trusted: str | Verifier | Iterable[str | Verifier]) -> VerifiedBundle:
+    """Check the checkpoint's signature by one of the pinned keys `trusted` (never by the bundle's own
+    `verifier_key`), recompute the root from the leaves, check each entry's content against its leaf;
+    raise BundleError naming the first failure (BundleUsageError when no key is pinned)."""
+    pinned = _pinned(trusted)
+    bundle = parse_document(document)
+    checkpoint, verifier = _open_with_pinned(bundle.checkpoint, pinned, bundle.verifier_key)
+    entries = bundle.entries
     if len(entries) != checkpoint.size:
         raise BundleError(f"entries: {len(entries)} in the bundle, the checkpoint signs {checkpoint.size}")
     tree = merkle.CompactRange()
     records: list[LedgerRecord] = []
     for position, item in enumerate(entries):
-        if not isinstance(item, dict) or item.get("index") != position:
-            raise BundleError(f"entry {position}: index missing or out of order")
+        if item.index != position:
+            raise BundleError(f"entry {position}: index {item.index} out of order")
         try:
-            leaf = base64.b64decode(str(item["leaf_b64"]), validate=True)
+            leaf = base64.b64decode(item.leaf_b64, validate=True)
             record = LedgerRecord.decode(leaf)
-        except (KeyError, binascii.Error, ValueError, LedgerRecordError) as exc:
-            raise BundleError(f"entry {position}: leaf unreadable ({exc})") from exc
+        except (binascii.Error, ValueError, LedgerRecordError) as exc:
+            raise BundleError(f"entry {position}: leaf unreadable ({_clip(str(exc), 120)})") from None
         if record.index != position:
             raise BundleError(f"entry {position}: the leaf says index {record.index}")
-        if "content" in item and item["content"] != record.content():
+        if "content" in item.model_fields_set and item.content != record.content():
             raise BundleError(f"entry {position}: content does not match its leaf")
         tree.append(merkle.leaf_hash(leaf))
         records.append(record)
@@ -115,12 +328,12 @@ def verify_bundle(document: Any, pinned_key: str | None = None) -> VerifiedBundl
             f"root: the {checkpoint.size} leaves give {tree.root().hex()}, "
             f"the checkpoint signs {checkpoint.root.hex()}"
         )
-    period = document.get("period") or {}
+    period = bundle.period or BundlePeriod()
     return VerifiedBundle(
         size=checkpoint.size,
         root=checkpoint.root,
         origin=checkpoint.origin,
         records=records,
-        period=(period.get("from_ms"), period.get("to_ms")),
-        key_pinned=pinned_key is not None,
+        period=(period.from_ms, period.to_ms),
+        verified_by=verifier,
     )

@@ -13,7 +13,7 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cepbus.models import CheckpointPublished, derived_event_id, new_envelope
+from cepbus.contract.models import CheckpointPublished, derived_event_id, new_envelope
 from services.ledger.store import StoredCheckpoint
 
 

@@ -8,6 +8,7 @@ non-personal regulation facts (`NON_PERSONAL_FIELDS`) the audit report needs.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Mapping
@@ -18,27 +19,32 @@ import fastavro
 import fastavro.schema
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cepbus.codec import MARKER, DecodeError, decode_record
-from cepbus.schemas import record_schema as contract_record_schema
+from cepbus.contract.codec import MARKER, DecodeError, decode_record
+from cepbus.contract.schemas import record_schema as contract_record_schema
 
 RECORD_SCHEMA_NAME = "fr.cepbus.LedgerRecord"
 ERASURE_EVENT_TYPE = "fr.cepbus.LedgerErasure"
 
 #: Event fields copied in clear into `facts`, whatever the event type: none of them says who the person
-#: is. Everything else (profile, free text, notes, reasons) stays sealed. To let the report see a new
-#: fact, add its field name here.
+#: is, nor reveals health data. Everything else (profile, free text, notes, reasons, and the derived facts
+#: that reveal a disability: the operators a person is told of, the rules that fired, the operator kind
+#: chosen) stays sealed under the person's key, so erasure reaches it. To let the report see a new
+#: fact, add its field name here, after asking whether it could reveal who the person is or their health.
 NON_PERSONAL_FIELDS = frozenset(
     {
         # envelope
         "producer_org_id", "correlation_id", "causation_id",
         # where and who regulates
         "operator_id", "operator_kind", "region_code", "departement_code", "channel",
-        # decisions and notices
-        "inform", "rules", "ruleset_version", "intake_event_id", "notice_request_id", "language",
-        "text_sha256", "decision", "rule_id", "breach_kind", "deadline_at", "due_at",
-        # choices and referrals
-        "choice", "chosen_operator_kind", "consent_to_share", "referral_id", "requester_org_id",
-        "recipient_org_id", "recipient_kind", "status", "actor_org_id", "reason_code",
+        # decisions and notices (not `inform`, `rules`, `competent_operator`: they can reveal a disability)
+        "ruleset_version", "intake_event_id", "notice_request_id", "language", "text_sha256", "decision",
+        "rule_id", "breach_kind", "breach", "deadline_at", "due_at", "obligation", "notice_obligation",
+        "notice_due", "level",
+        # choices and referrals (not `chosen_operator_kind`: a switch to Cap emploi reveals a disability)
+        "choice", "consent_to_share", "referral_id", "requester_org_id", "recipient_org_id",
+        "recipient_kind", "status", "actor_org_id", "reason_code", "deadline",
+        # the router's verdicts on status updates
+        "update_event_id", "verdict", "state_after", "claimed_occurred_at", "signer_org_id",
     }
 )  # fmt: skip
 
@@ -184,3 +190,7 @@ class NewRecord:
     occurred_at_ms: int
     person_pseudonym: str | None
     payload: bytes
+    content_digest: str | None = None  # what tells a redelivery from a collision; default: the bytes'
+
+    def digest(self) -> str:
+        return self.content_digest or hashlib.sha256(self.payload).hexdigest()

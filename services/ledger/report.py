@@ -4,6 +4,12 @@ Pure: it reads only what every leaf carries in clear (event id and type, occurre
 `facts`), never a sealed payload, so the operator's database and an auditor's verified export bundle give
 the same report from the same leaves.
 
+Verdicts, not claims, and the bus's own clock. Referral outcomes are counted from the router's verdicts
+(`ReferralUpdateVerdict`), applied ones only: an update the router refused (unsigned, forged, out of
+order) counts for nothing. Delays are measured on the times the ledger recorded the events
+(`recorded_at_ms`), never on the `occurred_at` a sender claims; where the claimed delay differs, it is
+shown beside (`claimed`), so a backdated update is visible instead of giving a negative delay.
+
 Scope. An event is in scope when it occurred in [from_ms, to_ms) and belongs to the region asked for.
 An event's region is its own `region_code` fact, else that of its referral (`referral_id`), else that of
 its journey (`correlation_id`, shared by every event derived from one intake). Chained indicators are
@@ -24,6 +30,8 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 REPORT_FORMAT = "cep-bus-audit-report/1"
@@ -39,6 +47,8 @@ class ReportRecord(Protocol):
     @property
     def occurred_at_ms(self) -> int: ...
     @property
+    def recorded_at_ms(self) -> int: ...
+    @property
     def facts(self) -> Mapping[str, str]: ...
 
 
@@ -50,7 +60,8 @@ EVENT_KINDS: dict[str, str] = {
     "NoticeIssued": "notice_issued",
     "ChoiceRecorded": "choice",
     "ReferralRequested": "referral",
-    "ReferralStatusChanged": "referral_status",
+    "ReferralStatusChanged": "referral_claim",  # a raw update (ledgers from before verdicts): not counted
+    "ReferralUpdateVerdict": "referral_verdict",
     "LedgerErasure": "erasure",
 }
 
@@ -93,6 +104,37 @@ def delay_stats(delays_ms: Iterable[int]) -> dict[str, float | int | None]:
         return ordered[max(0, math.ceil(p * len(ordered)) - 1)] / 1000
 
     return {"count": len(ordered), "p50_s": rank(0.5), "p90_s": rank(0.9), "max_s": ordered[-1] / 1000}
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """When the ledger recorded an event, and when its sender said it happened."""
+
+    recorded_ms: int
+    claimed_ms: int
+
+    @classmethod
+    def of(cls, record: ReportRecord) -> Stamp:
+        return cls(record.recorded_at_ms, record.occurred_at_ms)
+
+
+def _instant_ms(text: str | None, default: int) -> int:
+    """An ISO-8601 fact as Unix milliseconds (the default when absent or unreadable)."""
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000) if text else default
+    except ValueError:
+        return default
+
+
+def delay_pair(spans: Iterable[tuple[Stamp, Stamp]]) -> dict[str, Any]:
+    """Delays on the bus's recorded times, with the claimed ones beside when any of them differs."""
+    pairs = list(spans)
+    recorded = [end.recorded_ms - start.recorded_ms for start, end in pairs]
+    claimed = [end.claimed_ms - start.claimed_ms for start, end in pairs]
+    stats: dict[str, Any] = dict(delay_stats(recorded))
+    if claimed != recorded:
+        stats["claimed"] = delay_stats(claimed)
+    return stats
 
 
 def _counter(counter: Counter[str]) -> dict[str, int]:
@@ -140,27 +182,35 @@ def build_report(
 
     # Linking events, whenever they happened: first notice request / notice per intake, statuses per referral.
     notice_due_at: dict[str, int] = {}
-    notice_issued_at: dict[str, int] = {}
-    statuses: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    notice_issued_at: dict[str, Stamp] = {}
+    obligation_of: dict[str, str] = {}
+    statuses: dict[str, list[tuple[Stamp, str]]] = defaultdict(list)
+    refused: Counter[str] = Counter()
     for record in ordered:
         kind, facts = classify(record.event_type), record.facts
         if kind == "notice_due" and facts.get("intake_event_id"):
-            notice_due_at.setdefault(facts["intake_event_id"], record.occurred_at_ms)
+            notice_due_at.setdefault(facts["intake_event_id"], record.recorded_at_ms)
+            obligation_of.setdefault(facts["intake_event_id"], facts.get("obligation", "mandatory"))
         elif kind == "notice_issued" and facts.get("intake_event_id"):
-            notice_issued_at.setdefault(facts["intake_event_id"], record.occurred_at_ms)
-        elif kind == "referral_status" and facts.get("referral_id") and facts.get("status"):
-            statuses[facts["referral_id"]].append((record.occurred_at_ms, facts["status"]))
+            notice_issued_at.setdefault(facts["intake_event_id"], Stamp.of(record))
+        elif kind == "referral_verdict" and facts.get("referral_id") and facts.get("status"):
+            if facts.get("verdict") == "applied":
+                claimed = _instant_ms(facts.get("claimed_occurred_at"), record.occurred_at_ms)
+                stamp = Stamp(record.recorded_at_ms, claimed)
+                statuses[facts["referral_id"]].append((stamp, facts["status"]))
+            else:
+                refused[facts.get("reason_code") or "?"] += 1
 
     by_region: Counter[str] = Counter()
     by_operator: Counter[str] = Counter()
     by_operator_kind: Counter[str] = Counter()
     by_channel: Counter[str] = Counter()
-    intakes: dict[str, int] = {}
+    intakes: dict[str, Stamp] = {}
     choices: Counter[str] = Counter({choice: 0 for choice in CHOICES})
     switch_to: Counter[str] = Counter()
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
     by_recipient_kind: Counter[str] = Counter()
-    referrals: dict[str, int] = {}
+    referrals: dict[str, Stamp] = {}
     decisions: Counter[str] = Counter()
     breaches: dict[str, Counter[str]] = {"deadline_breach": Counter(), "regulation_breach": Counter()}
     breach_rules: dict[str, Counter[str]] = {"deadline_breach": Counter(), "regulation_breach": Counter()}
@@ -177,24 +227,30 @@ def build_report(
         if region_for(record) is None:
             without_region += 1
         if kind == "intake":
-            intakes[record.event_id] = record.occurred_at_ms
+            intakes[record.event_id] = Stamp.of(record)
             by_region[facts.get("region_code", "?")] += 1
             by_operator[facts.get("operator_id", "?")] += 1
             by_operator_kind[facts.get("operator_kind", "?")] += 1
             by_channel[facts.get("channel", "?")] += 1
         elif kind == "decision":
-            decisions[facts.get("decision", "?")] += 1
+            decisions[facts.get("decision") or facts.get("status", "?")] += 1
         elif kind == "choice":
             choices[facts.get("choice", "?")] += 1
             if facts.get("choice") == "switch":
                 switch_to[facts.get("chosen_operator_kind", "?")] += 1
         elif kind == "referral":
-            referrals[facts.get("referral_id", record.event_id)] = record.occurred_at_ms
+            referrals[facts.get("referral_id", record.event_id)] = Stamp.of(record)
             matrix[facts.get("requester_org_id", "?")][facts.get("recipient_org_id", "?")] += 1
             by_recipient_kind[facts.get("recipient_kind", "?")] += 1
         elif kind in breaches:
             breaches[kind][short_name(record.event_type)] += 1
-            breach_rules[kind][facts.get("rule_id") or facts.get("breach_kind") or "?"] += 1
+            rule = (
+                facts.get("rule_id")
+                or facts.get("breach_kind")
+                or facts.get("breach")
+                or facts.get("deadline")
+            )
+            breach_rules[kind][rule or "?"] += 1
         elif kind == "erasure":
             erasures += 1
         elif kind is None:
@@ -202,10 +258,11 @@ def build_report(
 
     due = [i for i in intakes if i in notice_due_at]
     issued = [i for i in intakes if i in notice_issued_at]
+    mandatory = [i for i in due if obligation_of.get(i) != "informative"]
     accepted = declined = 0
-    first_appointment_delays: list[int] = []
+    first_appointment: list[tuple[Stamp, Stamp]] = []
     for referral_id, requested_at in referrals.items():
-        seen = sorted(statuses.get(referral_id, []))
+        seen = sorted(statuses.get(referral_id, []), key=lambda item: item[0].recorded_ms)
         names = {status for _, status in seen}
         if names & ACCEPTED_STATUSES:
             accepted += 1
@@ -213,7 +270,8 @@ def build_report(
             declined += 1
         held = [when for when, status in seen if status == FIRST_APPOINTMENT_STATUS]
         if held:
-            first_appointment_delays.append(held[0] - requested_at)
+            first_appointment.append((requested_at, held[0]))
+    notice_delays = [(intakes[i], notice_issued_at[i]) for i in issued]
 
     return {
         "format": REPORT_FORMAT,
@@ -231,9 +289,11 @@ def build_report(
         "decisions": _counter(decisions),
         "notices": {
             "due": len(due),
+            "mandatory": len(mandatory),
+            "informative": len(due) - len(mandatory),
             "issued": len(issued),
             "due_not_issued": len(set(due) - set(issued)),
-            "intake_to_notice_delay": delay_stats(notice_issued_at[i] - intakes[i] for i in issued),
+            "intake_to_notice_delay": delay_pair(notice_delays),
         },
         "choices": {**_counter(choices), "switch_to": _counter(switch_to)},
         "referrals": {
@@ -244,7 +304,8 @@ def build_report(
             "declined": declined,
             "awaiting_answer": len(referrals) - accepted - declined,
             "acceptance_rate": _rate(accepted, accepted + declined),
-            "delay_to_first_appointment": delay_stats(first_appointment_delays),
+            "delay_to_first_appointment": delay_pair(first_appointment),
+            "updates_refused": _counter(refused),
         },
         "deadline_breaches": {
             "total": sum(breaches["deadline_breach"].values()),

@@ -7,7 +7,7 @@ data; the only table rows are ever deleted from, by erasure). Appending an entry
 (the UNIQUE event id) and a new person key happens in one transaction under the appenders' lock, so a
 crash loses or duplicates nothing and two writers never fork the tree.
 
-Both backends share `_SqlLedgerStore`; a backend supplies its `cepbus.sqldb.Database` with its DDL and
+Both backends share `_SqlLedgerStore`; a backend supplies its `cepbus.runtime.sqldb.Database` with its DDL and
 write lock. Queries use `?` placeholders, translated for psycopg. Triggers make the database refuse
 UPDATE and DELETE on the three append-only tables, so tampering needs an admin who first drops them,
 and `verify()` then names the first bad index.
@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-from cepbus.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
+from cepbus.runtime.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
 from services.ledger import merkle
 from services.ledger.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
 from services.ledger.record import (
@@ -41,6 +41,7 @@ from services.ledger.record import (
 )
 
 LEAVES, NODES, CHECKPOINTS, KEYS = "ledger_leaves", "ledger_nodes", "ledger_checkpoints", "ledger_person_keys"
+DIGESTS = "ledger_event_digests"  # event id -> content digest: tells a redelivery from a collision
 APPEND_ONLY_TABLES = (LEAVES, NODES, CHECKPOINTS)
 DEFAULT_PAGE_SIZE = 1000
 _IN_CHUNK = 500  # parameters per IN (...) list: far below SQLite's and PostgreSQL's limits
@@ -67,6 +68,13 @@ class StoredCheckpoint:
 
 
 @dataclass(frozen=True)
+class AppendOutcome:
+    appended: int
+    duplicates: int
+    collisions: list[NewRecord]
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     """Outcome of a full check; `reason` explains what is wrong at `first_bad_index`."""
 
@@ -79,6 +87,7 @@ class VerifyResult:
 
 class LedgerStore(Protocol):
     def append(self, records: Sequence[NewRecord]) -> int: ...
+    def append_checked(self, records: Sequence[NewRecord]) -> AppendOutcome: ...
     def count(self) -> int: ...
     def count_by_type(self) -> dict[str, int]: ...
     def contains(self, event_id: str) -> bool: ...
@@ -131,16 +140,54 @@ class _SqlLedgerStore:
 
     def append(self, records: Sequence[NewRecord]) -> int:
         """Append new events in one transaction; already stored or repeated event ids are skipped."""
-        unique: dict[str, NewRecord] = {}
+        return self.append_checked(records).appended
+
+    def append_checked(self, records: Sequence[NewRecord]) -> AppendOutcome:
+        """Append new events in one transaction. An event id already stored (or repeated in the batch)
+        with the same content hash is a duplicate, skipped; with another content hash it is a
+        collision: not appended, returned, so that no event can be made a "duplicate" of junk sent
+        under its id before it (the caller dead-letters and counts collisions)."""
         for record in records:
-            unique.setdefault(record.event_id, record)
+            if record.payload and not record.person_pseudonym:
+                raise ValueError(
+                    f"{record.event_id}: a payload needs a person pseudonym (the ledger stores none in clear)"
+                )
+        unique: dict[str, NewRecord] = {}
+        collisions: list[NewRecord] = []
+        duplicates = 0
+        for record in records:
+            first = unique.setdefault(record.event_id, record)
+            if first is not record:
+                if first.digest() == record.digest():
+                    duplicates += 1
+                else:
+                    collisions.append(record)
         if not unique:
-            return 0
+            return AppendOutcome(0, duplicates, collisions)
         with self._write_transaction():
             # Read the size only under the appenders' lock, else two writers would both extend it: a fork.
             stored = self.known_event_ids(unique)
-            fresh = [record for event_id, record in unique.items() if event_id not in stored]
-            return self._append_locked(fresh, {})
+            digests = self._digests(stored)
+            fresh = []
+            for event_id, record in unique.items():
+                if event_id not in stored:
+                    fresh.append(record)
+                elif digests.get(event_id, record.digest()) == record.digest():
+                    duplicates += 1  # a ledger written before digests were kept: taken as the same
+                else:
+                    collisions.append(record)
+            appended = self._append_locked(fresh, {})
+        return AppendOutcome(appended, duplicates, collisions)
+
+    def _digests(self, event_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(event_ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(f"SELECT event_id, digest FROM {DIGESTS} WHERE event_id IN ({marks})", chunk)
+            found.update((event_id, digest) for event_id, digest in rows)
+        return found
 
     def _append_locked(self, fresh: Sequence[NewRecord], extra_facts: Mapping[str, str]) -> int:
         if not fresh:
@@ -152,6 +199,7 @@ class _SqlLedgerStore:
         recorded_at_ms = self._clock()
         keys = self._person_keys({r.person_pseudonym for r in fresh if r.person_pseudonym and r.payload})
         new_keys: list[tuple[object, ...]] = []
+        digests: list[tuple[object, ...]] = []
         leaves: list[tuple[object, ...]] = []
         nodes: list[tuple[object, ...]] = []
         for record in fresh:
@@ -162,8 +210,6 @@ class _SqlLedgerStore:
                     keys[person] = (uuid.uuid4().hex, new_person_key())
                     new_keys.append((person, *keys[person], recorded_at_ms))
                 sealed = seal(*keys[person], record.event_id, record.payload)
-            elif record.payload:
-                clear = record.payload
             leaf = LedgerRecord(
                 index=tree.size,
                 event_id=record.event_id,
@@ -171,14 +217,13 @@ class _SqlLedgerStore:
                 topic=record.topic,
                 occurred_at_ms=record.occurred_at_ms,
                 recorded_at_ms=recorded_at_ms,
-                person_pseudonym=person,
+                person_pseudonym=None,  # never in clear: the sealed payload holds it, the key id links it
                 facts={**regulation_facts(record.payload), **extra_facts},
                 sealed=sealed,
                 clear_payload=clear,
             ).encode()
-            leaves.append(
-                (tree.size, record.event_id, record.event_type, record.occurred_at_ms, person, leaf)
-            )
+            leaves.append((tree.size, record.event_id, record.event_type, record.occurred_at_ms, None, leaf))
+            digests.append((record.event_id, record.digest()))
             nodes.extend((level, idx, h) for (level, idx), h in tree.append(merkle.leaf_hash(leaf)))
         if new_keys:
             self._insert_many(
@@ -187,6 +232,7 @@ class _SqlLedgerStore:
             )
         self._insert_many(f"INSERT INTO {LEAVES} ({_LEAF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", leaves)
         self._insert_many(f"INSERT INTO {NODES} (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        self._insert_many(f"INSERT INTO {DIGESTS} (event_id, digest) VALUES (?, ?)", digests)
         return len(leaves)
 
     def _person_keys(self, people: set[str | None]) -> dict[str, tuple[str, bytes]]:
@@ -217,8 +263,9 @@ class _SqlLedgerStore:
     def erase(self, person_pseudonym: str) -> int:
         """Destroy the person's key and record the erasure as a ledger entry; returns its index.
 
-        The leaves keep their ciphertext, so every proof still holds; without the key it is noise. A later
-        event about the same pseudonym gets a fresh key.
+        The leaves keep their ciphertext, so every proof still holds; without the key it is noise. The
+        erasure entry names only the destroyed key's id, never the pseudonym. A later event about the same
+        pseudonym gets a fresh key.
         """
         with self._write_transaction():
             rows = self._query(f"SELECT key_id FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
@@ -228,7 +275,7 @@ class _SqlLedgerStore:
             self._db.execute(f"DELETE FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
             now = self._clock()
             erasure = NewRecord(
-                event_id=str(uuid.uuid5(_ERASURE_NAMESPACE, f"{person_pseudonym}/{key_id}")),
+                event_id=str(uuid.uuid5(_ERASURE_NAMESPACE, key_id)),  # unlinkable to the pseudonym
                 event_type=ERASURE_EVENT_TYPE,
                 topic="ledger",
                 occurred_at_ms=now,
@@ -237,7 +284,8 @@ class _SqlLedgerStore:
             )
             index = self.size()
             self._append_locked([erasure], {"erased_key_id": key_id})
-            return index
+        self._db.purge_deleted()  # the key's bytes must not survive in the WAL or in free pages
+        return index
 
     def open_payload(self, index: int) -> bytes:
         """The event as received, decrypted; ErasedError once the person's key is gone."""
@@ -499,6 +547,10 @@ CREATE TABLE IF NOT EXISTS {KEYS} (
     aes_key BLOB NOT NULL,
     created_at_ms INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS {DIGESTS} (
+    event_id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {LEAVES}_person ON {LEAVES} (person_pseudonym);
 {_sqlite_guard(LEAVES, "idx = NEW.idx OR event_id = NEW.event_id")}
 {_sqlite_guard(NODES, "level = NEW.level AND idx = NEW.idx")}
@@ -523,9 +575,8 @@ class SqliteLedgerStore(_SqlLedgerStore):
             SqliteDatabase,
             self.path,
             schema=[statement for statement in _SQLITE_SCHEMA.split(";\n") if statement.strip()],
-            # FULL: an acked append survives power loss; secure_delete: an erased key is overwritten,
-            # not left in a free page.
-            pragmas=[f"synchronous={synchronous}", "secure_delete=ON"],
+            # FULL: an acked append survives power loss (secure_delete is on for every SQLite store).
+            pragmas=[f"synchronous={synchronous}"],
             busy_timeout_s=busy_timeout_s,
         )
         super().__init__(database, clock=clock, page_size=page_size)
@@ -567,6 +618,7 @@ _PG_SCHEMA = [
         created_at_ms BIGINT NOT NULL
     )
     """,
+    f"CREATE TABLE IF NOT EXISTS {DIGESTS} (event_id TEXT PRIMARY KEY, digest TEXT NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS {LEAVES}_person ON {LEAVES} (person_pseudonym)",
     """
     CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -631,6 +683,7 @@ __all__ = [
     "KEYS",
     "LEAVES",
     "NODES",
+    "AppendOutcome",
     "ErasedError",
     "LedgerStore",
     "PostgresLedgerStore",

@@ -1,51 +1,120 @@
-"""Turning consumed messages into ledger records: decode, keep the exact bytes, dead-letter the rest.
-No Kafka here; the Faust layer feeds it batches."""
+"""Turning consumed events into ledger records and appending them. No Kafka here: the runtime feeds it
+batches.
+
+The ledger records verdicts, not claims: an event is appended only when its type is its topic's
+payload and its producer may write that topic (`cepbus.reference.producers.ProducerCatalog`); anything
+else is refused (a dead letter with the reason) and never appended. The event's bytes are kept exactly
+as received, so the ledger proves what it was sent. An event id already in the ledger with other
+content is a collision: refused, counted, alerted, never taken for a redelivery.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+from typing import Any
+from uuid import UUID
 
-from cepbus.metrics import DUPLICATES
-from cepbus.metrics_domain import LEDGER_APPENDED
-from cepbus.streaming import Incoming, Outgoing, ServiceRuntime
+from cepbus.contract.models import Event
+from cepbus.contract.topics import TopicSpec
+from cepbus.reference.producers import ClaimProblem, ProducerCatalog
+from cepbus.runtime.messages import Incoming, Outgoing, Received, Refusal
+from cepbus.runtime.metrics import DUPLICATES
+from services.ledger.checkpointing import Checkpointing
+from services.ledger.metrics import LEDGER_APPENDED, LEDGER_ID_COLLISIONS, LEDGER_REFUSED
 from services.ledger.record import NewRecord
 from services.ledger.store import LedgerStore
+
+SERVICE = "ledger"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"hex": value.hex()}
+    if isinstance(value, date):  # datetime included
+        return value.isoformat()
+    if isinstance(value, UUID | Enum):
+        return str(value.value if isinstance(value, Enum) else value)
+    raise TypeError(f"{type(value).__name__} in an event")
+
+
+def content_digest(event: Event) -> str:
+    """What makes two deliveries of one event id the same event: every field but the envelope's
+    `occurred_at`, which a service re-deriving the event after a crash sets anew."""
+    data = event.model_dump(mode="python")
+    data["envelope"].pop("occurred_at", None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_record(item: Received) -> NewRecord:
+    envelope = item.event.envelope
+    return NewRecord(
+        event_id=str(envelope.event_id),
+        event_type=envelope.event_type,
+        topic=item.message.topic,
+        occurred_at_ms=int(envelope.occurred_at.timestamp() * 1000),
+        person_pseudonym=envelope.person_pseudonym,
+        payload=item.message.value,
+        content_digest=content_digest(item.event),
+    )
 
 
 @dataclass
 class LedgerWriter:
     store: LedgerStore
-    runtime: ServiceRuntime
-
-    def prepare(self, batch: Sequence[Incoming]) -> tuple[list[NewRecord], list[Outgoing]]:
-        """Records to append (the payload is the event exactly as received) and dead letters."""
-        records: list[NewRecord] = []
-        letters: list[Outgoing] = []
-        for message in batch:
-            decoded = self.runtime.decode(message)
-            if isinstance(decoded, Outgoing):
-                letters.append(decoded)
-                continue
-            envelope = decoded.envelope
-            records.append(
-                NewRecord(
-                    event_id=str(envelope.event_id),
-                    event_type=envelope.event_type,
-                    topic=message.topic,
-                    occurred_at_ms=int(envelope.occurred_at.timestamp() * 1000),
-                    person_pseudonym=envelope.person_pseudonym,
-                    payload=message.value,
-                )
-            )
-        return records, letters
+    producers: ProducerCatalog
+    topics: Mapping[str, TopicSpec]
+    checkpoints: Checkpointing | None = None  # signs a checkpoint after a batch when one is due
 
     def append(self, records: Sequence[NewRecord]) -> int:
-        """Append in one transaction; redelivered events (same event id) add nothing."""
+        """Append in one transaction; redelivered events (same event id and content) add nothing."""
         if not records:
             return 0
-        inserted = self.store.append(records)
-        LEDGER_APPENDED.inc(inserted)
-        if inserted < len(records):
-            DUPLICATES.labels(self.runtime.service).inc(len(records) - inserted)
-        return inserted
+        outcome = self.store.append_checked(records)
+        LEDGER_APPENDED.inc(outcome.appended)
+        if outcome.duplicates:
+            DUPLICATES.labels(SERVICE).inc(outcome.duplicates)
+        return outcome.appended
+
+    def append_batch(self, batch: Sequence[Received]) -> list[Outgoing | Refusal]:
+        """The batch handler: judge each event, append those allowed, refuse the rest. An exception (the
+        store unavailable) makes the runtime retry the batch, never ack it."""
+        refusals: list[Outgoing | Refusal] = []
+        records: list[NewRecord] = []
+        messages: dict[tuple[str, str], Incoming] = {}
+        for item in batch:
+            topic = self.topics.get(item.message.topic)
+            problem = (
+                self.producers.judge(item.event, topic)
+                if topic is not None
+                else ClaimProblem("not_a_ledger_topic", f"{item.message.topic} is not recorded by the ledger")
+            )
+            if problem is not None:
+                refusals.append(Refusal(item.message, problem.reason, problem.detail))
+                LEDGER_REFUSED.labels(problem.reason).inc()
+                continue
+            record = new_record(item)
+            records.append(record)
+            messages.setdefault((record.event_id, record.digest()), item.message)
+        if records:
+            outcome = self.store.append_checked(records)
+            LEDGER_APPENDED.inc(outcome.appended)
+            if outcome.duplicates:
+                DUPLICATES.labels(SERVICE).inc(outcome.duplicates)
+            for record in outcome.collisions:
+                LEDGER_ID_COLLISIONS.inc()
+                refusals.append(
+                    Refusal(
+                        messages[(record.event_id, record.digest())],
+                        "id_collision",
+                        f"event id {record.event_id} is already in the ledger with other content",
+                    )
+                )
+        if self.checkpoints is not None:
+            self.checkpoints.sign_if_due()
+        return refusals

@@ -1,22 +1,24 @@
-"""The notifier's Faust wiring: notice requests in, notices issued out."""
+"""The notifier's wiring, as one `ServiceDefinition` (`python -m services.notifier`)."""
 
 from __future__ import annotations
 
-import faust
-
 from cepbus.reference import load_reference
-from cepbus.settings import BrokerSettings, NotifierSettings
-from cepbus.streaming import ServiceRuntime, make_app
-from cepbus.topics import NOTICE_REQUESTED
+from cepbus.runtime.service import ServiceDefinition
+from cepbus.trust.ids import event_id_trust_problems, load_event_ids
 from services.notifier.handlers import NotifierHandlers
+from services.notifier.routes import route_table
+from services.notifier.settings import NotifierSettings
 
 SERVICE = "notifier"
 
 
-def build_app(settings: NotifierSettings | None = None, broker: BrokerSettings | None = None) -> faust.App:
+def build_service(settings: NotifierSettings | None = None) -> ServiceDefinition:
     settings = settings or NotifierSettings()
-    app = make_app(settings, broker or BrokerSettings())
-    runtime = ServiceRuntime(SERVICE, settings.service_org_id, app)
-    handlers = NotifierHandlers(load_reference(), settings.service_org_id)
-    runtime.consume(NOTICE_REQUESTED, handlers.on_notice_requested)
-    return app
+    ids = load_event_ids(settings.id_key_path)
+    handlers = NotifierHandlers(load_reference(), settings.service_org_id, ids)
+    return ServiceDefinition(
+        SERVICE,
+        settings,
+        route_table(handlers),
+        trust_problems=event_id_trust_problems(ids, "CEPBUS_NOTIFIER_ID_KEY_PATH"),
+    )

@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from cepbus.models import Channel, NoticeRequested, OrganisationKind
+from cepbus.contract.models import Channel, NoticeRequested, OrganisationKind
+from cepbus.contract.rule_ids import PUBLIC_AGENT_RULE
 from cepbus.reference import Organisation, ReferenceData, ReferenceDataError
 
-__all__ = ["PUBLIC_AGENT_RULE", "RenderedNotice", "render_notice"]
-
-#: Rule id (services.router.rules) meaning "the regional operator does not serve public agents".
-PUBLIC_AGENT_RULE = "R-PUBLIC-AGENT"
+__all__ = ["RenderedNotice", "render_notice"]
 
 CHANNEL_WORDING: dict[Channel, str] = {
     Channel.IN_PERSON: "en présentiel",

@@ -1,53 +1,107 @@
-"""The router's Faust wiring: intakes, notices issued, choices, service levels and referral requests
-in; decisions, notice requests, referrals, breaches and reminders out. State in a real database."""
+"""The router's wiring: its stores, handlers, route table, timers and read side, as one
+`ServiceDefinition` that the runtime runs (`python -m services.router`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import faust
-
 from cepbus.reference import load_reference
-from cepbus.settings import BrokerSettings, RouterSettings
-from cepbus.streaming import ServiceRuntime, make_app
-from cepbus.topics import (
-    CHOICE_RECORDED,
-    INTAKE_REGISTERED,
-    NOTICE_ISSUED,
-    SERVICE_LEVEL_STARTED,
-)
+from cepbus.reference.directory import directory_trust_problems, load_directory
+from cepbus.runtime.logs import get_logger
+from cepbus.runtime.messages import Outgoing
+from cepbus.runtime.service import ServiceDefinition, Timer
+from cepbus.trust.ids import event_id_trust_problems, load_event_ids
+from cepbus.trust.modes import enforce
 from services.router.handlers import RouterHandlers
-from services.router.referrals import app as referrals
+from services.router.referrals.auth import TokenBook, read_side_trust_problems
+from services.router.referrals.handlers import ReferralLifecycle, RequestRouting
+from services.router.referrals.http import serve_read_side
+from services.router.referrals.store import ReferralStore
+from services.router.routes import route_table
+from services.router.settings import ReferralSettings, RouterSettings
 from services.router.store import open_router_store
 
 SERVICE = "router"
+log = get_logger()
 
 
-def build_app(settings: RouterSettings | None = None, broker: BrokerSettings | None = None) -> faust.App:
+def build_service(
+    settings: RouterSettings | None = None, referral_settings: ReferralSettings | None = None
+) -> ServiceDefinition:
     settings = settings or RouterSettings()
-    app = make_app(settings, broker or BrokerSettings())
-    runtime = ServiceRuntime(SERVICE, settings.service_org_id, app)
+    referral_settings = referral_settings or ReferralSettings()
+    reference = load_reference()
+    ids = load_event_ids(settings.id_key_path)
+    directory = load_directory()
+    problems = [
+        *directory_trust_problems(directory),
+        *event_id_trust_problems(ids, "CEPBUS_ROUTER_ID_KEY_PATH"),
+        *(read_side_trust_problems(referral_settings.tokens_path) if referral_settings.http_port else []),
+    ]
+    enforce(problems)  # in production, before any store is opened
+    tokens = TokenBook.load(referral_settings.tokens_path, directory.org_ids())
     handlers = RouterHandlers(
-        load_reference(),
+        reference,
         settings.service_org_id,
         store=open_router_store(settings.database_url),
         choice_reminder_delay_s=settings.choice_reminder_delay_s,
+        ids=ids,
     )
-    batch = handlers.store.transaction  # one commit per batch of events, not per event
-    runtime.consume(INTAKE_REGISTERED, handlers.on_intake, batch)
-    runtime.consume(NOTICE_ISSUED, handlers.on_notice_issued, batch)
-    runtime.consume(CHOICE_RECORDED, handlers.on_choice, batch)
-    runtime.consume(SERVICE_LEVEL_STARTED, handlers.on_service_level, batch)
-    # referral requests: recorded by the lifecycle (#4) and routed to the recipient's inbox in one handler
-    referrals.register(app, runtime, handlers.reference, route=handlers.on_referral)
+    referral_store = ReferralStore(referral_settings.database_url)
+    lifecycle = ReferralLifecycle(
+        referral_store,
+        directory,
+        reference,
+        settings.service_org_id,
+        deadlines=referral_settings.deadline_policy(),
+        drift=referral_settings.drift_policy(),
+        ids=ids,
+    )
+    requests = RequestRouting(
+        lifecycle, handlers.on_referral, frozenset(org.org_id for org in reference.organisations())
+    )
 
-    @app.timer(interval=settings.choice_reminder_check_interval_s)
-    async def send_choice_reminders() -> None:
-        """No choice recorded within the delay after a notice: one reminder, then never again."""
+    def choice_reminders() -> list[Outgoing]:
+        """No choice recorded within the delay after a notice: one reminder, then never again. Marked
+        in the transaction that stores the reminder in the outbox, so it is sent once, and surely."""
         now = datetime.now(UTC)
         due = handlers.reminders_due(now)
-        if due:
-            await runtime.send(due)
-            handlers.reminders_sent(due, now)
+        handlers.reminders_sent(due, now)
+        return due
 
-    return app
+    def start_read_side() -> None:
+        if referral_settings.http_port:
+            serve_read_side(
+                ReferralStore(referral_settings.database_url),
+                referral_settings.http_port,
+                tokens,
+                referral_settings.http_host,
+            )
+            log.info(
+                "referrals_http_started", host=referral_settings.http_host, port=referral_settings.http_port
+            )
+
+    return ServiceDefinition(
+        SERVICE,
+        settings,
+        route_table(handlers, requests, lifecycle),
+        timers=[
+            Timer(
+                "choice_reminders",
+                settings.choice_reminder_check_interval_s,
+                choice_reminders,
+                transaction=handlers.store.transaction,
+                outbox=handlers.store.outbox,
+            ),
+            Timer(
+                "referral_deadlines",
+                referral_settings.sweep_interval_s,
+                lifecycle.sweep,
+                transaction=referral_store.transaction,
+                outbox=referral_store.outbox,
+            ),
+        ],
+        on_start=[start_read_side],
+        on_stop=[handlers.store.close, referral_store.close],
+        trust_problems=problems,
+    )

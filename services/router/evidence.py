@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cepbus.models import IntakePurpose
+from cepbus.contract.models import IntakePurpose
 from cepbus.reference import ReferenceData, ReferenceDataError
 from services.router.store import IntakeRecord, RouterStore
 

@@ -6,15 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cepbus.metrics_domain import (
-    CHOICE_REMINDERS,
-    CHOICES_RECORDED,
-    INTAKE_DECISIONS,
-    NOTICES_REQUESTED,
-    REFERRALS_ROUTED,
-    REGULATION_BREACHES,
-)
-from cepbus.models import (
+from cepbus.contract.models import (
     Choice,
     ChoiceRecorded,
     ChoiceReminderDue,
@@ -23,17 +15,16 @@ from cepbus.models import (
     IntakeDecided,
     IntakeRegistered,
     NoticeIssued,
+    NoticeObligation,
     NoticeRequested,
     ReferralRequested,
     RegulationBreach,
     ServiceLevel,
     ServiceLevelStarted,
     derived_envelope,
-    derived_event_id,
 )
-from cepbus.reference import ReferenceData, ReferenceDataError
-from cepbus.streaming import Outgoing, Rejected
-from cepbus.topics import (
+from cepbus.contract.rule_ids import PUBLIC_AGENT_RULE
+from cepbus.contract.topics import (
     CHOICE_REMINDER,
     INTAKE_DECIDED,
     NOTICE_REQUESTED,
@@ -41,8 +32,18 @@ from cepbus.topics import (
     REGULATION_BREACH,
     referral_inbox,
 )
-from services.notifier.notice import PUBLIC_AGENT_RULE
-from services.router.regulation import check_level_2, choices_overdue, shared_profile_for
+from cepbus.reference import ReferenceData, ReferenceDataError
+from cepbus.runtime.messages import Outgoing, Rejected
+from cepbus.trust.ids import DEVELOPMENT_IDS, EventIds
+from services.router.metrics import (
+    CHOICE_REMINDERS,
+    CHOICES_RECORDED,
+    INTAKE_DECISIONS,
+    NOTICES_REQUESTED,
+    REFERRALS_ROUTED,
+    REGULATION_BREACHES,
+)
+from services.router.regulation import check_level_2, choices_overdue, notice_obligation, shared_profile_for
 from services.router.rules import RULESET_VERSION, Decision, decide
 from services.router.store import RouterStore, open_router_store, to_ms
 
@@ -57,6 +58,7 @@ class RouterHandlers:
     service_org_id: str = "cep-bus-router"
     store: RouterStore = field(default_factory=_memory_store)
     choice_reminder_delay_s: float = 7 * 24 * 3600.0
+    ids: EventIds = DEVELOPMENT_IDS  # keyed derivation of the ids of the events it emits
 
     def on_intake(self, intake: IntakeRegistered) -> list[Outgoing]:
         """Every intake yields its recorded decision; one whose person must be informed of other
@@ -67,6 +69,7 @@ class RouterHandlers:
         notice_due = decision.status != "rejected" and bool(
             decision.inform or PUBLIC_AGENT_RULE in decision.rules
         )
+        obligation = notice_obligation(intake.operator_kind, decision.inform) if notice_due else None
         self.store.record_intake(
             intake,
             status=decision.status,
@@ -74,8 +77,9 @@ class RouterHandlers:
             rules=decision.rules,
             ruleset_version=decision.ruleset_version,
             reference_version=decision.reference_version,
+            notice_obligation=obligation,
         )
-        decided = Outgoing(INTAKE_DECIDED.name, self._decided(intake, decision, notice_due))
+        decided = Outgoing(INTAKE_DECIDED.name, self._decided(intake, decision, notice_due, obligation))
         if decision.status == "rejected":
             raise Rejected(
                 "intake_rejected", decision.rejection_reason or "rejected by the rules", also=[decided]
@@ -84,7 +88,7 @@ class RouterHandlers:
             return [decided]
         request = NoticeRequested(
             envelope=derived_envelope(
-                NoticeRequested, intake, "notice-requested", producer_org_id=self.service_org_id
+                NoticeRequested, intake, "notice-requested", producer_org_id=self.service_org_id, ids=self.ids
             ),
             intake_event_id=str(intake.event_id),
             operator_id=intake.operator_id,
@@ -97,14 +101,21 @@ class RouterHandlers:
             ruleset_version=decision.ruleset_version,
             reference_version=decision.reference_version,
             intake_occurred_at=intake.envelope.occurred_at,
+            obligation=obligation or NoticeObligation.INFORMATIVE,
         )
         NOTICES_REQUESTED.labels(intake.region_code).inc()
         return [decided, Outgoing(NOTICE_REQUESTED.name, request)]
 
-    def _decided(self, intake: IntakeRegistered, decision: Decision, notice_due: bool) -> IntakeDecided:
+    def _decided(
+        self,
+        intake: IntakeRegistered,
+        decision: Decision,
+        notice_due: bool,
+        obligation: NoticeObligation | None,
+    ) -> IntakeDecided:
         return IntakeDecided(
             envelope=derived_envelope(
-                IntakeDecided, intake, "intake-decided", producer_org_id=self.service_org_id
+                IntakeDecided, intake, "intake-decided", producer_org_id=self.service_org_id, ids=self.ids
             ),
             intake_event_id=str(intake.event_id),
             operator_id=intake.operator_id,
@@ -121,6 +132,7 @@ class RouterHandlers:
             rejection_reason=decision.rejection_reason,
             ruleset_version=decision.ruleset_version,
             reference_version=decision.reference_version,
+            notice_obligation=obligation,
         )
 
     def on_notice_issued(self, notice: NoticeIssued) -> list[Outgoing]:
@@ -144,10 +156,14 @@ class RouterHandlers:
         reason = "choix éclairé: the person chose this operator after the informed-choice notice"
         if intake is None and choice.consent_to_share:
             reason += " (the intake is unknown to the router: no profile to share)"
-        referral_id = derived_event_id(choice.event_id, "referral")
+        referral_id = self.ids.derive(choice.event_id, "referral")
         referral = ReferralRequested(
             envelope=derived_envelope(
-                ReferralRequested, choice, "referral-requested", producer_org_id=self.service_org_id
+                ReferralRequested,
+                choice,
+                "referral-requested",
+                producer_org_id=self.service_org_id,
+                ids=self.ids,
             ),
             referral_id=str(referral_id),
             requester_org_id=choice.operator_id,
@@ -172,7 +188,7 @@ class RouterHandlers:
             self.store.record_service_level(started, None)
             return []
         breach = check_level_2(
-            notice_due=intake.notice_due,
+            notice_due=intake.notice_is_obligation,  # a courtesy notice never makes a breach
             notices_at_ms=self.store.notices_at_ms(intake.intake_event_id),
             choices=self.store.choices(intake.intake_event_id),
             started_at_ms=to_ms(started.envelope.occurred_at),
@@ -183,7 +199,11 @@ class RouterHandlers:
         REGULATION_BREACHES.labels(started.region_code, started.operator_kind.value, breach.kind.value).inc()
         event = RegulationBreach(
             envelope=derived_envelope(
-                RegulationBreach, started, "regulation-breach", producer_org_id=self.service_org_id
+                RegulationBreach,
+                started,
+                "regulation-breach",
+                producer_org_id=self.service_org_id,
+                ids=self.ids,
             ),
             service_level_event_id=str(started.event_id),
             intake_event_id=started.intake_event_id,
@@ -206,7 +226,7 @@ class RouterHandlers:
             intake = item.intake
             reminder = ChoiceReminderDue(
                 envelope=Envelope(
-                    event_id=derived_event_id(intake.intake_event_id, "choice-reminder"),
+                    event_id=self.ids.derive(intake.intake_event_id, "choice-reminder"),
                     event_type=ChoiceReminderDue.avro_name,
                     occurred_at=now,
                     producer_org_id=self.service_org_id,

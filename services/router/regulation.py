@@ -8,10 +8,33 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cepbus.models import BreachKind, Choice, Profile
+from cepbus.contract.models import BreachKind, Choice, NoticeObligation, OrganisationKind, Profile
 from services.router.store import AwaitingChoice, ChoiceRecord
 
-__all__ = ["Breach", "check_level_2", "choices_overdue", "shared_profile_for"]
+__all__ = ["Breach", "check_level_2", "choices_overdue", "notice_obligation", "shared_profile_for"]
+
+#: The operators the regional operator must inform of (the "opérateurs spécialisés").
+SPECIALISED_OPERATORS = frozenset(
+    {
+        OrganisationKind.APEC,
+        OrganisationKind.CAP_EMPLOI,
+        OrganisationKind.FRANCE_TRAVAIL,
+        OrganisationKind.MISSION_LOCALE,
+    }
+)
+
+
+def notice_obligation(
+    operator_kind: OrganisationKind, inform: Iterable[OrganisationKind]
+) -> NoticeObligation:
+    """A notice is an obligation only where a text puts one: the regional CEP operator must inform the
+    person of the specialised operators whose public they belong to (Code du travail L6111-6, cahier des
+    charges of the regional operator). Anywhere else (a specialised operator telling of another, or the
+    regional operator telling a public agent it does not serve them) the bus sends it as a courtesy:
+    informative, never a regulation breach."""
+    if operator_kind == OrganisationKind.REGIONAL_CEP and SPECIALISED_OPERATORS & set(inform):
+        return NoticeObligation.MANDATORY
+    return NoticeObligation.INFORMATIVE
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from cepbus.models import (
+from cepbus.contract.models import (
     CEP_OPERATOR_KINDS,
     DEPARTEMENT_CODE,
     ORG_ID,
@@ -48,6 +48,7 @@ from cepbus.models import (
     OrganisationKind,
     Profile,
 )
+from cepbus.contract.rule_ids import PUBLIC_AGENT_RULE
 from cepbus.reference import ReferenceData, ReferenceDataError, Region, load_reference
 
 __all__ = [
@@ -144,7 +145,7 @@ RULES: dict[str, Rule] = {
             f"{_L6111_6}, L5314-2",
         ),
         Rule(
-            "R-PUBLIC-AGENT",
+            PUBLIC_AGENT_RULE,
             "a public agent is not served by the regional CEP operator",
             f"{_L6111_6} (opérateur régional : actifs occupés du secteur privé, hors agents publics)",
         ),
@@ -367,7 +368,7 @@ def decide_profile(
     if status is None:
         missing.add("employment_status")
     elif status == EmploymentStatus.PUBLIC_AGENT:
-        fired.add("R-PUBLIC-AGENT", "agent public : l'opérateur régional du CEP ne l'accompagne pas")
+        fired.add(PUBLIC_AGENT_RULE, "agent public : l'opérateur régional du CEP ne l'accompagne pas")
     elif status in REGIONAL_STATUSES:
         label = (
             "salarié(e) du secteur privé" if status == EmploymentStatus.PRIVATE_EMPLOYEE else "indépendant(e)"
@@ -440,12 +441,27 @@ class _StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+#: Years an intake document may name (the bounds of `Profile.birth_year`): anything else is a typo or an
+#: attack, refused as malformed input rather than carried into date arithmetic.
+MIN_YEAR = 1900
+MAX_YEAR = 2100
+
+#: Deepest JSON nesting `explain` accepts: an intake nests 2 deep (document, profile).
+MAX_DEPTH = 16
+
+
+def _year_in_range(value: date) -> date:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"year {value.year} is out of range ({MIN_YEAR}..{MAX_YEAR})")
+    return value
+
+
 class _ProfileDocument(_StrictModel):
     employment_status: EmploymentStatus | None = None
     cadre: bool | None = None
     young_graduate: bool | None = None
     boeth: bool | None = None
-    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    birth_year: int | None = Field(default=None, ge=MIN_YEAR, le=MAX_YEAR)
     job_seeker: bool | None = None
 
 
@@ -455,52 +471,119 @@ class _IntakeDocument(_StrictModel):
     operator_kind: OrganisationKind
     region_code: str = Field(pattern=REGION_CODE)
     departement_code: str = Field(pattern=DEPARTEMENT_CODE)
-    occurred_at: str | None = None
+    occurred_at: str | None = Field(default=None, max_length=64)
     profile: _ProfileDocument
     operator_id: str | None = Field(default=None, pattern=ORG_ID)
-    reception_site: str | None = Field(default=None, min_length=1)
+    reception_site: str | None = Field(default=None, min_length=1, max_length=1000)
     channel: Channel | None = None
     purpose: IntakePurpose | None = None  # accepted as in the intake; no rule depends on it
-    cep_requested_on: date | None = None
+    cep_requested_on: Annotated[date, AfterValidator(_year_in_range)] | None = None
 
 
-def _describe(error: ValidationError) -> str:
+def _short(value: Any, limit: int = 60) -> str:
+    """A one-line, bounded description of an input value (never the repr of a whole huge value)."""
+    if isinstance(value, str):
+        text = repr(value[:limit]) + ("..." if len(value) > limit else "")
+    elif isinstance(value, list | dict):
+        text = f"a JSON {'array' if isinstance(value, list) else 'object'} of {len(value)}"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit + 10 else text[: limit + 7] + "..."
+
+
+def _describe(error: ValidationError, limit: int = 5) -> str:
+    items = error.errors()
     parts = []
-    for item in error.errors():
+    for item in items[:limit]:
         where = ".".join(str(p) for p in item["loc"]) or "document"
         if item["type"] == "extra_forbidden":
-            parts.append(f"unknown field {where!r}")
+            parts.append(f"unknown field {_short(where)}")
         elif item["type"] == "missing":
-            parts.append(f"missing field {where!r}")
+            parts.append(f"missing field {_short(where)}")
         else:
-            parts.append(f"{where}: {item['msg']} (got {item.get('input')!r})")
-    return "; ".join(parts)
+            parts.append(f"{where}: {item['msg']} (got {_short(item.get('input'))})")
+    if len(items) > limit:
+        parts.append(f"and {len(items) - limit} more")
+    return " ".join("; ".join(parts).split())
 
 
 def _parse_occurred_at(value: str | None) -> date | None:
+    """A date, or a date-time (aware or naive), whose year is in MIN_YEAR..MAX_YEAR (in UTC when aware,
+    so that the local date in any region is still a valid date)."""
     if value is None:
         return None
+    on: date
     try:
-        return date.fromisoformat(value)
+        on = date.fromisoformat(value)
     except ValueError:
-        pass
+        try:
+            on = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"occurred_at: not an ISO date or date-time: {_short(value)}") from None
+    year = on.year
+    if isinstance(on, datetime) and on.tzinfo is not None:
+        try:
+            year = on.astimezone(UTC).year
+        except OverflowError:
+            raise ValueError(f"occurred_at: {_short(value)} is out of range") from None
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"occurred_at: year {year} is out of range ({MIN_YEAR}..{MAX_YEAR})")
+    return on
+
+
+def _depth(value: Any, limit: int) -> int:
+    """The nesting depth of a JSON value, counted without recursion and no further than `limit + 1`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_intake_json(data: bytes | str) -> dict[str, Any]:
+    """The intake object `cep-bus rules explain` reads on stdin: strict UTF-8, one JSON object, nesting
+    bounded; ValueError with a one-line message otherwise (never RecursionError or UnicodeError)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"the input is not UTF-8 text (byte {exc.start})") from None
+    if not data.strip():
+        raise ValueError("empty input: expected one JSON object (an intake)")
     try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"occurred_at: not an ISO date or date-time: {value!r}") from None
+        document = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, integers too long to convert
+        raise ValueError(f"not JSON: {' '.join(str(exc).split())[:160]}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"an intake must be a JSON object, got {type(document).__name__}")
+    return document
 
 
 def explain(document: dict[str, Any], reference: ReferenceData | None = None) -> dict[str, Any]:
     """The decision for one intake given as a JSON object (Avro field names); `occurred_at`
-    defaults to today in the region. Raises ValueError on a malformed document."""
+    defaults to today in the region. Raises ValueError with a one-line message on a malformed document
+    (wrong types, unknown fields, dates or years out of range, nesting deeper than MAX_DEPTH)."""
     if not isinstance(document, dict):
         raise ValueError(f"an intake must be a JSON object, got {type(document).__name__}")
+    if _depth(document, MAX_DEPTH) > MAX_DEPTH:
+        raise ValueError(f"the intake is nested deeper than {MAX_DEPTH} levels")
     try:
-        text = json.dumps(document)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"the intake is not plain JSON: {exc}") from exc
+        text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the intake holds a lone surrogate (\\udXXX): not valid Unicode text") from None
+    except ValueError:  # allow_nan=False
+        raise ValueError("the intake is not plain JSON: NaN and Infinity are not JSON numbers") from None
+    except (TypeError, RecursionError) as exc:
+        raise ValueError(f"the intake is not plain JSON: {' '.join(str(exc).split())[:100]}") from None
     try:
-        parsed = _IntakeDocument.model_validate_json(text)
+        parsed = _IntakeDocument.model_validate_json(raw)
     except ValidationError as exc:
         raise ValueError(f"malformed intake: {_describe(exc)}") from None
     ref = reference or load_reference()

@@ -7,6 +7,10 @@ lives in SQLite (one host, the default) or PostgreSQL (shared, durable), like th
 
 Every write is keyed by the event id that caused it and written with `ON CONFLICT DO NOTHING`, so an
 at-least-once redelivery changes nothing. Queries use `?` placeholders, translated for psycopg.
+
+The profile (with its BOETH flag) and the rules that fired on it (which reveal a disability) are kept
+sealed under the person's key (`cepbus.runtime.vault.PersonVault`); `erase` destroys that key and blanks
+the pseudonym, so nothing of the person stays readable in the database files.
 """
 
 from __future__ import annotations
@@ -19,18 +23,21 @@ from datetime import date
 from types import TracebackType
 from typing import Any, Self
 
-from cepbus.models import (
+from cepbus.contract.models import (
     BreachKind,
     Choice,
     ChoiceRecorded,
     IntakeRegistered,
     NoticeIssued,
+    NoticeObligation,
     OrganisationKind,
     Profile,
     ServiceLevel,
     ServiceLevelStarted,
 )
-from cepbus.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
+from cepbus.runtime.outbox import Outbox, outbox_schema
+from cepbus.runtime.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
+from cepbus.runtime.vault import ErasedData, PersonVault
 
 _SCHEMA = [
     """
@@ -86,11 +93,15 @@ _SCHEMA = [
     """,
     "CREATE INDEX IF NOT EXISTS router_service_levels_intake ON router_service_levels (intake_event_id)",
 ]
+#: Columns added since the first release (a store created before gains them, keeping its rows).
+_ADDED_COLUMNS = {"router_intakes": [("notice_obligation", "TEXT")]}
+_SEALED = "sealed:"  # prefix of a sealed value in a TEXT column (then hex of the vault blob)
+_ERASED_PROFILE = Profile()
 
 _INTAKE_COLUMNS = (
     "intake_event_id, person_pseudonym, correlation_id, operator_id, operator_kind, region_code, "
     "departement_code, occurred_at_ms, profile_json, status, notice_due, rules_json, ruleset_version, "
-    "reference_version, purpose, cep_requested_on, reminded_at_ms"
+    "reference_version, purpose, cep_requested_on, reminded_at_ms, notice_obligation"
 )
 
 
@@ -120,6 +131,13 @@ class IntakeRecord:
     purpose: str | None
     cep_requested_on: date | None
     reminded_at_ms: int | None
+    notice_obligation: NoticeObligation | None = None  # None: no notice due, or a store from before
+
+    @property
+    def notice_is_obligation(self) -> bool:
+        """A level-2 start without informed choice is a breach only for an obligatory notice (an intake
+        recorded before obligations were, counts as one, as it did then)."""
+        return self.notice_due and self.notice_obligation != NoticeObligation.INFORMATIVE
 
 
 @dataclass(frozen=True)
@@ -150,52 +168,86 @@ class AwaitingChoice:
     notice_issued_at_ms: int
 
 
-def _intake_from_row(row: Row) -> IntakeRecord:
-    (
-        intake_id,
-        person,
-        correlation,
-        operator_id,
-        kind,
-        region,
-        departement,
-        occurred,
-        profile_json,
-        status,
-        notice_due,
-        rules_json,
-        ruleset_version,
-        reference_version,
-        purpose,
-        requested_on,
-        reminded,
-    ) = row
-    return IntakeRecord(
-        intake_event_id=intake_id,
-        person_pseudonym=person,
-        correlation_id=correlation,
-        operator_id=operator_id,
-        operator_kind=OrganisationKind(kind),
-        region_code=region,
-        departement_code=departement,
-        occurred_at_ms=int(occurred),
-        profile=Profile.model_validate_json(profile_json),
-        status=status,
-        notice_due=bool(notice_due),
-        rules=tuple(json.loads(rules_json)),
-        ruleset_version=ruleset_version,
-        reference_version=reference_version,
-        purpose=purpose,
-        cep_requested_on=date.fromisoformat(requested_on) if requested_on else None,
-        reminded_at_ms=int(reminded) if reminded is not None else None,
-    )
-
-
 class RouterStore:
     """The router's state in one `Database`; thread-safe (the database serialises its connection)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._vault = PersonVault(db, "router")
+        self.outbox = Outbox(db, "router")  # the events its decisions emit, stored with them
+        for table, columns in _ADDED_COLUMNS.items():
+            db.add_missing_columns(table, columns)
+
+    def _seal(self, person: str | None, about: str, text: str) -> str:
+        if not person:  # every person event carries a pseudonym (models); kept for rows from before
+            return text
+        return _SEALED + self._vault.seal(person, about, text.encode()).hex()
+
+    def _open(self, value: str, about: str) -> str | None:
+        """The clear text, or None once the person was erased."""
+        if not value.startswith(_SEALED):
+            return value
+        try:
+            return self._vault.open(bytes.fromhex(value[len(_SEALED) :]), about).decode()
+        except ErasedData:
+            return None
+
+    def _intake_from_row(self, row: Row) -> IntakeRecord:
+        (
+            intake_id,
+            person,
+            correlation,
+            operator_id,
+            kind,
+            region,
+            departement,
+            occurred,
+            profile_json,
+            status,
+            notice_due,
+            rules_json,
+            ruleset_version,
+            reference_version,
+            purpose,
+            requested_on,
+            reminded,
+            obligation,
+        ) = row
+        profile = self._open(profile_json, f"{intake_id}/profile")
+        rules = self._open(rules_json, f"{intake_id}/rules")
+        return IntakeRecord(
+            intake_event_id=intake_id,
+            person_pseudonym=person,
+            correlation_id=correlation,
+            operator_id=operator_id,
+            operator_kind=OrganisationKind(kind),
+            region_code=region,
+            departement_code=departement,
+            occurred_at_ms=int(occurred),
+            profile=Profile.model_validate_json(profile) if profile is not None else _ERASED_PROFILE,
+            status=status,
+            notice_due=bool(notice_due),
+            rules=tuple(json.loads(rules)) if rules is not None else (),
+            ruleset_version=ruleset_version,
+            reference_version=reference_version,
+            purpose=purpose,
+            cep_requested_on=date.fromisoformat(requested_on) if requested_on else None,
+            reminded_at_ms=int(reminded) if reminded is not None else None,
+            notice_obligation=NoticeObligation(obligation) if obligation else None,
+        )
+
+    def erase(self, person_pseudonym: str) -> int:
+        """Destroy the person's key (their sealed profile and rules become noise), blank the pseudonym
+        and the démission-reconversion date on their intakes, purge the files. Returns the intakes."""
+        count = len(
+            self._db.query("SELECT 1 FROM router_intakes WHERE person_pseudonym = ?", (person_pseudonym,))
+        )
+        blank = (
+            "UPDATE router_intakes SET person_pseudonym = NULL, cep_requested_on = NULL "
+            "WHERE person_pseudonym = ?"
+        )
+        self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
+        return count
 
     def transaction(self) -> AbstractContextManager[None]:
         """Group several writes (a stream batch) in one transaction: one commit, one fsync."""
@@ -212,12 +264,16 @@ class RouterStore:
         rules: Sequence[str],
         ruleset_version: str,
         reference_version: str,
+        notice_obligation: NoticeObligation | None = None,
     ) -> None:
         envelope = intake.envelope
+        person, intake_id = envelope.person_pseudonym, str(envelope.event_id)
         with self._db.transaction():
+            if self._db.query("SELECT 1 FROM router_intakes WHERE intake_event_id = ?", (intake_id,)):
+                return  # a redelivery: sealed once
             self._db.execute(
                 f"INSERT INTO router_intakes ({_INTAKE_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
                 "ON CONFLICT (intake_event_id) DO NOTHING",
                 (
                     str(envelope.event_id),
@@ -228,14 +284,15 @@ class RouterStore:
                     intake.region_code,
                     intake.departement_code,
                     to_ms(envelope.occurred_at),
-                    intake.profile.model_dump_json(),
+                    self._seal(person, f"{intake_id}/profile", intake.profile.model_dump_json()),
                     status,
                     int(notice_due),
-                    json.dumps(list(rules)),
+                    self._seal(person, f"{intake_id}/rules", json.dumps(list(rules))),
                     ruleset_version,
                     reference_version,
                     intake.purpose.value if intake.purpose else None,
                     intake.cep_requested_on.isoformat() if intake.cep_requested_on else None,
+                    notice_obligation.value if notice_obligation else None,
                 ),
             )
 
@@ -293,7 +350,7 @@ class RouterStore:
         rows = self._db.query(
             f"SELECT {_INTAKE_COLUMNS} FROM router_intakes WHERE intake_event_id = ?", (intake_event_id,)
         )
-        return _intake_from_row(rows[0]) if rows else None
+        return self._intake_from_row(rows[0]) if rows else None
 
     def intakes_of(self, person_pseudonym: str) -> list[IntakeRecord]:
         rows = self._db.query(
@@ -301,7 +358,7 @@ class RouterStore:
             "ORDER BY occurred_at_ms, intake_event_id",
             (person_pseudonym,),
         )
-        return [_intake_from_row(row) for row in rows]
+        return [self._intake_from_row(row) for row in rows]
 
     def notices_at_ms(self, intake_event_id: str) -> list[int]:
         """When each notice for this intake was issued, earliest first."""
@@ -359,7 +416,7 @@ class RouterStore:
             "(SELECT 1 FROM router_choices c WHERE c.intake_event_id = i.intake_event_id) "
             f"GROUP BY {columns} ORDER BY i.intake_event_id"
         )
-        return [AwaitingChoice(_intake_from_row(row[:-1]), int(row[-1])) for row in rows]
+        return [AwaitingChoice(self._intake_from_row(row[:-1]), int(row[-1])) for row in rows]
 
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         """Which of these notice, choice or intake event ids the router has recorded (for the demo,
@@ -395,7 +452,8 @@ class SqliteRouterStore(RouterStore):
     router writes."""
 
     def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
-        super().__init__(SqliteDatabase(path, schema=_SCHEMA, busy_timeout_s=busy_timeout_s))
+        schema = [*_SCHEMA, *PersonVault.schema("router", "sqlite"), *outbox_schema("router", "sqlite")]
+        super().__init__(SqliteDatabase(path, schema=schema, busy_timeout_s=busy_timeout_s))
 
 
 _PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_02  # "cepbus" + 2: serialises concurrent schema creation
@@ -405,7 +463,12 @@ class PostgresRouterStore(RouterStore):
     """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(PostgresDatabase(url, schema=_SCHEMA, schema_lock_key=_PG_SCHEMA_LOCK_KEY))
+        schema = [
+            *_SCHEMA,
+            *PersonVault.schema("router", "postgresql"),
+            *outbox_schema("router", "postgresql"),
+        ]
+        super().__init__(PostgresDatabase(url, schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY))
 
 
 def open_router_store(url: str) -> RouterStore:

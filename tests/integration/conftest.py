@@ -1,41 +1,18 @@
-"""The three services as separate processes against the session's broker."""
+"""The three services as separate processes against the session's broker (one bus per session)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from cepbus.admin import ensure_topics
-from cepbus.service_runner import bus_topics
-from cepbus.settings import BrokerSettings, LedgerSettings
-from cepbus.supervisor import SERVICES, Supervisor
-from services.ledger.note import Signer
+from cepbus.runtime.admin import bus_topics, ensure_topics
+from cepbus.runtime.settings import BrokerSettings
+from cepbus_app.supervisor import SERVICES, Supervisor
 from tests.conftest import free_port
-
-
-@dataclass
-class RunningBus:
-    bootstrap: str
-    broker: BrokerSettings
-    ledger_url: str
-    ports: dict[str, int]
-    supervisor: Supervisor
-    router_url: str = ""
-    ledger_settings: LedgerSettings | None = None  # its own checkpoint origin and signing key
-    referrals_url: str = ""  # the router's referral store (#4)
-    referrals_http_port: int = 0
-
-
-def ledger_identity(workdir: Path, origin: str) -> LedgerSettings:
-    """A checkpoint origin and signing key of its own, so that two ledgers on one broker (the session
-    bus, the fault tests' bus) publish checkpoints an auditor can tell apart."""
-    key_path = workdir / "ledger-signing.key"
-    key_path.write_text(str(Signer.generate(origin)) + "\n")
-    return LedgerSettings(origin=origin, signing_key_path=key_path)
+from tests.support.bus import RunningBus, ledger_identity
 
 
 @pytest.fixture(scope="session")

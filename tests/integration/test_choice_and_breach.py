@@ -12,8 +12,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from cepbus import codec
-from cepbus.models import (
+from cepbus.contract import codec
+from cepbus.contract.models import (
     BreachKind,
     Choice,
     ChoiceRecorded,
@@ -24,16 +24,14 @@ from cepbus.models import (
     RegulationBreach,
     ServiceLevel,
     ServiceLevelStarted,
-    derived_event_id,
     new_envelope,
 )
-from cepbus.publisher import Publisher
-from cepbus.topics import referral_inbox
+from cepbus.contract.topics import referral_inbox
+from cepbus.sdk.publisher import Publisher
 from services.ledger.store import open_store
 from services.router.store import open_router_store
-from tests.factories import intake
-from tests.integration.conftest import RunningBus
-from tests.integration.test_regulation_loop import wait_for_ids
+from tests.support.bus import RunningBus, wait_for_ids
+from tests.support.factories import intake, service_id
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +62,7 @@ def wait_for_router(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.
 
 
 def notice_issued_id(source: IntakeRegistered) -> str:
-    return str(derived_event_id(derived_event_id(source.event_id, "notice-requested"), "notice-issued"))
+    return service_id(source.event_id, "notice-requested", "notice-issued")
 
 
 def choice_for(
@@ -129,7 +127,7 @@ def test_choosing_another_operator_refers_with_only_what_consent_allows(bus: Run
     refusing = intake(person=f"p-refuse-{suffix}", boeth=True, region="84", departement="38")
     with Publisher(bus.broker) as publisher:
         publisher.publish_many([consenting, refusing])
-        decided = {str(derived_event_id(i.event_id, "intake-decided")) for i in (consenting, refusing)}
+        decided = {service_id(i.event_id, "intake-decided") for i in (consenting, refusing)}
         assert not wait_for_ids(bus, decided)
         wait_for_router(bus, {str(consenting.event_id), str(refusing.event_id)})
         choices = [
@@ -137,10 +135,10 @@ def test_choosing_another_operator_refers_with_only_what_consent_allows(bus: Run
             choice_for(refusing, Choice.SWITCH, OrganisationKind.CAP_EMPLOI, consent=False),
         ]
         publisher.publish_many(choices)
-    referral_ids = {str(derived_event_id(c.event_id, "referral-requested")): c for c in choices}
+    referral_ids = {service_id(c.event_id, "referral-requested"): c for c in choices}
     assert not wait_for_ids(bus, set(referral_ids))
-    shared = ledger_event(bus, str(derived_event_id(choices[0].event_id, "referral-requested")))
-    withheld = ledger_event(bus, str(derived_event_id(choices[1].event_id, "referral-requested")))
+    shared = ledger_event(bus, service_id(choices[0].event_id, "referral-requested"))
+    withheld = ledger_event(bus, service_id(choices[1].event_id, "referral-requested"))
     assert isinstance(shared, ReferralRequested) and isinstance(withheld, ReferralRequested)
     assert shared.consent_to_share and shared.shared_profile == consenting.profile
     assert shared.shared_profile is not None and shared.shared_profile.boeth is True
@@ -175,7 +173,7 @@ def test_level_2_without_informed_choice_is_a_recorded_and_counted_breach(bus: R
             level_2(compliant, later),
         ]
         publisher.publish_many(starts)
-    breach_ids = [str(derived_event_id(s.event_id, "regulation-breach")) for s in starts[:2]]
+    breach_ids = [service_id(s.event_id, "regulation-breach") for s in starts[:2]]
     assert not wait_for_ids(bus, {*breach_ids, *(str(s.event_id) for s in starts)})
     undecided_breach, early_breach = (ledger_event(bus, event_id) for event_id in breach_ids)
     assert isinstance(undecided_breach, RegulationBreach) and isinstance(early_breach, RegulationBreach)

@@ -24,22 +24,21 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from cepbus import codec
-from cepbus.admin import ensure_topics
-from cepbus.broker import EmbeddedBroker, port_open
-from cepbus.demo import Expected, plan, wait_until_known
-from cepbus.models import DeadLetter, Event, NoticeRequested, derived_event_id
-from cepbus.publisher import Publisher
+from cepbus.contract import codec
+from cepbus.contract.models import DeadLetter, Event, NoticeRequested
+from cepbus.contract.topics import DEAD_LETTER, INTAKE_REGISTERED, NOTICE_REQUESTED
 from cepbus.reference import load_reference
-from cepbus.service_runner import bus_topics
-from cepbus.settings import BrokerSettings, EmbeddedBrokerSettings
-from cepbus.supervisor import SERVICES, Supervisor
-from cepbus.topics import DEAD_LETTER, INTAKE_REGISTERED, NOTICE_REQUESTED
+from cepbus.runtime.admin import bus_topics, ensure_topics
+from cepbus.runtime.settings import BrokerSettings
+from cepbus.sdk.publisher import Publisher
+from cepbus_app.broker import EmbeddedBroker, EmbeddedBrokerSettings, port_open
+from cepbus_app.demo.loop import Expected, plan, wait_until_known
+from cepbus_app.supervisor import SERVICES, Supervisor
 from services.ledger.store import open_store
 from services.router.handlers import RouterHandlers
 from tests.conftest import free_port
-from tests.factories import intake
-from tests.integration.conftest import RunningBus, ledger_identity
+from tests.support.bus import RunningBus, ledger_identity
+from tests.support.factories import intake, service_id
 
 pytestmark = pytest.mark.integration
 
@@ -298,7 +297,7 @@ def test_poison_messages_do_not_block_their_partition(bus: RunningBus) -> None:
     with Publisher(bus.broker) as publisher:
         publisher.publish_many(after)
     notices = {
-        str(derived_event_id(derived_event_id(event.event_id, "notice-requested"), "notice-issued"))
+        service_id(event.event_id, "notice-requested", "notice-issued")
         for event in after
     }
     assert not _wait_in_ledger(bus, notices | {str(e.event_id) for e in after}), "the partition is stuck"

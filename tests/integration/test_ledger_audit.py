@@ -12,17 +12,16 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from cepbus import codec
-from cepbus.cli import app
-from cepbus.models import CheckpointPublished, derived_event_id
-from cepbus.publisher import Publisher
-from cepbus.topics import LEDGER_CHECKPOINTS, LEDGER_TOPICS
+from cepbus.contract import codec
+from cepbus.contract.models import CheckpointPublished
+from cepbus.contract.topics import LEDGER_CHECKPOINTS, LEDGER_TOPICS
+from cepbus.sdk.publisher import Publisher
+from cepbus_app.cli import app
 from services.ledger.note import open_checkpoint
 from services.ledger.signing import load_signer
 from services.ledger.store import open_store
-from tests.factories import intake
-from tests.integration.conftest import RunningBus
-from tests.integration.test_regulation_loop import wait_for_ids
+from tests.support.bus import RunningBus, wait_for_ids
+from tests.support.factories import intake, service_id
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +79,7 @@ def test_export_verify_and_report_on_the_running_ledger(bus: RunningBus, tmp_pat
     events = [intake(region="84", departement="69", cadre=True) for _ in range(4)]
     with Publisher(bus.broker) as publisher:
         publisher.publish_many(events)
-    notices = {str(derived_event_id(derived_event_id(e.event_id, "notice-requested"), "notice-issued"))
+    notices = {service_id(e.event_id, "notice-requested", "notice-issued")
                for e in events}  # fmt: skip
     assert not wait_for_ids(bus, {str(e.event_id) for e in events} | notices)
     assert bus.ledger_settings is not None

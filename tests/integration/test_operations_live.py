@@ -19,14 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
-from cepbus.demo import plan
-from cepbus.models import derived_event_id
-from cepbus.publisher import Publisher
-from cepbus.supervisor import SERVICES
+from cepbus.sdk.publisher import Publisher
+from cepbus_app.demo.loop import plan
+from cepbus_app.supervisor import SERVICES
 from tests.conftest import free_port
-from tests.factories import intake
-from tests.integration.conftest import RunningBus
-from tests.integration.test_regulation_loop import wait_for_ids
+from tests.support.bus import RunningBus, wait_for_ids
+from tests.support.factories import intake, service_id
 
 pytestmark = pytest.mark.integration
 
@@ -203,8 +201,7 @@ def test_one_persons_path_can_be_followed_across_the_three_services_logs(bus: Ru
     correlation = first.envelope.correlation_id
     with Publisher(bus.broker) as publisher:
         publisher.publish(first)
-    request_id = derived_event_id(first.event_id, "notice-requested")
-    notice_id = str(derived_event_id(request_id, "notice-issued"))
+    notice_id = service_id(first.event_id, "notice-requested", "notice-issued")
     assert not wait_for_ids(bus, {str(first.event_id), notice_id})
     seen: dict[str, set[str]] = {}
     deadline = time.monotonic() + 10

@@ -7,16 +7,16 @@ import uuid
 from collections import Counter
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from cepbus import codec
-from cepbus.demo import plan, wait_until_known
-from cepbus.models import DeadLetter, IntakeRegistered, derived_event_id
-from cepbus.publisher import Publisher
-from cepbus.topics import DEAD_LETTER, INTAKE_REGISTERED
+from cepbus.contract import codec
+from cepbus.contract.models import IntakeRegistered
+from cepbus.contract.topics import INTAKE_REGISTERED
+from cepbus.sdk.publisher import Publisher
+from cepbus_app.demo.loop import plan
 from services.ledger.store import open_store
-from tests.factories import intake
-from tests.integration.conftest import RunningBus
+from tests.support.bus import RunningBus, dead_letters, wait_for_ids
+from tests.support.factories import intake, service_id
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +34,6 @@ def ledger_types_for(bus: RunningBus, correlation_ids: set[str]) -> Counter[str]
         return counts
     finally:
         store.close()
-
-
-def wait_for_ids(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.0) -> set[str]:
-    with open_store(bus.ledger_url) as store:
-        return wait_until_known(store.known_event_ids, event_ids, timeout_s)
 
 
 def test_intakes_give_exactly_the_expected_notices_and_ledger_entries(bus: RunningBus) -> None:
@@ -75,35 +70,11 @@ def test_redelivered_events_add_no_ledger_entry(bus: RunningBus) -> None:
         sentinels = [intake(person=person, cadre=True) for person in people]
         publisher.publish_many(sentinels)
     sentinel_notices = {
-        str(derived_event_id(derived_event_id(s.event_id, "notice-requested"), "notice-issued"))
+        service_id(s.event_id, "notice-requested", "notice-issued")
         for s in sentinels
     }
     assert not wait_for_ids(bus, sentinel_notices)
     assert ledger_types_for(bus, correlations) == before
-
-
-def _dead_letters(
-    bus: RunningBus, timeout_s: float = 30.0, want: int = 1, where=lambda d: True
-) -> list[DeadLetter]:
-    consumer = KafkaConsumer(bootstrap_servers=bus.broker.bootstrap_list, enable_auto_commit=False)
-    try:
-        partitions = [
-            TopicPartition(DEAD_LETTER.name, p) for p in consumer.partitions_for_topic(DEAD_LETTER.name)
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        found: list[DeadLetter] = []
-        deadline = time.monotonic() + timeout_s
-        while len(found) < want and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    letter = codec.decode(record.value)
-                    assert isinstance(letter, DeadLetter)
-                    if where(letter):
-                        found.append(letter)
-        return found
-    finally:
-        consumer.close()
 
 
 def test_garbage_goes_to_the_dead_letter_topic_and_the_flow_goes_on(bus: RunningBus) -> None:
@@ -115,12 +86,12 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_flow_goes_on(bus: Running
     after: IntakeRegistered = intake(person=person, boeth=True)
     with Publisher(bus.broker) as publisher:
         publisher.publish(after)
-    notice_id = str(derived_event_id(derived_event_id(after.event_id, "notice-requested"), "notice-issued"))
+    notice_id = service_id(after.event_id, "notice-requested", "notice-issued")
     assert not wait_for_ids(bus, {str(after.event_id), notice_id}), (
         "the valid intake after the garbage got stuck"
     )
     # both consumers of the intake topic (router and ledger) dead-letter it, with the bytes kept whole
-    letters = _dead_letters(bus, want=2, where=lambda d: d.original_value == garbage)
+    letters = dead_letters(bus, want=2, where=lambda d: d.original_value == garbage)
     assert {letter.service for letter in letters} == {"router", "ledger"}
     for letter in letters:
         assert letter.reason.startswith("bad_marker")

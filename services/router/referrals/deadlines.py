@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from cepbus.models import ReferralStatus
+from cepbus.contract.models import ReferralStatus
 from services.router.referrals.machine import Actor
 
 S = ReferralStatus

@@ -1,23 +1,26 @@
 """The referral lifecycle as the router runs it: events in, events out, state in `ReferralStore`.
-No Kafka here (the Faust wiring is `services/router/referrals/app.py`).
+No Kafka here (the router's route table is `services/router/routes.py`).
 
 A status update goes through, in order: authenticity (signed by the organisation it claims to
-come from, with its directory key), dedupe (the same event id and content again is one transition;
-the same event id with other content is a replay and refused), the referral (known), the party
-(requester or recipient), then the state machine. Any refusal leaves the state unchanged and raises
-`UpdateRefused`, which carries the rejection event for the sender.
+come from, with the directory key valid when the bus records it), dedupe scoped to the signer (the same
+signer, event id and content again is one transition; the same signer and event id with other content
+is a replay, refused), the referral (known), the party (requester or recipient), then the state machine.
+
+Every update gets a verdict, `ReferralUpdateVerdict` (applied, or refused with the reason), which the
+ledger records instead of the claim. A refusal leaves the state unchanged and raises `UpdateRefused`
+(a dead letter); only an authenticated sender gets a `ReferralUpdateRejected` back, with capped,
+sanitised text.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cepbus.directory import Directory
-from cepbus.logs import get_logger
-from cepbus.metrics import DUPLICATES
-from cepbus.models import (
+from cepbus.contract import codec
+from cepbus.contract.models import (
     Envelope,
     ReferralDeadlineBreached,
     ReferralRegulationAlert,
@@ -25,24 +28,35 @@ from cepbus.models import (
     ReferralStatus,
     ReferralStatusChanged,
     ReferralUpdateRejected,
-    derived_event_id,
+    ReferralUpdateVerdict,
+    UpdateVerdict,
     new_envelope,
 )
+from cepbus.contract.topics import (
+    REFERRAL_ALERT,
+    REFERRAL_DEADLINE_BREACHED,
+    REFERRAL_VERDICT,
+    referral_inbox,
+    referral_rejections,
+)
 from cepbus.reference import ReferenceData
-from cepbus.signing import signature_valid
-from cepbus.streaming import Outgoing, Rejected
-from cepbus.topics import REFERRAL_ALERT, REFERRAL_DEADLINE_BREACHED, referral_rejections
-from services.router.referrals import machine
-from services.router.referrals.deadlines import Clock, DeadlinePolicy, pending_deadline, system_clock
-from services.router.referrals.drift import DriftPolicy, PastReferral, detect
-from services.router.referrals.metrics import (
+from cepbus.reference.directory import Directory
+from cepbus.runtime.logs import get_logger
+from cepbus.runtime.messages import Outgoing, Rejected
+from cepbus.runtime.metrics import DUPLICATES
+from cepbus.trust.ids import DEVELOPMENT_IDS, EventIds
+from services.router.metrics import (
     APPOINTMENT_DELAY,
     DEADLINE_BREACHES,
+    REFERRALS_ROUTED,
     REFERRALS_TRACKED,
     REGULATION_ALERTS,
     STATUS_APPLIED,
     UPDATES_REJECTED,
 )
+from services.router.referrals import machine
+from services.router.referrals.deadlines import Clock, DeadlinePolicy, pending_deadline, system_clock
+from services.router.referrals.drift import DriftPolicy, PastReferral, detect
 from services.router.referrals.store import HistoryEntry, ReferralRecord, ReferralStore
 
 log = get_logger()
@@ -50,11 +64,13 @@ SERVICE = "router"
 
 
 class UpdateRefused(Rejected):
-    """A refused status update: dead-lettered with `reason`, and `reply` goes back to the sender."""
+    """A refused status update: dead-lettered with `reason`; its verdict goes to the ledger and `reply`
+    (only for an authenticated sender) back to the sender."""
 
-    def __init__(self, reason: str, detail: str, reply: Outgoing | None) -> None:
-        super().__init__(reason, detail)
+    def __init__(self, reason: str, detail: str, reply: Outgoing | None, verdict: Outgoing) -> None:
+        super().__init__(reason, detail, also=[verdict, *([reply] if reply is not None else [])])
         self.reply = reply
+        self.verdict = verdict
 
 
 def _ms(moment: datetime) -> int:
@@ -63,6 +79,16 @@ def _ms(moment: datetime) -> int:
 
 def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+#: Longest detail text sent back to a sender or put in a verdict.
+DETAIL_MAX = 200
+
+
+def sanitised(text: str, limit: int = DETAIL_MAX) -> str:
+    """Printable characters only, capped: refusal texts echo values a sender chose."""
+    clean = "".join(c if c.isprintable() else " " for c in text)
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 def update_fingerprint(update: ReferralStatusChanged) -> str:
@@ -88,6 +114,7 @@ class ReferralLifecycle:
     deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)
     drift: DriftPolicy = field(default_factory=DriftPolicy)
     clock: Clock = system_clock
+    ids: EventIds = DEVELOPMENT_IDS  # keyed derivation of the ids of the events it emits
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -140,7 +167,7 @@ class ReferralLifecycle:
                     ReferralRegulationAlert,
                     producer_org_id=self.service_org_id,
                     causation=referral.envelope,
-                    event_id=derived_event_id(referral.referral_id, f"alert:{alert.alert}"),
+                    event_id=self.ids.derive(referral.referral_id, f"alert:{alert.alert}"),
                     occurred_at=self.clock(),
                 ),
                 alert=alert.alert,
@@ -159,27 +186,34 @@ class ReferralLifecycle:
     # -- status updates -----------------------------------------------------------------------
 
     def on_status(self, update: ReferralStatusChanged) -> list[Outgoing]:
-        """Apply one status update, or raise `UpdateRefused` (state unchanged)."""
-        self._authenticate(update)
+        """Apply one status update and return its verdict (and any breach it reveals), or raise
+        `UpdateRefused` carrying the refused verdict (state unchanged)."""
         fingerprint = update_fingerprint(update)
-        seen = self.store.seen(str(update.event_id))
+        signer, key_id = self._authenticate(update, fingerprint)
+        seen = self.store.seen(signer, str(update.event_id))
         if seen is not None:
             if seen.fingerprint != fingerprint:
-                raise self._refuse(
-                    update, None, "replayed_event_id", "this event id was already used for another update"
-                )
-            if seen.verdict == "applied":
-                DUPLICATES.labels(SERVICE).inc()
-                return []
-            raise self._refuse(
-                update, self.store.get(update.referral_id), seen.reason_code or "refused", seen.detail or ""
+                detail = "this event id was already used by the signer for another update"
+                raise self._refuse(update, fingerprint, None, "replayed_event_id", detail, key_id=key_id)
+            DUPLICATES.labels(SERVICE).inc()
+            verdict = self._verdict(
+                update,
+                fingerprint,
+                seen.verdict,
+                seen.reason_code,
+                seen.state_before,
+                seen.state_after,
+                seen.key_id,
             )
+            if seen.verdict == UpdateVerdict.APPLIED.value:
+                return [verdict]
+            raise self._refused(update, seen.reason_code or "refused", seen.detail or "", verdict, reply=True)
         record = self.store.get(update.referral_id)
         if record is None:
+            detail = f"no referral {update.referral_id}"
             raise self._refuse(
-                update, None, "unknown_referral", f"no referral {update.referral_id}", fingerprint
+                update, fingerprint, None, "unknown_referral", detail, key_id=key_id, remember=True
             )
-        signer = update.signer_org_id
         actor = (
             machine.Actor.REQUESTER
             if signer == record.requester_org_id
@@ -189,35 +223,43 @@ class ReferralLifecycle:
         )
         result = machine.step(record.state, update.status, actor, update.reason_code)
         if isinstance(result, machine.Refused):
-            raise self._refuse(update, record, result.code, result.detail, fingerprint)
-        return self._apply(update, record, result.target, fingerprint)
+            raise self._refuse(
+                update, fingerprint, record, result.code, result.detail, key_id=key_id, remember=True
+            )
+        return self._apply(update, record, result.target, fingerprint, key_id)
 
-    def _authenticate(self, update: ReferralStatusChanged) -> None:
+    def _authenticate(self, update: ReferralStatusChanged, fingerprint: str) -> tuple[str, str]:
+        """The signer and the directory key that verified its signature, or an unauthenticated refusal
+        (no reply: nobody proved who sent it)."""
         signer = update.signer_org_id
         if not signer or not update.signature:
-            raise self._refuse(
-                update, None, "unsigned", "a status update must be signed by the organisation sending it"
-            )
+            detail = "a status update must be signed by the organisation sending it"
+            raise self._refuse(update, fingerprint, None, "unsigned", detail)
         if signer not in self.directory:
-            raise self._refuse(update, None, "unknown_signer", f"{signer} is not in the referral directory")
+            raise self._refuse(
+                update, fingerprint, None, "unknown_signer", f"{signer} is not in the referral directory"
+            )
         if signer != update.envelope.producer_org_id or signer != update.actor_org_id:
-            raise self._refuse(
-                update,
-                None,
-                "impersonation",
+            detail = (
                 f"signed by {signer} but produced by {update.envelope.producer_org_id} "
-                f"for actor {update.actor_org_id}",
+                f"for actor {update.actor_org_id}"
             )
-        if not signature_valid(update, self.directory.public_key(signer)):
-            raise self._refuse(
-                update, None, "bad_signature", f"the signature does not verify with {signer}'s key"
-            )
+            raise self._refuse(update, fingerprint, None, "impersonation", detail)
+        key = self.directory.verify_status(update, self.clock())
+        if key is None:
+            detail = f"the signature does not verify with a key of {signer} valid now"
+            raise self._refuse(update, fingerprint, None, "bad_signature", detail)
+        return signer, key.key_id
 
     def _apply(
-        self, update: ReferralStatusChanged, record: ReferralRecord, target: ReferralStatus, fingerprint: str
+        self,
+        update: ReferralStatusChanged,
+        record: ReferralRecord,
+        target: ReferralStatus,
+        fingerprint: str,
+        key_id: str,
     ) -> list[Outgoing]:
         now = self.clock()
-        outputs: list[Outgoing] = []
         zone = self.reference.region(record.region_code).zone
         due = pending_deadline(
             self.deadlines, target, _from_ms(record.requested_at_ms), record.region_code, zone
@@ -234,11 +276,14 @@ class ReferralLifecycle:
             occurred_at_ms=_ms(update.envelope.occurred_at),
             signer_org_id=update.signer_org_id,
             signature_hex=update.signature.hex() if update.signature else None,
+            key_id=key_id,
         )
-        self.store.apply(
-            entry, fingerprint, due.name if due else None, _ms(due.due_at) if due else None, _ms(now)
-        )
+        due_name, due_at_ms = (due.name, _ms(due.due_at)) if due else (None, None)
+        self.store.apply(entry, fingerprint, record.state, due_name, due_at_ms, _ms(now))
         STATUS_APPLIED.labels(record.region_code, record.recipient_kind.value, update.status.value).inc()
+        outputs = [
+            self._verdict(update, fingerprint, "applied", update.reason_code, record.state, target, key_id)
+        ]
         # A step done after its deadline, before a sweep saw it: report that deadline (once), after
         # the state is stored, so a failure above cannot mark a breach that was never emitted.
         if (
@@ -251,51 +296,110 @@ class ReferralLifecycle:
             if breach is not None:
                 outputs.append(breach)
         if update.status == ReferralStatus.FIRST_APPOINTMENT_HELD:
-            delay_s = max(0.0, (_ms(update.envelope.occurred_at) - record.requested_at_ms) / 1000)
+            # measured on the bus's own times, not on the sender's claimed occurred_at
+            delay_s = max(0.0, (_ms(now) - record.requested_at_ms) / 1000)
             APPOINTMENT_DELAY.labels(record.region_code, record.recipient_kind.value).observe(delay_s)
         return outputs
+
+    def _verdict(
+        self,
+        update: ReferralStatusChanged,
+        fingerprint: str,
+        verdict: str,
+        reason_code: str | None,
+        before: ReferralStatus | None,
+        after: ReferralStatus | None,
+        key_id: str | None,
+    ) -> Outgoing:
+        """The verdict event; its id is keyed on the update's id and content, so a redelivery gives the
+        same verdict and another update under the same id another one."""
+        applied = verdict == UpdateVerdict.APPLIED.value
+        event = ReferralUpdateVerdict(
+            envelope=Envelope(
+                event_id=self.ids.derive(f"{update.event_id}/{fingerprint}", "referral-verdict"),
+                event_type=ReferralUpdateVerdict.avro_name,
+                occurred_at=self.clock(),
+                producer_org_id=self.service_org_id,
+                correlation_id=update.envelope.correlation_id,
+                person_pseudonym=update.envelope.person_pseudonym,
+                causation_id=str(update.event_id),
+            ),
+            update_event_id=str(update.event_id),
+            referral_id=update.referral_id,
+            verdict=UpdateVerdict(verdict),
+            status=update.status,
+            reason_code=sanitised(reason_code, 64) if reason_code else None,
+            signer_org_id=sanitised(update.signer_org_id, 64) if update.signer_org_id else None,
+            signer_key_id=key_id,
+            state_before=before,
+            state_after=after,
+            claimed_occurred_at=update.envelope.occurred_at,
+            signed_update=codec.encode(update) if applied else None,
+        )
+        return Outgoing(REFERRAL_VERDICT.name, event)
 
     def _refuse(
         self,
         update: ReferralStatusChanged,
+        fingerprint: str,
         record: ReferralRecord | None,
         code: str,
         detail: str,
-        fingerprint: str | None = None,
+        *,
+        key_id: str | None = None,
+        remember: bool = False,
     ) -> UpdateRefused:
-        """The refusal (recorded when it concerns a genuine update, so a redelivery gets the same verdict)."""
-        if fingerprint is not None:
-            self.store.record_refusal(str(update.event_id), fingerprint, code, detail)
+        """The refusal of an update. An authenticated one (`key_id` set) is answered on the signer's
+        rejection topic and, with `remember`, recorded so that a redelivery gets the same verdict; an
+        unauthenticated one only gets its verdict and its dead letter."""
+        state = record.state if record else None
+        if key_id is not None and remember and update.signer_org_id:
+            self.store.record_refusal(
+                update.signer_org_id,
+                str(update.event_id),
+                fingerprint,
+                code,
+                sanitised(detail),
+                state,
+                key_id,
+            )
+        verdict = self._verdict(update, fingerprint, "refused", code, state, state, key_id)
+        return self._refused(update, code, detail, verdict, reply=key_id is not None, current=state)
+
+    def _refused(
+        self,
+        update: ReferralStatusChanged,
+        code: str,
+        detail: str,
+        verdict: Outgoing,
+        *,
+        reply: bool,
+        current: ReferralStatus | None = None,
+    ) -> UpdateRefused:
         UPDATES_REJECTED.labels(code).inc()
-        sender = next(
-            (
-                org
-                for org in (update.signer_org_id, update.envelope.producer_org_id)
-                if org and org in self.directory
-            ),
-            None,
-        )
-        reply = None
-        if sender is not None:
+        answer = None
+        if reply and update.signer_org_id:
             event = ReferralUpdateRejected(
                 envelope=new_envelope(
                     ReferralUpdateRejected,
                     producer_org_id=self.service_org_id,
                     causation=update.envelope,
-                    event_id=derived_event_id(update.event_id, f"rejected:{code}"),
+                    event_id=self.ids.derive(f"{update.signer_org_id}/{update.event_id}", f"rejected:{code}"),
                     occurred_at=self.clock(),
                 ),
-                referral_id=update.referral_id,
+                referral_id=sanitised(update.referral_id, 64),
                 rejected_event_id=str(update.event_id),
-                sender_org_id=sender,
+                sender_org_id=update.signer_org_id,
                 attempted_status=update.status,
-                current_status=record.state if record else None,
+                current_status=current,
                 reason_code=code,
-                detail=detail,
+                detail=sanitised(detail),
             )
-            reply = Outgoing(referral_rejections(sender).name, event)
-        log.info("referral_update_refused", reason=code, detail=detail, referral_id=update.referral_id)
-        return UpdateRefused(code, detail, reply)
+            answer = Outgoing(referral_rejections(update.signer_org_id).name, event)
+        log.info(
+            "referral_update_refused", reason=code, detail=sanitised(detail), referral_id=update.referral_id
+        )
+        return UpdateRefused(code, sanitised(detail), answer, verdict)
 
     # -- deadlines ----------------------------------------------------------------------------
 
@@ -322,7 +426,7 @@ class ReferralLifecycle:
         )
         DEADLINE_BREACHES.labels(record.region_code, record.recipient_kind.value, record.due_name).inc()
         envelope = Envelope(
-            event_id=derived_event_id(record.referral_id, f"deadline-breached:{record.due_name}"),
+            event_id=self.ids.derive(record.referral_id, f"deadline-breached:{record.due_name}"),
             event_type=ReferralDeadlineBreached.avro_name,
             occurred_at=now,
             producer_org_id=self.service_org_id,
@@ -345,3 +449,26 @@ class ReferralLifecycle:
         )
         log.info("referral_deadline_breached", referral_id=record.referral_id, deadline=record.due_name)
         return Outgoing(REFERRAL_DEADLINE_BREACHED.name, event)
+
+
+@dataclass(frozen=True)
+class RequestRouting:
+    """`cep.referral.requested`: deliver the referral to its recipient's inbox, then start following it,
+    in one handler so that no status update can overtake its referral.
+
+    CEP operators are routed by the router's own handler (`route_to_operator`, which refuses anything
+    outside the reference data); local partners of the directory (Transitions Pro, OPCO, SPRO...) get
+    their inbox here."""
+
+    lifecycle: ReferralLifecycle
+    route_to_operator: Callable[[ReferralRequested], Sequence[Outgoing]]
+    operator_ids: frozenset[str]
+
+    def on_requested(self, referral: ReferralRequested) -> list[Outgoing]:
+        recipient = referral.recipient_org_id
+        if recipient in self.lifecycle.directory and recipient not in self.operator_ids:
+            REFERRALS_ROUTED.labels(referral.region_code, referral.recipient_kind.value).inc()
+            routed = [Outgoing(referral_inbox(recipient).name, referral)]
+        else:
+            routed = list(self.route_to_operator(referral))
+        return [*routed, *self.lifecycle.on_requested(referral)]

@@ -1,19 +1,30 @@
-"""The read side over HTTP (stdlib server in a daemon thread): a referral's status and history, and
-an organisation's open referrals, as JSON.
+"""The referral read side over HTTP (FastAPI, served by uvicorn in a daemon thread of the router).
 
-    GET /referrals/<referral_id>              -> {"referral": {...}, "history": [...], "breaches": [...]}
-    GET /organisations/<org_id>/referrals     -> {"org_id": ..., "open": [...]}
+    GET /referrals/{referral_id}              -> {"referral": {...}, "history": [...], "breaches": [...]}
+    GET /organisations/{org_id}/referrals     -> {"org_id": ..., "open": [...]}
+    GET /healthz                              -> {"ok": true}   (no authentication)
+    GET /openapi.json, /docs                  -> the OpenAPI document, from FastAPI
+
+Every other request is authenticated as one organisation by `Authorization: Bearer <token>`
+(`services/router/referrals/auth.py`); an organisation sees only the referrals it is party to (as
+requester or recipient): another organisation's referral is a 404, as if it did not exist, another
+organisation's list a 403. It listens on loopback by default; in production a TLS-terminating ingress
+fronts it (deploy/k8s).
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import unquote, urlparse
+from typing import Annotated, Any
 
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.router.referrals.auth import TokenBook
 from services.router.referrals.store import ReferralStore
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 def referral_view(store: ReferralStore, referral_id: str) -> dict[str, Any] | None:
@@ -32,36 +43,66 @@ def open_view(store: ReferralStore, org_id: str) -> dict[str, Any]:
     return {"org_id": org_id, "open": [record.to_json() for record in store.open_for(org_id)]}
 
 
-def serve_read_side(store: ReferralStore, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """Start the endpoint in a daemon thread; returns the server (`.shutdown()` stops it)."""
+_bearer = HTTPBearer(auto_error=False, description="A token bound to one organisation id")
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = [unquote(p) for p in urlparse(self.path).path.strip("/").split("/")]
-            body: dict[str, Any] | None
-            if len(parts) == 2 and parts[0] == "referrals":
-                body = referral_view(store, parts[1])
-            elif len(parts) == 3 and parts[0] == "organisations" and parts[2] == "referrals":
-                body = open_view(store, parts[1])
-            else:
-                self._reply(404, {"error": "not found: use /referrals/<id> or /organisations/<id>/referrals"})
-                return
-            if body is None:
-                self._reply(404, {"error": f"unknown referral {parts[1]}"})
-            else:
-                self._reply(200, body)
 
-        def _reply(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+def _organisation(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """The organisation the request is authenticated as, or 401."""
+    tokens: TokenBook = request.app.state.tokens
+    org = tokens.org_for(credentials.credentials) if credentials is not None else None
+    if org is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a bearer token bound to an organisation is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return org
 
-        def log_message(self, format: str, *args: Any) -> None:  # keep the service's logs structured
-            return
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="referrals-http", daemon=True).start()
+Caller = Annotated[str, Depends(_organisation)]
+
+
+def build_read_side(store: ReferralStore, tokens: TokenBook) -> FastAPI:
+    app = FastAPI(
+        title="cep-bus referral read side",
+        version="1",
+        description="A referral's status and history, and an organisation's open referrals, for the "
+        "organisations party to them. Bearer token bound to one organisation.",
+    )
+    app.state.tokens = tokens
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/referrals/{referral_id}")
+    def referral(caller: Caller, referral_id: Annotated[str, Path(pattern=_ID)]) -> dict[str, Any]:
+        view = referral_view(store, referral_id)
+        parties = (
+            ()
+            if view is None
+            else (view["referral"]["requester_org_id"], view["referral"]["recipient_org_id"])
+        )
+        if view is None or caller not in parties:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id} for {caller}")
+        return view
+
+    @app.get("/organisations/{org_id}/referrals")
+    def open_referrals(caller: Caller, org_id: Annotated[str, Path(pattern=_ID)]) -> dict[str, Any]:
+        if org_id != caller:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"authenticated as {caller}, not {org_id}")
+        return open_view(store, org_id)
+
+    return app
+
+
+def serve_read_side(
+    store: ReferralStore, port: int, tokens: TokenBook, host: str = "127.0.0.1"
+) -> uvicorn.Server:
+    """Serve the read side from a daemon thread; returns the server (`should_exit = True` stops it)."""
+    config = uvicorn.Config(build_read_side(store, tokens), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, name="referrals-http", daemon=True).start()
     return server

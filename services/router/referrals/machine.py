@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from cepbus.models import ReferralStatus
+from cepbus.contract.models import ReferralStatus
 
 S = ReferralStatus
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from cepbus.models import OrganisationKind, ReferralStatus
-from cepbus.sqldb import open_database
+from cepbus.contract.models import OrganisationKind, ReferralStatus
+from cepbus.runtime.outbox import Outbox, outbox_schema
+from cepbus.runtime.sqldb import open_database, parse_database_url
+from cepbus.runtime.vault import ErasedData, PersonVault
 from services.router.referrals.machine import TERMINAL
 
 _DDL = [
@@ -38,10 +40,12 @@ _DDL = [
     "CREATE INDEX IF NOT EXISTS referrals_due ON referrals (due_at_ms)",
     "CREATE INDEX IF NOT EXISTS referrals_recipient ON referrals (recipient_org_id, state)",
     "CREATE INDEX IF NOT EXISTS referrals_requester ON referrals (requester_org_id, state)",
-    """CREATE TABLE IF NOT EXISTS referral_history (
+    # Status updates are deduplicated per signer: (signer, event id) is one update, so one organisation
+    # cannot pre-claim another's event id.
+    """CREATE TABLE IF NOT EXISTS referral_steps (
         referral_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
-        event_id TEXT NOT NULL UNIQUE,
+        event_id TEXT NOT NULL,
         status TEXT NOT NULL,
         state_after TEXT NOT NULL,
         actor_org_id TEXT NOT NULL,
@@ -50,14 +54,21 @@ _DDL = [
         occurred_at_ms BIGINT NOT NULL,
         signer_org_id TEXT,
         signature_hex TEXT,
-        PRIMARY KEY (referral_id, seq)
+        key_id TEXT,
+        PRIMARY KEY (referral_id, seq),
+        UNIQUE (signer_org_id, event_id)
     )""",
-    """CREATE TABLE IF NOT EXISTS referral_updates (
-        event_id TEXT PRIMARY KEY,
+    """CREATE TABLE IF NOT EXISTS referral_verdicts (
+        signer_org_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
         fingerprint TEXT NOT NULL,
         verdict TEXT NOT NULL,
         reason_code TEXT,
-        detail TEXT
+        detail TEXT,
+        state_before TEXT,
+        state_after TEXT,
+        key_id TEXT,
+        PRIMARY KEY (signer_org_id, event_id)
     )""",
     """CREATE TABLE IF NOT EXISTS referral_breaches (
         referral_id TEXT NOT NULL,
@@ -73,7 +84,7 @@ _REFERRAL_COLUMNS = (
 )
 _HISTORY_COLUMNS = (
     "referral_id, seq, event_id, status, state_after, actor_org_id, reason_code, note, occurred_at_ms, "
-    "signer_org_id, signature_hex"
+    "signer_org_id, signature_hex, key_id"
 )
 
 
@@ -129,6 +140,7 @@ class HistoryEntry:
     occurred_at_ms: int
     signer_org_id: str | None
     signature_hex: str | None
+    key_id: str | None = None  # the directory key that verified the signature
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,15 +154,21 @@ class HistoryEntry:
             "occurred_at_ms": self.occurred_at_ms,
             "signer_org_id": self.signer_org_id,
             "signature_hex": self.signature_hex,
+            "key_id": self.key_id,
         }
 
 
 @dataclass(frozen=True)
 class SeenUpdate:
+    """The verdict already given on one (signer, event id): a redelivery gets the same verdict again."""
+
     fingerprint: str
     verdict: str  # applied | refused
     reason_code: str | None
     detail: str | None
+    state_before: ReferralStatus | None
+    state_after: ReferralStatus | None
+    key_id: str | None
 
 
 def _record(row: Sequence[Any]) -> ReferralRecord:
@@ -184,8 +202,11 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
         occurred_at_ms=int(row[8]),
         signer_org_id=row[9],
         signature_hex=row[10],
+        key_id=row[11],
     )
 
+
+_SEALED = "sealed:"  # prefix of a sealed note (then hex of the vault blob)
 
 _TERMINAL_SQL = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
 
@@ -197,7 +218,31 @@ class ReferralStore:
     """One connection (SQLite file in WAL mode, or PostgreSQL), shared by threads under a lock."""
 
     def __init__(self, url: str) -> None:
-        self._db = open_database(url, "referral", schema=_DDL, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+        dialect, _ = parse_database_url(url, "referral")
+        schema = [*_DDL, *PersonVault.schema("referral", dialect), *outbox_schema("referral", dialect)]
+        self._db = open_database(url, "referral", schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+        self._vault = PersonVault(self._db, "referral")
+        self.outbox = Outbox(self._db, "referral")  # the events the lifecycle emits, stored with its state
+
+    def _open_note(self, entry: HistoryEntry) -> HistoryEntry:
+        """Notes are free text a partner wrote about a person: kept sealed under the person's key."""
+        if entry.note is None or not entry.note.startswith(_SEALED):
+            return entry
+        try:
+            note: str | None = self._vault.open(
+                bytes.fromhex(entry.note[len(_SEALED) :]), entry.event_id
+            ).decode()
+        except ErasedData:
+            note = None
+        return replace(entry, note=note)
+
+    def erase(self, person_pseudonym: str) -> int:
+        """Destroy the person's key (their sealed notes become noise), blank the pseudonym on their
+        referrals and purge the files. Returns how many referrals were about the person."""
+        count = len(self._db.query("SELECT 1 FROM referrals WHERE person_pseudonym = ?", (person_pseudonym,)))
+        blank = "UPDATE referrals SET person_pseudonym = NULL WHERE person_pseudonym = ?"
+        self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
+        return count
 
     def transaction(self) -> AbstractContextManager[None]:
         """Group several writes (a stream batch) in one transaction: one commit, one fsync."""
@@ -241,10 +286,10 @@ class ReferralStore:
 
     def history(self, referral_id: str) -> list[HistoryEntry]:
         rows = self._db.query(
-            f"SELECT {_HISTORY_COLUMNS} FROM referral_history WHERE referral_id = ? ORDER BY seq",
+            f"SELECT {_HISTORY_COLUMNS} FROM referral_steps WHERE referral_id = ? ORDER BY seq",
             (referral_id,),
         )
-        return [_history(row) for row in rows]
+        return [self._open_note(_history(row)) for row in rows]
 
     def of_person(self, person_pseudonym: str) -> list[ReferralRecord]:
         rows = self._db.query(
@@ -279,39 +324,86 @@ class ReferralStore:
 
     # -- status updates -----------------------------------------------------------------------
 
-    def seen(self, event_id: str) -> SeenUpdate | None:
+    def seen(self, signer_org_id: str, event_id: str) -> SeenUpdate | None:
         rows = self._db.query(
-            "SELECT fingerprint, verdict, reason_code, detail FROM referral_updates WHERE event_id = ?",
-            (event_id,),
+            "SELECT fingerprint, verdict, reason_code, detail, state_before, state_after, key_id "
+            "FROM referral_verdicts WHERE signer_org_id = ? AND event_id = ?",
+            (signer_org_id, event_id),
         )
-        return SeenUpdate(*rows[0]) if rows else None
+        if not rows:
+            return None
+        fingerprint, verdict, reason, detail, before, after, key_id = rows[0]
+        return SeenUpdate(
+            fingerprint,
+            verdict,
+            reason,
+            detail,
+            ReferralStatus(before) if before else None,
+            ReferralStatus(after) if after else None,
+            key_id,
+        )
 
-    def record_refusal(self, event_id: str, fingerprint: str, reason_code: str, detail: str) -> None:
+    def record_refusal(
+        self,
+        signer_org_id: str,
+        event_id: str,
+        fingerprint: str,
+        reason_code: str,
+        detail: str,
+        state_before: ReferralStatus | None,
+        key_id: str | None,
+    ) -> None:
         with self._db.transaction():
-            if not self._db.query("SELECT 1 FROM referral_updates WHERE event_id = ?", (event_id,)):
-                self._db.execute(
-                    "INSERT INTO referral_updates (event_id, fingerprint, verdict, reason_code, detail) "
-                    "VALUES (?, ?, 'refused', ?, ?)",
-                    (event_id, fingerprint, reason_code, detail),
-                )
+            self._db.execute(
+                "INSERT INTO referral_verdicts (signer_org_id, event_id, fingerprint, verdict, reason_code, "
+                "detail, state_before, state_after, key_id) VALUES (?, ?, ?, 'refused', ?, ?, ?, ?, ?) "
+                "ON CONFLICT (signer_org_id, event_id) DO NOTHING",
+                (
+                    signer_org_id,
+                    event_id,
+                    fingerprint,
+                    reason_code,
+                    detail,
+                    state_before.value if state_before else None,
+                    state_before.value if state_before else None,
+                    key_id,
+                ),
+            )
 
     def apply(
         self,
         entry: HistoryEntry,
         fingerprint: str,
+        state_before: ReferralStatus,
         due_name: str | None,
         due_at_ms: int | None,
         updated_at_ms: int,
     ) -> None:
-        """Record an applied update: new state, history entry, pending deadline (one transaction)."""
+        """Record an applied update: its verdict, new state, history entry and pending deadline
+        (one transaction)."""
         with self._db.transaction():
+            rows = self._db.query(
+                "SELECT person_pseudonym FROM referrals WHERE referral_id = ?", (entry.referral_id,)
+            )
+            person = rows[0][0] if rows else None
+            note = entry.note
+            if note is not None and person:
+                note = _SEALED + self._vault.seal(person, entry.event_id, note.encode()).hex()
             self._db.execute(
-                "INSERT INTO referral_updates (event_id, fingerprint, verdict, reason_code, detail) "
-                "VALUES (?, ?, 'applied', NULL, NULL)",
-                (entry.event_id, fingerprint),
+                "INSERT INTO referral_verdicts (signer_org_id, event_id, fingerprint, verdict, reason_code, "
+                "detail, state_before, state_after, key_id) VALUES (?, ?, ?, 'applied', ?, NULL, ?, ?, ?)",
+                (
+                    entry.signer_org_id,
+                    entry.event_id,
+                    fingerprint,
+                    entry.reason_code,
+                    state_before.value,
+                    entry.state_after.value,
+                    entry.key_id,
+                ),
             )
             self._db.execute(
-                f"INSERT INTO referral_history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO referral_steps ({_HISTORY_COLUMNS}) VALUES ({', '.join('?' * 12)})",
                 (
                     entry.referral_id,
                     entry.seq,
@@ -320,10 +412,11 @@ class ReferralStore:
                     entry.state_after.value,
                     entry.actor_org_id,
                     entry.reason_code,
-                    entry.note,
+                    note,
                     entry.occurred_at_ms,
                     entry.signer_org_id,
                     entry.signature_hex,
+                    entry.key_id,
                 ),
             )
             self._db.execute(
@@ -334,7 +427,7 @@ class ReferralStore:
 
     def next_seq(self, referral_id: str) -> int:
         rows = self._db.query(
-            "SELECT COALESCE(MAX(seq), 0) FROM referral_history WHERE referral_id = ?", (referral_id,)
+            "SELECT COALESCE(MAX(seq), 0) FROM referral_steps WHERE referral_id = ?", (referral_id,)
         )
         return int(rows[0][0]) + 1
 

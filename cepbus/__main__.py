@@ -1,3 +1,0 @@
-from cepbus.cli import main
-
-main()

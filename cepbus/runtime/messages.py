@@ -1,0 +1,100 @@
+"""What a handler receives and returns, with no broker in sight: a consumed message, an event to send,
+and a refusal. Services hand the runtime plain functions `event -> outputs` built on these types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER
+from cepbus.contract.models import Event
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An event to send to `topic`, keyed and headed as the contract says."""
+
+    topic: str
+    event: Event
+
+    def key(self) -> bytes | None:
+        return self.event.partition_key()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (CORRELATION_HEADER, self.event.envelope.correlation_id.encode()),
+            (EVENT_TYPE_HEADER, self.event.avro_name.encode()),
+        ]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A consumed message, as the broker delivered it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """A header's value as text, or None when absent or not UTF-8."""
+        for key, value in self.headers:
+            if key == name:
+                try:
+                    return value.decode()
+                except UnicodeDecodeError:
+                    return None
+        return None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A decoded event with the message it came in (a batch handler needs both: the ledger keeps the
+    exact bytes and the topic)."""
+
+    message: Incoming
+    event: Event
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A batch handler's refusal of one message: the runtime turns it into a dead letter with `reason`."""
+
+    message: Incoming
+    reason: str
+    detail: str
+
+
+class Rejected(Exception):
+    """A well-formed event the domain refuses; it goes to the dead-letter topic with `reason`."""
+
+    def __init__(self, reason: str, detail: str, also: Sequence[Outgoing] = ()) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.also = tuple(also)  # sent before the dead letter, e.g. the record of the refusal
+
+
+E = TypeVar("E", bound=Event)
+#: A handler: one event in, the events it decides out. Raises `Rejected` to refuse the event.
+Handler = Callable[[E], Sequence[Outgoing]]
+#: A batch handler: every decoded event of a batch in order; the events to send and the refusals.
+BatchHandler = Callable[[Sequence[Received]], Sequence[Outgoing | Refusal]]
+#: Opens a store's transaction; the runtime runs a whole batch inside it.
+Transaction = Callable[[], AbstractContextManager[None]]
+
+__all__ = [
+    "BatchHandler",
+    "Handler",
+    "Incoming",
+    "Outgoing",
+    "Received",
+    "Refusal",
+    "Rejected",
+    "Transaction",
+]

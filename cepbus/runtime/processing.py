@@ -1,0 +1,186 @@
+"""Decode, handle and dead-letter, for one service: the part of the stream runtime that needs no broker.
+
+The stream driver feeds it batches of `Incoming` messages and sends what it returns. Delivery is at
+least once: a crash replays events, so handlers derive output event ids from their input
+(`cepbus.contract.models.derived_event_id`) and every consumer dedupes on event id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from cepbus.contract import codec
+from cepbus.contract.headers import CORRELATION_HEADER
+from cepbus.contract.models import DeadLetter, Event, derived_event_id, new_envelope
+from cepbus.contract.topics import DEAD_LETTER
+from cepbus.runtime.logs import get_logger
+from cepbus.runtime.messages import Handler, Incoming, Outgoing, Received, Rejected, Transaction
+from cepbus.runtime.metrics import DEAD_LETTERS, EVENTS_IN, PROCESSING_ERRORS, PROCESSING_SECONDS
+from cepbus.runtime.outbox import Outbox
+from cepbus.runtime.silence import OperatorSilence
+from cepbus.runtime.sqldb import is_unavailable
+
+log = get_logger()
+
+
+class EventProcessor:
+    """Turns consumed messages into outputs for one service; every failure becomes a dead letter."""
+
+    def __init__(self, service: str, producer_org_id: str, silence: OperatorSilence | None = None) -> None:
+        self.service = service
+        self.producer_org_id = producer_org_id
+        self.silence = silence
+
+    def dead_letter(self, message: Incoming, reason: str, detail: str, error_class: str) -> Outgoing:
+        """A dead letter keeping the original bytes; its id is derived from the message's position,
+        so the same poison message redelivered yields the same dead letter."""
+        position = f"{message.topic}/{message.partition}/{message.offset}"
+        event_id = derived_event_id(position, f"dead-letter:{self.service}")
+        envelope = new_envelope(
+            DeadLetter,
+            producer_org_id=self.producer_org_id,
+            event_id=event_id,
+            correlation_id=message.header(CORRELATION_HEADER) or str(event_id),
+        )
+        letter = DeadLetter(
+            envelope=envelope,
+            service=self.service,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            reason=f"{reason}: {detail}"[:2000],
+            error_class=error_class,
+            original_key=message.key,
+            original_value=message.value,
+        )
+        DEAD_LETTERS.labels(self.service, reason).inc()
+        PROCESSING_ERRORS.labels(self.service, reason).inc()
+        log.warning(
+            "dead_letter", reason=reason, detail=detail[:500], topic=message.topic, offset=message.offset
+        )
+        return Outgoing(DEAD_LETTER.name, letter)
+
+    def decode(self, message: Incoming) -> Event | Outgoing:
+        """The event, or the dead letter that replaces it."""
+        EVENTS_IN.labels(self.service, message.topic).inc()
+        try:
+            event = codec.decode(message.value)
+        except codec.DecodeError as exc:
+            return self.dead_letter(message, exc.reason, exc.detail, "DecodeError")
+        envelope = event.envelope
+        if self.silence is not None:
+            self.silence.seen(envelope.producer_org_id)
+        # the trace of one person's path: every service logs each event it takes, with its correlation id
+        log.info(
+            "event_received",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            event_type=event.avro_name,
+            event_id=str(envelope.event_id),
+            correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
+        )
+        return event
+
+    def decode_expected(self, message: Incoming, expected: type[Event]) -> Event | Outgoing:
+        """The event if it is of the type the route takes, else its dead letter."""
+        header_correlation = message.header(CORRELATION_HEADER)
+        with structlog.contextvars.bound_contextvars(
+            **({"correlation_id": header_correlation} if header_correlation else {})
+        ):
+            decoded = self.decode(message)
+        if isinstance(decoded, Outgoing | expected):
+            return decoded
+        return self.dead_letter(
+            message,
+            "unexpected_event_type",
+            f"{decoded.avro_name} on {message.topic}, which carries {expected.avro_name}",
+            "TypeError",
+        )
+
+    def _run(self, message: Incoming, expected: type[Event], handler: Handler[Any]) -> list[Outgoing]:
+        """Decode and handle one message; a refusal becomes its dead letter, other exceptions propagate."""
+        started = time.perf_counter()
+        decoded = self.decode_expected(message, expected)
+        if isinstance(decoded, Outgoing):
+            return [decoded]
+        envelope = decoded.envelope
+        with structlog.contextvars.bound_contextvars(
+            event_id=str(envelope.event_id),
+            correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
+        ):
+            try:
+                outputs = list(handler(decoded))
+            except Rejected as exc:
+                return [*exc.also, self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
+        PROCESSING_SECONDS.labels(self.service, message.topic).observe(time.perf_counter() - started)
+        return outputs
+
+    def _failed(self, message: Incoming, exc: Exception) -> list[Outgoing]:
+        """A handler's failure: infrastructure (its database unavailable) propagates, so the driver
+        retries the batch and acks nothing; anything else is a bug in the handler or an event it cannot
+        take, dead-lettered so the partition goes on."""
+        if is_unavailable(exc):
+            raise exc
+        log.exception("handler_failed")
+        return [
+            self.dead_letter(message, "handler_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        ]
+
+    def handle(self, message: Incoming, expected: type[Event], handler: Handler[Any]) -> list[Outgoing]:
+        """Decode one message and run the handler; a refusal or a bug becomes a dead letter, an
+        unavailable database an exception (`cepbus.runtime.sqldb.is_unavailable`)."""
+        try:
+            return self._run(message, expected, handler)
+        except Exception as exc:
+            return self._failed(message, exc)
+
+    def handle_batch(
+        self,
+        messages: Sequence[Incoming],
+        expected: type[Event],
+        handler: Handler[Any],
+        transaction: Transaction | None = None,
+        outbox: Outbox | None = None,
+    ) -> list[Outgoing]:
+        """`handle` each message in order, inside one `transaction` when given (one commit, one fsync,
+        per batch). Each event runs in a savepoint of its own, so a failing event rolls back only its own
+        writes, while a refusal keeps what the handler recorded of it. With an `outbox`, the outputs are
+        stored in the same transaction (the first decision for an event id stays): the driver then sends
+        what the outbox holds. An unavailable database propagates: nothing of the batch is stored, and
+        the driver retries it without acking."""
+        if transaction is None:
+            return [out for message in messages for out in self.handle(message, expected, handler)]
+        outputs: list[Outgoing] = []
+        with transaction():
+            for message in messages:
+                try:
+                    with transaction():  # a savepoint
+                        outputs += self._run(message, expected, handler)
+                except Exception as exc:
+                    outputs += self._failed(message, exc)
+            if outbox is not None:
+                outbox.add(outputs)
+        return outputs
+
+    def split_batch(
+        self, messages: Sequence[Incoming], expected: type[Event]
+    ) -> tuple[list[Received], list[Outgoing]]:
+        """For a batch handler: the messages that decode to `expected`, and the dead letters of the rest.
+        Decoding once, the driver can retry the handler alone when its store is unavailable."""
+        letters: list[Outgoing] = []
+        received: list[Received] = []
+        for message in messages:
+            decoded = self.decode_expected(message, expected)
+            if isinstance(decoded, Outgoing):
+                letters.append(decoded)
+            else:
+                received.append(Received(message, decoded))
+        return received, letters
+
+
+__all__ = ["EventProcessor"]

@@ -1,0 +1,75 @@
+"""Run one service in this process: logs, topics, the ops port, then the stream driver until stopped
+(`CEPBUS_RUNTIME=batch`, the default, or `faust`).
+
+Each service's `__main__` calls `run_service` with the function that builds its `ServiceDefinition`
+(`python -m services.router`); nothing here knows which services exist. Before anything connects, the
+service's trust material is checked (`cepbus.trust.modes.enforce`): in production any development
+material stops the process with one line on stderr and exit code 2; in development it is logged
+loudly. A configuration the service cannot start with ends the same way, never in a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import faust
+import pydantic
+
+from cepbus.runtime.admin import bus_topics, ensure_topics
+from cepbus.runtime.batch_driver import BatchDriver
+from cepbus.runtime.faust_driver import FaustDriver
+from cepbus.runtime.health import serve_ops
+from cepbus.runtime.logs import configure_logging, get_logger
+from cepbus.runtime.service import ServiceDefinition
+from cepbus.runtime.settings import BrokerSettings, RuntimeSettings
+from cepbus.trust.modes import TrustError, enforce
+from cepbus.trust.settings import TrustSettings
+
+#: Exit code of a service that refuses its configuration (trust material, settings, files).
+CONFIGURATION_REFUSED = 2
+
+
+def prepare(name: str, build: Callable[[], ServiceDefinition]) -> ServiceDefinition:
+    """Build the service and check its trust material; SystemExit(2) with one line if it cannot run."""
+    log = get_logger()
+    try:
+        definition = build()
+        for problem in enforce(definition.trust_problems, TrustSettings()):
+            log.warning("development_trust_material", service=name, problem=str(problem))
+    except (TrustError, ValueError, OSError, pydantic.ValidationError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"cep-bus {name}: {message}", file=sys.stderr)
+        raise SystemExit(CONFIGURATION_REFUSED) from None
+    return definition
+
+
+def run_service(name: str, build: Callable[[], ServiceDefinition]) -> None:
+    configure_logging(name)
+    definition = prepare(name, build)
+    broker = BrokerSettings()
+    ensure_topics(broker, bus_topics())
+    port = definition.settings.metrics_port
+    runtime = RuntimeSettings().runtime
+    try:
+        if runtime == "batch":
+            driver = BatchDriver(definition, broker)
+            if port:  # /metrics, /healthz and /readyz on the service's ops port
+                serve_ops(port)
+            get_logger().info(
+                "service_starting", runtime=runtime, bootstrap=broker.bootstrap_servers, metrics_port=port
+            )
+            driver.run()
+            return
+        faust_driver = FaustDriver(definition, broker)
+        if port:
+            serve_ops(port)
+        get_logger().info(
+            "service_starting", runtime=runtime, bootstrap=broker.bootstrap_servers, metrics_port=port
+        )
+        worker = faust.Worker(faust_driver.app, loglevel="WARN", quiet=True, redirect_stdouts=False)
+        worker.spinner = None  # its cursor escape codes would corrupt the JSON log lines
+        worker.execute_from_commandline()
+    finally:
+        for hook in definition.on_stop:
+            hook()

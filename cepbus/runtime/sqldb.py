@@ -1,0 +1,295 @@
+"""One database connection, SQLite or PostgreSQL, for the stores that keep state that matters.
+
+The router, referral and ledger stores keep their state in a real database (Tansu's recovery is not
+trusted, DEVELOPERS.md); this module is the plumbing they share, so each store holds only its SQL.
+Queries use `?` placeholders (never inside a string literal), translated for psycopg. Every
+`transaction()` takes the backend's cross-process write lock: `BEGIN IMMEDIATE` on SQLite, and on
+PostgreSQL an optional statement run first (e.g. a `LOCK TABLE`). A thread lock serialises the one
+connection, so threads (an executor, an HTTP server) can share a `Database`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import psycopg
+
+Dialect = Literal["sqlite", "postgresql"]
+Row = tuple[Any, ...]
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """An infrastructure failure (the database locked beyond its busy timeout, down, restarting, the
+    connection lost): retry later, never a verdict on the event being handled."""
+    if isinstance(exc, sqlite3.OperationalError):  # also raised for SQL mistakes: look at the message
+        text = str(exc).lower()
+        return any(word in text for word in ("locked", "busy", "i/o", "unable to open", "disk"))
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def parse_database_url(url: str, store: str) -> tuple[Dialect, str]:
+    """The dialect and its target (a SQLite path, or the PostgreSQL URL) of `url`.
+
+    `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give SQLite;
+    `postgresql://...` or `postgres://...` give PostgreSQL. `store` names the store in error messages,
+    which never echo a non-SQLite URL: it may carry a password.
+    """
+    if not url:
+        raise ValueError(f"empty {store} store URL")
+    if url.startswith("sqlite:"):
+        if not url.startswith("sqlite:///") or url == "sqlite:///":
+            raise ValueError(f"SQLite {store} URL must look like sqlite:///path/to/{store}.db, got {url!r}")
+        return "sqlite", url[len("sqlite:///") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql", url
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise ValueError(
+            f"unsupported {store} store URL scheme {scheme!r}: use sqlite:///path.db, a file path, "
+            "or postgresql://..."
+        )
+    return "sqlite", url
+
+
+class Database(ABC):
+    """One connection in autocommit mode; writes go through `transaction()`. Closing twice is harmless."""
+
+    dialect: Dialect
+    _conn: sqlite3.Connection | psycopg.Connection[Row]
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Begin, take the write lock, commit on success, roll back on any exception."""
+
+    def _translate(self, sql: str) -> str:
+        return sql
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self.query(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._lock, closing(self._conn.cursor()) as cursor:
+            cursor.executemany(self._translate(sql), rows)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """All result rows; an empty list for a statement that returns none."""
+        with self._lock:
+            cursor = self._conn.execute(self._translate(sql), params)
+            return cursor.fetchall() if cursor.description else []
+
+    def add_missing_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        """`ALTER TABLE ... ADD COLUMN` for each (name, type) the table lacks: a store created by an older
+        version gains the columns a newer one added, keeping its rows."""
+        present = set(self._column_names(table))
+        with self.transaction():
+            for name, sql_type in columns:
+                if name not in present:
+                    self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+
+    @abstractmethod
+    def _column_names(self, table: str) -> list[str]: ...
+
+    @abstractmethod
+    def purge_deleted(self) -> None:
+        """Make deleted rows unrecoverable from the database's files (after an erasure)."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SqliteDatabase(Database):
+    """One SQLite file in WAL mode (or `:memory:`), so readers in other processes never block the writer;
+    writers in several processes serialise on `BEGIN IMMEDIATE`, waiting up to `busy_timeout_s`.
+    `secure_delete` is on: a deleted row's bytes are overwritten, not left in a free page."""
+
+    dialect: Dialect = "sqlite"
+    _conn: sqlite3.Connection
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        schema: Sequence[str] = (),
+        pragmas: Sequence[str] = (),
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self._savepoints = 0  # depth of nested transactions, to name their savepoints
+        in_memory = str(path) == ":memory:"
+        if not in_memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so the lock is taken exactly where we say.
+        self._conn = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            for pragma in ([] if in_memory else ["journal_mode=WAL"]) + ["secure_delete=ON", *pragmas]:
+                self._conn.execute(f"PRAGMA {pragma}")
+            with self.transaction():
+                for statement in schema:
+                    self._conn.execute(statement)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._conn.in_transaction:  # nested: the outer transaction already holds the write lock;
+                # a savepoint, so a failure rolls back only the inner writes (as PostgreSQL does)
+                self._savepoints += 1
+                name = f"cepbus_sp{self._savepoints}"
+                self._conn.execute(f"SAVEPOINT {name}")
+                try:
+                    yield
+                    self._conn.execute(f"RELEASE {name}")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute(f"ROLLBACK TO {name}")
+                        self._conn.execute(f"RELEASE {name}")
+                    raise
+                finally:
+                    self._savepoints -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+
+    def _column_names(self, table: str) -> list[str]:
+        return [row[1] for row in self.query(f"PRAGMA table_info({table})")]
+
+    def purge_deleted(self) -> None:
+        """Copy the WAL into the database and truncate it: the old page images (which still hold the
+        deleted bytes) go; `secure_delete` already zeroed them in the database file."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def to_psycopg(sql: str) -> str:
+    """`?` placeholders become `%s`; a literal `%` is doubled so psycopg does not take it for one."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema.
+
+    `schema_lock_key` is an advisory lock held while the schema is created, so processes starting together
+    do not race on `CREATE ... IF NOT EXISTS`; `write_lock`, if given, is run first in every transaction
+    (e.g. `LOCK TABLE t IN SHARE ROW EXCLUSIVE MODE`, which serialises writers but not readers).
+    """
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: Sequence[str] = (),
+        schema_lock_key: int | None = None,
+        write_lock: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._url = url
+        self._write_lock = write_lock
+        self._conn: psycopg.Connection[Row] = psycopg.connect(url, autocommit=True)
+        try:
+            with self._conn.transaction():
+                if schema_lock_key is not None:
+                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema_lock_key,))
+                for statement in schema:
+                    self._conn.execute(statement)  # no parameters: a `%` in a function body stays as is
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _connected(self) -> None:
+        """After PostgreSQL restarted, the old connection is broken: open a new one (outside a
+        transaction only; inside one the error propagates and the caller retries the whole of it)."""
+        if (self._conn.closed or self._conn.broken) and self._conn.info.transaction_status in (
+            psycopg.pq.TransactionStatus.IDLE,
+            psycopg.pq.TransactionStatus.UNKNOWN,
+        ):
+            self._conn = psycopg.connect(self._url, autocommit=True)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        with self._lock:
+            self._connected()
+            return super().query(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._lock:
+            self._connected()
+            super().executemany(sql, rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._connected()
+        with self._lock, self._conn.transaction():  # nested: a savepoint
+            if self._write_lock:
+                self._conn.execute(self._write_lock)
+            yield
+
+    def _translate(self, sql: str) -> str:
+        return to_psycopg(sql)
+
+    def _column_names(self, table: str) -> list[str]:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        )
+        return [row[0] for row in rows]
+
+    def purge_deleted(self) -> None:
+        """VACUUM the tables so dead tuples are removed from the heap, then ask for a checkpoint (which
+        recycles the WAL segments holding the old row images) when the role may (pg_checkpoint)."""
+        with self._lock:
+            tables = [row[0] for row in self._conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchall()]  # fmt: skip
+            for table in tables:
+                self._conn.execute(f'VACUUM "{table}"')
+            # without pg_checkpoint, the WAL is recycled at the next scheduled checkpoint
+            with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+                self._conn.execute("CHECKPOINT")
+
+
+def open_database(
+    url: str,
+    store: str,
+    *,
+    schema: Sequence[str] = (),
+    schema_lock_key: int | None = None,
+) -> Database:
+    """Open (and create the `schema` of) the database named by `url`; see `parse_database_url`."""
+    dialect, target = parse_database_url(url, store)
+    if dialect == "sqlite":
+        return SqliteDatabase(target, schema=schema)
+    return PostgresDatabase(target, schema=schema, schema_lock_key=schema_lock_key)

@@ -1,0 +1,113 @@
+"""The publishing SDK for operator information systems (kafka-python).
+
+`Publisher.publish` validates with pydantic, encodes as Avro single-object, sends with acks=all and
+returns once the broker has acknowledged. Invalid input (a broken contract, or a region or
+département that is not on the map) raises `InvalidEvent` and is never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import pydantic
+from kafka import KafkaProducer
+from kafka.producer.future import RecordMetadata
+from prometheus_client import Counter
+
+from cepbus.contract import codec
+from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER
+from cepbus.contract.models import Event
+from cepbus.contract.topics import topic_for
+from cepbus.reference import load_reference
+from cepbus.reference.checks import reference_problems
+from cepbus.runtime.settings import BrokerSettings
+
+PUBLISH_REFUSED = Counter(
+    "cepbus_publish_refused_total",
+    "Events the Publisher refused before sending",
+    ["event_type", "reason"],
+)
+
+
+class InvalidEvent(ValueError):
+    """The event breaks the contract or contradicts the reference data; nothing was sent.
+    `reason` is short and stable (`invalid_contract`, `reference_data`)."""
+
+    def __init__(self, message: str, reason: str = "invalid_contract") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Publisher:
+    def __init__(
+        self,
+        settings: BrokerSettings | None = None,
+        *,
+        client_id: str = "cepbus-publisher",
+        producer: Any | None = None,  # a KafkaProducer-like object; tests pass a recording fake
+    ) -> None:
+        self.settings = settings or BrokerSettings()
+        self._producer = producer or KafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_list,
+            client_id=client_id,
+            acks="all",
+            linger_ms=self.settings.producer_linger_ms,
+            retries=5,
+            max_in_flight_requests_per_connection=1,  # retries must not reorder one person's events
+            request_timeout_ms=int(self.settings.request_timeout_s * 1000),
+            **self.settings.kafka_python_security(),
+        )
+
+    @staticmethod
+    def validate(event: Event | tuple[type[Event], Mapping[str, Any]]) -> Event:
+        """A model instance is re-validated (it may have been built with model_construct), then
+        checked against the reference data."""
+        model, data = (type(event), event.model_dump(warnings=False)) if isinstance(event, Event) else event
+        try:
+            valid = model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            PUBLISH_REFUSED.labels(model.__name__, "invalid_contract").inc()
+            raise InvalidEvent(f"{model.__name__} is invalid: {exc}") from exc
+        problems = reference_problems(valid, load_reference())
+        if problems:
+            PUBLISH_REFUSED.labels(model.__name__, "reference_data").inc()
+            raise InvalidEvent(f"{model.__name__} is invalid: {'; '.join(problems)}", "reference_data")
+        return valid
+
+    def _send(self, event: Event, topic: str | None) -> Any:
+        return self._producer.send(
+            topic or topic_for(event).name,
+            key=event.partition_key(),
+            value=codec.encode(event),
+            headers=[
+                (CORRELATION_HEADER, event.envelope.correlation_id.encode()),
+                (EVENT_TYPE_HEADER, event.avro_name.encode()),
+            ],
+        )
+
+    def publish(
+        self, event: Event | tuple[type[Event], Mapping[str, Any]], *, topic: str | None = None
+    ) -> RecordMetadata:
+        """Validate, encode, send; return when the broker has acknowledged (acks=all)."""
+        valid = self.validate(event)
+        return self._send(valid, topic).get(timeout=self.settings.request_timeout_s)
+
+    def publish_many(self, events: Iterable[Event], *, topic: str | None = None) -> list[RecordMetadata]:
+        """Validate all first (nothing is sent if one is invalid), then send and wait for every ack."""
+        valid = [self.validate(event) for event in events]
+        futures = [self._send(event, topic) for event in valid]
+        self._producer.flush()
+        return [future.get(timeout=self.settings.request_timeout_s) for future in futures]
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,3 @@
+from cepbus_app.cli import main
+
+main()

@@ -1,0 +1,223 @@
+"""The `cep-bus` command: one entry point that mounts each service's commands (`services/*/cli.py`)
+beside what needs the whole bus (`broker`, `up`, `demo`, `topics`, `partner`, `k8s`)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cepbus_app.k8s import k8s_app
+from cepbus_app.trust_cli import directory_app, keys_app
+from services.ledger.audit_cli import audit_app
+from services.ledger.cli import ledger_app
+from services.router.cli import referral_app, rules_app
+
+app = typer.Typer(
+    help="cep-bus: inter-operator regulation and referrals of the CEP, on Kafka.", no_args_is_help=True
+)
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
+app.add_typer(referral_app, name="referral")
+app.add_typer(k8s_app, name="k8s")
+app.add_typer(keys_app, name="keys")
+app.add_typer(directory_app, name="directory")
+console = Console(stderr=True)
+
+
+@app.command()
+def broker() -> None:
+    """Run the embedded Tansu broker on loopback until interrupted."""
+    from cepbus_app.broker import EmbeddedBroker
+
+    embedded = EmbeddedBroker()
+    if embedded.already_running():
+        console.print(f"a broker already listens on {embedded.bootstrap_servers}")
+        raise typer.Exit(1)
+    with embedded:
+        console.print(
+            f"Tansu listening on {embedded.bootstrap_servers} ({embedded.settings.storage_engine});"
+            " Ctrl-C stops it"
+        )
+        _wait_for_interrupt(lambda: embedded.process is not None and embedded.process.poll() is None)
+
+
+@app.command()
+def topics(
+    create: Annotated[bool, typer.Option(help="Create the missing topics on the broker")] = False,
+) -> None:
+    """Print the topic catalog; with --create, create what is missing (idempotent)."""
+    from cepbus.runtime.admin import bus_topics, ensure_topics
+    from cepbus.runtime.settings import BrokerSettings
+
+    specs = bus_topics()
+    settings = BrokerSettings()
+    if create:
+        created = ensure_topics(settings, specs)
+        console.print(f"{len(created)} topics created, {len(specs) - len(created)} already there")
+    for spec in specs:
+        print(
+            f"{spec.name}\t{spec.partition_count(settings.topic_partitions)}\t{spec.key}\t{spec.payload.avro_name}"
+        )
+
+
+@app.command()
+def router() -> None:
+    """Run the router service (as `python -m services.router`)."""
+    from cepbus.runtime.runner import run_service
+    from services.router.app import SERVICE, build_service
+
+    run_service(SERVICE, build_service)
+
+
+@app.command()
+def notifier() -> None:
+    """Run the notifier service (as `python -m services.notifier`)."""
+    from cepbus.runtime.runner import run_service
+    from services.notifier.app import SERVICE, build_service
+
+    run_service(SERVICE, build_service)
+
+
+@app.command()
+def up() -> None:
+    """Start the broker (if none answers) and the three services; stay up until interrupted."""
+    from cepbus.runtime.admin import bus_topics, ensure_topics
+    from cepbus.runtime.settings import BrokerSettings
+    from cepbus_app.broker import EmbeddedBroker
+    from cepbus_app.supervisor import SERVICES, Supervisor, metrics_port
+
+    embedded = EmbeddedBroker()
+    started_broker = False
+    if not embedded.already_running():
+        embedded.start()
+        started_broker = True
+    supervisor = Supervisor()
+    try:
+        ensure_topics(BrokerSettings(), bus_topics())
+        for service in SERVICES:
+            supervisor.start(service)
+        for service in SERVICES:
+            supervisor.wait_metrics(service, metrics_port(service))
+            console.print(
+                f"{service} up, metrics on :{metrics_port(service)},"
+                f" log {supervisor.processes[service].log_path}"
+            )
+        console.print("cep-bus is up; Ctrl-C stops it")
+        _wait_for_interrupt(lambda: all(p.alive() for p in supervisor.processes.values()))
+        for name, proc in supervisor.processes.items():
+            if not proc.alive():
+                console.print(
+                    f"[red]{name} exited with {proc.process.returncode}[/red]\n{supervisor.tail(name)}"
+                )
+    finally:
+        supervisor.stop_all()
+        if started_broker:
+            embedded.stop()
+
+
+@app.command()
+def demo(
+    intakes: Annotated[int, typer.Option(min=1, help="How many intakes to publish")] = 1000,
+    seed: Annotated[int, typer.Option(help="Simulator seed")] = 42,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the ledger")] = 120.0,
+) -> None:
+    """Run the whole regulation loop once and print a summary; exit 0 only if it completed and verifies."""
+    from cepbus.runtime.logs import configure_logging
+    from cepbus_app.demo.loop import run_demo
+    from cepbus_app.demo.summary import print_summary
+
+    configure_logging("demo")
+    summary = run_demo(intakes, seed, timeout)
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print_summary(summary)
+    if not (summary["loop_completed"] and summary["ledger_verified"]):
+        raise typer.Exit(1)
+
+
+@app.command()
+def partner(
+    org: Annotated[list[str] | None, typer.Option(help="Organisation id to act for (repeatable)")] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option(help="Act for every organisation of this kind (repeatable), e.g. apec")
+    ] = None,
+    delay: Annotated[float, typer.Option(min=0, help="Seconds between two steps of a referral")] = 0.0,
+    refusal_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of referrals declined")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the accept/decline draw")] = 0,
+    key_file: Annotated[
+        Path | None, typer.Option(help="PEM Ed25519 key (one --org); default: dev keys")
+    ] = None,
+    group_id: Annotated[
+        str | None, typer.Option(help="Consumer group (default cepbus-partner-<first org>)")
+    ] = None,
+) -> None:
+    """Run the example partner: receive, accept (or decline), book, hold and complete referrals."""
+    from cepbus.reference.directory import load_directory
+    from cepbus.runtime.logs import configure_logging, get_logger
+    from cepbus_app.demo.partner import ExamplePartner, key_loader
+
+    configure_logging("partner")
+    directory = load_directory()
+    orgs = list(org or [])
+    for wanted in kind or []:
+        orgs += [entry.org_id for entry in directory.entries() if entry.kind.value == wanted]
+    if not orgs:
+        raise typer.BadParameter("give --org ID or --kind KIND")
+    if key_file is not None and len(orgs) != 1:
+        raise typer.BadParameter("--key-file signs for exactly one --org")
+    for org_id in orgs:
+        directory.get(org_id)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    example = ExamplePartner(orgs, delay, refusal_rate, seed, key_loader(key_file), group_id=group_id)
+    get_logger().info("partner_starting", organisations=len(orgs), delay_s=delay, refusal_rate=refusal_rate)
+    example.run(stop)
+    get_logger().info("partner_stopped", **dict(example.stats))
+
+
+@app.command()
+def erase(
+    person: Annotated[str, typer.Option("--person", help="Person pseudonym")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was erased as JSON")] = False,
+) -> None:
+    """Erase a person across the ledger, the router's and the referral stores and the dead letters."""
+    import dataclasses
+
+    from cepbus_app.erasure import erase_person
+    from services.ledger.settings import LedgerSettings
+    from services.router.settings import ReferralSettings, RouterSettings
+
+    report = erase_person(
+        person,
+        ledger_url=LedgerSettings().database_url,
+        router_url=RouterSettings().database_url,
+        referrals_url=ReferralSettings().database_url,
+    )
+    print(json.dumps(dataclasses.asdict(report)) if as_json else report.summary())
+
+
+def _wait_for_interrupt(still_running: Any) -> None:
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop["now"] and still_running():
+        time.sleep(0.2)
+
+
+def main() -> None:
+    app()

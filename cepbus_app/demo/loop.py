@@ -1,0 +1,302 @@
+"""`cep-bus demo`: the whole regulation loop once, on the embedded default.
+
+Starts what is not running (broker, services), publishes N simulated intakes and the choices that
+follow their notices, then (once the router knows every notice and choice) the levels of service,
+waits until the ledger holds every expected entry (decisions, notices, referrals, breaches...),
+verifies the ledger, prints a summary and stops what it started.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from cepbus.contract.models import (
+    ChoiceRecorded,
+    Event,
+    IntakeDecided,
+    IntakeRegistered,
+    NoticeIssued,
+    NoticeRequested,
+    ReferralRequested,
+    RegulationBreach,
+    ServiceLevelStarted,
+)
+from cepbus.reference import load_reference
+from cepbus.runtime.admin import bus_topics, ensure_topics
+from cepbus.runtime.messages import Rejected
+from cepbus.runtime.settings import BrokerSettings
+from cepbus.sdk.publisher import Publisher
+from cepbus.trust.settings import TrustSettings
+from cepbus_app.broker import EmbeddedBroker, EmbeddedBrokerSettings
+from cepbus_app.demo.referrals import (
+    PartnersThread,
+    expected_verdict_ids,
+    forged_updates,
+    partner_referrals,
+    referral_figures,
+)
+from cepbus_app.demo.simulator import Simulator
+from cepbus_app.supervisor import SERVICES, Supervisor, metrics_port, service_running
+from services.ledger.settings import LedgerSettings
+from services.ledger.store import LedgerStore, open_store
+from services.notifier.handlers import NotifierHandlers
+from services.router.handlers import RouterHandlers
+from services.router.settings import ReferralSettings, RouterSettings
+from services.router.store import RouterStore, open_router_store
+
+
+@dataclass
+class Expected:
+    """The events the ledger must hold once the loop has run, by type."""
+
+    ids: dict[str, str] = field(default_factory=dict)  # event id -> short type name
+    events: list[Event] = field(default_factory=list)
+    informed_of: Counter[str] = field(default_factory=Counter)  # operator kind -> notices naming it
+    decisions: Counter[str] = field(default_factory=Counter)  # decision status -> intakes
+    breaches: Counter[str] = field(default_factory=Counter)  # breach kind -> level-2 starts
+    levels: Counter[str] = field(default_factory=Counter)  # service level -> starts
+    referrals_with_profile: int = 0
+
+    def add(self, event: Event) -> None:
+        self.ids[str(event.event_id)] = type(event).__name__
+        self.events.append(event)
+        if isinstance(event, NoticeRequested):
+            self.informed_of.update(kind.value for kind in event.inform)
+        elif isinstance(event, IntakeDecided):
+            self.decisions[event.status.value] += 1
+        elif isinstance(event, RegulationBreach):
+            self.breaches[event.breach.value] += 1
+        elif isinstance(event, ServiceLevelStarted):
+            self.levels[event.level.value] += 1
+        elif isinstance(event, ReferralRequested) and event.shared_profile is not None:
+            self.referrals_with_profile += 1
+
+    def by_type(self) -> Counter[str]:
+        return Counter(self.ids.values())
+
+
+@dataclass
+class DemoPlan:
+    """What the demo publishes, in two phases, and what the ledger must then hold.
+
+    Phase 1: intakes and choices. Phase 2, once the router knows every notice and choice: the levels
+    of service, whose level-2 starts the router checks against that state."""
+
+    intakes: list[IntakeRegistered]
+    choices: list[ChoiceRecorded]
+    service_levels: list[ServiceLevelStarted]
+    expected: Expected
+    phase_1: Expected  # what the ledger must hold after phase 1
+    router_must_know: set[str]  # notice and choice event ids the router must hold before phase 2
+
+
+def plan_demo(intake_count: int, seed: int) -> DemoPlan:
+    """Simulated input and, from the same pure domain code the services run, what must follow."""
+    reference = load_reference()
+    simulator = Simulator(reference, seed=seed)
+    router, notifier = RouterHandlers(reference), NotifierHandlers(reference)
+    intakes = list(simulator.intakes(intake_count))
+    choices: list[ChoiceRecorded] = []
+    expected = Expected()
+    pending_levels: list[tuple[IntakeRegistered, bool, ChoiceRecorded | None]] = []
+    must_know: set[str] = set()
+    for intake in intakes:
+        expected.add(intake)
+        try:
+            outputs = router.on_intake(intake)
+        except Rejected as refused:  # recorded as decided "rejected", and dead-lettered
+            for out in refused.also:
+                expected.add(out.event)
+            continue
+        chosen: ChoiceRecorded | None = None
+        notice_due = False
+        for out in outputs:
+            expected.add(out.event)
+            if not isinstance(out.event, NoticeRequested):
+                continue
+            request, notice_due = out.event, True
+            for notice in notifier.on_notice_requested(request):
+                expected.add(notice.event)
+                must_know.add(str(notice.event.event_id))
+                assert isinstance(notice.event, NoticeIssued)
+                router.on_notice_issued(notice.event)
+            if simulator.records_no_choice():
+                continue
+            chosen = simulator.choice(intake, request)
+            choices.append(chosen)
+            expected.add(chosen)
+            must_know.add(str(chosen.event_id))
+            for referral in router.on_choice(chosen):
+                expected.add(referral.event)
+        pending_levels.append((intake, notice_due, chosen))
+    phase_1 = copy.deepcopy(expected)
+    levels: list[ServiceLevelStarted] = []
+    for intake, notice_due, chosen in pending_levels:
+        for started in simulator.service_levels(intake, notice_due, chosen):
+            levels.append(started)
+            expected.add(started)
+            for out in router.on_service_level(started):
+                expected.add(out.event)
+    return DemoPlan(intakes, choices, levels, expected, phase_1, must_know)
+
+
+def plan(intake_count: int, seed: int) -> tuple[list[IntakeRegistered], list[ChoiceRecorded], Expected]:
+    """Phase 1 only (intakes and choices) and what the ledger must hold after it."""
+    full = plan_demo(intake_count, seed)
+    return full.intakes, full.choices, full.phase_1
+
+
+def wait_until_known(
+    known: Callable[[set[str]], set[str]], event_ids: Iterable[str], timeout_s: float
+) -> set[str]:
+    """Poll `known` (a store's `known_event_ids`) until it holds every id; return the ids still missing."""
+    missing = set(event_ids)
+    deadline = time.monotonic() + timeout_s
+    while missing:
+        missing -= known(missing)
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    return missing
+
+
+def wait_for_router(store: RouterStore, event_ids: set[str], timeout_s: float) -> set[str]:
+    """Until the router's store holds these notices and choices; return those still missing."""
+    return wait_until_known(store.known_event_ids, event_ids, timeout_s)
+
+
+def wait_for_ledger(store: LedgerStore, expected: Expected, timeout_s: float) -> set[str]:
+    """Until the ledger holds every expected event id; return the ids still missing."""
+    return wait_until_known(store.known_event_ids, expected.ids, timeout_s)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sum of each sample name on a service's /metrics (labels summed)."""
+    totals: dict[str, float] = {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return totals
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str, Any]:
+    started_at = time.monotonic()
+    broker_settings = BrokerSettings()
+    embedded = EmbeddedBroker(EmbeddedBrokerSettings())
+    supervisor = Supervisor()
+    partners = PartnersThread(broker_settings)
+    started: list[str] = []
+    try:
+        if not embedded.already_running():
+            embedded.start()
+            started.append("broker")
+        ensure_topics(broker_settings, bus_topics())
+        for service in SERVICES:
+            if not service_running(service):
+                supervisor.start(service)
+                started.append(service)
+        for service in supervisor.processes:
+            supervisor.wait_metrics(service, metrics_port(service))
+
+        demo_plan = plan_demo(intake_count, seed)
+        intakes, choices, expected = demo_plan.intakes, demo_plan.choices, demo_plan.expected
+        direct = partner_referrals(seed)  # closed loop (#4): to local partners, backdated, one ping-pong
+        for referral in direct:
+            expected.add(referral)
+        referrals = [e for e in expected.events if isinstance(e, ReferralRequested)]
+        forged = forged_updates(referrals)
+        partners.org_ids = [r.recipient_org_id for r in referrals]
+        # the router's verdicts on the partners' answers and on the forgeries: all in the ledger by the end
+        expected.ids.update(dict.fromkeys(expected_verdict_ids(referrals, forged), "ReferralUpdateVerdict"))
+        partners.start()
+        deadline = time.monotonic() + timeout_s
+        store = open_store(LedgerSettings().database_url)
+        router_store = open_router_store(RouterSettings().database_url)
+        try:
+            with Publisher(broker_settings, client_id="cepbus-demo") as publisher:
+                publisher.publish_many(intakes)
+                publisher.publish_many(choices)
+                publisher.publish_many(direct)
+                publisher.publish_many(forged)
+                published_at = time.monotonic()
+                missing = wait_for_ledger(store, demo_plan.phase_1, deadline - time.monotonic())
+                phase_1_s = time.monotonic() - published_at
+                missing |= wait_for_router(
+                    router_store, demo_plan.router_must_know, deadline - time.monotonic()
+                )
+                router_settled_s = time.monotonic() - published_at
+                if not missing:
+                    publisher.publish_many(demo_plan.service_levels)
+                    missing = wait_for_ledger(store, expected, deadline - time.monotonic())
+                else:
+                    missing |= set(expected.ids) - set(demo_plan.phase_1.ids)
+            loop_s = time.monotonic() - published_at
+            verification = store.verify()
+            ledger_entries = store.count()
+        finally:
+            store.close()
+            router_store.close()
+        figures = referral_figures(
+            ReferralSettings().database_url,
+            [r.referral_id for r in referrals],
+            lambda: scrape(metrics_port("router")),
+            forged_count=len(forged),
+        )
+        dead_letters = sum(scrape(metrics_port(s)).get("cepbus_dead_letters_total", 0.0) for s in SERVICES)
+        by_type = expected.by_type()
+        held = Counter(kind for event_id, kind in expected.ids.items() if event_id not in missing)
+        choice_counts = Counter(choice.choice.value for choice in choices)
+        summary: dict[str, Any] = {
+            "intakes_published": len(intakes),
+            "choices_published": len(choices),
+            "notices_expected": by_type["NoticeIssued"],
+            "notices_issued": held["NoticeIssued"],
+            "notices_by_operator_kind": dict(sorted(expected.informed_of.items())),
+            "choices": dict(sorted(choice_counts.items())),
+            "referrals": held["ReferralRequested"],
+            "referrals_with_profile": expected.referrals_with_profile,
+            "decisions": dict(sorted(expected.decisions.items())),
+            "decisions_recorded": held["IntakeDecided"],
+            "demission_reconversion": sum(1 for i in intakes if i.purpose is not None),
+            "service_levels": dict(sorted(expected.levels.items())),
+            "breaches": held["RegulationBreach"],
+            "breaches_by_kind": dict(sorted(expected.breaches.items())),
+            "ledger_entries_expected": len(expected.ids),
+            "ledger_entries_from_this_run": len(expected.ids) - len(missing),
+            "ledger_entries": ledger_entries,
+            "ledger_verified": verification.ok,
+            "ledger_verify_reason": verification.reason,
+            "dead_letters": int(dead_letters),
+            "status_verdicts_expected": by_type["ReferralUpdateVerdict"],
+            "status_verdicts_in_ledger": held["ReferralUpdateVerdict"],
+            "partner_referrals": len(direct),
+            "forged_updates_sent": len(forged),
+            **figures,
+            "mode": TrustSettings().env.value,
+            "loop_completed": not missing,
+            "missing_entries": len(missing),
+            "started": started,
+            "publish_to_ledger_s": round(loop_s, 3),
+            "phase_1_in_ledger_s": round(phase_1_s, 3),
+            "router_state_settled_s": round(router_settled_s, 3),
+            "elapsed_s": round(time.monotonic() - started_at, 3),
+        }
+        return summary
+    finally:
+        partners.close()
+        supervisor.stop_all()
+        if "broker" in started:
+            embedded.stop()

@@ -1,0 +1,232 @@
+"""`cep-bus ledger ...`: run the ledger service, or work on the transparency log: verify (the store, or a
+bundle offline), checkpoint, prove, consistency, export, erase."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+ledger_app = typer.Typer(help="The regulation ledger: run the service, or verify the trail.")
+
+DatabaseUrl = Annotated[str | None, typer.Option(help="Default: CEPBUS_LEDGER_DATABASE_URL")]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    print(message, file=sys.stderr)
+    return typer.Exit(code)
+
+
+def day_start_ms(text: str | None, *, end: bool = False) -> int | None:
+    """`YYYY-MM-DD` -> Unix ms at 00:00 UTC of that day (of the next day when `end`: --to is inclusive)."""
+    if text is None:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a date YYYY-MM-DD") from exc
+    moment = datetime(day.year, day.month, day.day, tzinfo=UTC) + (timedelta(days=1) if end else timedelta())
+    return int(moment.timestamp() * 1000)
+
+
+def _open(database_url: str | None) -> Any:
+    from services.ledger.settings import LedgerSettings
+    from services.ledger.store import open_store
+
+    return open_store(database_url or LedgerSettings().database_url)
+
+
+def checkpoint(database_url: DatabaseUrl = None) -> None:
+    """Sign a checkpoint of the current tree now (after checking it extends the last one)."""
+    from services.ledger.merkle import ProofError
+    from services.ledger.settings import LedgerSettings
+    from services.ledger.signing import load_signer
+
+    with _open(database_url) as store:
+        try:
+            made = store.checkpoint(load_signer(LedgerSettings()))
+        except ProofError as exc:
+            raise _fail(f"REFUSED to sign: {exc}") from exc
+        latest = made or store.latest_checkpoint()
+    if latest is None:
+        raise _fail("the ledger is empty: nothing to sign")
+    print(latest.note, end="")
+
+
+def prove(
+    event: Annotated[str, typer.Option("--event", help="Event id")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print (JSON) the inclusion proof of an event against the latest signed checkpoint."""
+    from services.ledger import merkle
+    from services.ledger.settings import LedgerSettings
+    from services.ledger.signing import load_signer
+
+    with _open(database_url) as store:
+        index = store.index_of(event)
+        if index is None:
+            raise _fail(f"event {event} is not in the ledger")
+        latest = store.latest_checkpoint()
+        if latest is None or latest.checkpoint.size <= index:
+            raise _fail(f"event {event} (index {index}) is not covered by a checkpoint yet: "
+                        "run `cep-bus ledger checkpoint`")  # fmt: skip
+        size = latest.checkpoint.size
+        leaf = next(store.entries(index, index + 1)).leaf
+        path = store.inclusion_proof(index, size)
+    leaf_hash = merkle.leaf_hash(leaf)
+    merkle.verify_inclusion(leaf_hash, index, size, path, latest.checkpoint.root)  # never print a bad proof
+    print(json.dumps({
+        "event_id": event, "index": index, "tree_size": size,
+        "leaf_b64": _b64(leaf), "leaf_hash_b64": _b64(leaf_hash),
+        "inclusion_path_b64": [_b64(h) for h in path],
+        "checkpoint": latest.note, "verifier_key": str(load_signer(LedgerSettings()).verifier()),
+    }, indent=2))  # fmt: skip
+
+
+def consistency(
+    old: Annotated[int, typer.Option("--old", min=0, help="Older tree size")],
+    new: Annotated[int, typer.Option("--new", min=0, help="Newer tree size")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print (JSON) the consistency proof from tree size OLD to tree size NEW, with both roots."""
+    from services.ledger import merkle
+
+    with _open(database_url) as store:
+        size = store.size()
+        if not old <= new <= size:
+            raise _fail(f"need old <= new <= {size} (the current size), got {old} and {new}")
+        proof = store.consistency_proof(old, new)
+        old_root, new_root = store.root(old), store.root(new)
+        notes = {n: c.note for n in (old, new) if (c := store.checkpoint_at(n)) is not None}
+    merkle.verify_consistency(old, new, old_root, new_root, proof)
+    print(json.dumps({
+        "old_size": old, "new_size": new, "old_root_b64": _b64(old_root), "new_root_b64": _b64(new_root),
+        "consistency_path_b64": [_b64(h) for h in proof],
+        "checkpoints": {str(k): v for k, v in notes.items()},
+    }, indent=2))  # fmt: skip
+
+
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Bundle file to write (JSON)")],
+    from_date: Annotated[
+        str | None, typer.Option("--from", help="First day of the period, YYYY-MM-DD")
+    ] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last day of the period, YYYY-MM-DD")] = None,
+    sign: Annotated[
+        bool, typer.Option("--checkpoint/--no-checkpoint", help="Sign a checkpoint first")
+    ] = True,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write an offline-verifiable bundle: the latest signed checkpoint, the verifier key, every leaf."""
+    from services.ledger.bundle import export_bundle
+    from services.ledger.settings import LedgerSettings
+    from services.ledger.signing import load_signer
+
+    signer = load_signer(LedgerSettings())
+    with _open(database_url) as store:
+        if sign:
+            store.checkpoint(signer)
+        latest = store.latest_checkpoint()
+        if latest is None:
+            raise _fail("no checkpoint to export against (empty ledger?)")
+        document = export_bundle(
+            store,
+            latest,
+            signer.verifier(),
+            from_ms=day_start_ms(from_date),
+            to_ms=day_start_ms(to_date, end=True),
+        )
+    out.write_text(json.dumps(document))
+    print(f"wrote {out}: {latest.checkpoint.size} entries, checkpoint root {_b64(latest.checkpoint.root)}")
+
+
+def erase(
+    person: Annotated[str, typer.Option("--person", help="Person pseudonym")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Destroy a person's key (their sealed fields become unreadable) and record the erasure."""
+    with _open(database_url) as store:
+        try:
+            index = store.erase(person)
+        except KeyError as exc:
+            raise _fail(f"nothing erased: {exc.args[0]}") from exc
+    print(f"erased {person}: key destroyed, erasure recorded at index {index}")
+
+
+def verify_bundle_file(bundle: Path, key: str | None, trust: Path | None = None) -> None:
+    """Offline, against a pinned key (`key` and/or the keys of the `trust` file; never the bundle's own):
+    exit 0 when the bundle verifies, 1 naming what failed, 2 without a usable pinned key or bundle file.
+    Every failure is one line on stderr."""
+    from services.ledger.bundle import BundleError, BundleUsageError, read_bundle, trusted_keys, verify_bundle
+
+    try:
+        pinned = trusted_keys(key, trust)
+        verified = verify_bundle(read_bundle(bundle), pinned)
+    except BundleError as exc:
+        kind = "cep-bus ledger verify" if isinstance(exc, BundleUsageError) else "BUNDLE VERIFICATION FAILED"
+        raise _fail(f"{kind}: {exc}", exc.exit_code) from None
+    print(f"bundle verified: {verified.size} entries, origin {verified.origin}, root {_b64(verified.root)}, "
+          f"signed by the pinned key {verified.verified_by}")  # fmt: skip
+
+
+BundleKey = Annotated[
+    str | None,
+    typer.Option("--key", help="With --bundle: the published verifier key (name+hash+base64) to pin"),
+]
+TrustFile = Annotated[
+    Path | None,
+    typer.Option("--trust", help="With --bundle: a file of trusted verifier keys, one a line ('#' comments)"),
+]
+
+
+@ledger_app.callback(invoke_without_command=True)
+def ledger(ctx: typer.Context) -> None:
+    """Run the ledger service when no subcommand is given."""
+    if ctx.invoked_subcommand is None:
+        from cepbus.runtime.runner import run_service
+        from services.ledger.app import SERVICE, build_service
+
+        run_service(SERVICE, build_service)
+
+
+@ledger_app.command("verify")
+def verify(
+    database_url: DatabaseUrl = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Verify this export bundle offline instead (needs --key or --trust)")
+    ] = None,
+    key: BundleKey = None,
+    trust: TrustFile = None,
+) -> None:
+    """Recompute the whole Merkle tree and check the checkpoints; exit 1 on any mismatch. With --bundle,
+    verify an export bundle offline against a pinned key: exit 1 if it does not verify, 2 without a key."""
+    if bundle is not None:
+        verify_bundle_file(bundle, key, trust)
+        return
+    if key is not None or trust is not None:
+        raise _fail("cep-bus ledger verify: --key and --trust go with --bundle", 2)
+    from services.ledger.settings import LedgerSettings
+    from services.ledger.signing import load_signer
+
+    settings = LedgerSettings()
+    with _open(database_url or settings.database_url) as store:
+        verifier = load_signer(settings).verifier() if settings.signing_key_path.exists() else None
+        result = store.verify(verifier)
+    if result.ok:
+        print(f"ledger verified: {result.entries_checked} entries, root {result.root.hex()}")
+        return
+    print(f"LEDGER VERIFICATION FAILED at index {result.first_bad_index}: {result.reason}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+for _command in (checkpoint, prove, consistency, export, erase):
+    ledger_app.command(_command.__name__)(_command)

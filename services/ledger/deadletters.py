@@ -1,0 +1,202 @@
+"""The dead letters, kept where an operator can list, read and replay them, and where erasure reaches them.
+
+The ledger consumes `cep.deadletter` (every service's refusals) into a table of its database, outside
+the Merkle tree: a dead letter is not a regulation event. The original key and bytes, which may hold a
+person's profile, are sealed under a key per person (the original key is the person pseudonym on every
+person topic; anything else gets a key of its own), so `erase` reaches them like every other store. The
+copy on the topic itself expires with the topic's retention (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from cepbus.contract.models import DeadLetter
+from cepbus.runtime.messages import Outgoing, Received, Refusal
+from cepbus.runtime.sqldb import open_database, parse_database_url
+from cepbus.runtime.vault import ErasedData, PersonVault
+
+_TABLE = "ledger_dead_letters"
+_COLUMNS = (
+    "event_id, recorded_at_ms, service, source_topic, source_partition, source_offset, reason, error_class, "
+    "person, original_key, original_value, original_sha256, original_size"
+)
+_DDL = [
+    f"""CREATE TABLE IF NOT EXISTS {_TABLE} (
+        event_id TEXT PRIMARY KEY,
+        recorded_at_ms BIGINT NOT NULL,
+        service TEXT NOT NULL,
+        source_topic TEXT NOT NULL,
+        source_partition INTEGER NOT NULL,
+        source_offset BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        error_class TEXT NOT NULL,
+        person TEXT,
+        original_key {{blob}},
+        original_value {{blob}} NOT NULL,
+        original_sha256 TEXT NOT NULL,
+        original_size BIGINT NOT NULL
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {_TABLE}_reason ON {_TABLE} (reason, recorded_at_ms)",
+    f"CREATE INDEX IF NOT EXISTS {_TABLE}_person ON {_TABLE} (person)",
+]
+_PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_04  # "cepbus" + 4
+
+
+@dataclass(frozen=True)
+class StoredDeadLetter:
+    event_id: str
+    recorded_at_ms: int
+    service: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    reason: str
+    error_class: str
+    original_sha256: str
+    original_size: int
+
+    @property
+    def reason_code(self) -> str:
+        """The stable part of the reason (before the first ':'), e.g. `bad_marker`."""
+        return self.reason.split(":", 1)[0]
+
+
+def _person_of(letter: DeadLetter) -> str:
+    """Whom the original is about, for sealing: its key when it is a pseudonym-like text."""
+    key = letter.original_key
+    if key:
+        try:
+            text = key.decode()
+        except UnicodeDecodeError:
+            text = ""
+        if text and text.isprintable() and len(text) <= 200:
+            return text
+    return f"dead-letter/{letter.event_id}"
+
+
+class DeadLetterStore:
+    def __init__(self, url: str) -> None:
+        dialect, _ = parse_database_url(url, "dead-letter")
+        blob = "BYTEA" if dialect == "postgresql" else "BLOB"
+        schema = [sql.replace("{blob}", blob) for sql in _DDL] + PersonVault.schema("deadletter", dialect)
+        self._db = open_database(url, "dead-letter", schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+        self._vault = PersonVault(self._db, "deadletter")
+
+    def record(self, letters: Sequence[DeadLetter], recorded_at_ms: int) -> int:
+        """Keep these dead letters (a redelivered one is kept once); returns how many were new."""
+        new = 0
+        with self._db.transaction():
+            for letter in letters:
+                event_id = str(letter.event_id)
+                if self._db.query(f"SELECT 1 FROM {_TABLE} WHERE event_id = ?", (event_id,)):
+                    continue
+                person = _person_of(letter)
+                key = (
+                    None
+                    if letter.original_key is None
+                    else self._vault.seal(person, f"{event_id}/key", letter.original_key)
+                )
+                value = self._vault.seal(person, f"{event_id}/value", letter.original_value)
+                self._db.execute(
+                    f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                    (
+                        event_id,
+                        recorded_at_ms,
+                        letter.service,
+                        letter.source_topic,
+                        letter.source_partition,
+                        letter.source_offset,
+                        letter.reason,
+                        letter.error_class,
+                        person,
+                        key,
+                        value,
+                        hashlib.sha256(letter.original_value).hexdigest(),
+                        len(letter.original_value),
+                    ),
+                )
+                new += 1
+        return new
+
+    def _rows(
+        self, where: str = "", params: Sequence[object] = (), limit: int | None = None
+    ) -> list[StoredDeadLetter]:
+        columns = (
+            "event_id, recorded_at_ms, service, source_topic, source_partition, source_offset, reason, "
+            "error_class, original_sha256, original_size"
+        )
+        order = " ORDER BY recorded_at_ms, event_id" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = self._db.query(f"SELECT {columns} FROM {_TABLE} {where}{order}", params)
+        return [
+            StoredDeadLetter(r[0], int(r[1]), r[2], r[3], int(r[4]), int(r[5]), r[6], r[7], r[8], int(r[9]))
+            for r in rows
+        ]
+
+    def list(
+        self, *, reason: str | None = None, since_ms: int | None = None, limit: int | None = None
+    ) -> list[StoredDeadLetter]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if reason:
+            clauses.append("(reason = ? OR reason LIKE ?)")
+            params += [reason, f"{reason}:%"]
+        if since_ms is not None:
+            clauses.append("recorded_at_ms >= ?")
+            params.append(since_ms)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._rows(where, params, limit)
+
+    def get(self, event_id: str) -> StoredDeadLetter | None:
+        found = self._rows("WHERE event_id = ?", (event_id,))
+        return found[0] if found else None
+
+    def original(self, event_id: str) -> tuple[bytes | None, bytes]:
+        """The original key and bytes, unsealed; ErasedData once the person was erased."""
+        rows = self._db.query(
+            f"SELECT original_key, original_value FROM {_TABLE} WHERE event_id = ?", (event_id,)
+        )
+        if not rows:
+            raise KeyError(f"no dead letter {event_id}")
+        key, value = rows[0]
+        return (
+            None if key is None else self._vault.open(bytes(key), f"{event_id}/key"),
+            self._vault.open(bytes(value), f"{event_id}/value"),
+        )
+
+    def erase(self, person_pseudonym: str) -> int:
+        count = len(self._db.query(f"SELECT 1 FROM {_TABLE} WHERE person = ?", (person_pseudonym,)))
+        blank = f"UPDATE {_TABLE} SET person = NULL WHERE person = ?"
+        self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
+        return count
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class DeadLetterKeeper:
+    """The ledger's batch handler for `cep.deadletter`."""
+
+    store: DeadLetterStore
+    clock_ms: Callable[[], int]
+
+    def keep_batch(self, batch: Sequence[Received]) -> list[Outgoing | Refusal]:
+        letters = [item.event for item in batch if isinstance(item.event, DeadLetter)]
+        self.store.record(letters, self.clock_ms())
+        return []
+
+
+__all__ = ["DeadLetterKeeper", "DeadLetterStore", "ErasedData", "StoredDeadLetter"]

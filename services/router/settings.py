@@ -1,0 +1,49 @@
+"""The router's settings: the router itself (`CEPBUS_ROUTER_`) and its referral lifecycle
+(`CEPBUS_REFERRALS_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cepbus.runtime.settings import ServiceSettings
+from services.router.referrals.deadlines import DeadlinePolicy
+from services.router.referrals.drift import DriftPolicy
+
+
+class RouterSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_ROUTER_", extra="ignore")
+
+    metrics_port: int = 9101
+    group_id: str = "cepbus-router"
+    service_org_id: str = "cep-bus-router"
+    # The router's state (intakes' profiles, notices, choices, service levels): a real database.
+    database_url: str = "sqlite:///.cepbus/router.db"
+    # No choice recorded this long after the notice: one reminder event.
+    choice_reminder_delay_s: float = Field(default=7 * 24 * 3600.0, ge=0)
+    choice_reminder_check_interval_s: float = Field(default=60.0, gt=0)
+
+
+class ReferralSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CEPBUS_REFERRALS_", extra="ignore")
+
+    database_url: str = "sqlite:///.cepbus/referrals.db"
+    http_port: int = 9104  # read side (GET /referrals/<id>, /organisations/<id>/referrals); 0 disables
+    http_host: str = "127.0.0.1"  # loopback; in a pod, the ingress reaches it through 0.0.0.0
+    tokens_path: Path | None = None  # hashed bearer tokens per organisation; None: development tokens
+    received_business_days: int = Field(default=2, ge=0)
+    answered_business_days: int = Field(default=5, ge=0)
+    first_appointment_business_days: int = Field(default=15, ge=0)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    drift_window_days: int = Field(default=90, ge=1)
+    drift_max_referrals: int = Field(default=3, ge=1)
+
+    def deadline_policy(self) -> DeadlinePolicy:
+        return DeadlinePolicy(
+            self.received_business_days, self.answered_business_days, self.first_appointment_business_days
+        )
+
+    def drift_policy(self) -> DriftPolicy:
+        return DriftPolicy(self.drift_window_days, self.drift_max_referrals)

@@ -1,0 +1,74 @@
+"""The running bus an integration test talks to, and what tests ask of it: wait until the ledger holds
+some events, read the dead letters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+from cepbus.contract import codec
+from cepbus.contract.models import DeadLetter
+from cepbus.contract.topics import DEAD_LETTER
+from cepbus.runtime.settings import BrokerSettings
+from cepbus_app.demo.loop import wait_until_known
+from cepbus_app.supervisor import Supervisor
+from services.ledger.note import Signer
+from services.ledger.settings import LedgerSettings
+from services.ledger.store import open_store
+
+
+@dataclass
+class RunningBus:
+    bootstrap: str
+    broker: BrokerSettings
+    ledger_url: str
+    ports: dict[str, int]
+    supervisor: Supervisor
+    router_url: str = ""
+    ledger_settings: LedgerSettings | None = None  # its own checkpoint origin and signing key
+    referrals_url: str = ""  # the router's referral store (#4)
+    referrals_http_port: int = 0
+
+
+def ledger_identity(workdir: Path, origin: str) -> LedgerSettings:
+    """A checkpoint origin and signing key of its own, so that two ledgers on one broker (the session
+    bus, the fault tests' bus) publish checkpoints an auditor can tell apart."""
+    key_path = workdir / "ledger-signing.key"
+    key_path.write_text(str(Signer.generate(origin)) + "\n")
+    return LedgerSettings(origin=origin, signing_key_path=key_path)
+
+
+def wait_for_ids(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.0) -> set[str]:
+    with open_store(bus.ledger_url) as store:
+        return wait_until_known(store.known_event_ids, event_ids, timeout_s)
+
+
+def dead_letters(
+    bus: RunningBus,
+    timeout_s: float = 30.0,
+    want: int = 1,
+    where: Callable[[DeadLetter], bool] = lambda d: True,
+) -> list[DeadLetter]:
+    consumer = KafkaConsumer(bootstrap_servers=bus.broker.bootstrap_list, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(DEAD_LETTER.name, p) for p in consumer.partitions_for_topic(DEAD_LETTER.name)
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        found: list[DeadLetter] = []
+        deadline = time.monotonic() + timeout_s
+        while len(found) < want and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    letter = codec.decode(record.value)
+                    assert isinstance(letter, DeadLetter)
+                    if where(letter):
+                        found.append(letter)
+        return found
+    finally:
+        consumer.close()

@@ -1,0 +1,183 @@
+"""deploy/k8s: generated files match the code's catalogs, both overlays render with kubectl
+kustomize, the core objects validate offline against the Kubernetes schemas (kubernetes-validate),
+and the Strimzi and prometheus-operator objects carry the fields that matter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from cepbus.contract.topics import REFERRAL_STATUS, referral_inbox
+from cepbus.reference import load_reference
+from cepbus.runtime.admin import bus_topics
+from cepbus_app import k8s
+from tests.support import ROOT
+
+BASE = ROOT / "deploy/k8s/base"
+KUBERNETES_VERSION = "1.30.0"
+CORE_KINDS = {"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "ConfigMap", "Namespace"}
+
+kubectl = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(kubectl is None, reason="kubectl absent (Debian package kubectl)")
+
+
+@pytest.mark.parametrize(
+    ("what", "path"),
+    [
+        ("topics", "kafka/topics.yaml"),
+        ("users", "kafka/users.yaml"),
+        ("prometheus-rule", "monitoring/prometheusrule.yaml"),
+    ],
+)
+def test_committed_generated_files_match_a_fresh_generation(what: str, path: str) -> None:
+    fresh = k8s.render(k8s.GENERATORS[what](), what)
+    assert (BASE / path).read_text() == fresh, f"regenerate: cep-bus k8s {what} > deploy/k8s/base/{path}"
+
+
+def test_topics_are_exactly_the_catalog() -> None:
+    topics = list(yaml.safe_load_all((BASE / "kafka/topics.yaml").read_text()))
+    assert {t["spec"]["topicName"]: t["spec"]["partitions"] for t in topics} == {
+        spec.name: spec.partition_count(k8s.DEFAULT_PARTITIONS) for spec in bus_topics()
+    }
+
+
+def _render(overlay: str) -> list[dict[str, Any]]:
+    assert kubectl is not None
+    out = subprocess.run(
+        [kubectl, "kustomize", str(ROOT / "deploy/k8s/overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    if kubectl is None:
+        pytest.skip("kubectl absent (Debian package kubectl)")
+    return request.param, _render(request.param)
+
+
+def _of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_core_objects_validate_against_the_kubernetes_schemas(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    import kubernetes_validate
+
+    _, objects = rendered
+    core = [o for o in objects if o["kind"] in CORE_KINDS]
+    assert {o["kind"] for o in core} == CORE_KINDS
+    for obj in core:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_invalid_objects_are_refused_by_the_validator() -> None:
+    """The check above can fail: a misspelt field is refused."""
+    import kubernetes_validate
+
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"portz": []}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
+
+
+def test_kafka_sizes_per_overlay(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    overlay, objects = rendered
+    brokers, rf, min_isr = (3, 3, 2) if overlay == "prod" else (1, 1, 1)
+    [kafka] = _of(objects, "Kafka")
+    [pool] = _of(objects, "KafkaNodePool")
+    assert kafka["metadata"]["annotations"] == {
+        "strimzi.io/node-pools": "enabled",
+        "strimzi.io/kraft": "enabled",
+    }
+    assert "zookeeper" not in kafka["spec"]
+    assert pool["spec"]["replicas"] == brokers and set(pool["spec"]["roles"]) == {"controller", "broker"}
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    config = kafka["spec"]["kafka"]["config"]
+    assert (config["default.replication.factor"], config["min.insync.replicas"]) == (rf, min_isr)
+    assert config["offsets.topic.replication.factor"] == rf
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    topics = _of(objects, "KafkaTopic")
+    assert len(topics) == len(bus_topics())
+    for topic in topics:
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert topic["spec"]["replicas"] == rf
+        assert topic["spec"]["config"]["min.insync.replicas"] == min_isr
+    [settings] = [
+        c for c in _of(objects, "ConfigMap") if c["metadata"]["name"].startswith("cepbus-settings-")
+    ]
+    assert settings["data"]["CEPBUS_REPLICATION_FACTOR"] == str(rf)
+
+
+def test_a_partner_reads_only_its_inbox_and_writes_only_status_updates(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = rendered
+    users = {u["metadata"]["name"]: u for u in _of(objects, "KafkaUser")}
+    orgs = [org.org_id for org in load_reference().organisations()]
+    assert {"cepbus-router", "cepbus-notifier", "cepbus-ledger"} | {f"partner-{o}" for o in orgs} == set(
+        users
+    )
+    for org in orgs:
+        acls = users[f"partner-{org}"]["spec"]["authorization"]["acls"]
+        topic_ops = {
+            (a["resource"]["name"], a["resource"]["patternType"], op)
+            for a in acls
+            if a["resource"]["type"] == "topic"
+            for op in a["operations"]
+        }
+        assert topic_ops == {
+            (referral_inbox(org).name, "literal", "Read"),
+            (referral_inbox(org).name, "literal", "Describe"),
+            (REFERRAL_STATUS.name, "literal", "Write"),
+            (REFERRAL_STATUS.name, "literal", "Describe"),
+        }
+
+
+def test_deployments_are_probed_bounded_and_non_root(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    overlay, objects = rendered
+    deployments = {d["metadata"]["name"]: d for d in _of(objects, "Deployment")}
+    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger"}
+    assert deployments["cepbus-ledger"]["spec"]["replicas"] == 1  # the single ledger writer
+    if overlay == "prod":
+        assert deployments["cepbus-router"]["spec"]["replicas"] == 2
+    for deployment in deployments.values():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        [container] = pod["containers"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["image"].startswith("registry.example.org/cep-bus/cep-bus:")
+    pdbs = {p["metadata"]["name"] for p in _of(objects, "PodDisruptionBudget")}
+    assert pdbs == set(deployments)
+
+
+def test_monitoring_objects(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, objects = rendered
+    [monitor] = _of(objects, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "ops"
+    services = _of(objects, "Service")
+    assert all(
+        s["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
+        for s in services
+    )
+    [rule] = _of(objects, "PrometheusRule")
+    assert (
+        rule["spec"]["groups"]
+        == yaml.safe_load((ROOT / "deploy/prometheus/cepbus-rules.yml").read_text())["groups"]
+    )
+    [dashboard] = [
+        c for c in _of(objects, "ConfigMap") if c["metadata"]["name"] == "cepbus-dashboard-national"
+    ]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["cepbus-national.json"])["uid"] == "cepbus-national"

@@ -1,0 +1,260 @@
+"""The audit report: the pure indicators over hand-built leaf records, and the same report from the database
+and from its verified export bundle."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cepbus.contract.codec import encode
+from cepbus.contract.models import (
+    Event,
+    NoticeRequested,
+    ReferralRequested,
+    ReferralStatus,
+    ReferralUpdateVerdict,
+    new_envelope,
+)
+from cepbus.reference import load_reference
+from cepbus.runtime.messages import Rejected
+from cepbus_app.cli import app
+from cepbus_app.demo.simulator import Simulator
+from services.ledger.note import Signer
+from services.ledger.record import LedgerRecord, NewRecord
+from services.ledger.report import build_report, classify, delay_stats, report_csv
+from services.ledger.store import open_store
+from services.notifier.handlers import NotifierHandlers
+from services.router.handlers import RouterHandlers
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MIN = 60_000
+
+
+def rec(
+    event_type: str,
+    at_min: float,
+    event_id: str | None = None,
+    recorded_min: float | None = None,
+    **facts: str,
+) -> LedgerRecord:
+    """A leaf as the ledger writes it; recorded when it occurred unless `recorded_min` says otherwise."""
+    return LedgerRecord(
+        index=0, event_id=event_id or uuid.uuid4().hex, event_type=f"fr.cepbus.{event_type}", topic="t",
+        occurred_at_ms=T0 + int(at_min * MIN),
+        recorded_at_ms=T0 + int((at_min if recorded_min is None else recorded_min) * MIN),
+        person_pseudonym=None, facts=facts,
+    )  # fmt: skip
+
+
+def journey(n: int, region: str, at_min: float, notice_after_min: float | None, channel: str = "phone",
+            choice: str | None = None) -> list[LedgerRecord]:  # fmt: skip
+    """One intake, its notice request and notice (if any), and the person's choice."""
+    intake_id, corr = f"intake-{region}-{n}", f"corr-{region}-{n}"
+    out = [rec("IntakeRegistered", at_min, intake_id, region_code=region, operator_id=f"cep-r{region}",
+               operator_kind="regional_cep", channel=channel, correlation_id=corr)]  # fmt: skip
+    if notice_after_min is not None:
+        out.append(rec("NoticeRequested", at_min + 0.01, intake_event_id=intake_id, region_code=region,
+                       correlation_id=corr))  # fmt: skip
+        out.append(rec("NoticeIssued", at_min + notice_after_min, intake_event_id=intake_id,
+                       region_code=region, correlation_id=corr))  # fmt: skip
+    if choice:
+        out.append(rec("ChoiceRecorded", at_min + 30, choice=choice, region_code=region, correlation_id=corr,
+                       **({"chosen_operator_kind": "apec"} if choice == "switch" else {})))  # fmt: skip
+    return out
+
+
+def referral(
+    ref: str, region: str, at_min: float, recipient: str, *statuses: tuple[str, float]
+) -> list[LedgerRecord]:
+    out = [rec("ReferralRequested", at_min, referral_id=ref, requester_org_id=f"cep-r{region}",
+               recipient_org_id=recipient, recipient_kind="apec", region_code=region,
+               correlation_id=f"corr-ref-{ref}")]  # fmt: skip
+    # the router's verdicts carry no region: the report finds it through the referral
+    out += [rec("ReferralUpdateVerdict", at_min + after, referral_id=ref, status=status, verdict="applied",
+                signer_org_id=recipient) for status, after in statuses]  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def records() -> list[LedgerRecord]:
+    out: list[LedgerRecord] = []
+    # region 84: 4 intakes; notices after 1, 2, 3 min; one notice due but never issued; one with no notice
+    out += journey(1, "84", 0, 1, choice="stay")
+    out += journey(2, "84", 10, 2, channel="video", choice="switch")
+    out += journey(3, "84", 20, 3, choice="undecided")
+    out += journey(4, "84", 30, None)
+    out.append(rec("NoticeRequested", 40, intake_event_id="intake-84-5", region_code="84"))  # due, no intake
+    out += journey(6, "84", 50, None)
+    out.append(
+        rec("NoticeRequested", 50.5, intake_event_id="intake-84-6", region_code="84")
+    )  # due, not issued
+    # region 11: 1 intake, notice after 10 min; in the next day (outside a one-day period)
+    out += journey(1, "11", 24 * 60 + 5, 10, choice="switch")
+    # referrals in 84: accepted then first appointment 2 days later; declined; no answer
+    out += referral("r1", "84", 60, "apec-r84", ("accepted", 60), ("first_appointment_held", 2 * 24 * 60))
+    out += referral("r2", "84", 70, "apec-r84", ("declined", 5))
+    out += referral("r3", "84", 80, "cap-emploi-r84")
+    # breaches from event types other engineers add, and one type nobody knows
+    out.append(rec("ReferralDeadlineBreached", 90, referral_id="r3", rule_id="REF-ANSWER-10D"))
+    out.append(rec("RegulationBreach", 95, region_code="84", breach_kind="notice_missing"))
+    out.append(rec("SomethingNew", 96, region_code="84"))
+    out.append(rec("LedgerErasure", 97, erased_key_id="k"))
+    return out
+
+
+def test_indicators_over_hand_built_records(records: list[LedgerRecord]) -> None:
+    report = build_report(records, region="84")
+    assert report["intakes"] == {
+        "total": 5,
+        "by_region": {"84": 5},
+        "by_operator": {"cep-r84": 5},
+        "by_operator_kind": {"regional_cep": 5},
+        "by_channel": {"phone": 4, "video": 1},
+    }
+    # due: 1, 2, 3 and 6 (5's intake is not in the ledger); issued: 1, 2, 3
+    assert report["notices"]["due"] == 4 and report["notices"]["issued"] == 3
+    assert report["notices"]["due_not_issued"] == 1
+    assert report["notices"]["intake_to_notice_delay"] == {"count": 3, "p50_s": 120.0, "p90_s": 180.0,
+                                                           "max_s": 180.0}  # fmt: skip
+    assert report["choices"] == {"stay": 1, "switch": 1, "undecided": 1, "switch_to": {"apec": 1}}
+    refs = report["referrals"]
+    assert refs["matrix"] == {"cep-r84": {"apec-r84": 2, "cap-emploi-r84": 1}}
+    assert (refs["total"], refs["accepted"], refs["declined"], refs["awaiting_answer"]) == (3, 1, 1, 1)
+    assert refs["acceptance_rate"] == 0.5
+    assert refs["delay_to_first_appointment"]["max_s"] == 2 * 24 * 3600
+    assert report["deadline_breaches"] == {"total": 1, "by_event_type": {"ReferralDeadlineBreached": 1},
+                                           "by_rule": {"REF-ANSWER-10D": 1}}  # fmt: skip
+    assert report["regulation_breaches"]["by_rule"] == {"notice_missing": 1}
+    assert report["unknown_event_types"] == {"fr.cepbus.SomethingNew": 1}
+    # the erasure names no region: out of a regional report, counted in the national one
+    assert report["erasures"] == 0 and build_report(records)["erasures"] == 1
+
+
+def test_region_and_period_scope(records: list[LedgerRecord]) -> None:
+    national = build_report(records)
+    assert national["intakes"]["by_region"] == {"11": 1, "84": 5}
+    assert national["choices"]["switch"] == 2
+    first_day = build_report(records, from_ms=T0, to_ms=T0 + 24 * 60 * MIN)
+    assert first_day["intakes"]["total"] == 5
+    # a referral's statuses count whenever they happen: the appointment two days later still counts
+    assert first_day["referrals"]["delay_to_first_appointment"]["count"] == 1
+    assert build_report(records, region="11")["notices"]["intake_to_notice_delay"]["max_s"] == 600.0
+    assert build_report(records, region="53")["events_in_scope"] == 0
+
+
+def test_classification_is_open_to_new_event_types() -> None:
+    assert classify("fr.cepbus.IntakeRegistered") == "intake"
+    assert classify("fr.cepbus.NoticeDeadlineMissed") == "deadline_breach"
+    assert classify("fr.cepbus.ReferralDeadlineBreached") == "deadline_breach"
+    assert classify("fr.cepbus.ChoiceBreachDetected") == "regulation_breach"
+    assert classify("fr.cepbus.Whatever") is None
+
+
+def test_delay_percentiles_are_nearest_rank() -> None:
+    stats = delay_stats(range(1000, 11_000, 1000))  # 1..10 s
+    assert stats == {"count": 10, "p50_s": 5.0, "p90_s": 9.0, "max_s": 10.0}
+    assert delay_stats([]) == {"count": 0, "p50_s": None, "p90_s": None, "max_s": None}
+
+
+def test_csv_has_one_row_per_indicator(records: list[LedgerRecord]) -> None:
+    lines = report_csv(build_report(records, region="84")).splitlines()
+    assert lines[0] == "indicator,value"
+    assert "referrals.matrix.cep-r84.apec-r84,2" in lines
+    assert "notices.intake_to_notice_delay.p50_s,120.0" in lines
+
+
+# -- from the database and from its bundle -------------------------------------------------------------
+
+
+def loop_events(count: int, seed: int) -> list[Event]:
+    """Simulated intakes, and what the services derive from them, plus referral statuses."""
+    reference = load_reference()
+    simulator = Simulator(reference, seed=seed, now=datetime(2026, 3, 2, 12, tzinfo=UTC))
+    router, notifier = RouterHandlers(reference), NotifierHandlers(reference)
+    events: list[Event] = []
+    for n, intake in enumerate(simulator.intakes(count)):
+        events.append(intake)
+        try:
+            decided = [out.event for out in router.on_intake(intake)]
+        except Rejected as refused:  # recorded as decided "rejected"
+            events += [out.event for out in refused.also]
+            continue
+        events += decided
+        for request in decided:
+            if not isinstance(request, NoticeRequested):
+                continue
+            events += [out.event for out in notifier.on_notice_requested(request)]
+            choice = simulator.choice(intake, request)
+            events.append(choice)
+            for referral_event in (out.event for out in router.on_choice(choice)):
+                events.append(referral_event)
+                assert isinstance(referral_event, ReferralRequested)
+                status = ReferralStatus.ACCEPTED if n % 3 else ReferralStatus.DECLINED
+                recipient = referral_event.recipient_org_id
+                answered_at = referral_event.envelope.occurred_at + timedelta(days=2)
+                # what the ledger holds of the recipient's answer: the router's verdict on it
+                envelope = new_envelope(
+                    ReferralUpdateVerdict,
+                    producer_org_id="cep-bus-router",
+                    causation=referral_event.envelope,
+                    occurred_at=answered_at,
+                )
+                events.append(
+                    ReferralUpdateVerdict(
+                        envelope=envelope,
+                        update_event_id=str(uuid.uuid4()),
+                        referral_id=referral_event.referral_id,
+                        verdict="applied",
+                        status=status,
+                        signer_org_id=recipient,
+                        claimed_occurred_at=answered_at,
+                    )
+                )
+    return events
+
+
+def test_report_from_the_database_equals_the_report_from_its_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, key, bundle = tmp_path / "ledger.db", tmp_path / "signing.key", tmp_path / "bundle.json"
+    signer = Signer.generate("cep-bus.test/ledger")
+    key.write_text(str(signer) + "\n")
+    pinned = ["--key", str(signer.verifier())]
+    monkeypatch.setenv("CEPBUS_LEDGER_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
+    monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", "cep-bus.test/ledger")
+    events = loop_events(120, seed=3)
+    with open_store(f"sqlite:///{db}") as store:
+        store.append([
+            NewRecord(str(e.event_id), e.avro_name, "t", int(e.envelope.occurred_at.timestamp() * 1000),
+                      e.envelope.person_pseudonym, encode(e))
+            for e in events
+        ])  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(app, ["ledger", "export", "--out", str(bundle)]).exit_code == 0
+    reports: dict[str, dict[str, Any]] = {}
+    for source, extra in (("ledger", []), ("bundle", ["--bundle", str(bundle), *pinned])):
+        result = runner.invoke(app, ["audit", "report", "--region", "84", *extra])
+        assert result.exit_code == 0, result.output
+        reports[source] = json.loads(result.stdout)
+    ledger_source, bundle_source = reports["ledger"].pop("source"), reports["bundle"].pop("source")
+    assert reports["ledger"] == reports["bundle"]
+    assert ledger_source["root_b64"] == bundle_source["root_b64"] and bundle_source["kind"] == "bundle"
+    report = reports["ledger"]
+    assert report["intakes"]["total"] > 5 and set(report["intakes"]["by_region"]) == {"84"}
+    assert report["notices"]["issued"] == report["notices"]["due"] > 0
+    assert report["referrals"]["total"] > 0 and report["referrals"]["acceptance_rate"] is not None
+    assert report["unknown_event_types"] == {}
+
+    # a bundle that does not verify gives no report
+    document = json.loads(bundle.read_text())
+    document["entries"].pop()
+    bundle.write_text(json.dumps(document))
+    result = runner.invoke(app, ["audit", "report", "--bundle", str(bundle), *pinned])
+    assert result.exit_code == 1 and "BUNDLE VERIFICATION FAILED" in result.output

@@ -1,0 +1,119 @@
+"""The referral read side is behind authentication: a bearer token bound to one organisation, which
+sees only the referrals it is party to. Played against the FastAPI app with its test client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from cepbus.reference import load_reference
+from cepbus.reference.directory import load_directory
+from cepbus_app.cli import app as cli
+from services.router.referrals.auth import TokenBook, issue_token, read_side_trust_problems
+from services.router.referrals.handlers import ReferralLifecycle
+from services.router.referrals.http import build_read_side
+from services.router.referrals.store import ReferralStore
+from tests.support.factories import MONDAY, referral
+from tests.support.fakes import MovableClock
+
+A, B, C = "cep-r11", "apec-r11", "opco-sante"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ReferralStore]:
+    opened = ReferralStore(f"sqlite:///{tmp_path / 'referrals.db'}")
+    lifecycle = ReferralLifecycle(opened, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    for requester, recipient in ((A, B), (B, C)):
+        lifecycle.on_requested(referral(requester=requester, recipient=recipient))
+    yield opened
+    opened.close()
+
+
+def ids(store: ReferralStore, org: str) -> list[str]:
+    return [r.referral_id for r in store.open_for(org)]
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> tuple[TokenBook, dict[str, str]]:
+    path = tmp_path / "tokens.json"
+    issued = {org: issue_token(org, path) for org in (A, B, C)}
+    return TokenBook.load(path, load_directory().org_ids()), issued
+
+
+def client(store: ReferralStore, book: TokenBook) -> TestClient:
+    return TestClient(build_read_side(store, book))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_an_unauthenticated_request_is_refused(
+    store: ReferralStore, tokens: tuple[TokenBook, dict[str, str]]
+) -> None:
+    http = client(store, tokens[0])
+    [ab] = [r for r in ids(store, A)]
+    for headers in (
+        {},
+        bearer("not-a-token"),
+        bearer(f"dev-{A}"),
+    ):  # dev tokens are refused with a tokens file
+        answer = http.get(f"/referrals/{ab}", headers=headers)
+        assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+    assert http.get(f"/organisations/{A}/referrals").status_code == 401
+    assert http.get("/healthz").status_code == 200
+
+
+def test_an_organisation_sees_only_the_referrals_it_is_party_to(
+    store: ReferralStore, tokens: tuple[TokenBook, dict[str, str]]
+) -> None:
+    book, issued = tokens
+    http = client(store, book)
+    [ab] = ids(store, A)
+    [bc] = [i for i in ids(store, C)]
+    assert http.get(f"/referrals/{ab}", headers=bearer(issued[A])).status_code == 200  # requester
+    assert http.get(f"/referrals/{ab}", headers=bearer(issued[B])).status_code == 200  # recipient
+    assert http.get(f"/referrals/{ab}", headers=bearer(issued[C])).status_code == 404  # not a party
+    assert http.get(f"/referrals/{bc}", headers=bearer(issued[A])).status_code == 404
+    assert http.get(f"/organisations/{B}/referrals", headers=bearer(issued[A])).status_code == 403
+    mine = http.get(f"/organisations/{B}/referrals", headers=bearer(issued[B])).json()
+    assert {r["referral_id"] for r in mine["open"]} == {ab, bc}
+
+
+def test_the_tokens_file_keeps_no_token_and_the_openapi_document_says_bearer(
+    store: ReferralStore, tokens: tuple[TokenBook, dict[str, str]], tmp_path: Path
+) -> None:
+    book, issued = tokens
+    text = (tmp_path / "tokens.json").read_text()
+    assert all(token not in text for token in issued.values())
+    assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
+    spec = client(store, book).get("/openapi.json").json()
+    assert {"/referrals/{referral_id}", "/organisations/{org_id}/referrals"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_development_tokens_are_derivable_and_production_refuses_them(
+    store: ReferralStore, tmp_path: Path
+) -> None:
+    book = TokenBook.load(None, load_directory().org_ids())
+    [ab] = ids(store, A)
+    assert client(store, book).get(f"/referrals/{ab}", headers=bearer(f"dev-{A}")).status_code == 200
+    assert read_side_trust_problems(None) and not read_side_trust_problems(tmp_path / "tokens.json")
+
+
+def test_issue_token_from_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    result = CliRunner().invoke(cli, ["referral", "issue-token", "--org", A, "--tokens-file", str(path)])
+    assert result.exit_code == 0
+    token = result.stdout.strip()
+    assert TokenBook.load(path, [A]).org_for(token) == A
+    assert json.loads(path.read_text())["tokens"][0]["org_id"] == A
+    refused = CliRunner().invoke(
+        cli, ["referral", "issue-token", "--org", "nobody", "--tokens-file", str(path)]
+    )
+    assert refused.exit_code == 1 and "Traceback" not in refused.output

@@ -1,0 +1,164 @@
+"""Dependencies run one way: the shared package (`cepbus`) imports no service and not the composition
+root; no service imports another service or the composition root; the SDKs reach no stream framework,
+not even through the shared modules they import. Imports are read with `ast`, lazy ones (inside
+functions) and `importlib.import_module("...")` calls included."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+
+STREAM_FRAMEWORKS = ("faust", "mode", "aiokafka")
+SDK_MODULES = ("cepbus.sdk.publisher", "cepbus.sdk.partner")
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str  # importing module, dotted
+    target: str  # imported module, dotted
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line} -> {self.target}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(source: str, module: str, is_package: bool = False) -> Iterator[Edge]:
+    """Every module `source` imports, relative imports resolved against `module`."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Edge(module, alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            yield Edge(module, base, node.lineno)
+            for alias in node.names:  # `from services import router` imports services.router
+                yield Edge(module, f"{base}.{alias.name}", node.lineno)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            yield Edge(module, node.args[0].value, node.lineno)
+
+
+def project_edges() -> list[Edge]:
+    edges: list[Edge] = []
+    for top in ("cepbus", "cepbus_app", "services"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            edges.extend(imports_of(source, module_name(path), path.stem == "__init__"))
+    return edges
+
+
+def top(dotted: str, depth: int = 1) -> str:
+    return ".".join(dotted.split(".")[:depth])
+
+
+def forbidden(edge: Edge) -> str | None:
+    """Why an edge breaks the direction of dependencies, or None."""
+    source, target = edge.source, edge.target
+    if top(source) == "cepbus" and top(target) in ("services", "cepbus_app"):
+        return "the shared package imports a service or the composition root"
+    if top(source) == "services":
+        if top(target) == "cepbus_app":
+            return "a service imports the composition root"
+        if top(target) == "services" and len(target.split(".")) > 1 and top(target, 2) != top(source, 2):
+            return "a service imports another service"
+    if source.startswith("cepbus.sdk") and top(target) in STREAM_FRAMEWORKS:
+        return "an SDK imports a stream framework"
+    return None
+
+
+def reachable(start: str, edges: list[Edge]) -> dict[str, list[str]]:
+    """Every module reachable from `start` through project imports, with one import path to it."""
+    by_source: dict[str, set[str]] = {}
+    for edge in edges:
+        by_source.setdefault(edge.source, set()).add(edge.target)
+    paths = {start: [start]}
+    todo = [start]
+    while todo:
+        current = todo.pop()
+        for target in sorted(by_source.get(current, ())):
+            if target in paths:
+                continue
+            paths[target] = [*paths[current], target]
+            if top(target) in ("cepbus", "cepbus_app", "services"):
+                todo.append(target)
+    return paths
+
+
+def test_dependencies_run_one_way() -> None:
+    edges = project_edges()
+    assert len(edges) > 300  # the scan really read the code
+    violations = [f"{edge}: {why}" for edge in edges if (why := forbidden(edge))]
+    assert not violations, "\n".join(violations)
+
+
+@pytest.mark.parametrize("sdk", SDK_MODULES)
+def test_the_sdks_reach_no_stream_framework_even_indirectly(sdk: str) -> None:
+    paths = reachable(sdk, project_edges())
+    assert "cepbus.contract.codec" in paths  # the closure is real: the SDK encodes through the contract
+    bad = {m: p for m, p in paths.items() if top(m) in (*STREAM_FRAMEWORKS, "services", "cepbus_app")}
+    assert not bad, "\n".join(" -> ".join(path) for path in bad.values())
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "why"),
+    [
+        ("cepbus.runtime.x", "from services.router.store import open_router_store", "shared package"),
+        ("cepbus.runtime.x", "def f():\n    import cepbus_app.cli\n", "shared package"),
+        ("cepbus.runtime.x", "import importlib\nimportlib.import_module('services.ledger.app')", "shared"),
+        ("services.router.handlers", "from services.notifier.notice import render_notice", "another service"),
+        ("services.router.handlers", "from services import notifier", "another service"),
+        ("services.ledger.cli", "from cepbus_app.demo import loop", "composition root"),
+        ("cepbus.sdk.publisher", "import faust", "stream framework"),
+        ("cepbus.sdk.partner", "from aiokafka import AIOKafkaConsumer", "stream framework"),
+    ],
+)
+def test_the_check_catches_each_kind_of_wrong_edge(module: str, source: str, why: str) -> None:
+    reasons = [r for edge in imports_of(source, module) if (r := forbidden(edge))]
+    assert reasons and why in reasons[0]
+
+
+def test_a_service_may_import_itself_and_the_shared_package() -> None:
+    source = "from services.router.store import RouterStore\nfrom cepbus.contract.models import Event\n"
+    assert not [edge for edge in imports_of(source, "services.router.app") if forbidden(edge)]
+
+
+def test_importing_the_sdks_loads_neither_faust_nor_any_service() -> None:
+    """In a fresh interpreter (this one has Faust loaded by other tests)."""
+    code = (
+        "import json, sys\n"
+        f"import {', '.join(SDK_MODULES)}\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(json.loads(done.stdout))
+    assert {"cepbus.sdk.publisher", "cepbus.sdk.partner", "kafka"} <= loaded
+    unwanted = sorted(m for m in loaded if top(m) in (*STREAM_FRAMEWORKS, "services", "cepbus_app"))
+    assert not unwanted, unwanted
