@@ -8,5 +8,8 @@ from __future__ import annotations
 
 CORRELATION_HEADER = "cepbus-correlation-id"
 EVENT_TYPE_HEADER = "cepbus-event-type"
+# Set by `cep-bus deadletters replay` on the re-published original: the dead letter it replays, so a
+# replay that fails again is linked to the first failure.
+REPLAY_OF_HEADER = "cepbus-replay-of"
 
-__all__ = ["CORRELATION_HEADER", "EVENT_TYPE_HEADER"]
+__all__ = ["CORRELATION_HEADER", "EVENT_TYPE_HEADER", "REPLAY_OF_HEADER"]

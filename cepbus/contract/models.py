@@ -299,6 +299,10 @@ class DeadLetter(Event):
     error_class: str
     original_key: bytes | None = None
     original_value: bytes
+    original_truncated: bool = False
+    original_sha256: str | None = None
+    original_size: int | None = None
+    replay_of: str | None = None
 
 
 class IntakeDecided(Event):

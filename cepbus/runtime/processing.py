@@ -7,6 +7,7 @@ least once: a crash replays events, so handlers derive output event ids from the
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import structlog
 
 from cepbus.contract import codec
-from cepbus.contract.headers import CORRELATION_HEADER
+from cepbus.contract.headers import CORRELATION_HEADER, REPLAY_OF_HEADER
 from cepbus.contract.models import DeadLetter, Event, derived_event_id, new_envelope
 from cepbus.contract.topics import DEAD_LETTER
 from cepbus.runtime.logs import get_logger
@@ -26,14 +27,40 @@ from cepbus.runtime.sqldb import is_unavailable
 
 log = get_logger()
 
+#: Room kept in a dead letter for its envelope, reason (at most 2,000 characters) and other fields.
+DEAD_LETTER_OVERHEAD_BYTES = 16_384
+#: What a dead letter keeps of an original too big to fit whole beside that overhead.
+OVERSIZE_PREFIX_BYTES = 65_536
+
+
+def bounded_original(
+    key: bytes | None, value: bytes, max_message_bytes: int
+) -> tuple[bytes | None, bytes, bool]:
+    """The original key and value as a dead letter keeps them: whole when they fit in a message of
+    `max_message_bytes` beside the dead letter's own fields, else a prefix (the digest and size of
+    the whole go beside it), so that the dead letter itself can always be sent."""
+    room = max_message_bytes - DEAD_LETTER_OVERHEAD_BYTES
+    if len(value) + len(key or b"") <= room:
+        return key, value, False
+    kept_key = None if key is None else key[:1024]
+    return kept_key, value[: min(OVERSIZE_PREFIX_BYTES, room // 2)], True
+
 
 class EventProcessor:
     """Turns consumed messages into outputs for one service; every failure becomes a dead letter."""
 
-    def __init__(self, service: str, producer_org_id: str, silence: OperatorSilence | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        producer_org_id: str,
+        silence: OperatorSilence | None = None,
+        *,
+        max_message_bytes: int = 1_000_000,
+    ) -> None:
         self.service = service
         self.producer_org_id = producer_org_id
         self.silence = silence
+        self.max_message_bytes = max_message_bytes
 
     def dead_letter(self, message: Incoming, reason: str, detail: str, error_class: str) -> Outgoing:
         """A dead letter keeping the original bytes; its id is derived from the message's position,
@@ -46,6 +73,7 @@ class EventProcessor:
             event_id=event_id,
             correlation_id=message.header(CORRELATION_HEADER) or str(event_id),
         )
+        key, value, truncated = bounded_original(message.key, message.value, self.max_message_bytes)
         letter = DeadLetter(
             envelope=envelope,
             service=self.service,
@@ -54,8 +82,12 @@ class EventProcessor:
             source_offset=message.offset,
             reason=f"{reason}: {detail}"[:2000],
             error_class=error_class,
-            original_key=message.key,
-            original_value=message.value,
+            original_key=key,
+            original_value=value,
+            original_truncated=truncated,
+            original_sha256=hashlib.sha256(message.value).hexdigest(),
+            original_size=len(message.value),
+            replay_of=message.header(REPLAY_OF_HEADER),
         )
         DEAD_LETTERS.labels(self.service, reason).inc()
         PROCESSING_ERRORS.labels(self.service, reason).inc()

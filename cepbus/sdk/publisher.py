@@ -1,8 +1,9 @@
 """The publishing SDK for operator information systems (kafka-python).
 
 `Publisher.publish` validates with pydantic, encodes as Avro single-object, sends with acks=all and
-returns once the broker has acknowledged. Invalid input (a broken contract, or a region or
-département that is not on the map) raises `InvalidEvent` and is never sent.
+returns once the broker has acknowledged. Invalid input (a broken contract, a region or
+département that is not on the map, or an encoding bigger than `BrokerSettings.max_message_bytes`)
+raises `InvalidEvent` and is never sent.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ PUBLISH_REFUSED = Counter(
 
 
 class InvalidEvent(ValueError):
-    """The event breaks the contract or contradicts the reference data; nothing was sent.
-    `reason` is short and stable (`invalid_contract`, `reference_data`)."""
+    """The event breaks the contract, contradicts the reference data or is too big; nothing was sent.
+    `reason` is short and stable (`invalid_contract`, `reference_data`, `too_large`)."""
 
     def __init__(self, message: str, reason: str = "invalid_contract") -> None:
         super().__init__(message)
@@ -55,6 +56,7 @@ class Publisher:
             acks="all",
             linger_ms=self.settings.producer_linger_ms,
             retries=5,
+            max_request_size=self.settings.max_message_bytes + 4096,  # the event plus its headers
             max_in_flight_requests_per_connection=1,  # retries must not reorder one person's events
             request_timeout_ms=int(self.settings.request_timeout_s * 1000),
             **self.settings.kafka_python_security(),
@@ -76,11 +78,22 @@ class Publisher:
             raise InvalidEvent(f"{model.__name__} is invalid: {'; '.join(problems)}", "reference_data")
         return valid
 
-    def _send(self, event: Event, topic: str | None) -> Any:
+    def _encode(self, event: Event) -> bytes:
+        value = codec.encode(event)
+        if len(value) > self.settings.max_message_bytes:
+            PUBLISH_REFUSED.labels(type(event).__name__, "too_large").inc()
+            raise InvalidEvent(
+                f"{type(event).__name__} {event.envelope.event_id} encodes to {len(value)} bytes, over the"
+                f" bus limit of {self.settings.max_message_bytes} (CEPBUS_MAX_MESSAGE_BYTES)",
+                "too_large",
+            )
+        return value
+
+    def _send(self, event: Event, topic: str | None, value: bytes) -> Any:
         return self._producer.send(
             topic or topic_for(event).name,
             key=event.partition_key(),
-            value=codec.encode(event),
+            value=value,
             headers=[
                 (CORRELATION_HEADER, event.envelope.correlation_id.encode()),
                 (EVENT_TYPE_HEADER, event.avro_name.encode()),
@@ -92,12 +105,15 @@ class Publisher:
     ) -> RecordMetadata:
         """Validate, encode, send; return when the broker has acknowledged (acks=all)."""
         valid = self.validate(event)
-        return self._send(valid, topic).get(timeout=self.settings.request_timeout_s)
+        value = self._encode(valid)
+        return self._send(valid, topic, value).get(timeout=self.settings.request_timeout_s)
 
     def publish_many(self, events: Iterable[Event], *, topic: str | None = None) -> list[RecordMetadata]:
-        """Validate all first (nothing is sent if one is invalid), then send and wait for every ack."""
+        """Validate and encode all first (nothing is sent if one is invalid), then send and wait for
+        every ack."""
         valid = [self.validate(event) for event in events]
-        futures = [self._send(event, topic) for event in valid]
+        encoded = [self._encode(event) for event in valid]
+        futures = [self._send(event, topic, value) for event, value in zip(valid, encoded, strict=True)]
         self._producer.flush()
         return [future.get(timeout=self.settings.request_timeout_s) for future in futures]
 

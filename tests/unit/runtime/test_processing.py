@@ -202,3 +202,36 @@ def test_the_outbox_keeps_the_first_decision_for_an_event_id(runtime: EventProce
     assert stored.value == codec.encode(first[0].event) and stored.event_id == str(event.event_id)
     outbox.mark_sent([stored])
     assert outbox.pending() == [] and outbox.count_pending() == 0
+
+
+def test_a_dead_letter_of_an_oversize_message_fits_and_keeps_its_digest(runtime: EventProcessor) -> None:
+    """The issue's case: a 999,802-byte input made a 1,000,155-byte dead letter, over the limit."""
+    import hashlib
+
+    original = b"\xc3\x01" + b"z" * 999_800
+    letter = only_dead_letter(runtime.handle(message(original), IntakeRegistered, lambda e: []))
+    encoded = codec.encode(letter)
+    assert len(encoded) <= runtime.max_message_bytes
+    assert letter.original_truncated
+    assert letter.original_size == len(original)
+    assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
+    assert original.startswith(letter.original_value) and 0 < len(letter.original_value) <= 65_536
+    assert codec.decode(encoded) == letter
+
+
+def test_a_dead_letter_keeps_a_small_original_whole(runtime: EventProcessor) -> None:
+    import hashlib
+
+    original = b"not avro at all"
+    letter = only_dead_letter(runtime.handle(message(original), IntakeRegistered, lambda e: []))
+    assert not letter.original_truncated and letter.original_value == original
+    assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
+    assert letter.original_size == len(original) and letter.replay_of is None
+
+
+def test_a_replayed_message_that_fails_again_names_the_dead_letter_it_replays(
+    runtime: EventProcessor,
+) -> None:
+    replayed = Incoming(INTAKE_REGISTERED.name, 1, 9, b"p-1", b"junk", (("cepbus-replay-of", b"dl-1"),))
+    letter = only_dead_letter(runtime.handle(replayed, IntakeRegistered, lambda e: []))
+    assert letter.replay_of == "dl-1"

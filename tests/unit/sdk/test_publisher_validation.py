@@ -48,3 +48,16 @@ def test_one_invalid_event_in_a_batch_sends_none_of_it() -> None:
     with pytest.raises(InvalidEvent, match="channel"):
         publisher.publish_many([good, bad])
     assert publisher.sent == []
+
+
+def test_an_event_over_the_size_limit_is_refused_at_the_edge() -> None:
+    publisher = RecordingPublisher()
+    huge = intake().model_copy(update={"reception_site": "x" * 1_100_000})
+    with pytest.raises(InvalidEvent, match="over the bus limit of 1000000") as refused:
+        publisher.publish(huge)
+    assert refused.value.reason == "too_large"
+    with pytest.raises(InvalidEvent, match="over the bus limit"):
+        publisher.publish_many([intake(), huge])  # nothing of the batch goes either
+    assert publisher.sent == []
+    publisher.publish(intake())
+    assert len(publisher.sent) == 1
