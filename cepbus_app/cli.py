@@ -17,12 +17,14 @@ from cepbus_app.k8s import k8s_app
 from cepbus_app.trust_cli import directory_app, keys_app
 from services.ledger.audit_cli import audit_app
 from services.ledger.cli import ledger_app
+from services.ledger.deadletters_cli import deadletters_app
 from services.router.cli import referral_app, rules_app
 
 app = typer.Typer(
     help="cep-bus: inter-operator regulation and referrals of the CEP, on Kafka.", no_args_is_help=True
 )
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(referral_app, name="referral")
@@ -87,37 +89,52 @@ def notifier() -> None:
 
 
 @app.command()
-def up() -> None:
-    """Start the broker (if none answers) and the three services; stay up until interrupted."""
+def up(
+    max_restarts: Annotated[
+        int, typer.Option(min=0, help="Deaths of one service tolerated within 5 minutes before giving up")
+    ] = 5,
+) -> None:
+    """Start the broker (if none answers) and the three services, restart one that dies (with backoff);
+    stay up until interrupted. A service that keeps dying stops everything, with a non-zero exit."""
     from cepbus.runtime.admin import bus_topics, ensure_topics
     from cepbus.runtime.settings import BrokerSettings
     from cepbus_app.broker import EmbeddedBroker
-    from cepbus_app.supervisor import SERVICES, Supervisor, metrics_port
+    from cepbus_app.supervisor import SERVICES, RestartPolicy, Supervisor, metrics_port
 
     embedded = EmbeddedBroker()
     started_broker = False
     if not embedded.already_running():
         embedded.start()
         started_broker = True
-    supervisor = Supervisor()
+    supervisor = Supervisor(policy=RestartPolicy(max_restarts=max_restarts))
+    watcher = None
     try:
         ensure_topics(BrokerSettings(), bus_topics())
         for service in SERVICES:
             supervisor.start(service)
         for service in SERVICES:
-            supervisor.wait_metrics(service, metrics_port(service))
+            try:
+                supervisor.wait_metrics(service, metrics_port(service))
+            except (RuntimeError, TimeoutError) as exc:  # it died or hangs at start: say which, and why
+                console.print(f"[red]{service} did not start[/red]: {exc}")
+                raise typer.Exit(3) from None
             console.print(
                 f"{service} up, metrics on :{metrics_port(service)},"
                 f" log {supervisor.processes[service].log_path}"
             )
-        console.print("cep-bus is up; Ctrl-C stops it")
-        _wait_for_interrupt(lambda: all(p.alive() for p in supervisor.processes.values()))
-        for name, proc in supervisor.processes.items():
-            if not proc.alive():
-                console.print(
-                    f"[red]{name} exited with {proc.process.returncode}[/red]\n{supervisor.tail(name)}"
-                )
+        console.print("cep-bus is up; a service that dies is restarted; Ctrl-C stops it")
+        watcher = supervisor.supervise()
+        _wait_for_interrupt(watcher.is_alive)
+        if watcher.gave_up is not None:
+            failed = watcher.gave_up
+            console.print(f"[red]{failed}[/red]; stopping cep-bus\n{failed.tail}")
+            raise typer.Exit(3)
     finally:
+        if watcher is not None:
+            watcher.stop()
+        for name, code in supervisor.deaths().items():
+            restarts = supervisor.restarts().get(name, 0)
+            console.print(f"{name}: died (last exit code {code}), restarted {restarts} times")
         supervisor.stop_all()
         if started_broker:
             embedded.stop()

@@ -97,8 +97,26 @@ SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
         _acl("topic", INBOX_PREFIX, ["Write", "Describe"], "prefix"),
     ],
     "notifier": [*_reads(NOTICE_REQUESTED.name), *_writes(NOTICE_ISSUED.name, DEAD_LETTER.name)],
-    "ledger": [*_reads(*(spec.name for spec in LEDGER_TOPICS)), *_writes(DEAD_LETTER.name)],
+    "ledger": [*_reads(*(spec.name for spec in LEDGER_TOPICS), DEAD_LETTER.name), *_writes(DEAD_LETTER.name)],
 }
+
+
+def ops_acls() -> list[dict[str, Any]]:
+    """The operations identity of `cep-bus deadletters`: reads the dead-letter topic and may re-publish
+    an original to any topic a service consumes (a replay goes back to its source topic)."""
+    consumed = sorted(
+        {
+            acl["resource"]["name"]
+            for acls in SERVICE_ACLS.values()
+            for acl in acls
+            if "Read" in acl["operations"] and acl["resource"]["name"] != DEAD_LETTER.name
+        }
+    )
+    return [
+        *_reads(DEAD_LETTER.name),
+        *_writes(*consumed),
+        _acl("group", "cepbus-ops", ["Read", "Describe"], "prefix"),
+    ]
 
 
 def _user(name: str, component: str, acls: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,6 +139,7 @@ def kafka_users() -> list[dict[str, Any]]:
         )
         for service, acls in SERVICE_ACLS.items()
     ]
+    users.append(_user("cepbus-ops", "operations", ops_acls()))
     from cepbus.reference import load_reference
 
     for org in load_reference().organisations():

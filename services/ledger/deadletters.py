@@ -1,7 +1,9 @@
 """The dead letters, kept where an operator can list, read and replay them, and where erasure reaches them.
 
 The ledger consumes `cep.deadletter` (every service's refusals) into a table of its database, outside
-the Merkle tree: a dead letter is not a regulation event. The original key and bytes, which may hold a
+the Merkle tree: a dead letter is not a regulation event. `cep-bus deadletters` lists, shows and
+replays them (`services/ledger/deadletters_cli.py`); a replay is recorded here, so replaying by reason
+twice re-sends nothing. The original key and bytes, which may hold a
 person's profile, are sealed under a key per person (the original key is the person pseudonym on every
 person topic; anything else gets a key of its own), so `erase` reaches them like every other store. The
 copy on the topic itself expires with the topic's retention (docs/operations.md).
@@ -23,7 +25,12 @@ from cepbus.runtime.vault import ErasedData, PersonVault
 _TABLE = "ledger_dead_letters"
 _COLUMNS = (
     "event_id, recorded_at_ms, service, source_topic, source_partition, source_offset, reason, error_class, "
-    "person, original_key, original_value, original_sha256, original_size"
+    "person, original_key, original_value, original_sha256, original_size, original_truncated, replay_of"
+)
+_READ_COLUMNS = (
+    "event_id, recorded_at_ms, service, source_topic, source_partition, source_offset, reason, "
+    "error_class, original_sha256, original_size, original_truncated, replay_of, replayed_at_ms, "
+    "replay_count"
 )
 _DDL = [
     f"""CREATE TABLE IF NOT EXISTS {_TABLE} (
@@ -39,7 +46,11 @@ _DDL = [
         original_key {{blob}},
         original_value {{blob}} NOT NULL,
         original_sha256 TEXT NOT NULL,
-        original_size BIGINT NOT NULL
+        original_size BIGINT NOT NULL,
+        original_truncated INTEGER NOT NULL DEFAULT 0,
+        replay_of TEXT,
+        replayed_at_ms BIGINT,
+        replay_count INTEGER NOT NULL DEFAULT 0
     )""",
     f"CREATE INDEX IF NOT EXISTS {_TABLE}_reason ON {_TABLE} (reason, recorded_at_ms)",
     f"CREATE INDEX IF NOT EXISTS {_TABLE}_person ON {_TABLE} (person)",
@@ -59,6 +70,15 @@ class StoredDeadLetter:
     error_class: str
     original_sha256: str
     original_size: int
+    original_truncated: bool = False
+    replay_of: str | None = None  # the dead letter whose replay failed again into this one
+    replayed_at_ms: int | None = None  # the last `cep-bus deadletters replay` of this one
+    replay_count: int = 0
+
+    @property
+    def replayable(self) -> bool:
+        """Only a whole original can be re-sent; an oversize one kept a prefix and its digest."""
+        return not self.original_truncated
 
     @property
     def reason_code(self) -> str:
@@ -103,7 +123,7 @@ class DeadLetterStore:
                 )
                 value = self._vault.seal(person, f"{event_id}/value", letter.original_value)
                 self._db.execute(
-                    f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                    f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                     (
                         event_id,
                         recorded_at_ms,
@@ -116,8 +136,10 @@ class DeadLetterStore:
                         person,
                         key,
                         value,
-                        hashlib.sha256(letter.original_value).hexdigest(),
-                        len(letter.original_value),
+                        letter.original_sha256 or hashlib.sha256(letter.original_value).hexdigest(),
+                        len(letter.original_value) if letter.original_size is None else letter.original_size,
+                        int(letter.original_truncated),
+                        letter.replay_of,
                     ),
                 )
                 new += 1
@@ -126,22 +148,41 @@ class DeadLetterStore:
     def _rows(
         self, where: str = "", params: Sequence[object] = (), limit: int | None = None
     ) -> list[StoredDeadLetter]:
-        columns = (
-            "event_id, recorded_at_ms, service, source_topic, source_partition, source_offset, reason, "
-            "error_class, original_sha256, original_size"
-        )
         order = " ORDER BY recorded_at_ms, event_id" + (f" LIMIT {int(limit)}" if limit else "")
-        rows = self._db.query(f"SELECT {columns} FROM {_TABLE} {where}{order}", params)
+        rows = self._db.query(f"SELECT {_READ_COLUMNS} FROM {_TABLE} {where}{order}", params)
         return [
-            StoredDeadLetter(r[0], int(r[1]), r[2], r[3], int(r[4]), int(r[5]), r[6], r[7], r[8], int(r[9]))
+            StoredDeadLetter(
+                r[0],
+                int(r[1]),
+                r[2],
+                r[3],
+                int(r[4]),
+                int(r[5]),
+                r[6],
+                r[7],
+                r[8],
+                int(r[9]),
+                bool(r[10]),
+                r[11],
+                None if r[12] is None else int(r[12]),
+                int(r[13]),
+            )
             for r in rows
         ]
 
     def list(
-        self, *, reason: str | None = None, since_ms: int | None = None, limit: int | None = None
+        self,
+        *,
+        reason: str | None = None,
+        since_ms: int | None = None,
+        limit: int | None = None,
+        unreplayed: bool = False,
     ) -> list[StoredDeadLetter]:
+        """Oldest first; `reason` matches the reason code (`bad_marker`) or the whole reason."""
         clauses: list[str] = []
         params: list[object] = []
+        if unreplayed:
+            clauses.append("replayed_at_ms IS NULL")
         if reason:
             clauses.append("(reason = ? OR reason LIKE ?)")
             params += [reason, f"{reason}:%"]
@@ -167,6 +208,14 @@ class DeadLetterStore:
             None if key is None else self._vault.open(bytes(key), f"{event_id}/key"),
             self._vault.open(bytes(value), f"{event_id}/value"),
         )
+
+    def mark_replayed(self, event_id: str, at_ms: int) -> None:
+        """Record that the original was re-published (after the broker acknowledged it)."""
+        with self._db.transaction():
+            self._db.execute(
+                f"UPDATE {_TABLE} SET replayed_at_ms = ?, replay_count = replay_count + 1 WHERE event_id = ?",
+                (at_ms, event_id),
+            )
 
     def erase(self, person_pseudonym: str) -> int:
         count = len(self._db.query(f"SELECT 1 FROM {_TABLE} WHERE person = ?", (person_pseudonym,)))

@@ -24,8 +24,9 @@ def test_every_command_is_there() -> None:
     tree = command_tree(app)
     assert set(tree) == {
         "broker", "topics", "router", "notifier", "ledger", "up", "demo", "partner", "erase",
-        "rules", "audit", "referral", "k8s", "keys", "directory",
+        "rules", "audit", "referral", "k8s", "keys", "directory", "deadletters",
     }  # fmt: skip
+    assert set(tree["deadletters"]) == {"list", "show", "replay"}  # type: ignore[arg-type]
     assert set(tree["ledger"]) == {"verify", "checkpoint", "prove", "consistency", "export", "erase"}  # type: ignore[arg-type]
     assert set(tree["rules"]) == {"explain", "evidence"}  # type: ignore[arg-type]
     assert set(tree["audit"]) == {"report"}  # type: ignore[arg-type]

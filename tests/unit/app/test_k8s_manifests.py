@@ -123,9 +123,8 @@ def test_a_partner_reads_only_its_inbox_and_writes_only_status_updates(
     _, objects = rendered
     users = {u["metadata"]["name"]: u for u in _of(objects, "KafkaUser")}
     orgs = [org.org_id for org in load_reference().organisations()]
-    assert {"cepbus-router", "cepbus-notifier", "cepbus-ledger"} | {f"partner-{o}" for o in orgs} == set(
-        users
-    )
+    services = {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-ops"}
+    assert services | {f"partner-{o}" for o in orgs} == set(users)
     for org in orgs:
         acls = users[f"partner-{org}"]["spec"]["authorization"]["acls"]
         topic_ops = {
@@ -140,6 +139,34 @@ def test_a_partner_reads_only_its_inbox_and_writes_only_status_updates(
             (REFERRAL_STATUS.name, "literal", "Write"),
             (REFERRAL_STATUS.name, "literal", "Describe"),
         }
+
+
+def _topic_ops(user: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (a["resource"]["name"], op)
+        for a in user["spec"]["authorization"]["acls"]
+        if a["resource"]["type"] == "topic"
+        for op in a["operations"]
+    }
+
+
+def test_only_the_ledger_and_ops_read_dead_letters_and_ops_may_replay_to_every_consumed_topic(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = rendered
+    users = {u["metadata"]["name"]: _topic_ops(u) for u in _of(objects, "KafkaUser")}
+    readers = {name for name, ops in users.items() if ("cep.deadletter", "Read") in ops}
+    assert readers == {"cepbus-ledger", "cepbus-ops"}
+    consumed = {
+        topic
+        for name, ops in users.items()
+        if name.startswith("cepbus-")
+        for topic, op in ops
+        if op == "Read"
+    }
+    consumed.discard("cep.deadletter")
+    assert consumed and {(topic, "Write") for topic in consumed} <= users["cepbus-ops"]
+    assert not any(op == "Read" for topic, op in users["cepbus-ops"] if topic != "cep.deadletter")
 
 
 def test_deployments_are_probed_bounded_and_non_root(rendered: tuple[str, list[dict[str, Any]]]) -> None:
