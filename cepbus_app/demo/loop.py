@@ -44,7 +44,7 @@ from cepbus_app.demo.referrals import (
     referral_figures,
 )
 from cepbus_app.demo.simulator import Simulator
-from cepbus_app.supervisor import SERVICES, Supervisor, metrics_port, service_running
+from cepbus_app.supervisor import SERVICES, SupervisionThread, Supervisor, metrics_port, service_running
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import LedgerStore, open_store
 from services.notifier.handlers import NotifierHandlers
@@ -199,6 +199,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
     supervisor = Supervisor()
     partners = PartnersThread(broker_settings)
     started: list[str] = []
+    watcher: SupervisionThread | None = None
     try:
         if not embedded.already_running():
             embedded.start()
@@ -210,6 +211,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
                 started.append(service)
         for service in supervisor.processes:
             supervisor.wait_metrics(service, metrics_port(service))
+        watcher = supervisor.supervise()  # a service that dies mid-demo is restarted, and reported
 
         demo_plan = plan_demo(intake_count, seed)
         intakes, choices, expected = demo_plan.intakes, demo_plan.choices, demo_plan.expected
@@ -289,6 +291,9 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             "loop_completed": not missing,
             "missing_entries": len(missing),
             "started": started,
+            "services_died": supervisor.deaths(),
+            "services_restarted": supervisor.restarts(),
+            "supervisor_gave_up": None if watcher.gave_up is None else str(watcher.gave_up),
             "publish_to_ledger_s": round(loop_s, 3),
             "phase_1_in_ledger_s": round(phase_1_s, 3),
             "router_state_settled_s": round(router_settled_s, 3),
@@ -296,6 +301,8 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         }
         return summary
     finally:
+        if watcher is not None:
+            watcher.stop()
         partners.close()
         supervisor.stop_all()
         if "broker" in started:

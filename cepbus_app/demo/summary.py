@@ -37,7 +37,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             "ledger Merkle tree verified",
             "yes" if summary["ledger_verified"] else f"NO: {summary['ledger_verify_reason']}",
         ),
-        ("dead letters", summary["dead_letters"]),
+        ("dead letters (cep-bus deadletters list)", summary["dead_letters"]),
         ("verdicts on status updates in the ledger", summary["status_verdicts_in_ledger"]),
         ("referrals completed", summary["referrals_completed"]),
         ("referrals declined", summary["referrals_declined"]),
@@ -60,6 +60,11 @@ def print_summary(summary: dict[str, Any]) -> None:
         if summary["loop_completed"]
         else f"INCOMPLETE: {summary['missing_entries']} entries missing"
     )
+    for name, code in summary.get("services_died", {}).items():
+        restarts = summary.get("services_restarted", {}).get(name, 0)
+        out.print(f"[red]{name} died during the demo[/red] (exit code {code}); restarted {restarts} times")
+    if summary.get("supervisor_gave_up"):
+        out.print(f"[red]{summary['supervisor_gave_up']}[/red]")
     out.print(f"{verdict}; started here: {', '.join(summary['started']) or 'nothing (all were running)'}")
     out.print(
         "[bold]development mode[/bold]: example directory, derivable partner keys, development event-id keys "
