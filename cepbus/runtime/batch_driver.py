@@ -146,10 +146,18 @@ class BatchDriver:
         self.stream = stream or StreamSettings()
         self.health = health
         self.name = definition.name
-        silence = directory_silence(self.name) if operations else None
-        if silence is not None and definition.silence_seed is not None:
+        # operator silence: measured by the service whose stores remember it (the router), so a
+        # restart of another service never resets the series the alert takes the minimum of
+        silence = None
+        if operations and definition.silence_seed is not None:
+            silence = directory_silence(self.name)
             silence.seed(definition.silence_seed())
-        self.processor = EventProcessor(self.name, definition.producer_org_id, silence)
+        self.processor = EventProcessor(
+            self.name,
+            definition.producer_org_id,
+            silence,
+            max_message_bytes=self.broker.max_message_bytes,
+        )
         self._route_of = {spec.name: r for r in definition.routes for spec in r.topics}
         self.batch_max = max([r.batch_max or self.stream.batch_max for r in definition.routes] or [1])
         self.within_s = (

@@ -94,14 +94,20 @@ class FaustDriver:
     ) -> None:
         self.definition = definition
         self.stream = stream or StreamSettings()
-        self.app = make_app(definition.settings, broker or BrokerSettings())
+        broker = broker or BrokerSettings()
+        self.app = make_app(definition.settings, broker)
         silence = None
         if operations:  # liveness, readiness, consumer lag and operator silence (cepbus.runtime.operations)
             install_operations(self.app, definition.name)
-            silence = directory_silence(definition.name)
-            if definition.silence_seed is not None:
+            if definition.silence_seed is not None:  # the service whose stores remember it
+                silence = directory_silence(definition.name)
                 silence.seed(definition.silence_seed())
-        self.processor = EventProcessor(definition.name, definition.producer_org_id, silence)
+        self.processor = EventProcessor(
+            definition.name,
+            definition.producer_org_id,
+            silence,
+            max_message_bytes=broker.max_message_bytes,
+        )
         self._relay_locks: dict[int, asyncio.Lock] = {}
         for item in definition.routes:
             self._agent(item)

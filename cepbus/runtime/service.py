@@ -5,7 +5,7 @@ driver (`cepbus.runtime.faust_driver`) runs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from cepbus.contract.topics import TopicSpec
 from cepbus.runtime.messages import BatchHandler, Handler, Outgoing, Transaction
 from cepbus.runtime.outbox import Outbox
 from cepbus.runtime.settings import ServiceSettings
+from cepbus.runtime.silence import SilenceSeed
 from cepbus.trust.modes import TrustProblem
 
 
@@ -93,7 +94,7 @@ class ServiceDefinition:
     trust_problems: list[TrustProblem] = field(default_factory=list)
     # When each organisation was last heard of, from the service's stores: the silence gauges start from
     # there instead of from zero at every restart (a 30-day silence outlives deployments).
-    silence_seed: Callable[[], Mapping[str, float]] | None = None
+    silence_seed: Callable[[], SilenceSeed] | None = None  # what the stores remember (silence.py)
 
     @property
     def producer_org_id(self) -> str:

@@ -22,6 +22,15 @@ class KnownOrganisation:
     region_code: str
 
 
+@dataclass(frozen=True)
+class SilenceSeed:
+    """What a service's stores remember, in Unix seconds: each organisation's last event, and since
+    when the stores have been listening (an organisation never heard of is silent since then)."""
+
+    last_seen: Mapping[str, float]
+    listening_since: float | None = None
+
+
 @dataclass
 class OperatorSilence:
     service: str
@@ -42,14 +51,16 @@ class OperatorSilence:
     def _silent_for(self, org_id: str) -> Callable[[], float]:
         return lambda: max(0.0, self.clock() - self._last_seen[org_id])
 
-    def seed(self, last_seen: Mapping[str, float]) -> None:
-        """Start from what the stores remember (Unix seconds of each organisation's last event), so that
-        silence is measured across restarts; organisations never heard of keep the start time."""
-        for org_id, at in last_seen.items():
-            org = self._known.get(org_id)
-            if org is None or at <= 0:
+    def seed(self, remembered: SilenceSeed) -> None:
+        """Start from what the stores remember, so that silence is measured across restarts and
+        deployments: each organisation from its last event, one never heard of from when the stores
+        started listening. Only ever moves a baseline back in time (never past this process's start)."""
+        since = remembered.listening_since
+        for org_id, org in self._known.items():
+            at = remembered.last_seen.get(org_id, since)
+            if at is None or at <= 0 or at >= self._last_seen[org_id]:
                 continue
-            self._last_seen[org_id] = min(self._last_seen[org_id], at)
+            self._last_seen[org_id] = at
             OPERATOR_LAST_EVENT_TIMESTAMP.labels(self.service, org.org_id, org.kind, org.region_code).set(at)
 
     def seen(self, org_id: str) -> bool:

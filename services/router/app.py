@@ -104,4 +104,5 @@ def build_service(
         on_start=[start_read_side],
         on_stop=[handlers.store.close, referral_store.close],
         trust_problems=problems,
+        silence_seed=handlers.store.silence_seed,
     )

@@ -16,6 +16,7 @@ the pseudonym, so nothing of the person stays readable in the database files.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from cepbus.contract.models import (
     ServiceLevelStarted,
 )
 from cepbus.runtime.outbox import Outbox, outbox_schema
+from cepbus.runtime.silence import SilenceSeed
 from cepbus.runtime.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
 from cepbus.runtime.vault import ErasedData, PersonVault
 
@@ -92,6 +94,8 @@ _SCHEMA = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS router_service_levels_intake ON router_service_levels (intake_event_id)",
+    # facts about the store itself: `listening_since_ms`, when it first opened (operator silence)
+    "CREATE TABLE IF NOT EXISTS router_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 #: Columns added since the first release (a store created before gains them, keeping its rows).
 _ADDED_COLUMNS = {"router_intakes": [("notice_obligation", "TEXT")]}
@@ -177,6 +181,12 @@ class RouterStore:
         self.outbox = Outbox(db, "router")  # the events its decisions emit, stored with them
         for table, columns in _ADDED_COLUMNS.items():
             db.add_missing_columns(table, columns)
+        with db.transaction():
+            db.execute(
+                "INSERT INTO router_meta (name, value) VALUES ('listening_since_ms', ?)"
+                " ON CONFLICT DO NOTHING",
+                (str(time.time_ns() // 1_000_000),),
+            )
 
     def _seal(self, person: str | None, about: str, text: str) -> str:
         if not person:  # every person event carries a pseudonym (models); kept for rows from before
@@ -417,6 +427,23 @@ class RouterStore:
             f"GROUP BY {columns} ORDER BY i.intake_event_id"
         )
         return [AwaitingChoice(self._intake_from_row(row[:-1]), int(row[-1])) for row in rows]
+
+    def silence_seed(self) -> SilenceSeed:
+        """Each operator's last event the router recorded (an intake, a choice on one of its intakes, a
+        service level), and since when this store has listened: operator silence outlives processes."""
+        rows = self._db.query(
+            """SELECT operator_id, MAX(at) FROM (
+                   SELECT operator_id, occurred_at_ms AS at FROM router_intakes
+                   UNION ALL SELECT operator_id, occurred_at_ms FROM router_service_levels
+                   UNION ALL SELECT i.operator_id, c.occurred_at_ms FROM router_choices c
+                       JOIN router_intakes i ON i.intake_event_id = c.intake_event_id
+               ) AS seen GROUP BY operator_id"""
+        )
+        since = self._db.query("SELECT value FROM router_meta WHERE name = 'listening_since_ms'")
+        return SilenceSeed(
+            {operator: int(at) / 1000 for operator, at in rows if at is not None},
+            int(since[0][0]) / 1000 if since else None,
+        )
 
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         """Which of these notice, choice or intake event ids the router has recorded (for the demo,

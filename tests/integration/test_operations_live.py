@@ -187,6 +187,8 @@ def test_prometheus_sees_exactly_the_notices_of_a_demo_sized_run(
     assert prometheus.wait_for(f"max({lag})", 0.0) == 0.0
     # operator silence: every organisation of the directory has a series; a publisher of this run is recent
     assert prometheus.scalar('count(cepbus_operator_silent_seconds{service="router"})') == 90.0
+    # only the router, whose store remembers silence across restarts, exports it (alerts take the min)
+    assert prometheus.query('cepbus_operator_silent_seconds{service!="router"}') == []
     recent_org = intakes[-1].operator_id
     silent = prometheus.scalar(f'min(cepbus_operator_silent_seconds{{organisation="{recent_org}"}})')
     assert silent is not None and silent < 60.0

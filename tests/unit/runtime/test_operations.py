@@ -139,3 +139,21 @@ def test_the_notice_request_carries_the_intake_time_and_the_notifier_measures_th
     sum_before = histogram._sum.get()
     NotifierHandlers(reference).on_notice_requested(request)
     assert 119.0 < histogram._sum.get() - sum_before < 180.0
+
+
+def test_operator_silence_is_seeded_from_what_the_stores_remember() -> None:
+    """A restart does not reset silence: the last events and the listening start come from the store."""
+    from cepbus.runtime.silence import SilenceSeed
+
+    orgs = [
+        KnownOrganisation("cep-r84", "regional_cep", "84"),
+        KnownOrganisation("apec-r84", "apec", "84"),
+        KnownOrganisation("cap-emploi-r84", "cap_emploi", "84"),
+    ]
+    now = [40 * 86400.0]  # the process starts on day 40
+    silence = OperatorSilence("seedtest", orgs, clock=lambda: now[0])
+    silence.seed(SilenceSeed({"cep-r84": 39 * 86400.0, "apec-r84": 90 * 86400.0}, listening_since=86400.0))
+    assert silence.silent_seconds("cep-r84") == 86400.0  # its last intake, a day ago
+    assert silence.silent_seconds("cap-emploi-r84") == 39 * 86400.0  # never heard of since day 1
+    assert silence.silent_seconds("apec-r84") == 0.0  # a date in the future never moves the baseline on
+
