@@ -270,6 +270,7 @@ class Services:
             "CEPBUS_LEDGER_DATABASE_URL": f"sqlite:///{self.workdir / 'ledger.db'}",
             "CEPBUS_ROUTER_DATABASE_URL": f"sqlite:///{self.workdir / 'router.db'}",
             "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{self.workdir / 'referrals.db'}",
+            "CEPBUS_NOTIFIER_DATABASE_URL": f"sqlite:///{self.workdir / 'notifier.db'}",
             "CEPBUS_REFERRALS_HTTP_PORT": str(self.base_port + 4 + metrics_offset),
             "CEPBUS_ROUTER_METRICS_PORT": str(self.base_port + 1 + metrics_offset),
             "CEPBUS_NOTIFIER_METRICS_PORT": str(self.base_port + 2 + metrics_offset),

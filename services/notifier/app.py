@@ -8,6 +8,7 @@ from cepbus.trust.ids import event_id_trust_problems, load_event_ids
 from services.notifier.handlers import NotifierHandlers
 from services.notifier.routes import route_table
 from services.notifier.settings import NotifierSettings
+from services.notifier.store import NotifierStore
 
 SERVICE = "notifier"
 
@@ -16,9 +17,11 @@ def build_service(settings: NotifierSettings | None = None) -> ServiceDefinition
     settings = settings or NotifierSettings()
     ids = load_event_ids(settings.id_key_path)
     handlers = NotifierHandlers(load_reference(), settings.service_org_id, ids)
+    store = NotifierStore(settings.database_url)
     return ServiceDefinition(
         SERVICE,
         settings,
-        route_table(handlers),
+        route_table(handlers, store),
+        on_stop=[store.close],
         trust_problems=event_id_trust_problems(ids, "CEPBUS_NOTIFIER_ID_KEY_PATH"),
     )

@@ -13,3 +13,5 @@ class NotifierSettings(ServiceSettings):
     metrics_port: int = 9102
     group_id: str = "cepbus-notifier"
     service_org_id: str = "cep-bus-notifier"
+    # The outbox of the notices issued (services/notifier/store.py): SQLite here, PostgreSQL in production.
+    database_url: str = "sqlite:///.cepbus/notifier.db"

@@ -24,6 +24,7 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     router_url = f"sqlite:///{workdir / 'router.db'}"
     env = {"CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap, "CEPBUS_LEDGER_DATABASE_URL": ledger_url}
     env["CEPBUS_ROUTER_DATABASE_URL"] = router_url
+    env["CEPBUS_NOTIFIER_DATABASE_URL"] = f"sqlite:///{workdir / 'notifier.db'}"
     referrals_url, referrals_http_port = f"sqlite:///{workdir / 'referrals.db'}", free_port()
     env |= {
         "CEPBUS_REFERRALS_DATABASE_URL": referrals_url,

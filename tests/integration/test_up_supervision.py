@@ -78,6 +78,7 @@ def start_up(tmp_path: Path) -> Iterator[object]:
             "CEPBUS_LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
             "CEPBUS_ROUTER_DATABASE_URL": f"sqlite:///{tmp_path / 'router.db'}",
             "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{tmp_path / 'referrals.db'}",
+            "CEPBUS_NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
             "CEPBUS_REFERRALS_HTTP_PORT": str(ports["referrals_http"]),
             "COLUMNS": "200",
         }
