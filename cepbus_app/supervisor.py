@@ -107,7 +107,8 @@ class Supervisor:
     _watches: dict[str, _Watch] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, service: str) -> ServiceProcess:
+    def start(self, service: str, extra_env: Mapping[str, str] | None = None) -> ServiceProcess:
+        """Start `service` (again); `extra_env` applies to this start only (a fault test's fault point)."""
         if service not in SERVICES:
             raise ValueError(f"unknown service {service!r}; one of {sorted(SERVICES)}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ class Supervisor:
                 self.command(service),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "CEPBUS_LOG_FORMAT": "json", **self.env},
+                env={**os.environ, "CEPBUS_LOG_FORMAT": "json", **self.env, **(extra_env or {})},
             )
         self.processes[service] = ServiceProcess(service, process, log_path)
         return self.processes[service]

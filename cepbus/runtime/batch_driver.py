@@ -206,6 +206,7 @@ class BatchDriver:
         """Send in order and block until the broker acknowledged every message; DeliveryFailed if not."""
         if not messages:
             return
+        faults.before_send(self.name)
         acks = _Acks()
         for index, (topic, key, value, headers) in enumerate(messages):
             while True:

@@ -9,9 +9,9 @@ and only then are its offsets acked (Faust flushes the producer before it commit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -19,9 +19,10 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from cepbus.contract import codec
 from cepbus.contract.topics import TopicSpec
 from cepbus.runtime import faults
+from cepbus.runtime.health import HEALTH
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import BatchHandler, Handler, Incoming, Outgoing, Refusal
-from cepbus.runtime.metrics import BATCHES_RETRIED, EVENTS_OUT, PROCESSING_ERRORS
+from cepbus.runtime.metrics import BATCHES_RETRIED, EVENTS_OUT, PROCESSING_ERRORS, ROUTE_BLOCKED
 from cepbus.runtime.operations import directory_silence, install_operations
 from cepbus.runtime.outbox import Outbox
 from cepbus.runtime.processing import EventProcessor
@@ -29,6 +30,7 @@ from cepbus.runtime.service import Route, ServiceDefinition, Timer
 from cepbus.runtime.settings import BrokerSettings, ServiceSettings, StreamSettings
 
 log = get_logger()
+_T = TypeVar("_T")
 
 #: Backoff bounds when a batch handler's store is unavailable (the batch is retried, never acked).
 RETRY_FIRST_S = 0.1
@@ -128,6 +130,7 @@ class FaustDriver:
 
     async def send(self, outgoing: Iterable[Outgoing]) -> None:
         """Hand outputs to the producer, in order, and wait until the broker acknowledged them all."""
+        faults.before_send(self.definition.name)
         futures = []
         for item in outgoing:
             futures.append(
@@ -148,6 +151,7 @@ class FaustDriver:
     async def _relay_locked(self, outbox: Outbox) -> int:
         sent = 0
         while pending := outbox.pending():
+            faults.before_send(self.definition.name)
             futures = [
                 await self.app.producer.send(m.topic, m.key, m.value, None, None, m.headers) for m in pending
             ]
@@ -162,16 +166,34 @@ class FaustDriver:
         """Run `work` until it returns; while its database is unavailable (or a batch handler fails),
         retry with backoff. Faust acks the batch's offsets only once this returns: nothing is lost,
         nothing valid is dead-lettered because something else was down."""
+
+        async def attempt() -> list[Outgoing]:
+            return work()
+
+        return await self._retrying(what, attempt)
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """Await `attempt()` until it succeeds. Meanwhile the agent takes nothing more (its partitions
+        wait), the route shows as blocked (metric and readiness), and the delay doubles up to a cap."""
         delay = RETRY_FIRST_S
-        while True:
-            try:
-                return work()
-            except Exception as exc:
-                PROCESSING_ERRORS.labels(self.definition.name, "store_unavailable").inc()
-                BATCHES_RETRIED.labels(self.definition.name, what).inc()
-                log.error("batch_retry", route=what, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        try:
+            while True:
+                try:
+                    return await attempt()
+                except Exception as exc:
+                    PROCESSING_ERRORS.labels(self.definition.name, "store_unavailable").inc()
+                    BATCHES_RETRIED.labels(self.definition.name, what).inc()
+                    ROUTE_BLOCKED.labels(self.definition.name, what).set(1)
+                    HEALTH.blocked = f"{what}: {type(exc).__name__}: {exc}"[:300]
+                    log.error(
+                        "batch_retry", route=what, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+        finally:
+            if HEALTH.blocked is not None and HEALTH.blocked.startswith(f"{what}:"):
+                HEALTH.blocked = None
+                ROUTE_BLOCKED.labels(self.definition.name, what).set(0)
 
     def _agent(self, item: Route) -> None:
         batch_max = item.batch_max or self.stream.batch_max
@@ -189,10 +211,11 @@ class FaustDriver:
                         item.name, partial(self._handle_batch, batch, item, handler)
                     )
                 faults.reached(self.definition.name, faults.AFTER_COMMIT)
-                if item.outbox is not None:
-                    await self.relay(item.outbox)  # the stored decisions, acknowledged before the commit
+                outbox = item.outbox
+                if outbox is not None:  # the stored decisions, acknowledged before the offsets are
+                    await self._retrying(item.name, partial(self.relay, outbox))
                 else:
-                    await self.send(outputs)
+                    await self._retrying(item.name, partial(self.send, outputs))
 
         self.app.agent(self.raw_topic(item.topics), name=f"{self.definition.name}.{item.name}")(agent)
 

@@ -43,7 +43,7 @@ def build_service(
     handlers = RouterHandlers(
         reference,
         settings.service_org_id,
-        store=open_router_store(settings.database_url),
+        store=open_router_store(settings.database_url, busy_timeout_s=settings.sqlite_busy_timeout_s),
         choice_reminder_delay_s=settings.choice_reminder_delay_s,
         ids=ids,
     )
@@ -69,10 +69,14 @@ def build_service(
         handlers.reminders_sent(due, now)
         return due
 
+    # the read side's own connection, opened here with the others (a start hook only serves it), so
+    # a database that is away at that moment fails the start, not a running worker
+    read_store = ReferralStore(referral_settings.database_url) if referral_settings.http_port else None
+
     def start_read_side() -> None:
-        if referral_settings.http_port:
+        if read_store is not None:
             serve_read_side(
-                ReferralStore(referral_settings.database_url),
+                read_store,
                 referral_settings.http_port,
                 tokens,
                 referral_settings.http_host,
@@ -102,7 +106,7 @@ def build_service(
             ),
         ],
         on_start=[start_read_side],
-        on_stop=[handlers.store.close, referral_store.close],
+        on_stop=[handlers.store.close, referral_store.close, *([read_store.close] if read_store else [])],
         trust_problems=problems,
         silence_seed=handlers.store.silence_seed,
     )

@@ -21,6 +21,8 @@ class RouterSettings(ServiceSettings):
     service_org_id: str = "cep-bus-router"
     # The router's state (intakes' profiles, notices, choices, service levels): a real database.
     database_url: str = "sqlite:///.cepbus/router.db"
+    # How long a SQLite write waits for another writer's lock before the batch is retried (paused).
+    sqlite_busy_timeout_s: float = Field(default=30.0, gt=0)
     # No choice recorded this long after the notice: one reminder event.
     choice_reminder_delay_s: float = Field(default=7 * 24 * 3600.0, ge=0)
     choice_reminder_check_interval_s: float = Field(default=60.0, gt=0)

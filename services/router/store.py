@@ -498,10 +498,10 @@ class PostgresRouterStore(RouterStore):
         super().__init__(PostgresDatabase(url, schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY))
 
 
-def open_router_store(url: str) -> RouterStore:
+def open_router_store(url: str, *, busy_timeout_s: float = 30.0) -> RouterStore:
     """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give
     SQLite; `postgresql://...` or `postgres://...` give PostgreSQL."""
     dialect, target = parse_database_url(url, "router")
     if dialect == "sqlite":
-        return SqliteRouterStore(target)
+        return SqliteRouterStore(target, busy_timeout_s=busy_timeout_s)
     return PostgresRouterStore(target)
