@@ -11,9 +11,11 @@ same run on the same machine.
 3. Full bundle verification rate (entries/s): export the append store, JSON round trip, `verify_bundle`;
    baseline: hashing the same leaves into a root alone.
 
-    python bench/ledger_bench.py [--entries 20000] [--tree-size 1000000] [--postgres-url URL]
+    python bench/ledger_bench.py [--entries 20000] [--batch 500] [--tree-size 1000000] [--postgres-url URL]
+                                 [--json-out bench/results/ledger-<date>.json]
 
 The PostgreSQL URL defaults to CEPBUS_TEST_POSTGRES_URL; the bench works in a fresh schema it drops.
+`--json-out` also writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,14 +55,14 @@ from services.ledger.store import (
     SqliteLedgerStore,
 )
 
-BATCH = 500
+BATCH = 500  # records per append call (the ledger service appends up to a few hundred per batch)
 AnyStore = SqliteLedgerStore | PostgresLedgerStore
 
 
 def simulated_records(count: int, seed: int = 1) -> list[NewRecord]:
     """Realistic intakes (Avro-encoded as the bus carries them), one person per 3 events."""
     simulator = Simulator(load_reference(), seed=seed)
-    out = []
+    out: list[NewRecord] = []
     for intake in simulator.intakes(count):
         out.append(
             NewRecord(str(intake.event_id), intake.avro_name, "cep.intake.registered",
@@ -74,21 +77,22 @@ def batches(items: Sequence[NewRecord], size: int) -> Iterator[Sequence[NewRecor
         yield items[start : start + size]
 
 
-def append_rate(store: AnyStore, records: Sequence[NewRecord]) -> float:
+def append_rate(store: AnyStore, records: Sequence[NewRecord], batch_size: int = BATCH) -> float:
     started = time.perf_counter()
-    for batch in batches(records, BATCH):
+    for batch in batches(records, batch_size):
         store.append(batch)
     return len(records) / (time.perf_counter() - started)
 
 
-def raw_insert_rate(store: AnyStore, records: Sequence[NewRecord]) -> float:
-    """The baseline: the same bytes, same batches, into a bare table, one transaction per batch."""
+def raw_insert_rate(store: AnyStore, records: Sequence[NewRecord], batch_size: int = BATCH) -> float:
+    """The baseline: the same bytes, same batches, into a bare table, one transaction per batch, with the
+    database's plain `executemany` (not the store's own faster insert path)."""
     store._query("CREATE TABLE IF NOT EXISTS bench_raw (id TEXT PRIMARY KEY, payload BYTEA NOT NULL)")
     started = time.perf_counter()
-    for batch in batches(records, BATCH):
+    for batch in batches(records, batch_size):
         with store._write_transaction():
-            store._insert_many("INSERT INTO bench_raw (id, payload) VALUES (?, ?)",
-                               [(r.event_id, r.payload) for r in batch])  # fmt: skip
+            store._db.executemany("INSERT INTO bench_raw (id, payload) VALUES (?, ?)",
+                                  [(r.event_id, r.payload) for r in batch])  # fmt: skip
     return len(records) / (time.perf_counter() - started)
 
 
@@ -105,7 +109,8 @@ def bulk_load_tree(store: AnyStore, size: int, chunk: int = 100_000) -> float:
     }
     base_ms = 1_767_225_600_000
     for start in range(0, size, chunk):
-        leaves, nodes = [], []
+        leaves: list[tuple[object, ...]] = []
+        nodes: list[tuple[object, ...]] = []
         for index in range(start, min(size, start + chunk)):
             event_id = str(uuid.UUID(int=index))
             leaf = LedgerRecord(index, event_id, "fr.cepbus.IntakeRegistered", "cep.intake.registered",
@@ -192,14 +197,24 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--entries", type=int, default=20_000, help="entries for the append and bundle runs")
+    parser.add_argument("--batch", type=int, default=BATCH, help="records per append call (one transaction)")
     parser.add_argument("--tree-size", type=int, default=1_000_000, help="tree size for the proof timings")
     parser.add_argument("--probes", type=int, default=1000, help="random indexes proved")
     parser.add_argument("--postgres-url", default=os.environ.get("CEPBUS_TEST_POSTGRES_URL"))
     parser.add_argument("--postgres-tree", action="store_true", help="also time proofs on PostgreSQL")
+    parser.add_argument("--json-out", type=Path, help="also write the figures here, as JSON")
     args = parser.parse_args()
 
-    print(f"ledger bench: {args.entries:,} entries in batches of {BATCH}, proofs at {args.tree_size:,} "
-          f"entries, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    load_at_start = os.getloadavg()[0]
+    print(f"ledger bench: {args.entries:,} entries in batches of {args.batch}, proofs at {args.tree_size:,} "
+          f"entries, {os.cpu_count()} CPUs, load average {load_at_start:.1f}")  # fmt: skip
+    summary: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(load_at_start, 2)},
+        "entries": args.entries,
+        "batch": args.batch,
+        "append": [],
+        "proofs": [],
+    }
     records = simulated_records(args.entries)
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as workdir:
         backends: list[tuple[str, Callable[[], AnyStore]]] = [
@@ -213,15 +228,24 @@ def main() -> None:
             print("\n1. append rate (entries/s)")
             for name, opener in backends:
                 with opener() as store:
-                    rate = append_rate(store, records)
-                    baseline = raw_insert_rate(store, records)
+                    rate = append_rate(store, records, args.batch)
+                    baseline = raw_insert_rate(store, records, args.batch)
                     print(f"   {name:32} {rate:>9,.0f}/s   baseline raw insert {baseline:>9,.0f}/s "
                           f"({rate / baseline:.0%} of it)")  # fmt: skip
+                    summary["append"].append({
+                        "backend": name, "entries_per_s": round(rate, 1),
+                        "baseline_raw_insert_per_s": round(baseline, 1),
+                        "ratio_to_baseline": round(rate / baseline, 4),
+                    })  # fmt: skip
                     if name.startswith("SQLite"):
                         size, verify_rate, hash_rate = bundle_rates(store)
             print("\n3. bundle verification (run before 2, on the SQLite append store)")
             print(f"   {size:,} entries: {verify_rate:,.0f} entries/s verified "
                   f"(baseline: leaf hashing + root alone {hash_rate:,.0f} entries/s)")  # fmt: skip
+            summary["bundle_verification"] = {
+                "entries": size, "entries_per_s": round(verify_rate, 1),
+                "baseline_leaf_hashing_per_s": round(hash_rate, 1),
+            }  # fmt: skip
 
             print(f"\n2. inclusion proofs at {args.tree_size:,} entries ({args.probes} random indexes)")
             tree_backends: list[tuple[str, Callable[[], AnyStore]]] = [
@@ -234,11 +258,22 @@ def main() -> None:
                     with opener() as store:
                         load_s = bulk_load_tree(store, args.tree_size)
                         print(f"   {name}: bulk load of {args.tree_size:,} leaves + nodes: {load_s:.0f} s")
+                        proofs: dict[str, Any] = {
+                            "backend": name, "tree_size": args.tree_size, "probes": args.probes,
+                            "bulk_load_s": round(load_s, 1),
+                        }  # fmt: skip
                         for what, (p50, p99) in proof_times(store, args.tree_size, args.probes).items():
                             print(f"   {name:10} {what:24} median {p50:.3f} ms   p99 {p99:.3f} ms")
+                            proofs[what] = {"median_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+                        summary["proofs"].append(proofs)
         finally:
             if pg_ctx:
                 pg_ctx.__exit__(None, None, None)
+    summary["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"\nfigures written to {args.json_out}")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,11 @@ class Database(ABC):
             cursor = self._conn.execute(self._translate(sql), params)
             return cursor.fetchall() if cursor.description else []
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        """INSERT many rows in the current transaction; a backend may do it faster (PostgreSQL: COPY)."""
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     def add_missing_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
         """`ALTER TABLE ... ADD COLUMN` for each (name, type) the table lacks: a store created by an older
         version gains the columns a newer one added, keeping its rows."""
@@ -255,6 +260,18 @@ class PostgresDatabase(Database):
             if self._write_lock:
                 self._conn.execute(self._write_lock)
             yield
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        """`COPY ... FROM STDIN`: several times faster than `executemany` (a statement per row), with the
+        same constraints, in the current transaction. Insert triggers fire as for INSERT."""
+        if not rows:
+            return
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        with self._lock:
+            self._connected()
+            with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
 
     def _translate(self, sql: str) -> str:
         return to_psycopg(sql)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +80,12 @@ class LedgerRecord:
     clear_payload: bytes | None = None
 
     def encode(self) -> bytes:
-        parsed, fingerprint = record_schema()
-        body = {
+        """The leaf bytes (Avro single-object encoding; `leaf_encoder()` to encode many)."""
+        return leaf_encoder()(self)
+
+    def avro_body(self, facts: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The record as fastavro writes it (`facts`: already sorted, else sorted here)."""
+        return {
             "index": self.index,
             "event_id": self.event_id,
             "event_type": self.event_type,
@@ -89,14 +93,10 @@ class LedgerRecord:
             "occurred_at_ms": self.occurred_at_ms,
             "recorded_at_ms": self.recorded_at_ms,
             "person_pseudonym": self.person_pseudonym,
-            "facts": dict(sorted(self.facts.items())),  # sorted: one record, one byte string
+            "facts": dict(sorted(self.facts.items())) if facts is None else dict(facts),
             "sealed": None if self.sealed is None else self.sealed.__dict__,
             "clear_payload": self.clear_payload,
         }
-        buffer = io.BytesIO()
-        buffer.write(MARKER + fingerprint)
-        fastavro.schemaless_writer(buffer, parsed, body)
-        return buffer.getvalue()
 
     @classmethod
     def decode(cls, leaf: bytes) -> LedgerRecord:
@@ -139,6 +139,23 @@ class LedgerRecord:
         }
 
 
+# -- leaf encoding ---------------------------------------------------------------------------------
+
+def leaf_encoder() -> Callable[[LedgerRecord], bytes]:
+    """`LedgerRecord.encode` with the schema looked up once, for encoding many records (a batch)."""
+    parsed, fingerprint = record_schema()
+    header = MARKER + fingerprint
+
+    def encode(record: LedgerRecord) -> bytes:
+        facts = dict(sorted(record.facts.items()))  # sorted: one record, one byte string
+        buffer = io.BytesIO()
+        buffer.write(header)
+        fastavro.schemaless_writer(buffer, parsed, record.avro_body(facts))
+        return buffer.getvalue()
+
+    return encode
+
+
 def _fact_value(value: Any) -> str | None:
     if value is None or isinstance(value, bytes | dict):
         return None
@@ -161,9 +178,11 @@ def regulation_facts(payload: bytes) -> dict[str, str]:
     flat = {**record, **(record.get("envelope") or {})}
     facts = {}
     for name in NON_PERSONAL_FIELDS & flat.keys():
-        value = _fact_value(flat[name])
-        if value is not None:
+        value = flat[name]
+        if type(value) is str:  # most facts: kept as they are (what _fact_value returns for a str)
             facts[name] = value
+        elif (text := _fact_value(value)) is not None:
+            facts[name] = text
     return facts
 
 
@@ -172,8 +191,18 @@ def new_person_key() -> bytes:
 
 
 def seal(key_id: str, key: bytes, event_id: str, payload: bytes) -> SealedPayload:
-    nonce = os.urandom(12)
-    return SealedPayload(key_id, nonce, AESGCM(key).encrypt(nonce, payload, event_id.encode()))
+    return sealer(key_id, key)(event_id, payload)
+
+
+def sealer(key_id: str, key: bytes) -> Callable[[str, bytes], SealedPayload]:
+    """`seal` under one key for many events (the cipher is set up once): (event_id, payload) -> sealed."""
+    cipher = AESGCM(key)
+
+    def seal_one(event_id: str, payload: bytes) -> SealedPayload:
+        nonce = os.urandom(12)  # a fresh random nonce per event, as `seal` draws
+        return SealedPayload(key_id, nonce, cipher.encrypt(nonce, payload, event_id.encode()))
+
+    return seal_one
 
 
 def unseal(key: bytes, event_id: str, sealed: SealedPayload) -> bytes:

@@ -34,9 +34,10 @@ from services.ledger.record import (
     LedgerRecord,
     LedgerRecordError,
     NewRecord,
+    leaf_encoder,
     new_person_key,
     regulation_facts,
-    seal,
+    sealer,
     unseal,
 )
 
@@ -46,7 +47,11 @@ APPEND_ONLY_TABLES = (LEAVES, NODES, CHECKPOINTS)
 DEFAULT_PAGE_SIZE = 1000
 _IN_CHUNK = 500  # parameters per IN (...) list: far below SQLite's and PostgreSQL's limits
 _ERASURE_NAMESPACE = uuid.UUID("8f6f4c1e-2b1a-4f7e-9d53-6a0c9e1d2b44")
-_LEAF_COLUMNS = "idx, event_id, event_type, occurred_at_ms, person_pseudonym, leaf"
+_LEAF_COLUMNS = ("idx", "event_id", "event_type", "occurred_at_ms", "person_pseudonym", "leaf")
+_LEAF_SELECT = ", ".join(_LEAF_COLUMNS)
+_NODE_COLUMNS = ("level", "idx", "hash")
+_DIGEST_COLUMNS = ("event_id", "digest")
+_KEY_COLUMNS = ("pseudonym", "key_id", "aes_key", "created_at_ms")
 
 
 class ErasedError(LookupError):
@@ -136,6 +141,10 @@ class _SqlLedgerStore:
     def _insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         self._db.executemany(sql, rows)
 
+    def _insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        """INSERT the rows in the current transaction (`Database.insert_rows`: COPY on PostgreSQL)."""
+        self._db.insert_rows(table, columns, rows)
+
     # -- appending ----------------------------------------------------------------------------------
 
     def append(self, records: Sequence[NewRecord]) -> int:
@@ -190,14 +199,22 @@ class _SqlLedgerStore:
         return found
 
     def _append_locked(self, fresh: Sequence[NewRecord], extra_facts: Mapping[str, str]) -> int:
+        """Append `fresh` (new event ids only) under the appenders' lock, inside the caller's transaction.
+
+        Everything is computed in memory first, in one pass: the tree's right edge (its peaks, read once)
+        gives every new node, each person's key (read or created once) seals all of their events, the
+        leaf schema is looked up once. Then one insert per table (`_insert_rows`).
+        """
         if not fresh:
             return 0
         size = self.size()
-        tree = merkle.CompactRange(
-            size, [self._nodes_or_fail(merkle.peak_ids(size))[n] for n in merkle.peak_ids(size)]
-        )
+        peaks = merkle.peak_ids(size)
+        stored_peaks = self._nodes_or_fail(peaks)
+        tree = merkle.CompactRange(size, [stored_peaks[node] for node in peaks])
         recorded_at_ms = self._clock()
         keys = self._person_keys({r.person_pseudonym for r in fresh if r.person_pseudonym and r.payload})
+        sealers = {person: sealer(key_id, key) for person, (key_id, key) in keys.items()}
+        encode = leaf_encoder()
         new_keys: list[tuple[object, ...]] = []
         digests: list[tuple[object, ...]] = []
         leaves: list[tuple[object, ...]] = []
@@ -206,33 +223,33 @@ class _SqlLedgerStore:
             sealed, clear = None, None
             person = record.person_pseudonym
             if record.payload and person:
-                if person not in keys:
-                    keys[person] = (uuid.uuid4().hex, new_person_key())
-                    new_keys.append((person, *keys[person], recorded_at_ms))
-                sealed = seal(*keys[person], record.event_id, record.payload)
-            leaf = LedgerRecord(
-                index=tree.size,
-                event_id=record.event_id,
-                event_type=record.event_type,
-                topic=record.topic,
-                occurred_at_ms=record.occurred_at_ms,
-                recorded_at_ms=recorded_at_ms,
-                person_pseudonym=None,  # never in clear: the sealed payload holds it, the key id links it
-                facts={**regulation_facts(record.payload), **extra_facts},
-                sealed=sealed,
-                clear_payload=clear,
-            ).encode()
+                if person not in sealers:
+                    key_id, key = uuid.uuid4().hex, new_person_key()
+                    sealers[person] = sealer(key_id, key)
+                    new_keys.append((person, key_id, key, recorded_at_ms))
+                sealed = sealers[person](record.event_id, record.payload)
+            leaf = encode(
+                LedgerRecord(
+                    index=tree.size,
+                    event_id=record.event_id,
+                    event_type=record.event_type,
+                    topic=record.topic,
+                    occurred_at_ms=record.occurred_at_ms,
+                    recorded_at_ms=recorded_at_ms,
+                    person_pseudonym=None,  # never in clear: the sealed payload holds it, the key id links it
+                    facts={**regulation_facts(record.payload), **extra_facts},
+                    sealed=sealed,
+                    clear_payload=clear,
+                )
+            )
             leaves.append((tree.size, record.event_id, record.event_type, record.occurred_at_ms, None, leaf))
             digests.append((record.event_id, record.digest()))
             nodes.extend((level, idx, h) for (level, idx), h in tree.append(merkle.leaf_hash(leaf)))
         if new_keys:
-            self._insert_many(
-                f"INSERT INTO {KEYS} (pseudonym, key_id, aes_key, created_at_ms) VALUES (?, ?, ?, ?)",
-                new_keys,
-            )
-        self._insert_many(f"INSERT INTO {LEAVES} ({_LEAF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", leaves)
-        self._insert_many(f"INSERT INTO {NODES} (level, idx, hash) VALUES (?, ?, ?)", nodes)
-        self._insert_many(f"INSERT INTO {DIGESTS} (event_id, digest) VALUES (?, ?)", digests)
+            self._insert_rows(KEYS, _KEY_COLUMNS, new_keys)
+        self._insert_rows(LEAVES, _LEAF_COLUMNS, leaves)
+        self._insert_rows(NODES, _NODE_COLUMNS, nodes)
+        self._insert_rows(DIGESTS, _DIGEST_COLUMNS, digests)
         return len(leaves)
 
     def _person_keys(self, people: set[str | None]) -> dict[str, tuple[str, bytes]]:
@@ -327,7 +344,7 @@ class _SqlLedgerStore:
         while end is None or next_idx < end:
             limit = self._page_size if end is None else min(self._page_size, end - next_idx)
             rows = self._query(
-                f"SELECT {_LEAF_COLUMNS} FROM {LEAVES} WHERE idx >= ? ORDER BY idx LIMIT ?", (next_idx, limit)
+                f"SELECT {_LEAF_SELECT} FROM {LEAVES} WHERE idx >= ? ORDER BY idx LIMIT ?", (next_idx, limit)
             )
             yield from rows
             if len(rows) < limit:

@@ -229,14 +229,14 @@ def test_failed_append_leaves_nothing_behind(backend: Backend, monkeypatch: pyte
     store = backend.open()
     store.append(records("a", 3))
     root = store.root()
-    original = store._insert_many
+    original = store._insert_rows
 
-    def fail_on_nodes(statement: str, rows: Any) -> None:
-        original(statement, rows)
-        if NODES in statement:
+    def fail_on_nodes(table: str, columns: Any, rows: Any) -> None:
+        original(table, columns, rows)
+        if table == NODES:
             raise RuntimeError("crash after the leaves and nodes, before commit")
 
-    monkeypatch.setattr(store, "_insert_many", fail_on_nodes)
+    monkeypatch.setattr(store, "_insert_rows", fail_on_nodes)
     with pytest.raises(RuntimeError, match="crash after"):
         store.append(records("b", 4))
     monkeypatch.undo()
