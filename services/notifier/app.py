@@ -5,6 +5,7 @@ from __future__ import annotations
 from cepbus.reference import load_reference
 from cepbus.runtime.service import ServiceDefinition
 from cepbus.trust.ids import event_id_trust_problems, load_event_ids
+from cepbus.trust.modes import enforce
 from services.notifier.handlers import NotifierHandlers
 from services.notifier.routes import route_table
 from services.notifier.settings import NotifierSettings
@@ -16,6 +17,8 @@ SERVICE = "notifier"
 def build_service(settings: NotifierSettings | None = None) -> ServiceDefinition:
     settings = settings or NotifierSettings()
     ids = load_event_ids(settings.id_key_path)
+    problems = event_id_trust_problems(ids, "CEPBUS_NOTIFIER_ID_KEY_PATH")
+    enforce(problems)  # in production, before the store is opened
     handlers = NotifierHandlers(load_reference(), settings.service_org_id, ids)
     store = NotifierStore(settings.database_url)
     return ServiceDefinition(
@@ -23,5 +26,5 @@ def build_service(settings: NotifierSettings | None = None) -> ServiceDefinition
         settings,
         route_table(handlers, store),
         on_stop=[store.close],
-        trust_problems=event_id_trust_problems(ids, "CEPBUS_NOTIFIER_ID_KEY_PATH"),
+        trust_problems=problems,
     )
