@@ -345,3 +345,25 @@ def test_too_many_referrals_in_the_window(lifecycle: ReferralLifecycle) -> None:
     assert alerts == ["too_many_referrals"]  # the 4th, over max 3
     late = referral(REQUESTER, "apec-r11", person="p-drift-other", at=MONDAY + timedelta(days=200))
     assert lifecycle.on_requested(late) == []
+
+
+def test_only_an_authenticated_sender_is_answered_and_with_sanitised_text(
+    lifecycle: ReferralLifecycle,
+) -> None:
+    """A rejection notice goes to the sender's rejection topic: an unsigned or forged update claims any
+    organisation, so it gets no answer (only its verdict and dead letter); an authenticated one is
+    answered, and the values it chose come back printable and capped."""
+    ref = referral()
+    lifecycle.on_requested(ref)
+    unsigned = update(ref, S.RECEIVED).model_copy(update={"signature": None})
+    assert refused(lifecycle, unsigned).reply is None
+    forged = update(ref, S.RECEIVED, key_of="cap-emploi-r11")
+    assert refused(lifecycle, forged).reply is None
+    nasty = "\x1b[31mno_capacity\r\n" + "x" * 500
+    early = update(ref, S.DECLINED, reason_code=nasty)  # declined before received: refused, answered
+    refusal = refused(lifecycle, early)
+    assert refusal.reply is not None and refusal.reply.topic == referral_rejections(RECIPIENT).name
+    reply = refusal.reply.event
+    assert isinstance(reply, ReferralUpdateRejected)
+    for text in (reply.detail, reply.reason_code or ""):
+        assert text.isprintable() and len(text) <= 200 and "\x1b" not in text
