@@ -63,6 +63,7 @@ class Outbox:
         with self._db.transaction():
             seq = int(self._db.query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}")[0][0])
             known = self._known([str(out.event.event_id) for out in outputs])
+            rows: list[tuple[object, ...]] = []
             for out in outputs:
                 event_id = str(out.event.event_id)
                 if event_id in known:
@@ -70,12 +71,14 @@ class Outbox:
                 known.add(event_id)
                 seq += 1
                 headers = json.dumps([[name, value.hex()] for name, value in out.headers()])
-                self._db.execute(
+                rows.append((seq, event_id, out.topic, out.key(), codec.encode(out.event), headers, now))
+            if rows:
+                self._db.executemany(
                     f"INSERT INTO {self._table} (seq, event_id, topic, msg_key, msg_value, headers, "
                     "created_at_ms, sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                    (seq, event_id, out.topic, out.key(), codec.encode(out.event), headers, now),
+                    rows,
                 )
-                new += 1
+            new = len(rows)
         return new
 
     def _known(self, event_ids: Sequence[str]) -> set[str]:

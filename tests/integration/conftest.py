@@ -31,6 +31,7 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "CEPBUS_REFERRALS_HTTP_PORT": str(referrals_http_port),
         "CEPBUS_REFERRALS_SWEEP_INTERVAL_S": "1",  # the deadline timer, so a test sees a breach soon
         "CEPBUS_LAG_INTERVAL_S": "1",  # lag gauges fresh enough for the live-Prometheus test
+        "CEPBUS_LOG_LEVEL": "debug",  # each event's `event_received` line: one person's path in the logs
     }
     ledger_settings = ledger_identity(workdir, f"cep-bus.test/ledger-{suffix}")
     env |= {
