@@ -537,3 +537,22 @@ def test_a_payload_without_a_person_is_never_stored_in_clear(tmp_path: Path) -> 
         with pytest.raises(ValueError, match="person pseudonym"):
             store.append([NewRecord("e1", "fr.cepbus.IntakeRegistered", "t", 0, None, b"\xc3\x01boeth")])
         assert store.size() == 0
+
+
+def test_what_reveals_a_disability_stays_sealed_in_the_leaves(tmp_path: Path) -> None:
+    """A BOETH intake at the regional operator: its decision and notice request name Cap emploi and the
+    rule R-CAPEMPLOI-BOETH. The leaves' clear facts must not (they go into auditors' bundles); the
+    sealed payload keeps them, and the leaf bytes hold them nowhere in clear."""
+    from cepbus.reference import load_reference
+    from services.router.handlers import RouterHandlers
+
+    boeth = intake(person="psn-carol", boeth=True)
+    derived = [out.event for out in RouterHandlers(load_reference()).on_intake(boeth)]
+    assert any("R-CAPEMPLOI-BOETH" in getattr(e, "rules", ()) for e in derived)
+    with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+        store.append([event_record(boeth), *(event_record(e) for e in derived)])
+        for entry in store.entries():
+            assert not {"inform", "rules", "competent_operator", "boeth"} & set(entry.record.facts)
+            assert "cap_emploi" not in " ".join(entry.record.facts.values())
+            assert b"CAPEMPLOI" not in entry.leaf and b"cap_emploi" not in entry.leaf
+        assert b"R-CAPEMPLOI-BOETH" in store.open_payload(1) or b"R-CAPEMPLOI-BOETH" in store.open_payload(2)
