@@ -193,14 +193,26 @@ class EventProcessor:
         outbox: Outbox | None = None,
     ) -> list[Outgoing]:
         """`handle` each message in order, inside one `transaction` when given (one commit, one fsync,
-        per batch). Each event runs in a savepoint of its own, so a failing event rolls back only its own
-        writes, while a refusal keeps what the handler recorded of it. With an `outbox`, the outputs are
-        stored in the same transaction (the first decision for an event id stays): the driver then sends
-        what the outbox holds. An unavailable database propagates: nothing of the batch is stored, and
-        the driver retries it without acking."""
+        per batch). Should a handler fail (a bug, not a refusal), the batch is rolled back and run again
+        with each event in a savepoint of its own, so the failing event loses only its own writes, while
+        a refusal keeps what the handler recorded of it (metrics of the first pass count twice then).
+        With an `outbox`, the outputs are stored in the same transaction (the first decision for an
+        event id stays): the driver then sends what the outbox holds. An unavailable database
+        propagates: nothing of the batch is stored, and the driver retries it without acking."""
         if transaction is None:
             return [out for message in messages for out in self.handle(message, expected, handler)]
-        outputs: list[Outgoing] = []
+        try:  # the common case, every handler returns or refuses: no savepoint per event
+            with transaction():
+                outputs = [out for message in messages for out in self._run(message, expected, handler)]
+                if outbox is not None:
+                    outbox.add(outputs)
+            return outputs
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            # A handler failed: the whole transaction is rolled back; again, each event in a savepoint of
+            # its own, so that only the failing one loses its writes and becomes a dead letter.
+        outputs = []
         with transaction():
             for message in messages:
                 try:
