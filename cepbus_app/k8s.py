@@ -55,7 +55,7 @@ def kafka_topics() -> list[dict[str, Any]]:
         retention = DEAD_LETTER_RETENTION_MS if spec.name == DEAD_LETTER.name else RETENTION_MS
         resources.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": "kafka.strimzi.io/v1",
                 "kind": "KafkaTopic",
                 "metadata": {"name": spec.name, "labels": _labels("topic")},
                 "spec": {
@@ -121,7 +121,7 @@ def ops_acls() -> list[dict[str, Any]]:
 
 def _user(name: str, component: str, acls: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaUser",
         "metadata": {"name": name, "labels": _labels(component)},
         "spec": {"authentication": {"type": "tls"}, "authorization": {"type": "simple", "acls": acls}},

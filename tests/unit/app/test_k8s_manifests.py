@@ -89,6 +89,61 @@ def test_invalid_objects_are_refused_by_the_validator() -> None:
         kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
 
 
+STRIMZI_CRDS = ROOT / "deploy/k8s/crds/strimzi"
+STRIMZI_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
+
+
+def _strimzi_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the openAPIV3Schema of each version each Strimzi CRD serves."""
+    schemas: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(STRIMZI_CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            if version.get("served"):
+                schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def _crd_errors(obj: dict[str, Any], schemas: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    import jsonschema
+
+    schema = schemas.get((obj["apiVersion"], obj["kind"]))
+    if schema is None:
+        return [f"{obj['kind']} {obj['metadata']['name']}: {obj['apiVersion']} is not served by the CRDs"]
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        f"{obj['kind']} {obj['metadata']['name']}: {'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(obj)
+    ]
+
+
+def test_strimzi_objects_validate_against_the_v1_crd_schemas(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Strimzi 1.x serves kafka.strimzi.io/v1 only: every rendered Strimzi resource must be of that
+    version and valid against the CRD's openAPIV3Schema (deploy/k8s/crds/strimzi)."""
+    _, objects = rendered
+    schemas = _strimzi_schemas()
+    assert {kind for _, kind in schemas} == STRIMZI_KINDS
+    strimzi = [o for o in objects if o["apiVersion"].startswith("kafka.strimzi.io/")]
+    assert {o["kind"] for o in strimzi} == STRIMZI_KINDS
+    errors = [error for obj in strimzi for error in _crd_errors(obj, schemas)]
+    assert not errors, "\n".join(errors[:20])
+
+
+def test_the_crd_check_can_fail() -> None:
+    """A resource of the removed v1beta2 API, and a KafkaUser with a misspelt ACL field, are refused."""
+    schemas = _strimzi_schemas()
+    user = k8s.kafka_users()[0]
+    old = {**user, "apiVersion": "kafka.strimzi.io/v1beta2"}
+    assert _crd_errors(old, schemas) and "not served" in _crd_errors(old, schemas)[0]
+    bad_acl = {**user["spec"]["authorization"]["acls"][0], "operationz": ["Read"]}
+    del bad_acl["operations"]
+    broken = {**user, "spec": {**user["spec"], "authorization": {"type": "simple", "acls": [bad_acl]}}}
+    assert _crd_errors(broken, schemas)
+
+
 def test_kafka_sizes_per_overlay(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     overlay, objects = rendered
     brokers, rf, min_isr = (3, 3, 2) if overlay == "prod" else (1, 1, 1)
