@@ -54,10 +54,28 @@ def broker() -> None:
 @app.command()
 def topics(
     create: Annotated[bool, typer.Option(help="Create the missing topics on the broker")] = False,
+    wiring: Annotated[
+        bool, typer.Option("--wiring", help="Who reads and writes what (cepbus/contract/wiring.py)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --wiring: as one JSON object")] = False,
 ) -> None:
-    """Print the topic catalog; with --create, create what is missing (idempotent)."""
+    """Print the topic catalog; with --create, create what is missing (idempotent); with --wiring, each
+    principal's reads, writes and consumer groups (`*` ends a prefix), from which the ACLs are made."""
     from cepbus.runtime.admin import bus_topics, ensure_topics
     from cepbus.runtime.settings import BrokerSettings
+
+    if wiring:
+        from cepbus.contract.wiring import wiring as declared
+
+        principals = declared()
+        if as_json:
+            print(json.dumps(principals, indent=1))
+            return
+        for name, access in principals.items():
+            print(name)
+            for what in ("reads", "writes", "groups"):
+                print(f"  {what:7} {', '.join(access[what]) or '-'}")
+        return
 
     specs = bus_topics()
     settings = BrokerSettings()

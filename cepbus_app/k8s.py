@@ -1,6 +1,7 @@
 """Kubernetes resources generated from the code's own catalogs, so the manifests cannot drift:
-Strimzi `KafkaTopic`s from the topic catalog, `KafkaUser`s (with ACLs) for the services and every
-organisation of the directory, and the `PrometheusRule` from deploy/prometheus/cepbus-rules.yml.
+Strimzi `KafkaTopic`s from the topic catalog, `KafkaUser`s (with ACLs) from the wiring
+(`cepbus/contract/wiring.py`: the services, ops, auditors, every operator and local partner), and the
+`PrometheusRule` from deploy/prometheus/cepbus-rules.yml.
 `cep-bus k8s topics > deploy/k8s/base/kafka/topics.yaml` (and `users`, `prometheus-rule`);
 tests/unit/test_k8s_manifests.py proves the committed files equal a fresh generation.
 """
@@ -13,18 +14,8 @@ from typing import Any
 import typer
 import yaml
 
-from cepbus.contract.topics import (
-    CHOICE_RECORDED,
-    DEAD_LETTER,
-    INBOX_PREFIX,
-    INTAKE_REGISTERED,
-    LEDGER_TOPICS,
-    NOTICE_ISSUED,
-    NOTICE_REQUESTED,
-    REFERRAL_REQUESTED,
-    REFERRAL_STATUS,
-    referral_inbox,
-)
+from cepbus.contract.topics import DEAD_LETTER
+from cepbus.contract.wiring import EXTERNAL, ORG, SERVICES, Access
 
 CLUSTER = "cepbus"
 DEFAULT_PARTITIONS = 6  # CEPBUS_TOPIC_PARTITIONS default; the overlays keep it
@@ -81,42 +72,24 @@ def _acl(resource_type: str, name: str, operations: list[str], pattern: str = "l
     }
 
 
-def _reads(*topics: str) -> list[dict[str, Any]]:
-    return [_acl("topic", topic, ["Read", "Describe"]) for topic in topics]
+def _pattern(name: str) -> tuple[str, str]:
+    """A wiring name (`cepbus.contract.wiring`: a trailing `*` is a prefix) as Strimzi name + pattern."""
+    return (name[:-1], "prefix") if name.endswith("*") else (name, "literal")
 
 
-def _writes(*topics: str) -> list[dict[str, Any]]:
-    return [_acl("topic", topic, ["Write", "Describe"]) for topic in topics]
+def acls_of(access: Access, *, faust_internal: str | None = None) -> list[dict[str, Any]]:
+    """Least-privilege simple-authorizer ACLs for one principal of the wiring. Describe comes with
+    Read and Write (the clients' metadata requests need it); a consumer group is Read on its name."""
+    def acl(kind: str, wired: str, operations: list[str]) -> dict[str, Any]:
+        name, pattern = _pattern(wired)
+        return _acl(kind, name, operations, pattern)
 
-
-#: What each service consumes and produces (services/*/app.py); every service writes dead letters.
-SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
-    "router": [
-        *_reads(INTAKE_REGISTERED.name, CHOICE_RECORDED.name, REFERRAL_REQUESTED.name),
-        *_writes(NOTICE_REQUESTED.name, REFERRAL_REQUESTED.name, DEAD_LETTER.name),
-        _acl("topic", INBOX_PREFIX, ["Write", "Describe"], "prefix"),
-    ],
-    "notifier": [*_reads(NOTICE_REQUESTED.name), *_writes(NOTICE_ISSUED.name, DEAD_LETTER.name)],
-    "ledger": [*_reads(*(spec.name for spec in LEDGER_TOPICS), DEAD_LETTER.name), *_writes(DEAD_LETTER.name)],
-}
-
-
-def ops_acls() -> list[dict[str, Any]]:
-    """The operations identity of `cep-bus deadletters`: reads the dead-letter topic and may re-publish
-    an original to any topic a service consumes (a replay goes back to its source topic)."""
-    consumed = sorted(
-        {
-            acl["resource"]["name"]
-            for acls in SERVICE_ACLS.values()
-            for acl in acls
-            if "Read" in acl["operations"] and acl["resource"]["name"] != DEAD_LETTER.name
-        }
-    )
-    return [
-        *_reads(DEAD_LETTER.name),
-        *_writes(*consumed),
-        _acl("group", "cepbus-ops", ["Read", "Describe"], "prefix"),
-    ]
+    acls = [acl("topic", t, ["Read", "Describe"]) for t in access.reads]
+    acls += [acl("topic", t, ["Write", "Describe"]) for t in access.writes]
+    acls += [acl("group", g, ["Read", "Describe"]) for g in access.groups]
+    if faust_internal:  # CEPBUS_RUNTIME=faust keeps its partition assignor's topic under its group id
+        acls.append(_acl("topic", faust_internal, ["Create", "Read", "Write", "Describe"], "prefix"))
+    return acls
 
 
 def _user(name: str, component: str, acls: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,31 +102,23 @@ def _user(name: str, component: str, acls: list[dict[str, Any]]) -> dict[str, An
 
 
 def kafka_users() -> list[dict[str, Any]]:
-    """A user per service (its topics and its consumer group) and per partner organisation: a partner
-    reads only its own referral inbox and writes only referral status updates."""
-    users = [
-        _user(
-            f"cepbus-{service}",
-            "service",
-            [*acls, _acl("group", f"cepbus-{service}", ["Read", "Describe"], "prefix")],
-        )
-        for service, acls in SERVICE_ACLS.items()
-    ]
-    users.append(_user("cepbus-ops", "operations", ops_acls()))
+    """A KafkaUser per principal of the wiring (`cepbus/contract/wiring.py`): the three services, ops,
+    the auditors, each operator and each local partner of the directory."""
     from cepbus.reference import load_reference
+    from cepbus.reference.directory import load_directory
 
-    for org in load_reference().organisations():
-        users.append(
-            _user(
-                f"partner-{org.org_id}",
-                "partner",
-                [
-                    *_reads(referral_inbox(org.org_id).name),
-                    *_writes(REFERRAL_STATUS.name),
-                    _acl("group", f"partner-{org.org_id}", ["Read", "Describe"], "prefix"),
-                ],
-            )
-        )
+    users = [
+        _user(f"cepbus-{name}", "service", acls_of(access, faust_internal=f"cepbus-{name}-"))
+        for name, access in SERVICES.items()
+    ]
+    users.append(_user("cepbus-ops", "operations", acls_of(EXTERNAL["cepbus-ops"])))
+    users.append(_user("cepbus-auditor", "auditor", acls_of(EXTERNAL["cepbus-auditor"])))
+    operators = sorted(org.org_id for org in load_reference().organisations())
+    partners = sorted(set(load_directory().org_ids()) - set(operators))
+    for org in operators:
+        users.append(_user(f"operator-{org}", "operator", acls_of(EXTERNAL[f"operator-{ORG}"].for_org(org))))
+    for org in partners:
+        users.append(_user(f"partner-{org}", "partner", acls_of(EXTERNAL[f"partner-{ORG}"].for_org(org))))
     return users
 
 

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cepbus.contract.topics import REFERRAL_STATUS, referral_inbox
+from cepbus.contract import wiring
+from cepbus.contract.topics import INTAKE_REGISTERED, REFERRAL_STATUS, referral_inbox, referral_rejections
 from cepbus.reference import load_reference
+from cepbus.reference.directory import load_directory
 from cepbus.runtime.admin import bus_topics
 from cepbus_app import k8s
 from tests.support import ROOT
@@ -172,15 +174,16 @@ def test_kafka_sizes_per_overlay(rendered: tuple[str, list[dict[str, Any]]]) -> 
     assert settings["data"]["CEPBUS_REPLICATION_FACTOR"] == str(rf)
 
 
-def test_a_partner_reads_only_its_inbox_and_writes_only_status_updates(
+def test_every_principal_of_the_wiring_has_a_user_and_a_partner_reads_only_its_own_topics(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
     _, objects = rendered
     users = {u["metadata"]["name"]: u for u in _of(objects, "KafkaUser")}
-    orgs = [org.org_id for org in load_reference().organisations()]
-    services = {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-ops"}
-    assert services | {f"partner-{o}" for o in orgs} == set(users)
-    for org in orgs:
+    operators = sorted(org.org_id for org in load_reference().organisations())
+    partners = sorted(set(load_directory().org_ids()) - set(operators))
+    services = {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-ops", "cepbus-auditor"}
+    assert services | {f"operator-{o}" for o in operators} | {f"partner-{p}" for p in partners} == set(users)
+    for org in partners:
         acls = users[f"partner-{org}"]["spec"]["authorization"]["acls"]
         topic_ops = {
             (a["resource"]["name"], a["resource"]["patternType"], op)
@@ -188,12 +191,38 @@ def test_a_partner_reads_only_its_inbox_and_writes_only_status_updates(
             if a["resource"]["type"] == "topic"
             for op in a["operations"]
         }
-        assert topic_ops == {
-            (referral_inbox(org).name, "literal", "Read"),
-            (referral_inbox(org).name, "literal", "Describe"),
-            (REFERRAL_STATUS.name, "literal", "Write"),
-            (REFERRAL_STATUS.name, "literal", "Describe"),
+        own = {referral_inbox(org).name, referral_rejections(org).name}
+        assert {(name, op) for name, kind, op in topic_ops if op == "Read"} == {(t, "Read") for t in own}
+        assert all(kind == "literal" for _, kind, _ in topic_ops)  # no prefix reaches another's inbox
+        assert (REFERRAL_STATUS.name, "literal", "Write") in topic_ops
+        groups = {
+            (a["resource"]["name"], a["resource"]["patternType"])
+            for a in acls
+            if a["resource"]["type"] == "group"
         }
+        assert groups == {(f"cepbus-partner-{org}", "prefix")}  # the partner SDK's group id
+
+
+def test_the_users_match_the_wiring_the_runtime_enforces() -> None:
+    """What the generated ACLs allow is exactly what `cepbus.contract.wiring` declares, per principal."""
+    users = {u["metadata"]["name"]: u for u in k8s.kafka_users()}
+    for name, access in wiring.SERVICES.items():
+        acls = users[f"cepbus-{name}"]["spec"]["authorization"]["acls"]
+        reads = {_wired(a) for a in acls if a["resource"]["type"] == "topic" and "Read" in a["operations"]}
+        writes = {_wired(a) for a in acls if a["resource"]["type"] == "topic" and "Write" in a["operations"]}
+        faust = f"cepbus-{name}-*"
+        assert reads - {faust} == set(access.reads) and writes - {faust} == set(access.writes)
+    # nobody but the router, the ledger and ops reads the intakes
+    readers = {
+        user for user, u in users.items() for a in u["spec"]["authorization"]["acls"]
+        if a["resource"]["name"] == INTAKE_REGISTERED.name and "Read" in a["operations"]
+    }  # fmt: skip
+    assert readers == {"cepbus-router", "cepbus-ledger"}
+
+
+def _wired(acl: dict[str, Any]) -> str:
+    name = acl["resource"]["name"]
+    return f"{name}*" if acl["resource"]["patternType"] == "prefix" else name
 
 
 def _topic_ops(user: dict[str, Any]) -> set[tuple[str, str]]:
@@ -212,14 +241,9 @@ def test_only_the_ledger_and_ops_read_dead_letters_and_ops_may_replay_to_every_c
     users = {u["metadata"]["name"]: _topic_ops(u) for u in _of(objects, "KafkaUser")}
     readers = {name for name, ops in users.items() if ("cep.deadletter", "Read") in ops}
     assert readers == {"cepbus-ledger", "cepbus-ops"}
-    consumed = {
-        topic
-        for name, ops in users.items()
-        if name.startswith("cepbus-")
-        for topic, op in ops
-        if op == "Read"
-    }
-    consumed.discard("cep.deadletter")
+    services = ("cepbus-router", "cepbus-notifier", "cepbus-ledger")
+    consumed = {topic for name in services for topic, op in users[name] if op == "Read"}
+    consumed -= {"cep.deadletter", *(f"{name}-" for name in services)}  # and Faust's own topics
     assert consumed and {(topic, "Write") for topic in consumed} <= users["cepbus-ops"]
     assert not any(op == "Read" for topic, op in users["cepbus-ops"] if topic != "cep.deadletter")
 
