@@ -26,6 +26,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cepbus.contract import codec
+from cepbus.contract.wiring import check_reads, check_writes
 from cepbus.runtime import faults
 from cepbus.runtime.health import HEALTH, HealthState
 from cepbus.runtime.lag import KafkaOffsets, LagGauges
@@ -141,6 +142,7 @@ class BatchDriver:
         operations: bool = True,
         health: HealthState = HEALTH,
     ) -> None:
+        check_reads(definition.name, definition.topics_read())  # the wiring the ACLs are made from
         self.definition = definition
         self.broker = broker or BrokerSettings()
         self.stream = stream or StreamSettings()
@@ -207,6 +209,7 @@ class BatchDriver:
         if not messages:
             return
         faults.before_send(self.name)
+        check_writes(self.name, [topic for topic, *_ in messages])
         acks = _Acks()
         for index, (topic, key, value, headers) in enumerate(messages):
             while True:

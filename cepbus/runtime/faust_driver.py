@@ -18,6 +18,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from cepbus.contract import codec
 from cepbus.contract.topics import TopicSpec
+from cepbus.contract.wiring import check_reads, check_writes
 from cepbus.runtime import faults
 from cepbus.runtime.health import HEALTH
 from cepbus.runtime.logs import get_logger
@@ -94,6 +95,7 @@ class FaustDriver:
         *,
         operations: bool = True,
     ) -> None:
+        check_reads(definition.name, definition.topics_read())  # the wiring the ACLs are made from
         self.definition = definition
         self.stream = stream or StreamSettings()
         broker = broker or BrokerSettings()
@@ -131,6 +133,8 @@ class FaustDriver:
     async def send(self, outgoing: Iterable[Outgoing]) -> None:
         """Hand outputs to the producer, in order, and wait until the broker acknowledged them all."""
         faults.before_send(self.definition.name)
+        outgoing = list(outgoing)
+        check_writes(self.definition.name, [item.topic for item in outgoing])
         futures = []
         for item in outgoing:
             futures.append(
@@ -152,6 +156,7 @@ class FaustDriver:
         sent = 0
         while pending := outbox.pending():
             faults.before_send(self.definition.name)
+            check_writes(self.definition.name, [m.topic for m in pending])
             futures = [
                 await self.app.producer.send(m.topic, m.key, m.value, None, None, m.headers) for m in pending
             ]

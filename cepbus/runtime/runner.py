@@ -48,9 +48,14 @@ def run_service(name: str, build: Callable[[], ServiceDefinition]) -> None:
     configure_logging(name)
     definition = prepare(name, build)
     broker = BrokerSettings()
-    ensure_topics(broker, bus_topics())
+    runtime_settings = RuntimeSettings()
+    create = runtime_settings.create_topics
+    if create is None:
+        create = not TrustSettings().production
+    if create:
+        ensure_topics(broker, bus_topics())
     port = definition.settings.metrics_port
-    runtime = RuntimeSettings().runtime
+    runtime = runtime_settings.runtime
     try:
         if runtime == "batch":
             driver = BatchDriver(definition, broker)

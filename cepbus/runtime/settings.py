@@ -86,6 +86,9 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CEPBUS_", extra="ignore")
 
     runtime: Literal["batch", "faust"] = "batch"
+    # Create the bus's missing topics at start: the embedded broker's way. In production the topics
+    # come from the KafkaTopic resources (deploy/k8s), and the services' ACLs allow no Create.
+    create_topics: bool | None = None  # None: yes in development, no in production (CEPBUS_ENV)
 
 
 class ObservabilitySettings(BaseSettings):
