@@ -147,6 +147,8 @@ def list_command(
             if letter.replay_count
             else "no"
         )
+        if letter.replay_of:  # a replay that failed again
+            replayed = f"{replayed}, re-failure"
         print(
             f"{_when(letter.recorded_at_ms):19}  {letter.service:8}  {source:32}"
             f"  {letter.reason_code[:24]:24}  {replayed:8}  {letter.event_id}"
@@ -213,7 +215,9 @@ def _replay_one(store: DeadLetterStore, sender: RawSender, letter: StoredDeadLet
 def replay_command(
     event_id: Annotated[str | None, typer.Argument(help="One dead letter's id")] = None,
     reason: Annotated[str | None, typer.Option(help="Every dead letter with this reason code")] = None,
-    again: Annotated[bool, typer.Option(help="With --reason: also those already replayed")] = False,
+    again: Annotated[
+        bool, typer.Option(help="With --reason: also those already replayed, and replays that failed again")
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Re-publish originals to their source topic (consumers dedupe, so this is safe to repeat)."""
@@ -227,6 +231,8 @@ def replay_command(
             letters = [found]
         else:
             letters = store.list(reason=reason, unreplayed=not again)
+            if not again:  # a replay that failed again: replaying it once more would only loop
+                letters = [letter for letter in letters if letter.replay_of is None]
             if not letters:
                 print(f"nothing to replay with reason {reason}" + ("" if again else " (not yet replayed)"))
                 return

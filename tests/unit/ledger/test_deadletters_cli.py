@@ -143,3 +143,24 @@ def test_replay_needs_one_id_or_a_reason(url: str, letters: list[DeadLetter]) ->
     assert code == 2 and "give one dead letter id or --reason" in err
     code, _, err = run("deadletters", "replay", "nope", "--database-url", url)
     assert code == 2 and "no dead letter nope" in err
+
+
+def test_a_replay_that_failed_again_is_not_replayed_by_reason_unless_again(
+    url: str, sender: RecordingSender
+) -> None:
+    processor = EventProcessor("router", "cep-bus-router")
+    refailed = processor.dead_letter(
+        Incoming(INTAKE_REGISTERED.name, 0, 9, b"p-1", b"junk", (("cepbus-replay-of", b"dl-first"),)),
+        "bad_marker",
+        "why",
+        "DecodeError",
+    ).event
+    assert isinstance(refailed, DeadLetter) and refailed.replay_of == "dl-first"
+    with DeadLetterStore(url) as store:
+        store.record([refailed], NOW_MS)
+    code, out, _ = run("deadletters", "list", "--database-url", url)
+    assert "re-failure" in out
+    code, out, _ = run("deadletters", "replay", "--reason", "bad_marker", "--database-url", url)
+    assert code == 0 and "nothing to replay" in out and sender.sent == []
+    code, out, _ = run("deadletters", "replay", "--reason", "bad_marker", "--again", "--database-url", url)
+    assert code == 0 and [s[2] for s in sender.sent] == [b"junk"]
