@@ -10,6 +10,11 @@ from cepbus.contract.topics import LEDGER_CHECKPOINTS
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing
 from cepbus.runtime.metrics import PROCESSING_ERRORS
+from services.ledger.metrics import (
+    LEDGER_CHECKPOINT_SIGNED_AT,
+    LEDGER_CHECKPOINTS_REFUSED,
+    LEDGER_UNSIGNED_ENTRIES,
+)
 from services.ledger.note import Signer
 from services.ledger.publication import CheckpointPublication, checkpoint_event
 from services.ledger.signing import CheckpointPolicy
@@ -31,16 +36,24 @@ class Checkpointing:
     def sign_if_due(self) -> None:
         """Sign every N entries or T seconds; a refusal (inconsistent tree) is logged loudly, never signed."""
         size = self.store.size()
+        latest = self.store.latest_checkpoint()
+        signed_size = latest.checkpoint.size if latest else 0
+        LEDGER_UNSIGNED_ENTRIES.set(size - signed_size)
+        if latest is not None:
+            LEDGER_CHECKPOINT_SIGNED_AT.set(latest.signed_at_ms / 1000)
         if not self.policy.due(size, time.monotonic()):
             return
         try:
             made = self.store.checkpoint(self.signer)
-        except Exception as exc:
+        except Exception as exc:  # alerts: CepbusLedgerCheckpointRefused, CepbusLedgerSigningStopped
             PROCESSING_ERRORS.labels(SERVICE, "checkpoint_refused").inc()
+            LEDGER_CHECKPOINTS_REFUSED.inc()
             log.error("ledger_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
             return
         self.policy.signed(made.checkpoint.size if made else size, time.monotonic())
         if made:
+            LEDGER_UNSIGNED_ENTRIES.set(size - made.checkpoint.size)
+            LEDGER_CHECKPOINT_SIGNED_AT.set(made.signed_at_ms / 1000)
             log.info("ledger_checkpoint_signed", tree_size=made.checkpoint.size)
 
     def tick(self) -> list[Outgoing]:
