@@ -76,8 +76,8 @@ def test_core_objects_validate_against_the_kubernetes_schemas(
     import kubernetes_validate
 
     _, objects = rendered
-    core = [o for o in objects if o["kind"] in CORE_KINDS]
-    assert {o["kind"] for o in core} == CORE_KINDS
+    core = [o for o in objects if o["kind"] in CORE_KINDS | {"NetworkPolicy", "StatefulSet", "Secret"}]
+    assert {o["kind"] for o in core} >= CORE_KINDS | {"NetworkPolicy"}
     for obj in core:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -272,8 +272,8 @@ def test_monitoring_objects(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, objects = rendered
     [monitor] = _of(objects, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "ops"
-    services = _of(objects, "Service")
-    assert all(
+    services = [s for s in _of(objects, "Service") if any(p["name"] == "ops" for p in s["spec"]["ports"])]
+    assert len(services) == 3 and all(
         s["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
         for s in services
     )
@@ -287,3 +287,70 @@ def test_monitoring_objects(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     ]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["cepbus-national.json"])["uid"] == "cepbus-national"
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """Stores on PostgreSQL (URLs from Secrets), keys and trust root from Secrets, nothing kept on an
+    emptyDir but /tmp scratch; production mode in the base, and a router scaled out only with its state
+    shared."""
+    overlay, objects = rendered
+    deployments = {d["metadata"]["name"]: d for d in _of(objects, "Deployment")}
+    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger"}
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        scratch = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert all(mounted.get(v) == "/tmp" for v in scratch), f"{name} keeps something on an emptyDir"
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        env = _env(container)
+        urls = [n for n in env if n.endswith("_DATABASE_URL")]
+        assert urls and all("secretKeyRef" in env[n]["valueFrom"] for n in urls), name
+        service = name.removeprefix("cepbus-")
+        id_key = env[f"CEPBUS_{service.upper()}_ID_KEY_PATH"]["value"]
+        assert id_key.startswith(mounted["id-key"] + "/") and secrets["id-key"] == f"{name}-id-key"
+    ledger = _env(deployments["cepbus-ledger"]["spec"]["template"]["spec"]["containers"][0])
+    assert ledger["CEPBUS_LEDGER_SIGNING_KEY_PATH"]["value"].startswith("/etc/cepbus/signing/")
+    router_pod = deployments["cepbus-router"]["spec"]["template"]["spec"]
+    router = _env(router_pod["containers"][0])
+    assert "secretKeyRef" in router["CEPBUS_DIRECTORY_AUTHORITY_KEY"]["valueFrom"]
+    assert router["CEPBUS_DIRECTORY_PATH"]["value"].startswith("/etc/cepbus/directory/")
+    settings = next(
+        c for c in _of(objects, "ConfigMap") if c["metadata"]["name"].startswith("cepbus-settings")
+    )
+    assert settings["data"]["CEPBUS_ENV"] == ("development" if overlay == "dev" else "production")
+    if deployments["cepbus-router"]["spec"]["replicas"] > 1:
+        assert all(router[n]["valueFrom"]["secretKeyRef"] for n in router if n.endswith("_DATABASE_URL"))
+
+
+def test_network_policies_let_pods_reach_only_brokers_database_and_dns(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = rendered
+    policies = {p["metadata"]["name"]: p for p in _of(objects, "NetworkPolicy")}
+    services = policies["cepbus-services"]["spec"]
+    assert set(services["policyTypes"]) == {"Ingress", "Egress"}
+    egress_ports = {p["port"] for rule in services["egress"] for p in rule["ports"]}
+    assert egress_ports == {9093, 5432, 53}
+    assert [p["port"] for rule in services["ingress"] for p in rule["ports"]] == ["ops"]
+    read_side = policies["cepbus-read-side"]["spec"]
+    assert [p["port"] for rule in read_side["ingress"] for p in rule["ports"]] == ["read-side"]
+    for policy in policies.values():
+        import kubernetes_validate
+
+        kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+
+
+def test_broker_metrics_and_the_exporter_lag_are_scraped(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, objects = rendered
+    [kafka] = _of(objects, "Kafka")
+    assert kafka["spec"]["kafkaExporter"]["groupRegex"] == "cepbus-.*"
+    ref = kafka["spec"]["kafka"]["metricsConfig"]["valueFrom"]["configMapKeyRef"]
+    [config] = [c for c in _of(objects, "ConfigMap") if c["metadata"]["name"].startswith(ref["name"])]
+    assert yaml.safe_load(config["data"][ref["key"]])["rules"]
+    [monitor] = _of(objects, "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
