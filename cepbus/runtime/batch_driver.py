@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from cepbus.contract import codec
 from cepbus.contract.wiring import check_reads, check_writes
-from cepbus.runtime import faults
+from cepbus.runtime import faults, traffic
 from cepbus.runtime.health import HEALTH, HealthState
 from cepbus.runtime.lag import KafkaOffsets, LagGauges
 from cepbus.runtime.logs import get_logger
@@ -148,6 +148,7 @@ class BatchDriver:
         self.stream = stream or StreamSettings()
         self.health = health
         self.name = definition.name
+        self._principal = f"cepbus-{definition.name}"  # its KafkaUser (cepbus.runtime.traffic)
         # operator silence: measured by the service whose stores remember it (the router), so a
         # restart of another service never resets the series the alert takes the minimum of
         silence = None
@@ -210,6 +211,9 @@ class BatchDriver:
             return
         faults.before_send(self.name)
         check_writes(self.name, [topic for topic, *_ in messages])
+        if traffic.enabled():
+            for topic, *_ in messages:
+                traffic.record(self._principal, "Write", "topic", topic)
         acks = _Acks()
         for index, (topic, key, value, headers) in enumerate(messages):
             while True:
@@ -394,6 +398,9 @@ class BatchDriver:
             assignment = self.health.assignment
             if not assignment:
                 continue
+            for topic in {t for t, _ in assignment}:
+                traffic.record(self._principal, "Describe", "topic", topic)
+            traffic.record(self._principal, "Describe", "group", self.definition.settings.group_id)
             try:
                 committed, ends = self._offsets.read(sorted(assignment))
             except Exception as exc:  # the broker may be briefly away: say so, try again next time
@@ -414,6 +421,9 @@ class BatchDriver:
         self.consumer.subscribe(
             self.definition.topics_read(), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
+        for topic in self.definition.topics_read():
+            traffic.record(self._principal, "Read", "topic", topic)
+        traffic.record(self._principal, "Read", "group", self.definition.settings.group_id)
         for hook in self.definition.on_start:
             hook()
         if self._operations:

@@ -19,7 +19,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from cepbus.contract import codec
 from cepbus.contract.topics import TopicSpec
 from cepbus.contract.wiring import check_reads, check_writes
-from cepbus.runtime import faults
+from cepbus.runtime import faults, traffic
 from cepbus.runtime.health import HEALTH
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import BatchHandler, Handler, Incoming, Outgoing, Refusal
@@ -96,6 +96,14 @@ class FaustDriver:
         operations: bool = True,
     ) -> None:
         check_reads(definition.name, definition.topics_read())  # the wiring the ACLs are made from
+        self._principal = f"cepbus-{definition.name}"  # its KafkaUser (cepbus.runtime.traffic)
+        group = definition.settings.group_id
+        for topic in definition.topics_read():
+            traffic.record(self._principal, "Read", "topic", topic)
+        traffic.record(self._principal, "Read", "group", group)
+        # Faust keeps its partition assignor's state in a topic of its own, which it creates
+        for operation in ("Create", "Write", "Read"):
+            traffic.record(self._principal, operation, "topic", f"{group}-__assignor-__leader")
         self.definition = definition
         self.stream = stream or StreamSettings()
         broker = broker or BrokerSettings()
@@ -135,6 +143,8 @@ class FaustDriver:
         faults.before_send(self.definition.name)
         outgoing = list(outgoing)
         check_writes(self.definition.name, [item.topic for item in outgoing])
+        for item in outgoing:
+            traffic.record(self._principal, "Write", "topic", item.topic)
         futures = []
         for item in outgoing:
             futures.append(
@@ -157,6 +167,8 @@ class FaustDriver:
         while pending := outbox.pending():
             faults.before_send(self.definition.name)
             check_writes(self.definition.name, [m.topic for m in pending])
+            for m in pending:
+                traffic.record(self._principal, "Write", "topic", m.topic)
             futures = [
                 await self.app.producer.send(m.topic, m.key, m.value, None, None, m.headers) for m in pending
             ]

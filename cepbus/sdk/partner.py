@@ -38,6 +38,7 @@ from cepbus.contract.models import (
 from cepbus.contract.signatures import sign_status
 from cepbus.contract.topics import referral_inbox, referral_rejections
 from cepbus.reference.directory import Directory, load_directory
+from cepbus.runtime import traffic
 from cepbus.runtime.settings import BrokerSettings
 from cepbus.sdk.publisher import Publisher
 
@@ -99,6 +100,9 @@ class Subscriber:
         # Inbox and rejection topics have one partition each (cepbus.contract.topics): assignment needs
         # no group join.
         self._consumer.assign([TopicPartition(topic, 0) for topic in sorted(self._owner)])
+        self._group = group_id or f"cepbus-partner-{ids[0]}"
+        for topic, owner in self._owner.items():
+            traffic.record(traffic.principal_of_org(owner), "Read", "topic", topic)
 
     def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Delivery | BadMessage]:
         """The next messages of the organisation's topics, decoded and typed."""
@@ -124,6 +128,7 @@ class Subscriber:
 
     def commit(self) -> None:
         """Commit what `poll` returned: call it once those events are handled (at least once)."""
+        traffic.record(traffic.principal_of_org(self.org_ids[0]), "Read", "group", self._group)
         self._consumer.commit()
 
     def close(self) -> None:

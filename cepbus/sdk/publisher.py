@@ -23,6 +23,7 @@ from cepbus.contract.models import Event
 from cepbus.contract.topics import topic_for
 from cepbus.reference import load_reference
 from cepbus.reference.checks import reference_problems
+from cepbus.runtime import traffic
 from cepbus.runtime.settings import BrokerSettings
 
 PUBLISH_REFUSED = Counter(
@@ -90,8 +91,11 @@ class Publisher:
         return value
 
     def _send(self, event: Event, topic: str | None, value: bytes) -> Any:
+        topic = topic or topic_for(event).name
+        if traffic.enabled():  # as the producer's own KafkaUser would send it
+            traffic.record(traffic.principal_of_org(event.envelope.producer_org_id), "Write", "topic", topic)
         return self._producer.send(
-            topic or topic_for(event).name,
+            topic,
             key=event.partition_key(),
             value=value,
             headers=[

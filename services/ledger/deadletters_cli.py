@@ -22,6 +22,7 @@ import typer
 
 from cepbus.contract import codec
 from cepbus.contract.headers import REPLAY_OF_HEADER
+from cepbus.runtime import traffic
 from services.ledger.deadletters import DeadLetterStore, ErasedData, StoredDeadLetter
 
 deadletters_app = typer.Typer(help="Dead letters: list, show and replay what a service could not process.")
@@ -63,6 +64,7 @@ class BrokerSender:
 
         from confluent_kafka import KafkaException
 
+        traffic.record("cepbus-ops", "Write", "topic", topic)  # replays run as the ops KafkaUser
         try:
             self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=delivered)
         except (KafkaException, BufferError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,22 @@ import pytest
 
 from cepbus.runtime.admin import bus_topics, ensure_topics
 from cepbus.runtime.settings import BrokerSettings
+from cepbus.runtime.traffic import ENV
 from cepbus_app.supervisor import SERVICES, Supervisor
 from tests.conftest import free_port
 from tests.support.bus import RunningBus, ledger_identity
+
+
+@pytest.fixture(scope="session", autouse=True)
+def traffic_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every process of the integration run records its Kafka requests here (cepbus/runtime/traffic.py),
+    for tests/integration/test_wiring_traffic.py; set before any bus starts, inherited by each process."""
+    path = tmp_path_factory.mktemp("traffic") / "requests.jsonl"
+    os.environ[ENV] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ.pop(ENV, None)
 
 
 @pytest.fixture(scope="session")

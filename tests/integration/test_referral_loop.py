@@ -56,8 +56,8 @@ def partner_process(
         "partner",
         "--refusal-rate",
         "0",
-        "--group-id",
-        f"t-{uuid.uuid4().hex[:8]}",
+        "--group-id",  # within the first organisation's group prefix, as its KafkaUser allows
+        f"cepbus-partner-{PARTNER_ORGS[0]}-t{uuid.uuid4().hex[:8]}",
     ]
     for org in PARTNER_ORGS:
         args += ["--org", org]
@@ -179,7 +179,8 @@ def test_forged_update_is_dead_lettered_and_no_one_is_told(
     letters = dead_letters(bus, want=1, where=lambda d: d.original_value == forged_bytes)
     assert letters and letters[0].reason.startswith("bad_signature") and letters[0].service == "router"
     # nobody proved to be apec-r11: apec-r11 is not sent a rejection notice it never caused
-    with Subscriber("apec-r11", bus.broker, group_id=f"t-rej-{uuid.uuid4().hex[:8]}") as inbox:
+    group = f"cepbus-partner-apec-r11-t{uuid.uuid4().hex[:8]}"  # within its KafkaUser's group prefix
+    with Subscriber("apec-r11", bus.broker, group_id=group) as inbox:
         found: list[ReferralUpdateRejected] = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
