@@ -398,9 +398,10 @@ class BatchDriver:
             assignment = self.health.assignment
             if not assignment:
                 continue
-            for topic in {t for t, _ in assignment}:
-                traffic.record(self._principal, "Describe", "topic", topic)
-            traffic.record(self._principal, "Describe", "group", self.definition.settings.group_id)
+            if traffic.enabled():  # the offsets read below: Describe of the topics and of the group
+                for topic in {t for t, _ in assignment}:
+                    traffic.record(self._principal, "Describe", "topic", topic)
+                traffic.record(self._principal, "Describe", "group", self.definition.settings.group_id)
             try:
                 committed, ends = self._offsets.read(sorted(assignment))
             except Exception as exc:  # the broker may be briefly away: say so, try again next time

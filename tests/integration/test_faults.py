@@ -91,10 +91,10 @@ class FaultBus:
         except subprocess.TimeoutExpired:
             return None
 
-    def dead_letters_since(self, since_ms: int) -> list[StoredDeadLetter]:
-        """What the ledger kept of cep.deadletter since then (it consumes the topic into its database)."""
+    def dead_letters(self) -> list[StoredDeadLetter]:
+        """What the ledger kept of cep.deadletter (it consumes the topic into its database)."""
         with DeadLetterStore(self.ledger) as store:
-            return store.list(since_ms=since_ms)
+            return store.list()
 
     def kill(self, service: str) -> None:
         """SIGKILL: no commit, no flush, no goodbye to the group."""
@@ -240,8 +240,8 @@ def test_a_service_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
     assert expected.by_type()["NoticeIssued"] > 10  # the stream exercised the whole loop
 
 
-def _hold_ledger_lock(path: Path, seconds: float) -> threading.Thread:
-    """Another process's writer holding the database: the ledger's appends wait (or fail and retry)."""
+def _hold_sqlite_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another process's writer holding a SQLite database: its service's writes wait (or fail and retry)."""
     ready = threading.Event()
 
     def hold() -> None:
@@ -289,7 +289,7 @@ def _notices_on_topic(bus: FaultBus, wanted: set[str], timeout_s: float) -> set[
 def test_a_stalled_ledger_database_holds_the_ledger_back_and_loses_nothing(fault_bus: FaultBus) -> None:
     events, expected = journeys(120, seed=11)
     requests = {event_id for event_id, kind in expected.ids.items() if kind == "NoticeRequested"}
-    holder = _hold_ledger_lock(fault_bus.ledger_path, seconds=8.0)
+    holder = _hold_sqlite_write_lock(fault_bus.ledger_path, seconds=8.0)
     stream(fault_bus, events, per_second=100).join(timeout=60)
     # while the ledger cannot write, the router goes on: its notice requests are all on the topic
     assert _notices_on_topic(fault_bus, requests, timeout_s=30) == requests
@@ -371,7 +371,7 @@ def test_a_router_database_stalled_beyond_its_busy_timeout_pauses_the_router_and
     and catch up once the database is back."""
     fault_bus.wait_ready("router")
     events, expected = journeys(80, seed=221)
-    holder = _hold_ledger_lock(fault_bus.ledger_path.with_name("router.db"), seconds=8.0)
+    holder = _hold_sqlite_write_lock(fault_bus.ledger_path.with_name("router.db"), seconds=8.0)
     stream(fault_bus, events, per_second=80).join(timeout=60)
     deadline = time.monotonic() + 7
     blocked = (200, "")
@@ -408,7 +408,7 @@ def test_an_oversized_message_becomes_a_dead_letter_that_fits(fault_bus: FaultBu
     found: list[StoredDeadLetter] = []
     # every consumer of the topic refuses it (the router and the ledger): each dead letter must fit
     while {letter.service for letter in found} != {"router", "ledger"} and time.monotonic() < deadline:
-        found = [d for d in fault_bus.dead_letters_since(0) if d.original_sha256 == digest]
+        found = [d for d in fault_bus.dead_letters() if d.original_sha256 == digest]
         time.sleep(0.5)
     assert {letter.service for letter in found} == {"router", "ledger"}, found
     for letter in found:

@@ -323,8 +323,9 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
         c for c in _of(objects, "ConfigMap") if c["metadata"]["name"].startswith("cepbus-settings")
     )
     assert settings["data"]["CEPBUS_ENV"] == ("development" if overlay == "dev" else "production")
-    if deployments["cepbus-router"]["spec"]["replicas"] > 1:
-        assert all(router[n]["valueFrom"]["secretKeyRef"] for n in router if n.endswith("_DATABASE_URL"))
+    # scaled out in production only, which the shared (PostgreSQL, from Secrets) state checked above allows
+    assert deployments["cepbus-router"]["spec"]["replicas"] == (2 if overlay == "prod" else 1)
+    assert deployments["cepbus-ledger"]["spec"]["replicas"] == 1  # the Merkle tree's single appender
 
 
 def test_network_policies_let_pods_reach_only_brokers_database_and_dns(
