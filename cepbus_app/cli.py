@@ -180,6 +180,22 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command("schema-registry")
+def schema_registry(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8081,
+) -> None:
+    """Serve schemas/avro read-only on the Confluent Schema Registry REST paths (development)."""
+    from cepbus_app.schema_registry import ContractRegistry, serve
+
+    registry = ContractRegistry()
+    console.print(
+        f"contract schema registry on http://{host}:{port}: {len(registry.subjects)} subjects,"
+        f" {len(registry.by_id)} schemas (read-only); Ctrl-C stops it"
+    )
+    serve(host, port)
+
+
 @app.command()
 def partner(
     org: Annotated[list[str] | None, typer.Option(help="Organisation id to act for (repeatable)")] = None,

@@ -44,6 +44,7 @@ from cepbus.runtime.outbox import Outbox
 from cepbus.runtime.processing import EventProcessor
 from cepbus.runtime.service import Route, ServiceDefinition, Timer
 from cepbus.runtime.settings import BrokerSettings, OperationsSettings, StreamSettings
+from cepbus.runtime.wire import Wire
 
 log = get_logger()
 
@@ -147,6 +148,7 @@ class BatchDriver:
         self.broker = broker or BrokerSettings()
         self.stream = stream or StreamSettings()
         self.health = health
+        self.wire = Wire.from_settings(self.broker)  # the framing it sends (CEPBUS_WIRE_FORMAT)
         self.name = definition.name
         self._principal = f"cepbus-{definition.name}"  # its KafkaUser (cepbus.runtime.traffic)
         # operator silence: measured by the service whose stores remember it (the router), so a
@@ -233,13 +235,18 @@ class BatchDriver:
             EVENTS_OUT.labels(self.name, topic).inc()
 
     def send(self, outputs: Sequence[Outgoing]) -> None:
-        self._produce_and_wait([(o.topic, o.key(), codec.encode(o.event), o.headers()) for o in outputs])
+        frame = self.wire.frame
+        self._produce_and_wait(
+            [(o.topic, o.key(), frame(codec.encode(o.event), o.topic), o.headers()) for o in outputs]
+        )
 
     def relay(self, outbox: Outbox) -> int:
         """Send what the outbox holds unsent, in order, and mark it sent once acknowledged."""
         sent = 0
         while pending := outbox.pending():
-            self._produce_and_wait([(m.topic, m.key, m.value, m.headers) for m in pending])
+            self._produce_and_wait(
+                [(m.topic, m.key, self.wire.frame(m.value, m.topic), m.headers) for m in pending]
+            )
             outbox.mark_sent(pending)
             sent += len(pending)
         return sent

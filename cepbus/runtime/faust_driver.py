@@ -29,6 +29,7 @@ from cepbus.runtime.outbox import Outbox
 from cepbus.runtime.processing import EventProcessor
 from cepbus.runtime.service import Route, ServiceDefinition, Timer
 from cepbus.runtime.settings import BrokerSettings, ServiceSettings, StreamSettings
+from cepbus.runtime.wire import Wire
 
 log = get_logger()
 _T = TypeVar("_T")
@@ -107,6 +108,7 @@ class FaustDriver:
         self.definition = definition
         self.stream = stream or StreamSettings()
         broker = broker or BrokerSettings()
+        self.wire = Wire.from_settings(broker)  # the framing it sends (CEPBUS_WIRE_FORMAT)
         self.app = make_app(definition.settings, broker)
         silence = None
         if operations:  # liveness, readiness, consumer lag and operator silence (cepbus.runtime.operations)
@@ -149,7 +151,12 @@ class FaustDriver:
         for item in outgoing:
             futures.append(
                 await self.app.producer.send(
-                    item.topic, item.key(), codec.encode(item.event), None, None, item.headers()
+                    item.topic,
+                    item.key(),
+                    self.wire.frame(codec.encode(item.event), item.topic),
+                    None,
+                    None,
+                    item.headers(),
                 )
             )
             EVENTS_OUT.labels(self.definition.name, item.topic).inc()
@@ -170,7 +177,10 @@ class FaustDriver:
             for m in pending:
                 traffic.record(self._principal, "Write", "topic", m.topic)
             futures = [
-                await self.app.producer.send(m.topic, m.key, m.value, None, None, m.headers) for m in pending
+                await self.app.producer.send(
+                    m.topic, m.key, self.wire.frame(m.value, m.topic), None, None, m.headers
+                )
+                for m in pending
             ]
             await asyncio.gather(*futures)
             outbox.mark_sent(pending)

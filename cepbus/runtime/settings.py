@@ -47,6 +47,14 @@ class BrokerSettings(BaseSettings):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
 
+    # The framing producers use: Avro single-object (self-describing from schemas/avro) or Confluent
+    # Schema Registry (magic 0 + schema id, for Kafka UI, Connect, ksqlDB). Consumers take both.
+    wire_format: Literal["single-object", "confluent"] = "single-object"
+    # A Confluent Schema Registry: producers register their schemas under TopicNameStrategy subjects
+    # (`<topic>-value`) and send its ids; consumers look ids up there. Unset: the contract's own ids,
+    # which `cep-bus schema-registry` serves.
+    schema_registry_url: str | None = None
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context, or None for PLAINTEXT; one definition for Faust and kafka-python."""
         if self.security_protocol != "SSL":

@@ -22,6 +22,8 @@ from typing import Any, Literal, Self
 
 import psycopg
 
+from cepbus.contract.codec import SchemaLookupUnavailable
+
 Dialect = Literal["sqlite", "postgresql"]
 Row = tuple[Any, ...]
 
@@ -29,6 +31,8 @@ Row = tuple[Any, ...]
 def is_unavailable(exc: BaseException) -> bool:
     """An infrastructure failure (the database locked beyond its busy timeout, down, restarting, the
     connection lost): retry later, never a verdict on the event being handled."""
+    if isinstance(exc, SchemaLookupUnavailable):  # the schema registry, as infrastructure as the database
+        return True
     if isinstance(exc, sqlite3.OperationalError):  # also raised for SQL mistakes: look at the message
         text = str(exc).lower()
         return any(word in text for word in ("locked", "busy", "i/o", "unable to open", "disk"))
@@ -184,7 +188,6 @@ class SqliteDatabase(Database):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-
 
     def _column_names(self, table: str) -> list[str]:
         return [row[1] for row in self.query(f"PRAGMA table_info({table})")]

@@ -40,6 +40,7 @@ from cepbus.contract.topics import referral_inbox, referral_rejections
 from cepbus.reference.directory import Directory, load_directory
 from cepbus.runtime import traffic
 from cepbus.runtime.settings import BrokerSettings
+from cepbus.runtime.wire import Wire
 from cepbus.sdk.publisher import Publisher
 
 
@@ -80,6 +81,7 @@ class Subscriber:
             directory.get(org_id)  # DirectoryError for an unknown organisation
         self.org_ids = ids
         self.settings = settings or BrokerSettings()
+        Wire.from_settings(self.settings)  # a configured schema registry resolves Confluent ids
         self._owner: dict[str, str] = {}
         self._expected: dict[str, type[ReferralRequested] | type[ReferralUpdateRejected]] = {}
         for org_id in ids:

@@ -25,6 +25,7 @@ from cepbus.reference import load_reference
 from cepbus.reference.checks import reference_problems
 from cepbus.runtime import traffic
 from cepbus.runtime.settings import BrokerSettings
+from cepbus.runtime.wire import Wire
 
 PUBLISH_REFUSED = Counter(
     "cepbus_publish_refused_total",
@@ -51,6 +52,7 @@ class Publisher:
         producer: Any | None = None,  # a KafkaProducer-like object; tests pass a recording fake
     ) -> None:
         self.settings = settings or BrokerSettings()
+        self.wire = Wire.from_settings(self.settings)  # CEPBUS_WIRE_FORMAT, CEPBUS_SCHEMA_REGISTRY_URL
         self._producer = producer or KafkaProducer(
             bootstrap_servers=self.settings.bootstrap_list,
             client_id=client_id,
@@ -97,7 +99,7 @@ class Publisher:
         return self._producer.send(
             topic,
             key=event.partition_key(),
-            value=value,
+            value=self.wire.frame(value, topic),
             headers=[
                 (CORRELATION_HEADER, event.envelope.correlation_id.encode()),
                 (EVENT_TYPE_HEADER, event.avro_name.encode()),

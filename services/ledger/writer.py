@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from cepbus.contract import codec
 from cepbus.contract.models import Event
 from cepbus.contract.topics import TopicSpec
 from cepbus.reference.producers import ClaimProblem, ProducerCatalog
@@ -59,7 +60,9 @@ def new_record(item: Received) -> NewRecord:
         topic=item.message.topic,
         occurred_at_ms=int(envelope.occurred_at.timestamp() * 1000),
         person_pseudonym=envelope.person_pseudonym,
-        payload=item.message.value,
+        # as single-object whatever the framing it came in: a leaf names its writer schema by
+        # fingerprint, so an auditor reads it from schemas/avro without the bus's schema registry
+        payload=codec.single_object(item.message.value),
         content_digest=content_digest(item.event),
     )
 
