@@ -1,7 +1,8 @@
 """Kafka header names every producer and consumer of the bus agrees on.
 
 Headers carry what a consumer may want before decoding the value: the correlation id of the person's
-journey (for logs and traces) and the event type (for routing tools that do not speak Avro).
+journey (for logs), the event type (for routing tools that do not speak Avro), and the W3C trace
+context (`traceparent`, for tracing tools; cepbus.contract.tracecontext).
 """
 
 from __future__ import annotations
@@ -11,5 +12,7 @@ EVENT_TYPE_HEADER = "cepbus-event-type"
 # Set by `cep-bus deadletters replay` on the re-published original: the dead letter it replays, so a
 # replay that fails again is linked to the first failure.
 REPLAY_OF_HEADER = "cepbus-replay-of"
+# W3C Trace Context `00-<trace id>-<span id>-<flags>`, continued by every service (tracecontext.py).
+TRACEPARENT_HEADER = "traceparent"
 
-__all__ = ["CORRELATION_HEADER", "EVENT_TYPE_HEADER", "REPLAY_OF_HEADER"]
+__all__ = ["CORRELATION_HEADER", "EVENT_TYPE_HEADER", "REPLAY_OF_HEADER", "TRACEPARENT_HEADER"]

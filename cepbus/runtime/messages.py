@@ -6,28 +6,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER
+from cepbus.contract import tracecontext
+from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER, TRACEPARENT_HEADER
 from cepbus.contract.models import Event
+from cepbus.contract.tracecontext import TraceContext
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An event to send to `topic`, keyed and headed as the contract says."""
+    """An event to send to `topic`, keyed and headed as the contract says. `trace` is the context of
+    the event it was derived from: by default the one being handled when it was built."""
 
     topic: str
     event: Event
+    trace: TraceContext | None = field(default_factory=tracecontext.current)
 
     def key(self) -> bytes | None:
         return self.event.partition_key()
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        headers = [
             (CORRELATION_HEADER, self.event.envelope.correlation_id.encode()),
             (EVENT_TYPE_HEADER, self.event.avro_name.encode()),
         ]
+        if self.trace is not None:  # the same trace, a span of this event's own
+            headers.append(
+                (TRACEPARENT_HEADER, self.trace.child(self.event.envelope.event_id).header.encode())
+            )
+        return headers
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from cepbus.contract import codec
-from cepbus.contract.headers import CORRELATION_HEADER, REPLAY_OF_HEADER
+from cepbus.contract import codec, tracecontext
+from cepbus.contract.headers import CORRELATION_HEADER, REPLAY_OF_HEADER, TRACEPARENT_HEADER
 from cepbus.contract.models import DeadLetter, Event, derived_event_id, new_envelope
 from cepbus.contract.topics import DEAD_LETTER
 from cepbus.runtime.logs import get_logger
@@ -98,7 +98,7 @@ class EventProcessor:
         log.warning(
             "dead_letter", reason=reason, detail=detail[:500], topic=message.topic, offset=message.offset
         )
-        return Outgoing(DEAD_LETTER.name, letter)
+        return Outgoing(DEAD_LETTER.name, letter, tracecontext.parse(message.header(TRACEPARENT_HEADER)))
 
     def decode(self, message: Incoming) -> Event | Outgoing:
         """The event, or the dead letter that replaces it."""
@@ -124,6 +124,7 @@ class EventProcessor:
                 event_type=event.avro_name,
                 event_id=str(envelope.event_id),
                 correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
+                traceparent=message.header(TRACEPARENT_HEADER),
             )
         return event
 
@@ -150,14 +151,25 @@ class EventProcessor:
         if isinstance(decoded, Outgoing):
             return [decoded]
         envelope = decoded.envelope
-        with structlog.contextvars.bound_contextvars(
-            event_id=str(envelope.event_id),
-            correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
-        ):
-            try:
-                outputs = list(handler(decoded))
-            except Rejected as exc:
-                return [*exc.also, self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
+        # the trace it came in (a valid `traceparent`), else a new one started here: what it derives
+        # carries it on (Outgoing reads tracecontext.CURRENT), and its log lines name it
+        trace = tracecontext.parse(message.header(TRACEPARENT_HEADER)) or tracecontext.new_trace(
+            envelope.event_id
+        )
+        token = tracecontext.CURRENT.set(trace)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                event_id=str(envelope.event_id),
+                correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
+                trace_id=trace.trace_id,
+                span_id=trace.span_id,
+            ):
+                try:
+                    outputs = list(handler(decoded))
+                except Rejected as exc:
+                    return [*exc.also, self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
+        finally:
+            tracecontext.CURRENT.reset(token)
         histogram = self._processing_seconds.get(message.topic)
         if histogram is None:
             histogram = PROCESSING_SECONDS.labels(self.service, message.topic)

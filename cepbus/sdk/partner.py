@@ -17,7 +17,7 @@ for its consumer group. A message that is not a valid event of the topic is hand
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -27,6 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.producer.future import RecordMetadata
 
 from cepbus.contract import codec
+from cepbus.contract.headers import TRACEPARENT_HEADER
 from cepbus.contract.models import (
     ReferralRequested,
     ReferralStatus,
@@ -52,6 +53,7 @@ class Delivery:
     topic: str
     offset: int
     event: ReferralRequested | ReferralUpdateRejected
+    traceparent: str | None = None  # the W3C trace it came in: answer within it (PartnerClient.send)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class BadMessage:
     topic: str
     offset: int
     reason: str
+
+
+def _traceparent(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    for name, value in headers or ():
+        if name == TRACEPARENT_HEADER:
+            return value.decode(errors="replace")
+    return None
 
 
 class Subscriber:
@@ -125,7 +134,7 @@ class Subscriber:
                     reason = f"{event.avro_name} on {record.topic}, which carries {expected.avro_name}"
                     out.append(BadMessage(org_id, record.topic, record.offset, reason))
                     continue
-                out.append(Delivery(org_id, record.topic, record.offset, event))
+                out.append(Delivery(org_id, record.topic, record.offset, event, _traceparent(record.headers)))
         return out
 
     def commit(self) -> None:
@@ -192,9 +201,10 @@ class PartnerClient:
         )
         return sign_status(update, self.org_id, self._key)
 
-    def send(self, *updates: ReferralStatusChanged) -> list[RecordMetadata]:
-        """Publish on `cep.referral.status`, keyed by person; returns once the broker has acknowledged."""
-        return self._publisher.publish_many(updates)
+    def send(self, *updates: ReferralStatusChanged, traceparent: str | None = None) -> list[RecordMetadata]:
+        """Publish on `cep.referral.status`, keyed by person; returns once the broker has acknowledged.
+        `traceparent`: the trace to answer in (a `Delivery`'s), else a new one."""
+        return self._publisher.publish_many(updates, traceparent=traceparent)
 
     def close(self) -> None:
         self._publisher.close()

@@ -17,8 +17,8 @@ from kafka import KafkaProducer
 from kafka.producer.future import RecordMetadata
 from prometheus_client import Counter
 
-from cepbus.contract import codec
-from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER
+from cepbus.contract import codec, tracecontext
+from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER, TRACEPARENT_HEADER
 from cepbus.contract.models import Event
 from cepbus.contract.topics import topic_for
 from cepbus.reference import load_reference
@@ -41,6 +41,15 @@ class InvalidEvent(ValueError):
     def __init__(self, message: str, reason: str = "invalid_contract") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def trace_header(event: Event, traceparent: str | None) -> str:
+    """The `traceparent` an event is published with: a span of its own in the caller's trace, or in a
+    new trace when the caller has none (or a malformed one)."""
+    parent = tracecontext.parse(traceparent)
+    if parent is None:
+        return tracecontext.new_trace(event.envelope.event_id).header
+    return parent.child(event.envelope.event_id).header
 
 
 class Publisher:
@@ -92,7 +101,7 @@ class Publisher:
             )
         return value
 
-    def _send(self, event: Event, topic: str | None, value: bytes) -> Any:
+    def _send(self, event: Event, topic: str | None, value: bytes, traceparent: str | None) -> Any:
         topic = topic or topic_for(event).name
         if traffic.enabled():  # as the producer's own KafkaUser would send it
             traffic.record(traffic.principal_of_org(event.envelope.producer_org_id), "Write", "topic", topic)
@@ -103,23 +112,33 @@ class Publisher:
             headers=[
                 (CORRELATION_HEADER, event.envelope.correlation_id.encode()),
                 (EVENT_TYPE_HEADER, event.avro_name.encode()),
+                (TRACEPARENT_HEADER, trace_header(event, traceparent).encode()),
             ],
         )
 
     def publish(
-        self, event: Event | tuple[type[Event], Mapping[str, Any]], *, topic: str | None = None
+        self,
+        event: Event | tuple[type[Event], Mapping[str, Any]],
+        *,
+        topic: str | None = None,
+        traceparent: str | None = None,
     ) -> RecordMetadata:
-        """Validate, encode, send; return when the broker has acknowledged (acks=all)."""
+        """Validate, encode, send; return when the broker has acknowledged (acks=all). `traceparent`:
+        the caller's W3C trace context, continued; without one a new trace starts."""
         valid = self.validate(event)
         value = self._encode(valid)
-        return self._send(valid, topic, value).get(timeout=self.settings.request_timeout_s)
+        return self._send(valid, topic, value, traceparent).get(timeout=self.settings.request_timeout_s)
 
-    def publish_many(self, events: Iterable[Event], *, topic: str | None = None) -> list[RecordMetadata]:
+    def publish_many(
+        self, events: Iterable[Event], *, topic: str | None = None, traceparent: str | None = None
+    ) -> list[RecordMetadata]:
         """Validate and encode all first (nothing is sent if one is invalid), then send and wait for
         every ack."""
         valid = [self.validate(event) for event in events]
         encoded = [self._encode(event) for event in valid]
-        futures = [self._send(event, topic, value) for event, value in zip(valid, encoded, strict=True)]
+        futures = [
+            self._send(event, topic, value, traceparent) for event, value in zip(valid, encoded, strict=True)
+        ]
         self._producer.flush()
         return [future.get(timeout=self.settings.request_timeout_s) for future in futures]
 

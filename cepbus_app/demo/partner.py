@@ -85,7 +85,8 @@ class ExamplePartner:
         """Serve until `stop` is set."""
         publisher = Publisher(self.settings, client_id="cepbus-example-partner")
         clients = {org: PartnerClient(org, self.key_for(org), publisher=publisher) for org in self.org_ids}
-        pending: list[tuple[float, int, ReferralStatusChanged]] = []
+        # (due, order, update, the trace of the referral it answers)
+        pending: list[tuple[float, int, ReferralStatusChanged, str | None]] = []
         counter = 0
         with Subscriber(self.org_ids, self.settings, group_id=self.group_id) as inbox:
             try:
@@ -112,14 +113,15 @@ class ExamplePartner:
                             now = time.monotonic()
                             for after_s, update in self.updates_for(item.event, clients[item.org_id]):
                                 counter += 1
-                                heapq.heappush(pending, (now + after_s, counter, update))
-                    due: list[ReferralStatusChanged] = []
+                                heapq.heappush(pending, (now + after_s, counter, update, item.traceparent))
+                    due: dict[str | None, list[ReferralStatusChanged]] = {}
                     now = time.monotonic()
                     while pending and pending[0][0] <= now:
-                        due.append(heapq.heappop(pending)[2])
-                    if due:
-                        publisher.publish_many(due)
-                        self.stats.update(f"sent_{u.status.value}" for u in due)
+                        _, _, update, trace = heapq.heappop(pending)
+                        due.setdefault(trace, []).append(update)
+                    for trace, updates in due.items():  # each answer within its referral's trace
+                        publisher.publish_many(updates, traceparent=trace)
+                        self.stats.update(f"sent_{u.status.value}" for u in updates)
                     if not pending:
                         inbox.commit()  # every referral read so far is fully answered
             finally:

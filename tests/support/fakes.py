@@ -21,9 +21,11 @@ class RecordingProducer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
+        self.headers: list[dict[str, bytes]] = []  # each sent message's headers, in order
 
     def send(self, topic: str, key: bytes | None = None, value: bytes = b"", headers: Any = None) -> Any:
         self.sent.append((topic, value))
+        self.headers.append(dict(headers or []))
         return self
 
     def get(self, timeout: float | None = None) -> str:
