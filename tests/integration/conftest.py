@@ -60,7 +60,9 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     supervisor = Supervisor(log_dir=workdir / "logs", env=env)
     try:
         for service in SERVICES:
-            supervisor.start(service)
+            # the router sends Confluent framing, the others the default single-object: every consumer
+            # takes both, as on a bus moving from one framing to the other (test_confluent_and_trace.py)
+            supervisor.start(service, {"CEPBUS_WIRE_FORMAT": "confluent"} if service == "router" else None)
         for service in SERVICES:
             supervisor.wait_metrics(service, ports[service], timeout_s=60)
         yield RunningBus(

@@ -9,14 +9,11 @@ down is an infrastructure failure (retried), never a dead letter."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -31,27 +28,18 @@ from cepbus.runtime.processing import EventProcessor
 from cepbus.runtime.settings import BrokerSettings
 from cepbus.runtime.sqldb import is_unavailable
 from cepbus.runtime.wire import RegistrySchemaIds, Wire, registry_schema_text
-from cepbus_app.schema_registry import ContractRegistry, build_app
+from cepbus_app.schema_registry import ContractRegistry
 from tests.conftest import free_port
 from tests.support.factories import intake
+from tests.support.registry import running_registry
 
 INTAKE_SUBJECT = f"{INTAKE_REGISTERED.name}-value"
 
 
 @pytest.fixture(scope="module")
 def registry_url() -> Iterator[str]:
-    """`cep-bus schema-registry`'s app, served by uvicorn on a free port for this module."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the registry did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_registry() as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
