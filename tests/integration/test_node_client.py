@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from cepbus.contract import codec
+from cepbus.contract import codec, tracecontext
 from cepbus.contract.models import ReferralStatus, ReferralStatusChanged, derived_event_id
 from cepbus.contract.schemas import by_fingerprint, schema_dir
 from cepbus.contract.signatures import sign_status
@@ -209,6 +209,21 @@ def test_the_node_client_reads_both_framings_the_bus_writes(
     # (tests/integration/conftest.py): the client read both from the bus
     framings = {seen[key]["framing"] for key in expected}
     assert framings == {"confluent", "single-object"}, f"the bus's framings changed? {framings}"
+
+
+@FRAMINGS
+def test_the_bus_continues_the_node_clients_trace(client: Callable[[str], ClientRun], framing: str) -> None:
+    """Every event the bus derived from what the client sent carries the client's W3C trace id, each
+    with a span of its own: the notices from its intake, the referral from its choice, the refusal
+    from its update."""
+    seen = client(framing).seen
+    spans = set()
+    for key in ("notice_requested", "notice", "referral", "refusal"):
+        context = tracecontext.parse(seen[key]["traceparent"])
+        assert context is not None, key
+        assert context.trace_id == seen["trace_id"], key
+        spans.add(context.span_id)
+    assert len(spans) == 4
 
 
 @FRAMINGS

@@ -33,6 +33,11 @@ const TOPICS = {
 };
 const CORRELATION_HEADER = 'cepbus-correlation-id';
 const EVENT_TYPE_HEADER = 'cepbus-event-type';
+// W3C Trace Context: the client starts one trace and sends every event in it (its own span each);
+// the bus continues it into what it derives (docs/contract.md, "Headers")
+const TRACEPARENT_HEADER = 'traceparent';
+const TRACE_ID = crypto.randomBytes(16).toString('hex');
+const traceparent = () => `00-${TRACE_ID}-${crypto.randomBytes(8).toString('hex')}-01`;
 
 const USAGE = `usage: node client.js --bootstrap HOST:PORT[,...] --operator ORG --partner ORG
   --partner-seed HEX64 --person PSEUDONYM [--schemas DIR] [--partner-kind apec] [--region 84]
@@ -146,6 +151,7 @@ async function main() {
       acks: -1,  // all in-sync replicas, as the Python SDKs send
       messages: [{key: e.person_pseudonym, value: bytes, headers: {
         [CORRELATION_HEADER]: e.correlation_id, [EVENT_TYPE_HEADER]: e.event_type,
+        [TRACEPARENT_HEADER]: traceparent(),
       }}],
     });
     return {event_id: e.event_id, framing: opts.framing, value_hex: bytes.toString('hex')};
@@ -179,6 +185,7 @@ async function main() {
         frame_header_hex: message.value.subarray(0, 10).toString('hex'),  // enough for either framing
         headers_ok: header(EVENT_TYPE_HEADER) === decoded.type.name &&
           header(CORRELATION_HEADER) === decoded.value.envelope.correlation_id,
+        traceparent: header(TRACEPARENT_HEADER) || null,
       });
     }});
   };
@@ -248,11 +255,13 @@ async function main() {
       deadline);
 
     // how each message came: its topic, framing (and the frame's first bytes), headers as documented
-    const how = ({topic, framing, frame_header_hex, headers_ok}) => ({topic, framing, frame_header_hex, headers_ok});
+    const how = ({topic, framing, frame_header_hex, headers_ok, traceparent}) =>
+      ({topic, framing, frame_header_hex, headers_ok, traceparent});
     const textSha = crypto.createHash('sha256').update(notice.text, 'utf8').digest('hex');
     process.stdout.write(JSON.stringify({
       ok: true,
       person, operator, partner,
+      trace_id: TRACE_ID,
       intake: intakeSent,
       choice: choiceSent,
       notice_requested: {
