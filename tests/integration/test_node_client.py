@@ -7,7 +7,6 @@ refused. The program loads the `.avsc` files itself: nothing Python produced is 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -26,10 +25,9 @@ from cepbus.contract.schemas import by_fingerprint, schema_dir
 from cepbus.contract.signatures import sign_status
 from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
-from tests.integration.test_referral_loop import wait_for_applied_verdicts
-from tests.support.bus import RunningBus, dead_letters
+from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts
 from tests.support.factories import service_id
-from tests.unit.contract.test_one_definition_per_type import NODE_DIR, REQUIRE_NODE
+from tests.support.node import NODE_DIR, require_node
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +36,11 @@ OTHER_ORG = "cap-emploi-r84"
 TIMEOUT_S = 60
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def node_client_ready() -> None:
     """Skip (or, with CEPBUS_REQUIRE_NODE=1 as in CI, fail) before the bus starts if Node.js or the
     npm packages are missing."""
-    if shutil.which("node") and (NODE_DIR / "node_modules" / "kafkajs").is_dir():
-        return
-    message = "Node.js or kafkajs absent (npm ci --prefix tests/node)"
-    if REQUIRE_NODE:
-        pytest.fail(f"CEPBUS_REQUIRE_NODE=1 but {message}")
-    pytest.skip(message)
+    require_node("avsc", "kafkajs")
 
 
 def _seed_hex(org_id: str) -> str:

@@ -34,9 +34,8 @@ from cepbus.reference import load_reference
 from cepbus.sdk.partner import Delivery, PartnerClient, Subscriber
 from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
-from services.ledger.store import open_store
 from services.router.handlers import RouterHandlers
-from tests.support.bus import RunningBus, dead_letters, wait_for_ids
+from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts, wait_for_ids
 from tests.support.factories import intake, service_id
 
 pytestmark = pytest.mark.integration
@@ -142,23 +141,6 @@ def test_a_partner_process_closes_the_loop(bus: RunningBus, partner_process: sub
     assert http_json(bus, f"/referrals/{referral.referral_id}", as_org=None)[0] == 401
     assert http_json(bus, f"/referrals/{referral.referral_id}", as_org="opco-sante")[0] == 404
     assert http_json(bus, "/organisations/apec-r11/referrals", as_org="opco-sante")[0] == 403
-
-
-def wait_for_applied_verdicts(bus: RunningBus, update_ids: set[str], timeout_s: float = 60.0) -> set[str]:
-    """Until the ledger holds an applied verdict with its signed update for each of these updates;
-    returns those still missing."""
-    deadline = time.monotonic() + timeout_s
-    missing = set(update_ids)
-    while missing and time.monotonic() < deadline:
-        with open_store(bus.ledger_url) as store:
-            for entry in store.entries():
-                facts = entry.record.facts
-                if facts.get("verdict") == "applied" and facts.get("update_event_id") in missing:
-                    verdict = codec.decode(store.open_payload(entry.index))
-                    assert verdict.signed_update is not None  # type: ignore[attr-defined]
-                    missing.discard(facts["update_event_id"])
-        time.sleep(0.5)
-    return missing
 
 
 def test_forged_update_is_dead_lettered_and_no_one_is_told(

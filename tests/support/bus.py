@@ -72,3 +72,20 @@ def dead_letters(
         return found
     finally:
         consumer.close()
+
+
+def wait_for_applied_verdicts(bus: RunningBus, update_ids: set[str], timeout_s: float = 60.0) -> set[str]:
+    """Until the ledger holds an applied verdict with its signed update for each of these updates;
+    returns those still missing."""
+    deadline = time.monotonic() + timeout_s
+    missing = set(update_ids)
+    while missing and time.monotonic() < deadline:
+        with open_store(bus.ledger_url) as store:
+            for entry in store.entries():
+                facts = entry.record.facts
+                if facts.get("verdict") == "applied" and facts.get("update_event_id") in missing:
+                    verdict = codec.decode(store.open_payload(entry.index))
+                    assert verdict.signed_update is not None  # type: ignore[attr-defined]
+                    missing.discard(facts["update_event_id"])
+        time.sleep(0.5)
+    return missing

@@ -28,7 +28,7 @@ from cepbus.contract.schemas import event_schema, event_schemas, schema_dir
 from cepbus.contract.topics import CORE_TOPICS, referral_inbox, referral_rejections
 from cepbus.contract.wiring import ORG, wiring
 from tests.support import ROOT
-from tests.unit.contract.test_one_definition_per_type import NODE_DIR, REQUIRE_NODE, _node_ready
+from tests.support.node import NODE_DIR, require_node
 
 OUT = ROOT / "docs" / "asyncapi"
 VALIDATOR = NODE_DIR / "asyncapi-validate.js"
@@ -202,15 +202,6 @@ def test_the_settings_the_document_restates_are_the_deployments(document: dict[s
     assert document["components"]["securitySchemes"][asyncapi.SECURITY_SCHEME]["type"] == "X509"
 
 
-def _validator_ready() -> bool:
-    """Node, avsc (as the avsc check needs) and the AsyncAPI parser with its Avro schema parser."""
-    modules = NODE_DIR / "node_modules" / "@asyncapi"
-    ready = _node_ready() and (modules / "parser").is_dir() and (modules / "avro-schema-parser").is_dir()
-    if not ready and REQUIRE_NODE:
-        pytest.fail("CEPBUS_REQUIRE_NODE=1 but @asyncapi/parser is missing (npm ci --prefix tests/node)")
-    return ready
-
-
 def _validate(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["node", str(VALIDATOR), str(path), *options], capture_output=True, text=True, timeout=120
@@ -218,8 +209,7 @@ def _validate(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_asyncapi_parser_accepts_the_document(document: dict[str, Any]) -> None:
-    if not _validator_ready():
-        pytest.skip("Node.js or @asyncapi/parser absent (npm ci --prefix tests/node)")
+    require_node("avsc", "@asyncapi/parser", "@asyncapi/avro-schema-parser")
     done = _validate(OUT / DOCUMENT_FILE, "--canonical-forms")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -255,8 +245,7 @@ def _broken_cross_file_reference(folder: Path) -> None:
     ids=["operation-on-a-missing-channel", "avro-name-from-another-file"],
 )
 def test_the_validator_fails_a_broken_document(tmp_path: Path, breakage: Any, expected: str) -> None:
-    if not _validator_ready():
-        pytest.skip("Node.js or @asyncapi/parser absent (npm ci --prefix tests/node)")
+    require_node("avsc", "@asyncapi/parser", "@asyncapi/avro-schema-parser")
     folder = tmp_path / "asyncapi"
     shutil.copytree(OUT, folder)
     breakage(folder)

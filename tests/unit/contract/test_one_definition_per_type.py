@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
 from collections import Counter
@@ -14,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import fastavro.schema
-import pytest
 
 from cepbus.contract.schemas import _load_records, schema_dir
-
-NODE_DIR = Path(__file__).resolve().parents[2] / "node"
-REQUIRE_NODE = os.environ.get("CEPBUS_REQUIRE_NODE") == "1"  # CI: the avsc check must run, not skip
+from tests.support.node import NODE_DIR, require_node
 
 
 def _defined_names(schema: Any, namespace: str | None, out: list[str]) -> None:
@@ -57,22 +53,30 @@ def test_every_named_type_is_defined_once_in_its_own_file() -> None:
     assert {p.stem for p in schema_dir().glob("*.avsc")} <= set(counts)  # each file defines its own name
 
 
-def test_a_type_defined_twice_is_caught(tmp_path: Path) -> None:
+def folder_with_a_second_definition(tmp_path: Path) -> Path:
+    """The folder as it was: fr.cepbus.ReferralStatus inline in ReferralStatusChanged as well as in its
+    own file."""
     copy = tmp_path / "avro"
     shutil.copytree(schema_dir(), copy, ignore=shutil.ignore_patterns("released"))
     changed = copy / "fr.cepbus.ReferralStatusChanged.avsc"
     document = json.loads(changed.read_text())
     status = json.loads((copy / "fr.cepbus.ReferralStatus.avsc").read_text())
-    document["fields"] = [
-        {**f, "type": status} if f["name"] == "status" else f for f in document["fields"]
-    ]  # the folder as it was: the enum inline as well as in its own file
+    document["fields"] = [{**f, "type": status} if f["name"] == "status" else f for f in document["fields"]]
     changed.write_text(json.dumps(document))
-    assert definitions(copy)["fr.cepbus.ReferralStatus"] == 2
-    if _node_ready():
-        failed = subprocess.run(
-            ["node", str(NODE_DIR / "canonical.js"), str(copy)], capture_output=True, text=True
-        )
-        assert failed.returncode != 0 and "duplicate" in failed.stderr.lower()
+    return copy
+
+
+def test_a_type_defined_twice_is_caught(tmp_path: Path) -> None:
+    assert definitions(folder_with_a_second_definition(tmp_path))["fr.cepbus.ReferralStatus"] == 2
+
+
+def test_avsc_refuses_a_type_defined_twice(tmp_path: Path) -> None:
+    require_node("avsc")
+    copy = folder_with_a_second_definition(tmp_path)
+    failed = subprocess.run(
+        ["node", str(NODE_DIR / "canonical.js"), str(copy)], capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "duplicate" in failed.stderr.lower()
 
 
 def _apache_avro_canonical_forms(directory: Path) -> dict[str, str]:
@@ -128,16 +132,8 @@ def test_fastavro_and_apache_avro_agree_on_every_record() -> None:
         assert crc == record.fingerprint
 
 
-def _node_ready() -> bool:
-    ready = shutil.which("node") is not None and (NODE_DIR / "node_modules" / "avsc").is_dir()
-    if not ready and REQUIRE_NODE:
-        pytest.fail("CEPBUS_REQUIRE_NODE=1 but node or avsc is missing (npm ci --prefix tests/node)")
-    return ready
-
-
 def test_avsc_agrees_with_fastavro_on_every_record() -> None:
-    if not _node_ready():
-        pytest.skip("Node.js or avsc absent (npm ci --prefix tests/node)")
+    require_node("avsc")
     done = subprocess.run(
         ["node", str(NODE_DIR / "canonical.js"), str(schema_dir())],
         capture_output=True,
