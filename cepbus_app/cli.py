@@ -104,6 +104,19 @@ def asyncapi(
 
 
 @app.command()
+def vectors(
+    out: Annotated[Path, typer.Option(help="Folder of the vector files")] = Path("schemas/vectors"),
+) -> None:
+    """Write the contract's golden vectors (one fr.cepbus.X.json per event type, from
+    cepbus/contract/vectors.py); tests/unit/contract/test_golden_vectors.py fails until the committed
+    copy is regenerated. README.md beside them is hand-written."""
+    from cepbus.contract.vectors import write_vectors
+
+    written = write_vectors(out)
+    console.print(f"{len(written)} vector files written under {out}")
+
+
+@app.command()
 def router() -> None:
     """Run the router service (as `python -m services.router`)."""
     from cepbus.runtime.runner import run_service
@@ -119,6 +132,14 @@ def notifier() -> None:
     from services.notifier.app import SERVICE, build_service
 
     run_service(SERVICE, build_service)
+
+
+@app.command()
+def inbox() -> None:
+    """Serve the partner inbox web application (as `python -m services.inbox`; settings CEPBUS_INBOX_)."""
+    from services.inbox.app import main as serve_inbox
+
+    serve_inbox()
 
 
 @app.command()

@@ -32,6 +32,7 @@ from cepbus.contract.models import (
 from cepbus.reference import load_reference
 from cepbus.runtime.admin import bus_topics, ensure_topics
 from cepbus.runtime.messages import Rejected
+from cepbus.runtime.progress import progress
 from cepbus.runtime.settings import BrokerSettings
 from cepbus.sdk.publisher import Publisher
 from cepbus.trust.settings import TrustSettings
@@ -155,13 +156,20 @@ def plan(intake_count: int, seed: int) -> tuple[list[IntakeRegistered], list[Cho
 
 
 def wait_until_known(
-    known: Callable[[set[str]], set[str]], event_ids: Iterable[str], timeout_s: float
+    known: Callable[[set[str]], set[str]],
+    event_ids: Iterable[str],
+    timeout_s: float,
+    progress: Callable[[int], None] | None = None,
 ) -> set[str]:
-    """Poll `known` (a store's `known_event_ids`) until it holds every id; return the ids still missing."""
+    """Poll `known` (a store's `known_event_ids`) until it holds every id; return the ids still missing.
+    `progress(ids known)`, if given, is called after every poll."""
     missing = set(event_ids)
+    total = len(missing)
     deadline = time.monotonic() + timeout_s
     while missing:
         missing -= known(missing)
+        if progress is not None:
+            progress(total - len(missing))
         if not missing or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
@@ -174,8 +182,10 @@ def wait_for_router(store: RouterStore, event_ids: set[str], timeout_s: float) -
 
 
 def wait_for_ledger(store: LedgerStore, expected: Expected, timeout_s: float) -> set[str]:
-    """Until the ledger holds every expected event id; return the ids still missing."""
-    return wait_until_known(store.known_event_ids, expected.ids, timeout_s)
+    """Until the ledger holds every expected event id; return the ids still missing. On a terminal,
+    a bar on stderr shows "ledger entries: n / expected" (the summary stays alone on stdout)."""
+    with progress("ledger entries", len(expected.ids)) as update:
+        return wait_until_known(store.known_event_ids, expected.ids, timeout_s, update)
 
 
 def scrape(port: int) -> dict[str, float]:

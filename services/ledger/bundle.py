@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -44,6 +44,7 @@ MAX_BUNDLE_BYTES = 1 << 30
 MAX_TRUST_FILE_BYTES = 1 << 20
 #: Unix ms bounds of a period end (1970-01-01 .. 9999-12-31).
 MAX_MS = 253_402_300_799_999
+_PROGRESS_EVERY = 1000  # entries between two calls of an export's progress hook
 
 NO_PINNED_KEY = (
     "no pinned key: pass --key VKEY (the published verifier key, name+hash+base64) or --trust FILE "
@@ -74,13 +75,20 @@ def export_bundle(
     *,
     from_ms: int | None = None,
     to_ms: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
+    """The bundle of every leaf up to `checkpoint`, with the contents of those in the period;
+    `progress(entries done)`, if given, is called every `_PROGRESS_EVERY` entries and at the end."""
     entries: list[dict[str, Any]] = []
     for entry in store.entries(0, checkpoint.checkpoint.size):
         item: dict[str, Any] = {"index": entry.index, "leaf_b64": base64.b64encode(entry.leaf).decode()}
         if _in_period(entry.record.occurred_at_ms, from_ms, to_ms):
             item["content"] = entry.record.content()
         entries.append(item)
+        if progress is not None and len(entries) % _PROGRESS_EVERY == 0:
+            progress(len(entries))
+    if progress is not None:
+        progress(len(entries))
     return {
         "format": FORMAT,
         "checkpoint": checkpoint.note,

@@ -127,6 +127,7 @@ def export(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Write an offline-verifiable bundle: the latest signed checkpoint, the verifier key, every leaf."""
+    from cepbus.runtime.progress import progress
     from services.ledger.bundle import export_bundle
     from services.ledger.settings import LedgerSettings
     from services.ledger.signing import load_signer
@@ -138,13 +139,15 @@ def export(
         latest = store.latest_checkpoint()
         if latest is None:
             raise _fail("no checkpoint to export against (empty ledger?)")
-        document = export_bundle(
-            store,
-            latest,
-            signer.verifier(),
-            from_ms=day_start_ms(from_date),
-            to_ms=day_start_ms(to_date, end=True),
-        )
+        with progress("exporting ledger entries", latest.checkpoint.size) as update:
+            document = export_bundle(
+                store,
+                latest,
+                signer.verifier(),
+                from_ms=day_start_ms(from_date),
+                to_ms=day_start_ms(to_date, end=True),
+                progress=update,
+            )
     out.write_text(json.dumps(document))
     print(f"wrote {out}: {latest.checkpoint.size} entries, checkpoint root {_b64(latest.checkpoint.root)}")
 
@@ -214,13 +217,15 @@ def verify(
         return
     if key is not None or trust is not None:
         raise _fail("cep-bus ledger verify: --key and --trust go with --bundle", 2)
+    from cepbus.runtime.progress import progress
     from services.ledger.settings import LedgerSettings
     from services.ledger.signing import load_signer
 
     settings = LedgerSettings()
     with _open(database_url or settings.database_url) as store:
         verifier = load_signer(settings).verifier() if settings.signing_key_path.exists() else None
-        result = store.verify(verifier)
+        with progress("verifying ledger entries", store.size()) as update:
+            result = store.verify(verifier, progress=update)
     if result.ok:
         print(f"ledger verified: {result.entries_checked} entries, root {result.root.hex()}")
         return

@@ -46,6 +46,7 @@ DIGESTS = "ledger_event_digests"  # event id -> content digest: tells a redelive
 APPEND_ONLY_TABLES = (LEAVES, NODES, CHECKPOINTS)
 DEFAULT_PAGE_SIZE = 1000
 _IN_CHUNK = 500  # parameters per IN (...) list: far below SQLite's and PostgreSQL's limits
+PROGRESS_EVERY = 1000  # leaves between two calls of a verification's progress hook
 _ERASURE_NAMESPACE = uuid.UUID("8f6f4c1e-2b1a-4f7e-9d53-6a0c9e1d2b44")
 _LEAF_COLUMNS = ("idx", "event_id", "event_type", "occurred_at_ms", "person_pseudonym", "leaf")
 _LEAF_SELECT = ", ".join(_LEAF_COLUMNS)
@@ -109,7 +110,9 @@ class LedgerStore(Protocol):
     def checkpoint_at(self, size: int) -> StoredCheckpoint | None: ...
     def erase(self, person_pseudonym: str) -> int: ...
     def open_payload(self, index: int) -> bytes: ...
-    def verify(self, verifier: Verifier | None = None) -> VerifyResult: ...
+    def verify(
+        self, verifier: Verifier | None = None, progress: Callable[[int], None] | None = None
+    ) -> VerifyResult: ...
     def close(self) -> None: ...
 
 
@@ -440,9 +443,12 @@ class _SqlLedgerStore:
 
     # -- verification -------------------------------------------------------------------------------
 
-    def verify(self, verifier: Verifier | None = None) -> VerifyResult:
+    def verify(
+        self, verifier: Verifier | None = None, progress: Callable[[int], None] | None = None
+    ) -> VerifyResult:
         """Recompute everything from the leaves: leaf content vs columns, every stored node, every
-        checkpoint's root (and signature, given the verifier key); stops at the first bad index."""
+        checkpoint's root (and signature, given the verifier key); stops at the first bad index.
+        `progress(leaves checked)`, if given, is called every `PROGRESS_EVERY` leaves and at the end."""
         tree = merkle.CompactRange()
         checkpoints = {c.checkpoint.size: c for c in self._checkpoints()}
 
@@ -470,6 +476,8 @@ class _SqlLedgerStore:
             if columns != (int(index), event_id, event_type, int(occurred), person):
                 return bad(tree.size, "the indexed columns do not match the leaf's content")
             expected.update(tree.append(merkle.leaf_hash(leaf)))
+            if progress is not None and tree.size % PROGRESS_EVERY == 0:
+                progress(tree.size)
             if tree.size in checkpoints and checkpoints[tree.size].checkpoint.root != tree.root():
                 return bad(tree.size - 1, f"the checkpoint of size {tree.size} signs another root")
             if len(expected) >= 4 * self._page_size:
@@ -478,6 +486,8 @@ class _SqlLedgerStore:
                 if problem:
                     return bad(problem[0], problem[1])
                 expected = {}
+        if progress is not None:
+            progress(tree.size)
         node_count += len(expected)
         problem = self._compare_nodes(expected)
         if problem:

@@ -14,7 +14,7 @@ from cepbus.trust.ids import event_id_trust_problems, load_event_ids
 from cepbus.trust.modes import enforce
 from services.router.handlers import RouterHandlers
 from services.router.referrals.auth import TokenBook, read_side_trust_problems
-from services.router.referrals.handlers import ReferralLifecycle, RequestRouting
+from services.router.referrals.handlers import ReferralLifecycle, RequestRouting, journey_departement
 from services.router.referrals.http import serve_read_side
 from services.router.referrals.store import ReferralStore
 from services.router.routes import route_table
@@ -56,6 +56,7 @@ def build_service(
         deadlines=referral_settings.deadline_policy(),
         drift=referral_settings.drift_policy(),
         ids=ids,
+        locate=journey_departement(handlers.store),  # the intake's département: its holidays count
     )
     requests = RequestRouting(
         lifecycle, handlers.on_referral, frozenset(org.org_id for org in reference.organisations())

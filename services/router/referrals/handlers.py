@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cepbus.contract import codec
 from cepbus.contract.models import (
@@ -39,7 +40,7 @@ from cepbus.contract.topics import (
     referral_inbox,
     referral_rejections,
 )
-from cepbus.reference import ReferenceData
+from cepbus.reference import ReferenceData, ReferenceDataError
 from cepbus.reference.directory import Directory
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing, Rejected
@@ -58,6 +59,9 @@ from services.router.referrals import machine
 from services.router.referrals.deadlines import Clock, DeadlinePolicy, pending_deadline, system_clock
 from services.router.referrals.drift import DriftPolicy, PastReferral, detect
 from services.router.referrals.store import HistoryEntry, ReferralRecord, ReferralStore
+
+if TYPE_CHECKING:
+    from services.router.store import RouterStore
 
 log = get_logger()
 SERVICE = "router"
@@ -105,6 +109,35 @@ def update_fingerprint(update: ReferralStatusChanged) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+#: Where a referral is handled, for its business-day calendar: a département code, or None (unknown).
+DepartementOf = Callable[[ReferralRequested], str | None]
+
+
+def journey_departement(router: RouterStore) -> DepartementOf:
+    """The département of the intake a referral follows from, read in the router's store: the intake
+    whose recorded choice caused the referral (the router's own referrals), else the person's latest
+    intake in the referral's journey (correlation id); None when the router knows neither.
+
+    `ReferralRequested` carries no département, and the directory gives a recipient's region only
+    (an operator's contact point serves the whole region), while the intake says where the person
+    was received: the département whose agency takes the referral, hence whose holidays count."""
+
+    def locate(referral: ReferralRequested) -> str | None:
+        person = referral.envelope.person_pseudonym
+        if not person:
+            return None
+        intakes = router.intakes_of(person)
+        cause = referral.envelope.causation_id
+        if cause:
+            for intake in intakes:
+                if any(c.choice_event_id == cause for c in router.choices(intake.intake_event_id)):
+                    return intake.departement_code
+        journey = [i for i in intakes if i.correlation_id == referral.envelope.correlation_id]
+        return journey[-1].departement_code if journey else None
+
+    return locate
+
+
 @dataclass
 class ReferralLifecycle:
     store: ReferralStore
@@ -115,6 +148,7 @@ class ReferralLifecycle:
     drift: DriftPolicy = field(default_factory=DriftPolicy)
     clock: Clock = system_clock
     ids: EventIds = DEVELOPMENT_IDS  # keyed derivation of the ids of the events it emits
+    locate: DepartementOf | None = None  # the département of a referral (None: region calendars)
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -123,8 +157,9 @@ class ReferralLifecycle:
         same drift alerts (same ids, dropped downstream), so a crash before sending loses none."""
         requested_at = referral.envelope.occurred_at
         zone = self.reference.region(referral.region_code).zone
+        departement = self._departement(referral)
         due = pending_deadline(
-            self.deadlines, ReferralStatus.REQUESTED, requested_at, referral.region_code, zone
+            self.deadlines, ReferralStatus.REQUESTED, requested_at, referral.region_code, zone, departement
         )
         person = referral.envelope.person_pseudonym
         earlier = self.store.of_person(person) if person else []
@@ -142,6 +177,7 @@ class ReferralLifecycle:
             updated_at_ms=_ms(requested_at),
             due_name=due.name if due else None,
             due_at_ms=_ms(due.due_at) if due else None,
+            departement_code=departement,
         )
         added = self.store.add_referral(record)
         if added:
@@ -182,6 +218,18 @@ class ReferralLifecycle:
             )
             outputs.append(Outgoing(REFERRAL_ALERT.name, event))
         return outputs
+
+    def _departement(self, referral: ReferralRequested) -> str | None:
+        """The département whose calendar the referral's deadlines follow: the one `locate` finds, if
+        it lies in the referral's region; else None (the region's calendar)."""
+        code = self.locate(referral) if self.locate is not None else None
+        if code is None:
+            return None
+        try:
+            found = self.reference.departement(code)
+        except ReferenceDataError:
+            return None
+        return code if found.region_code == referral.region_code else None
 
     # -- status updates -----------------------------------------------------------------------
 
@@ -261,8 +309,9 @@ class ReferralLifecycle:
     ) -> list[Outgoing]:
         now = self.clock()
         zone = self.reference.region(record.region_code).zone
+        requested_at = _from_ms(record.requested_at_ms)
         due = pending_deadline(
-            self.deadlines, target, _from_ms(record.requested_at_ms), record.region_code, zone
+            self.deadlines, target, requested_at, record.region_code, zone, record.departement_code
         )
         entry = HistoryEntry(
             referral_id=record.referral_id,

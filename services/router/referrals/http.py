@@ -1,6 +1,7 @@
 """The referral read side over HTTP (FastAPI, served by uvicorn in a daemon thread of the router).
 
-    GET /referrals/{referral_id}              -> {"referral": {...}, "history": [...], "breaches": [...]}
+    GET /referrals/{referral_id}              -> {"referral": {...}, "history": [...], "breaches": [...],
+                                                  "steps": [...]}
     GET /organisations/{org_id}/referrals     -> {"org_id": ..., "open": [...]}
     GET /healthz                              -> {"ok": true}   (no authentication)
     GET /openapi.json, /docs                  -> the OpenAPI document, from FastAPI
@@ -21,7 +22,9 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from cepbus.contract.models import ReferralStatus
 from services.router.referrals.auth import TokenBook
+from services.router.referrals.machine import DECLINE_REASONS, OUTCOMES, TRANSITIONS
 from services.router.referrals.store import ReferralStore
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -37,6 +40,26 @@ def referral_view(store: ReferralStore, referral_id: str) -> dict[str, Any] | No
         "history": [entry.to_json() for entry in store.history(referral_id)],
         "breaches": [{"deadline": name, "due_at_ms": due} for name, due in store.breaches(referral_id)],
     }
+
+
+#: The codes a step must carry (the machine's: a decline its reason, a completion its outcome).
+_STEP_CODES = {ReferralStatus.DECLINED: DECLINE_REASONS, ReferralStatus.COMPLETED: OUTCOMES}
+
+
+def next_steps(state: ReferralStatus) -> list[dict[str, Any]]:
+    """The steps the lifecycle allows from `state`, with the party each belongs to and the codes it
+    needs: the machine's own rules, so that a client (the partner inbox) offers only what the router
+    would apply and refuses the rest with the router's reasons, without a copy of the table."""
+    return [
+        {
+            "event": t.event.value,
+            "actor": t.actor.value,
+            "to": t.target.value,
+            "codes": sorted(_STEP_CODES.get(t.event, ())),
+        }
+        for t in TRANSITIONS
+        if t.source == state
+    ]
 
 
 def open_view(store: ReferralStore, org_id: str) -> dict[str, Any]:
@@ -87,7 +110,7 @@ def build_read_side(store: ReferralStore, tokens: TokenBook) -> FastAPI:
         )
         if view is None or caller not in parties:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id} for {caller}")
-        return view
+        return {**view, "steps": next_steps(ReferralStatus(view["referral"]["status"]))}
 
     @app.get("/organisations/{org_id}/referrals")
     def open_referrals(caller: Caller, org_id: Annotated[str, Path(pattern=_ID)]) -> dict[str, Any]:

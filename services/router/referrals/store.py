@@ -34,7 +34,8 @@ _DDL = [
         requested_at_ms BIGINT NOT NULL,
         updated_at_ms BIGINT NOT NULL,
         due_name TEXT,
-        due_at_ms BIGINT
+        due_at_ms BIGINT,
+        departement_code TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS referrals_person ON referrals (person_pseudonym)",
     "CREATE INDEX IF NOT EXISTS referrals_due ON referrals (due_at_ms)",
@@ -78,9 +79,14 @@ _DDL = [
     )""",
 ]
 
+#: Columns added since the first release (a store created before gains them, keeping its rows; a new
+#: store has them from its CREATE TABLE).
+_ADDED_COLUMNS = {"referrals": [("departement_code", "TEXT")]}
+
 _REFERRAL_COLUMNS = (
     "referral_id, request_event_id, person_pseudonym, correlation_id, requester_org_id, recipient_org_id, "
-    "recipient_kind, region_code, state, requested_at_ms, updated_at_ms, due_name, due_at_ms"
+    "recipient_kind, region_code, state, requested_at_ms, updated_at_ms, due_name, due_at_ms, "
+    "departement_code"
 )
 _HISTORY_COLUMNS = (
     "referral_id, seq, event_id, status, state_after, actor_org_id, reason_code, note, occurred_at_ms, "
@@ -103,6 +109,8 @@ class ReferralRecord:
     updated_at_ms: int
     due_name: str | None = None
     due_at_ms: int | None = None
+    # where the referral is handled, for its business-day calendar (None: the region's calendar)
+    departement_code: str | None = None
 
     @property
     def open(self) -> bool:
@@ -118,6 +126,7 @@ class ReferralRecord:
             "recipient_org_id": self.recipient_org_id,
             "recipient_kind": self.recipient_kind.value,
             "region_code": self.region_code,
+            "departement_code": self.departement_code,
             "status": self.state.value,
             "open": self.open,
             "requested_at_ms": self.requested_at_ms,
@@ -186,6 +195,7 @@ def _record(row: Sequence[Any]) -> ReferralRecord:
         updated_at_ms=int(row[10]),
         due_name=row[11],
         due_at_ms=None if row[12] is None else int(row[12]),
+        departement_code=row[13],
     )
 
 
@@ -221,6 +231,8 @@ class ReferralStore:
         dialect, _ = parse_database_url(url, "referral")
         schema = [*_DDL, *PersonVault.schema("referral", dialect), *outbox_schema("referral", dialect)]
         self._db = open_database(url, "referral", schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+        for table, columns in _ADDED_COLUMNS.items():
+            self._db.add_missing_columns(table, columns)
         self._vault = PersonVault(self._db, "referral")
         self.outbox = Outbox(self._db, "referral")  # the events the lifecycle emits, stored with its state
 
@@ -259,7 +271,7 @@ class ReferralStore:
             if self._db.query("SELECT 1 FROM referrals WHERE referral_id = ?", (record.referral_id,)):
                 return False
             self._db.execute(
-                f"INSERT INTO referrals ({_REFERRAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO referrals ({_REFERRAL_COLUMNS}) VALUES ({', '.join('?' * 14)})",
                 (
                     record.referral_id,
                     record.request_event_id,
@@ -274,6 +286,7 @@ class ReferralStore:
                     record.updated_at_ms,
                     record.due_name,
                     record.due_at_ms,
+                    record.departement_code,
                 ),
             )
             return True

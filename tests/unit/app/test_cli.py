@@ -25,6 +25,7 @@ def test_every_command_is_there() -> None:
     assert set(tree) == {
         "broker", "topics", "router", "notifier", "ledger", "up", "demo", "partner", "erase",
         "rules", "audit", "referral", "k8s", "keys", "directory", "deadletters",
+        "asyncapi", "vectors", "schema-registry", "inbox",
     }  # fmt: skip
     assert set(tree["deadletters"]) == {"list", "show", "replay"}  # type: ignore[arg-type]
     assert set(tree["ledger"]) == {"verify", "checkpoint", "prove", "consistency", "export", "erase"}  # type: ignore[arg-type]
