@@ -1,0 +1,290 @@
+"""What the inbox offers and refuses, from the read side's answer alone, and the updates it prepares.
+
+The lifecycle is the router's (`services/router/referrals/machine.py`); the read side hands each
+referral's allowed `steps` (event, owning party, required codes) out with it, so the inbox needs no
+copy of the table and may not import the router. `refusal` applies them in the machine's order and with
+its reason codes (`terminal_state`, `not_allowed`, `wrong_actor`, `bad_reason_code`): what the inbox
+refuses, the router would have refused, with the same reason; what it lets through, the router applies
+unless the referral moved in between (then the router refuses it, and the page shows the state unmoved).
+
+French labels for the pages live here too: the users are French partner staff; codes stay English.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cepbus.contract.models import (
+    Envelope,
+    ReferralStatus,
+    ReferralStatusChanged,
+    derived_event_id,
+)
+
+STATUS_LABELS: dict[str, str] = {
+    "requested": "Demandée",
+    "received": "Reçue",
+    "accepted": "Acceptée",
+    "declined": "Refusée",
+    "appointment_booked": "Rendez-vous fixé",
+    "first_appointment_held": "Premier rendez-vous tenu",
+    "no_show": "Absence au rendez-vous",
+    "completed": "Terminée",
+    "cancel_requested": "Annulation demandée",
+    "cancelled": "Annulée",
+    "interim_update": "Point d'étape",
+}
+#: The button of each step (what the person does).
+ACTION_LABELS: dict[str, str] = {
+    "received": "Accuser réception",
+    "accepted": "Accepter",
+    "declined": "Refuser",
+    "appointment_booked": "Rendez-vous fixé",
+    "first_appointment_held": "Premier rendez-vous tenu",
+    "no_show": "Absence au rendez-vous",
+    "completed": "Clore l'accompagnement",
+    "cancel_requested": "Demander l'annulation",
+    "cancelled": "Confirmer l'annulation",
+    "interim_update": "Point d'étape",
+}
+CODE_LABELS: dict[str, str] = {
+    # reasons of a decline
+    "no_capacity": "Pas de place disponible",
+    "out_of_public": "Hors du public accompagné",
+    "out_of_area": "Hors du territoire",
+    "person_unreachable": "Personne injoignable",
+    "person_refused": "Refus de la personne",
+    "duplicate": "Doublon",
+    # outcomes of a completion
+    "accompaniment_engaged": "Accompagnement engagé",
+    "training_started": "Entrée en formation",
+    "project_validated": "Projet validé",
+    "redirected": "Réorientation",
+    "person_withdrew": "Abandon de la personne",
+    # both
+    "no_show": "Absence de la personne",
+    "other": "Autre",
+}
+#: The label of the code list of a coded step.
+CODE_FIELD_LABELS: dict[str, str] = {"declined": "Motif du refus", "completed": "Issue de l'accompagnement"}
+DEADLINE_LABELS: dict[str, str] = {
+    "received": "Accusé de réception",
+    "answered": "Réponse (acceptation ou refus)",
+    "first_appointment": "Premier rendez-vous",
+}
+REFUSAL_TEXTS: dict[str, str] = {
+    "not_a_party": "Votre organisation n'est pas partie à cette orientation.",
+    "terminal_state": "Cette orientation est close : aucune étape n'est plus acceptée.",
+    "not_allowed": "Cette étape n'est pas possible depuis l'état actuel de l'orientation.",
+    "wrong_actor": "Cette étape revient à l'autre partie de l'orientation.",
+    "bad_reason_code": "Cette étape demande un motif de la liste.",
+    "bad_note": "Le commentaire est trop long ou contient des caractères de contrôle.",
+}
+#: Notes are signed and kept in the ledger (sealed): short, printable text only.
+NOTE_MAX = 500
+
+_MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+
+
+def label(labels: dict[str, str], code: str | None) -> str:
+    """The French label of a code; an unknown code (a newer router) is shown as it is."""
+    return "" if code is None else labels.get(code, code)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A step the organisation may take now, as a form of the referral page."""
+
+    event: str
+    action: str  # the button
+    codes: tuple[tuple[str, str], ...]  # (code, label) when the step needs one
+    code_label: str
+    with_note: bool
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str  # the router's reason code
+    text: str  # for the page, in French
+
+
+def role_of(view: dict[str, Any], org_id: str) -> str | None:
+    """The organisation's party in the referral: `recipient`, `requester`, or None."""
+    record = view["referral"]
+    if record.get("recipient_org_id") == org_id:
+        return "recipient"
+    if record.get("requester_org_id") == org_id:
+        return "requester"
+    return None
+
+
+def offers(view: dict[str, Any], org_id: str) -> list[Offer]:
+    """The steps the read side allows from the current state that belong to the organisation."""
+    role = role_of(view, org_id)
+    if role is None or not view["referral"].get("open", False):
+        return []
+    out = []
+    for step in view.get("steps", []):
+        if step.get("actor") != role:
+            continue
+        event = str(step["event"])
+        codes = tuple((str(c), label(CODE_LABELS, str(c))) for c in step.get("codes", []))
+        with_note = bool(codes) or event == ReferralStatus.INTERIM_UPDATE.value
+        out.append(
+            Offer(event, label(ACTION_LABELS, event), codes, label(CODE_FIELD_LABELS, event), with_note)
+        )
+    return out
+
+
+def refusal(
+    view: dict[str, Any], org_id: str, event: str, reason_code: str | None, note: str | None = None
+) -> Refusal | None:
+    """Why the router would refuse `event` from the organisation now (its reason code), or None."""
+
+    def refused(code: str) -> Refusal:
+        return Refusal(code, REFUSAL_TEXTS[code])
+
+    role = role_of(view, org_id)
+    if role is None:
+        return refused("not_a_party")
+    if not view["referral"].get("open", False):
+        return refused("terminal_state")
+    [step, *_] = [s for s in view.get("steps", []) if s.get("event") == event] or [None]
+    if step is None:
+        return refused("not_allowed")
+    if step.get("actor") != role:
+        return refused("wrong_actor")
+    codes = step.get("codes") or []
+    if codes and reason_code not in codes:
+        return refused("bad_reason_code")
+    if note is not None and (len(note) > NOTE_MAX or not note.isprintable()):
+        return refused("bad_note")
+    return None
+
+
+def attempt(view: dict[str, Any], org_id: str, event: str) -> int:
+    """1 + how many times the organisation already took this step on this referral (a second booking
+    after a no-show is a new update, as in the partner SDK)."""
+    taken = [h for h in view.get("history", []) if h["status"] == event and h["actor_org_id"] == org_id]
+    return len(taken) + 1
+
+
+def draft(
+    view: dict[str, Any],
+    org_id: str,
+    event: str,
+    reason_code: str | None,
+    note: str | None,
+    now: datetime,
+) -> ReferralStatusChanged:
+    """The unsigned update the organisation will sign: its id derived as the partner SDK derives it
+    (referral, organisation, status, attempt), so that re-sending a step is the same update; the
+    envelope continues the referral's journey (correlation, person, the request as cause)."""
+    record = view["referral"]
+    n = attempt(view, org_id, event)
+    purpose = f"status:{org_id}:{event}" + (f":{n}" if n > 1 else "")
+    referral_id = str(record["referral_id"])
+    envelope = Envelope(
+        event_id=derived_event_id(referral_id, purpose),
+        event_type=ReferralStatusChanged.avro_name,
+        occurred_at=now,
+        producer_org_id=org_id,
+        correlation_id=str(record["correlation_id"]),
+        person_pseudonym=record.get("person_pseudonym"),
+        causation_id=str(record["request_event_id"]),
+    )
+    return ReferralStatusChanged(
+        envelope=envelope,
+        referral_id=referral_id,
+        status=ReferralStatus(event),
+        actor_org_id=org_id,
+        reason_code=reason_code,
+        note=note or None,
+        signer_org_id=org_id,
+    )
+
+
+def browser_fields(update: ReferralStatusChanged) -> dict[str, Any]:
+    """The update as the page's script reads it to compute the signed bytes itself: the fields of
+    `canonical_status_bytes`, the time as integer milliseconds (as on the wire)."""
+    e = update.envelope
+    return {
+        "envelope": {
+            "event_id": str(e.event_id),
+            "event_type": e.event_type,
+            "occurred_at": int(e.occurred_at.timestamp() * 1000),
+            "producer_org_id": e.producer_org_id,
+            "correlation_id": e.correlation_id,
+            "person_pseudonym": e.person_pseudonym,
+            "causation_id": e.causation_id,
+        },
+        "referral_id": update.referral_id,
+        "status": update.status.value,
+        "actor_org_id": update.actor_org_id,
+        "reason_code": update.reason_code,
+        "note": update.note,
+        "signer_org_id": update.signer_org_id,
+    }
+
+
+def update_from_fields(fields: dict[str, Any]) -> ReferralStatusChanged:
+    """The inverse of `browser_fields` (tests, and anyone checking what a page signed)."""
+    e = fields["envelope"]
+    return ReferralStatusChanged(
+        envelope=Envelope(
+            event_id=uuid.UUID(e["event_id"]),
+            event_type=e["event_type"],
+            occurred_at=datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=e["occurred_at"]),
+            producer_org_id=e["producer_org_id"],
+            correlation_id=e["correlation_id"],
+            person_pseudonym=e["person_pseudonym"],
+            causation_id=e["causation_id"],
+        ),
+        referral_id=fields["referral_id"],
+        status=ReferralStatus(fields["status"]),
+        actor_org_id=fields["actor_org_id"],
+        reason_code=fields["reason_code"],
+        note=fields["note"],
+        signer_org_id=fields["signer_org_id"],
+    )
+
+
+# -- dates ------------------------------------------------------------------------------------------
+
+
+def _local(ms: int, zone: ZoneInfo) -> datetime:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).astimezone(zone)
+
+
+def french_datetime(ms: int | None, zone: ZoneInfo) -> str:
+    """`12/05/2026 à 09:30` in the region's time."""
+    if ms is None:
+        return ""
+    at = _local(ms, zone)
+    return f"{at:%d/%m/%Y} à {at:%H:%M}"
+
+
+def french_due_day(due_at_ms: int | None, zone: ZoneInfo) -> str:
+    """The last day of a deadline: the router's deadlines end at local midnight after that day."""
+    if due_at_ms is None:
+        return ""
+    last = _local(due_at_ms - 1, zone)
+    return f"{_DAYS[last.weekday()]} {last.day} {_MONTHS[last.month - 1]} {last.year}"

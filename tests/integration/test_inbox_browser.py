@@ -1,0 +1,268 @@
+"""The partner inbox end to end, in headless Chromium (Debian's, driven by Playwright): a regional
+operator refers a person to a local partner as the demo does; the partner's staff log in with the
+organisation's read-side token, load its key file into the browser, see the referral with its deadline,
+acknowledge it, accept it and book the appointment, each step signed in the browser (WebCrypto
+Ed25519); the router applies the signed updates (read side), the ledger keeps its applied verdicts, and
+each signature verifies with the directory key. Another organisation's referral is refused.
+
+The inbox runs as its own process (`python -m services.inbox`) against the session bus's read side and
+broker. Screenshots of every page: `test-artifacts/inbox/` with CEPBUS_TEST_ARTIFACTS set, else tmp."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from cepbus.contract.models import (
+    Envelope,
+    ReferralRequested,
+    ReferralStatus,
+    ReferralStatusChanged,
+    derived_event_id,
+    new_envelope,
+)
+from cepbus.contract.signatures import signature_valid
+from cepbus.reference.directory import load_directory
+from cepbus.sdk.publisher import Publisher
+from cepbus.trust.development import dev_private_key
+from tests.conftest import free_port
+from tests.support.browser import artifacts_dir, chromium, require_chromium
+from tests.support.bus import RunningBus, wait_for_applied_verdicts
+
+pytestmark = pytest.mark.integration
+
+#: A region whose organisations no other integration test answers for (the Node client takes 84, the
+#: referral loop's partner process 11): nothing but the browser moves these referrals.
+OPERATOR, PARTNER, ELSEWHERE = "cep-r76", "transitions-pro-r76", "spro-r76"
+APPLY_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_ready() -> None:
+    """Skip (or fail, with CEPBUS_REQUIRE_BROWSER=1 as in CI) before the bus starts."""
+    require_chromium()
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, None
+
+
+def read_side(bus: RunningBus, path: str, org: str = PARTNER) -> tuple[int, Any]:
+    return _get(f"http://127.0.0.1:{bus.referrals_http_port}{path}", f"dev-{org}")
+
+
+@pytest.fixture(scope="module")
+def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m services.inbox` on a free port, pointed at the bus's read side and broker."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("inbox") / "inbox.log"
+    env = {
+        **os.environ,
+        "CEPBUS_BOOTSTRAP_SERVERS": bus.bootstrap,
+        "CEPBUS_INBOX_PORT": str(port),
+        "CEPBUS_INBOX_READ_SIDE_URL": f"http://127.0.0.1:{bus.referrals_http_port}",
+        "CEPBUS_LOG_FORMAT": "json",
+    }
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.inbox"], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _get(f"{url}/readyz")[0] != 200:  # up, and the router's read side answers it
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the inbox never became ready"
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if process.returncode not in (0, -15):
+            print(log_path.read_text(errors="replace")[-3000:])
+
+
+def demo_referral(recipient: str, days_ago: int) -> ReferralRequested:
+    """A referral from the regional operator to a local partner, dated in the past, as the demo's
+    backlog (`cepbus_app/demo/referrals.py`)."""
+    run = uuid.uuid4().hex[:8]
+    person = f"p-inbox-{run}"
+    return ReferralRequested(
+        envelope=new_envelope(
+            ReferralRequested,
+            producer_org_id=OPERATOR,
+            person_pseudonym=person,
+            event_id=derived_event_id(f"inbox-test/{run}", recipient),
+            correlation_id=f"inbox-test-{run}-{person}",
+            occurred_at=datetime.now(UTC) - timedelta(days=days_ago),
+        ),
+        referral_id=str(derived_event_id(f"inbox-test/{run}", f"{recipient}/referral")),
+        requester_org_id=OPERATOR,
+        recipient_org_id=recipient,
+        recipient_kind=load_directory().get(recipient).kind,
+        region_code="76",
+        reason="orientation vers un partenaire local du CEP",
+        consent_to_share=False,
+    )
+
+
+def wait_tracked(bus: RunningBus, referral: ReferralRequested, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while read_side(bus, f"/referrals/{referral.referral_id}", referral.recipient_org_id)[0] != 200:
+        assert time.monotonic() < deadline, f"the router never tracked {referral.referral_id}"
+        time.sleep(0.25)
+
+
+def key_file(org: str, folder: Path) -> Path:
+    """The organisation's PKCS#8 PEM file, as `cep-bus keys generate` writes it (here the development
+    key the test bus's directory lists)."""
+    path = folder / f"{org}.pem"
+    path.write_bytes(
+        dev_private_key(org).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return path
+
+
+def verify_history(view: dict[str, Any]) -> None:
+    """Rebuild each applied update from the read side and check its signature with the directory key:
+    the browser's signatures stand on their own, without trusting the router or the inbox."""
+    record = view["referral"]
+    [key] = load_directory().keys_of(PARTNER)
+    for entry in view["history"]:
+        update = ReferralStatusChanged(
+            envelope=Envelope(
+                event_id=uuid.UUID(entry["event_id"]),
+                event_type=ReferralStatusChanged.avro_name,
+                occurred_at=datetime(1970, 1, 1, tzinfo=UTC)
+                + timedelta(milliseconds=entry["occurred_at_ms"]),
+                producer_org_id=entry["actor_org_id"],
+                correlation_id=record["correlation_id"],
+                person_pseudonym=record["person_pseudonym"],
+                causation_id=record["request_event_id"],
+            ),
+            referral_id=record["referral_id"],
+            status=ReferralStatus(entry["status"]),
+            actor_org_id=entry["actor_org_id"],
+            reason_code=entry["reason_code"],
+            note=entry["note"],
+            signer_org_id=entry["signer_org_id"],
+            signature=bytes.fromhex(entry["signature_hex"]),
+        )
+        assert signature_valid(update, key.key()), entry
+        assert entry["key_id"] == key.key_id
+
+
+def test_a_partner_acknowledges_accepts_and_books_in_the_browser(
+    bus: RunningBus, inbox_url: str, tmp_path: Path
+) -> None:
+    shots = artifacts_dir("inbox", tmp_path)
+    referral, elsewhere = demo_referral(PARTNER, days_ago=1), demo_referral(ELSEWHERE, days_ago=3)
+    with Publisher(bus.broker) as publisher:
+        publisher.publish_many([referral, elsewhere])
+    wait_tracked(bus, referral)
+    wait_tracked(bus, elsewhere)
+    problems: list[str] = []
+    with chromium() as browser:
+        context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 900})
+        from playwright.sync_api import expect
+
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+        # log in with the organisation's read-side token (development: dev-<org>)
+        page.goto(f"{inbox_url}/login")
+        shot("01-connexion")
+        page.get_by_label("Identifiant de l'organisation").fill(PARTNER)
+        page.get_by_label("Jeton d'accès").fill(f"dev-{PARTNER}")
+        page.get_by_role("button", name="Se connecter").click()
+        page.wait_for_url(f"{inbox_url}/referrals")
+        link = page.get_by_role("link", name=referral.referral_id)
+        assert link.is_visible() and page.get_by_text(elsewhere.referral_id).count() == 0
+        assert "Accusé de réception au plus tard le" in page.inner_text("main")  # its deadline
+        shot("02-orientations")
+
+        # load a key that is not the organisation's: the page says so; then the right one
+        page.get_by_role("link", name="Clé de signature").click()
+        page.get_by_label("Fichier de clé privée (PEM, PKCS#8)").set_input_files(key_file(OPERATOR, tmp_path))
+        page.get_by_role("button", name="Charger la clé dans ce navigateur").click()
+        expect(page.locator("#key-current")).to_contain_text("n'est pas une clé de")
+        shot("03-mauvaise-cle")
+        page.get_by_label("Fichier de clé privée (PEM, PKCS#8)").set_input_files(key_file(PARTNER, tmp_path))
+        page.get_by_role("button", name="Charger la clé dans ce navigateur").click()
+        expect(page.locator("#key-current")).to_contain_text("conforme à l'annuaire")
+        shot("04-cle")
+
+        page.get_by_role("link", name="Orientations ouvertes").click()
+        page.get_by_role("link", name=referral.referral_id).click()
+        assert page.locator("#status").get_attribute("data-status") == "requested"
+        shot("05-orientation")
+
+        for n, (action, reached) in enumerate(
+            [
+                ("Accuser réception", "received"),
+                ("Accepter", "accepted"),
+                ("Rendez-vous fixé", "appointment_booked"),
+            ]
+        ):
+            # offered once the previous step is applied (the page reloads itself while it waits)
+            page.get_by_role("button", name=action, exact=True).click(timeout=APPLY_TIMEOUT_MS)
+            page.wait_for_url("**/sign/**")
+            expect(page.locator("#key-status")).to_contain_text("prête")  # (the CSP forbids eval)
+            signed = page.inner_text("#signed-fields")
+            assert referral.referral_id in signed and reached in signed and PARTNER in signed
+            shot(f"{6 + 2 * n:02d}-signer-{reached}")
+            page.get_by_role("button", name="Signer et envoyer").click()
+            page.wait_for_selector(f'#status[data-status="{reached}"]', timeout=APPLY_TIMEOUT_MS)
+            shot(f"{7 + 2 * n:02d}-appliquee-{reached}")
+        assert "Historique signé" in page.inner_text("main")
+
+        assert problems == []
+        # another organisation's referral, by its id: refused
+        answer = page.goto(f"{inbox_url}/referrals/{elsewhere.referral_id}")
+        assert answer is not None and answer.status == 404
+        assert "Orientation introuvable" in page.inner_text("main")
+        shot("12-autre-organisation")
+        context.close()
+
+    # the router applied the browser's signed updates; the ledger holds its applied verdicts
+    code, view = read_side(bus, f"/referrals/{referral.referral_id}")
+    assert code == 200 and view["referral"]["status"] == "appointment_booked"
+    history = view["history"]
+    assert [h["status"] for h in history] == ["received", "accepted", "appointment_booked"]
+    assert all(h["signer_org_id"] == PARTNER and len(h["signature_hex"]) == 128 for h in history)
+    verify_history(view)
+    assert wait_for_applied_verdicts(bus, {h["event_id"] for h in history}) == set()
+    assert (
+        read_side(bus, f"/referrals/{elsewhere.referral_id}", ELSEWHERE)[1]["referral"]["status"]
+        == "requested"
+    )
