@@ -41,6 +41,7 @@ from cepbus.trust.development import dev_private_key
 from tests.conftest import free_port
 from tests.support.browser import artifacts_dir, chromium, require_chromium
 from tests.support.bus import RunningBus, wait_for_applied_verdicts
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -96,13 +97,7 @@ def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iter
             time.sleep(0.25)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.returncode not in (0, -15):
-            print(log_path.read_text(errors="replace")[-3000:])
+        stop_process(process, log_path)
 
 
 def demo_referral(recipient: str, days_ago: int) -> ReferralRequested:

@@ -37,6 +37,7 @@ from cepbus.trust.development import dev_private_key
 from services.router.handlers import RouterHandlers
 from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts, wait_for_ids
 from tests.support.factories import intake, service_id
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.integration
 PARTNER_ORGS = ("apec-r11", "cap-emploi-r11")
@@ -66,13 +67,7 @@ def partner_process(
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.returncode not in (0, -15):
-            print(log_path.read_text(errors="replace")[-3000:])
+        stop_process(process, log_path)
 
 
 def switch_to_apec(person: str) -> tuple[IntakeRegistered, ChoiceRecorded, ReferralRequested]:
