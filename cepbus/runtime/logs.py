@@ -8,7 +8,18 @@ from typing import Any
 
 import structlog
 
+from cepbus.contract import tracecontext
 from cepbus.runtime.settings import ObservabilitySettings
+
+
+def add_trace_context(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """`trace_id` and `span_id` of the event being handled (tracecontext.CURRENT), added when a line is
+    written rather than bound per event: binding costs microseconds on every event, logged or not."""
+    trace = tracecontext.CURRENT.get()
+    if trace is not None:
+        event_dict.setdefault("trace_id", trace.trace_id)
+        event_dict.setdefault("span_id", trace.span_id)
+    return event_dict
 
 
 def configure_logging(service: str, settings: ObservabilitySettings | None = None) -> None:
@@ -22,6 +33,7 @@ def configure_logging(service: str, settings: ObservabilitySettings | None = Non
     level = logging.getLevelName(settings.log_level.upper())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -153,6 +153,7 @@ class EventProcessor:
         envelope = decoded.envelope
         # the trace it came in (a valid `traceparent`), else a new one started here: what it derives
         # carries it on (Outgoing reads tracecontext.CURRENT), and its log lines name it
+        # (cepbus.runtime.logs.add_trace_context)
         trace = tracecontext.parse(message.header(TRACEPARENT_HEADER)) or tracecontext.new_trace(
             envelope.event_id
         )
@@ -161,8 +162,6 @@ class EventProcessor:
             with structlog.contextvars.bound_contextvars(
                 event_id=str(envelope.event_id),
                 correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
-                trace_id=trace.trace_id,
-                span_id=trace.span_id,
             ):
                 try:
                     outputs = list(handler(decoded))

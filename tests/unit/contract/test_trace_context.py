@@ -3,6 +3,8 @@ continued by the runtime into every event a handler derives, and bound in the lo
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 
 import pytest
@@ -14,8 +16,10 @@ from cepbus.contract import codec, tracecontext
 from cepbus.contract.headers import TRACEPARENT_HEADER
 from cepbus.contract.models import IntakeRegistered
 from cepbus.contract.topics import DEAD_LETTER, INTAKE_REGISTERED, NOTICE_ISSUED
+from cepbus.runtime.logs import add_trace_context, configure_logging, get_logger
 from cepbus.runtime.messages import Incoming, Outgoing
 from cepbus.runtime.processing import EventProcessor
+from cepbus.runtime.settings import ObservabilitySettings
 from cepbus.sdk.publisher import Publisher
 from tests.support.factories import intake
 from tests.support.fakes import RecordingProducer
@@ -114,20 +118,35 @@ def test_an_event_without_a_trace_starts_one_and_dead_letters_keep_theirs() -> N
 
 
 def test_log_lines_name_the_trace() -> None:
-    """What a handler logs carries the bound context (merged into every line by configure_logging, as
-    tests/unit/runtime/test_logs.py shows): here, the trace beside the correlation id."""
-    bound: list[dict[str, object]] = []
+    """What a handler logs carries the bound correlation and event ids (merged into every line by
+    configure_logging, as tests/unit/runtime/test_logs.py shows) and the trace, added by the
+    add_trace_context processor of that same chain."""
+    seen: list[dict[str, object]] = []
 
     def handler(event: IntakeRegistered) -> list[Outgoing]:
-        bound.append(structlog.contextvars.get_contextvars())
+        seen.append(add_trace_context(None, "info", dict(structlog.contextvars.get_contextvars())))
         return []
 
     headers = ((TRACEPARENT_HEADER, W3C_EXAMPLE.encode()),)
     message = Incoming(INTAKE_REGISTERED.name, 0, 1, b"p", codec.encode(intake()), headers)
     EventProcessor("router", "cep-bus/router").handle(message, IntakeRegistered, handler)
-    [context] = bound
-    assert (
-        context["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and context["span_id"] == "00f067aa0ba902b7"
-    )
-    assert context["correlation_id"] and context["event_id"]
-    assert "trace_id" not in structlog.contextvars.get_contextvars()  # unbound after the event
+    [line] = seen
+    assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and line["span_id"] == "00f067aa0ba902b7"
+    assert line["correlation_id"] and line["event_id"]
+    assert add_trace_context(None, "info", {}) == {}  # after the event, nothing is added
+
+
+def test_a_configured_logger_writes_the_trace_in_its_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("router", ObservabilitySettings(log_format="json"))
+    try:
+        token = tracecontext.CURRENT.set(tracecontext.parse(W3C_EXAMPLE))
+        try:
+            get_logger().warning("deciding")
+        finally:
+            tracecontext.CURRENT.reset(token)
+        [line] = [json.loads(text) for text in capsys.readouterr().err.splitlines() if text.strip()]
+    finally:
+        logging.getLogger().handlers = []
+        structlog.reset_defaults()
+    assert line["event"] == "deciding" and line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert line["span_id"] == "00f067aa0ba902b7" and line["service"] == "router"
