@@ -20,19 +20,34 @@ Event types are classified by a small registry (`EVENT_KINDS`) then by name patt
 (`NAME_PATTERNS`: "...Deadline...Breach..." is a deadline breach, any other "...Breach..." a regulation
 breach), so event types added later are counted without a change here; a type neither knows is listed
 under `unknown_event_types` with its count, never dropped.
+
+Periods of days (`LocalPeriod`) are cut at local midnight in each region's time zone (La Réunion UTC+4,
+Guyane UTC-3...): an event is in the period when its local date, in its own region's zone, is one of the
+days; an event with no region is cut in `FALLBACK_ZONE`. Raw instants (`from_ms`/`to_ms`) are still taken,
+for a bundle's own period.
+
+Beside the figures per region and operator kind, the report computes what France compétences' audit
+d'initialisation looked at: the CEP's own appointment delay (intake -> first level-1 or level-2 start at
+the intake's operator) and the reception sites in use per département, and the operators that sent
+nothing (silence, `SILENCE_THRESHOLD_DAYS`). Delay distributions are binned (`DELAY_BINS_S`) so that a
+document draws its charts from the JSON alone.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
+import json
 import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 REPORT_FORMAT = "cep-bus-audit-report/1"
 
@@ -62,6 +77,7 @@ EVENT_KINDS: dict[str, str] = {
     "ReferralRequested": "referral",
     "ReferralStatusChanged": "referral_claim",  # a raw update (ledgers from before verdicts): not counted
     "ReferralUpdateVerdict": "referral_verdict",
+    "ServiceLevelStarted": "service_level",
     "LedgerErasure": "erasure",
 }
 
@@ -76,6 +92,22 @@ ACCEPTED_STATUSES = frozenset({"accepted", "appointment_booked", "first_appointm
 DECLINED_STATUSES = frozenset({"declined"})
 FIRST_APPOINTMENT_STATUS = "first_appointment_held"
 CHOICES = ("stay", "switch", "undecided")
+
+#: A notice is on time when issued within this many seconds of its intake, on the bus's clock (the
+#: notifier's dashboard and alerts use the same threshold, `services/notifier/metrics.py`).
+NOTICE_ON_TIME_S = 60.0
+#: An operator that sent nothing for more than six months gets a formal notice (L6111-6-1 reporting).
+SILENCE_THRESHOLD_DAYS = 183
+#: Channels of remote delivery (allowed by the cahier des charges with the same requirements).
+REMOTE_CHANNELS = frozenset({"phone", "video"})
+#: Service levels that end the wait for a CEP appointment.
+SERVICE_LEVELS = frozenset({"level_1", "level_2"})
+#: Where an event that names no region has its local midnight (France compétences' own zone).
+FALLBACK_ZONE = "Europe/Paris"
+#: Lower edges (seconds) of the bins of every delay distribution; the last bin is open-ended.
+DELAY_BINS_S: tuple[int, ...] = (
+    0, 1, 10, 60, 600, 3600, 86_400, 3 * 86_400, 7 * 86_400, 14 * 86_400, 30 * 86_400, 60 * 86_400,
+)  # fmt: skip
 
 
 def short_name(event_type: str) -> str:
@@ -145,15 +177,178 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
+# -- periods ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def local_midnight_ms(day: date, zone: str) -> int:
+    """Unix ms of 00:00 on `day` in the IANA `zone` (French zones have no DST change at midnight)."""
+    moment = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone))
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class LocalPeriod:
+    """Whole days, first to last inclusive (either end open), cut at local midnight in each region's
+    zone: an event is in the period when its local date in its own region is one of the days, so an
+    intake at 23:30 in La Réunion on the last day is in and one at 00:30 the next local day is out,
+    whatever the UTC date. `zones` maps region codes to IANA zones (the reference's `timezone`)."""
+
+    first_day: date | None
+    last_day: date | None
+    zones: Mapping[str, str] = field(default_factory=dict)
+    fallback_zone: str = FALLBACK_ZONE
+
+    def __post_init__(self) -> None:
+        if self.first_day and self.last_day and self.first_day > self.last_day:
+            raise ValueError(f"the period ends ({self.last_day}) before it starts ({self.first_day})")
+
+    def zone(self, region: str | None) -> str:
+        return self.zones.get(region or "", self.fallback_zone)
+
+    def bounds_ms(self, region: str | None) -> tuple[int | None, int | None]:
+        """[start, end) in Unix ms for events of `region` (its zone, else the fallback zone)."""
+        zone = self.zone(region)
+        start = None if self.first_day is None else local_midnight_ms(self.first_day, zone)
+        end = None if self.last_day is None else local_midnight_ms(self.last_day + timedelta(days=1), zone)
+        return start, end
+
+    def contains(self, when_ms: int, region: str | None) -> bool:
+        start, end = self.bounds_ms(region)
+        return (start is None or when_ms >= start) and (end is None or when_ms < end)
+
+    def envelope_ms(self) -> tuple[int | None, int | None]:
+        """The earliest start and the latest end over every zone: what any region's period lies within."""
+        bounds = [self.bounds_ms(code) for code in self.zones] + [self.bounds_ms(None)]
+        starts = [start for start, _ in bounds if start is not None]
+        ends = [end for _, end in bounds if end is not None]
+        return (min(starts) if starts else None), (max(ends) if ends else None)
+
+
+def local_period(
+    first_day: date | str | None, last_day: date | str | None, zones: Mapping[str, str]
+) -> LocalPeriod:
+    """The period of days `first_day`..`last_day` (dates or `YYYY-MM-DD`) cut at local midnight in each
+    region's zone (`zones`: region code -> IANA zone); ValueError for a bad date or reversed days."""
+
+    def day(value: date | str | None) -> date | None:
+        return date.fromisoformat(value) if isinstance(value, str) else value
+
+    return LocalPeriod(day(first_day), day(last_day), dict(zones))
+
+
+def _describe_period(
+    period: LocalPeriod | None, from_ms: int | None, to_ms: int | None, regions: Iterable[str]
+) -> dict[str, Any]:
+    """Which convention cut the period, and the instants it gave each region (for the reader)."""
+    if period is None:
+        cut = "none" if from_ms is None and to_ms is None else "instants [from_ms, to_ms)"
+        return {"from": None, "to": None, "cut": cut, "from_ms": from_ms, "to_ms": to_ms}
+    bounds = {}
+    for code in sorted(set(regions)):
+        start, end = period.bounds_ms(code)
+        bounds[code] = {"zone": period.zone(code), "from_ms": start, "to_ms": end}
+    return {
+        "from": None if period.first_day is None else period.first_day.isoformat(),
+        "to": None if period.last_day is None else period.last_day.isoformat(),
+        "cut": "local midnight per region",
+        "fallback_zone": period.fallback_zone,
+        "regions": bounds,
+    }
+
+
+# -- operators, distributions, groups -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownOperator:
+    """An operator that must report its activity (the reference's CEP operators), for the silence check."""
+
+    org_id: str
+    kind: str
+    region_code: str
+
+
+def histogram(delays_ms: Iterable[int], bins_s: tuple[int, ...] = DELAY_BINS_S) -> list[int]:
+    """Counts of delays per bin: bin i is [bins_s[i], bins_s[i+1]) seconds, the last one open-ended;
+    a negative delay (claimed times only) counts in the first bin."""
+    counts = [0] * len(bins_s)
+    for delay in delays_ms:
+        counts[max(0, bisect.bisect_right(bins_s, delay / 1000) - 1)] += 1
+    return counts
+
+
+def _distribution(pairs: list[tuple[Stamp, Stamp]]) -> dict[str, list[int]]:
+    recorded = [end.recorded_ms - start.recorded_ms for start, end in pairs]
+    claimed = [end.claimed_ms - start.claimed_ms for start, end in pairs]
+    out = {"recorded": histogram(recorded)}
+    if claimed != recorded:
+        out["claimed"] = histogram(claimed)
+    return out
+
+
+#: The counters kept per region and per operator kind, in the order a document shows them.
+GROUP_COUNTS = (
+    "intakes", "notices_due", "notices_issued", "notices_on_time", "notices_due_not_issued",
+    "choices_stay", "choices_switch", "choices_undecided", "referrals", "referrals_accepted",
+    "referrals_declined", "referrals_awaiting_answer", "regulation_breaches", "deadline_breaches",
+    "service_started", "silent_operators",
+)  # fmt: skip
+#: The delays kept per region and per operator kind.
+GROUP_DELAYS = ("intake_to_notice_delay", "delay_to_first_appointment", "cep_appointment_delay")
+
+
+@dataclass
+class _Groups:
+    """Counters and delay spans per region and per operator kind."""
+
+    counts: dict[str, dict[str, Counter[str]]] = field(
+        default_factory=lambda: {"region": defaultdict(Counter), "kind": defaultdict(Counter)}
+    )
+    spans: dict[tuple[str, str, str], list[tuple[Stamp, Stamp]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def add(self, region: str | None, kind: str | None, metric: str, n: int = 1) -> None:
+        self.counts["region"][region or "?"][metric] += n
+        self.counts["kind"][kind or "?"][metric] += n
+
+    def span(self, region: str | None, kind: str | None, delay: str, pair: tuple[Stamp, Stamp]) -> None:
+        self.spans[("region", region or "?", delay)].append(pair)
+        self.spans[("kind", kind or "?", delay)].append(pair)
+
+    def table(self, dimension: str) -> dict[str, dict[str, Any]]:
+        keys = set(self.counts[dimension]) | {key for dim, key, _ in self.spans if dim == dimension}
+        out: dict[str, dict[str, Any]] = {}
+        for key in sorted(keys):
+            counts = self.counts[dimension].get(key, Counter())
+            row: dict[str, Any] = {metric: counts.get(metric, 0) for metric in GROUP_COUNTS}
+            for delay in GROUP_DELAYS:
+                row[delay] = delay_pair(self.spans.get((dimension, key, delay), []))
+            out[key] = row
+        return out
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
 def build_report(
     records: Iterable[ReportRecord],
     *,
     region: str | None = None,
     from_ms: int | None = None,
     to_ms: int | None = None,
+    period: LocalPeriod | None = None,
+    operators: Iterable[KnownOperator] | None = None,
 ) -> dict[str, Any]:
     """The audit report (a JSON-ready dict) over `records`, which should be the whole ledger: events
-    outside the scope still link notices and statuses to the intakes and referrals in scope."""
+    outside the scope still link notices and statuses to the intakes and referrals in scope.
+
+    The scope in time is either `period` (days cut at local midnight per region) or the instants
+    [`from_ms`, `to_ms`), not both. `operators` (the operators that must report) enables the silence
+    check; without it `silent_operators` is null."""
+    if period is not None and (from_ms is not None or to_ms is not None):
+        raise ValueError("give a period of days or instants (from_ms, to_ms), not both")
     ordered = sorted(records, key=lambda r: (r.occurred_at_ms, r.event_id))
     region_of_journey: dict[str, str] = {}
     region_of_referral: dict[str, str] = {}
@@ -175,20 +370,28 @@ def build_report(
         )
 
     def in_scope(record: ReportRecord) -> bool:
-        when = record.occurred_at_ms
-        if (from_ms is not None and when < from_ms) or (to_ms is not None and when >= to_ms):
+        code = region_for(record)
+        if region is not None and code != region:
             return False
-        return region is None or region_for(record) == region
+        when = record.occurred_at_ms
+        if period is not None:
+            return period.contains(when, code)
+        return not ((from_ms is not None and when < from_ms) or (to_ms is not None and when >= to_ms))
 
-    # Linking events, whenever they happened: first notice request / notice per intake, statuses per referral.
+    # Linking events, whenever they happened: first notice request / notice per intake, statuses per
+    # referral, service levels per intake; and each intake's operator kind (for the choice that follows).
     notice_due_at: dict[str, int] = {}
     notice_issued_at: dict[str, Stamp] = {}
     obligation_of: dict[str, str] = {}
     statuses: dict[str, list[tuple[Stamp, str]]] = defaultdict(list)
     refused: Counter[str] = Counter()
+    levels: dict[str, list[tuple[Stamp, Mapping[str, str]]]] = defaultdict(list)
+    intake_kind: dict[str, str | None] = {}
     for record in ordered:
         kind, facts = classify(record.event_type), record.facts
-        if kind == "notice_due" and facts.get("intake_event_id"):
+        if kind == "intake":
+            intake_kind[record.event_id] = facts.get("operator_kind")
+        elif kind == "notice_due" and facts.get("intake_event_id"):
             notice_due_at.setdefault(facts["intake_event_id"], record.recorded_at_ms)
             obligation_of.setdefault(facts["intake_event_id"], facts.get("obligation", "mandatory"))
         elif kind == "notice_issued" and facts.get("intake_event_id"):
@@ -200,48 +403,63 @@ def build_report(
                 statuses[facts["referral_id"]].append((stamp, facts["status"]))
             else:
                 refused[facts.get("reason_code") or "?"] += 1
+        elif (
+            kind == "service_level" and facts.get("intake_event_id") and facts.get("level") in SERVICE_LEVELS
+        ):
+            levels[facts["intake_event_id"]].append((Stamp.of(record), facts))
 
     by_region: Counter[str] = Counter()
     by_operator: Counter[str] = Counter()
     by_operator_kind: Counter[str] = Counter()
     by_channel: Counter[str] = Counter()
     intakes: dict[str, Stamp] = {}
+    intake_facts: dict[str, Mapping[str, str]] = {}
     choices: Counter[str] = Counter({choice: 0 for choice in CHOICES})
     switch_to: Counter[str] = Counter()
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
     by_recipient_kind: Counter[str] = Counter()
     referrals: dict[str, Stamp] = {}
+    referral_group: dict[str, tuple[str | None, str | None]] = {}
     decisions: Counter[str] = Counter()
     breaches: dict[str, Counter[str]] = {"deadline_breach": Counter(), "regulation_breach": Counter()}
     breach_rules: dict[str, Counter[str]] = {"deadline_breach": Counter(), "regulation_breach": Counter()}
     by_type: Counter[str] = Counter()
     unknown: Counter[str] = Counter()
+    groups = _Groups()
     erasures = 0
     without_region = 0
 
     for record in ordered:
         if not in_scope(record):
             continue
-        facts, kind = record.facts, classify(record.event_type)
+        facts, kind, code = record.facts, classify(record.event_type), region_for(record)
         by_type[record.event_type] += 1
-        if region_for(record) is None:
+        if code is None:
             without_region += 1
         if kind == "intake":
             intakes[record.event_id] = Stamp.of(record)
+            intake_facts[record.event_id] = facts
             by_region[facts.get("region_code", "?")] += 1
             by_operator[facts.get("operator_id", "?")] += 1
             by_operator_kind[facts.get("operator_kind", "?")] += 1
             by_channel[facts.get("channel", "?")] += 1
+            groups.add(facts.get("region_code"), facts.get("operator_kind"), "intakes")
         elif kind == "decision":
             decisions[facts.get("decision") or facts.get("status", "?")] += 1
         elif kind == "choice":
             choices[facts.get("choice", "?")] += 1
             if facts.get("choice") == "switch":
                 switch_to[facts.get("chosen_operator_kind", "?")] += 1
+            if facts.get("choice") in CHOICES:
+                operator_kind = intake_kind.get(facts.get("intake_event_id", ""))
+                groups.add(code, operator_kind, f"choices_{facts['choice']}")
         elif kind == "referral":
-            referrals[facts.get("referral_id", record.event_id)] = Stamp.of(record)
+            referral_id = facts.get("referral_id", record.event_id)
+            referrals[referral_id] = Stamp.of(record)
+            referral_group[referral_id] = (code, facts.get("recipient_kind"))
             matrix[facts.get("requester_org_id", "?")][facts.get("recipient_org_id", "?")] += 1
             by_recipient_kind[facts.get("recipient_kind", "?")] += 1
+            groups.add(code, facts.get("recipient_kind"), "referrals")
         elif kind in breaches:
             breaches[kind][short_name(record.event_type)] += 1
             rule = (
@@ -251,6 +469,8 @@ def build_report(
                 or facts.get("deadline")
             )
             breach_rules[kind][rule or "?"] += 1
+            who = facts.get("operator_kind") or facts.get("recipient_kind")
+            groups.add(code, who, "deadline_breaches" if kind == "deadline_breach" else "regulation_breaches")
         elif kind == "erasure":
             erasures += 1
         elif kind is None:
@@ -259,23 +479,65 @@ def build_report(
     due = [i for i in intakes if i in notice_due_at]
     issued = [i for i in intakes if i in notice_issued_at]
     mandatory = [i for i in due if obligation_of.get(i) != "informative"]
+    on_time = 0
+    for intake_id in intakes:
+        facts = intake_facts[intake_id]
+        where, who = facts.get("region_code"), facts.get("operator_kind")
+        if intake_id in notice_due_at:
+            groups.add(where, who, "notices_due")
+            if intake_id not in notice_issued_at:
+                groups.add(where, who, "notices_due_not_issued")
+        if intake_id in notice_issued_at:
+            pair = (intakes[intake_id], notice_issued_at[intake_id])
+            groups.add(where, who, "notices_issued")
+            groups.span(where, who, "intake_to_notice_delay", pair)
+            if pair[1].recorded_ms - pair[0].recorded_ms <= NOTICE_ON_TIME_S * 1000:
+                on_time += 1
+                groups.add(where, who, "notices_on_time")
     accepted = declined = 0
     first_appointment: list[tuple[Stamp, Stamp]] = []
+    first_appointment_located: list[tuple[str | None, tuple[Stamp, Stamp]]] = []
     for referral_id, requested_at in referrals.items():
+        where, who = referral_group[referral_id]
         seen = sorted(statuses.get(referral_id, []), key=lambda item: item[0].recorded_ms)
         names = {status for _, status in seen}
         if names & ACCEPTED_STATUSES:
             accepted += 1
+            groups.add(where, who, "referrals_accepted")
         elif names & DECLINED_STATUSES:
             declined += 1
+            groups.add(where, who, "referrals_declined")
+        else:
+            groups.add(where, who, "referrals_awaiting_answer")
         held = [when for when, status in seen if status == FIRST_APPOINTMENT_STATUS]
         if held:
             first_appointment.append((requested_at, held[0]))
+            first_appointment_located.append((where, (requested_at, held[0])))
+            groups.span(where, who, "delay_to_first_appointment", (requested_at, held[0]))
     notice_delays = [(intakes[i], notice_issued_at[i]) for i in issued]
+    appointments = _cep_appointments(intakes, intake_facts, levels, groups)
+    silent = None
+    if operators is not None:
+        expected = [op for op in operators if region is None or op.region_code == region]
+        silent = _silent_operators(ordered, expected, period, from_ms, to_ms, groups)
+    located = {
+        "intake_to_notice": [
+            (intake_facts[i].get("region_code"), pair) for i, pair in zip(issued, notice_delays, strict=True)
+        ],
+        "referral_to_first_appointment": first_appointment_located,
+        "cep_appointment": [(intake_facts[i].get("region_code"), pair) for i, pair, _ in appointments],
+    }
+    distributions: dict[str, Any] = {"bins_s": list(DELAY_BINS_S)}
+    distributions.update((name, _distributions(pairs)) for name, pairs in located.items())
+    from_ms_out, to_ms_out = from_ms, to_ms
+    if period is not None:
+        from_ms_out, to_ms_out = period.bounds_ms(region) if region is not None else period.envelope_ms()
+    described = [region] if region is not None else list(period.zones) if period is not None else []
 
     return {
         "format": REPORT_FORMAT,
-        "scope": {"region": region, "from_ms": from_ms, "to_ms": to_ms},
+        "scope": {"region": region, "from_ms": from_ms_out, "to_ms": to_ms_out},
+        "period": _describe_period(period, from_ms, to_ms, described),
         "events_in_scope": sum(by_type.values()),
         "events_by_type": _counter(by_type),
         "events_without_region": without_region,
@@ -294,6 +556,8 @@ def build_report(
             "issued": len(issued),
             "due_not_issued": len(set(due) - set(issued)),
             "intake_to_notice_delay": delay_pair(notice_delays),
+            "on_time": on_time,
+            "on_time_within_s": NOTICE_ON_TIME_S,
         },
         "choices": {**_counter(choices), "switch_to": _counter(switch_to)},
         "referrals": {
@@ -319,6 +583,208 @@ def build_report(
         },
         "erasures": erasures,
         "unknown_event_types": _counter(unknown),
+        "cep_appointment_delay": _appointment_section(len(intakes), intake_facts, appointments),
+        "reception_sites": _reception_sites(intake_facts),
+        "silent_operators": silent,
+        "by_region": groups.table("region"),
+        "by_operator_kind": groups.table("kind"),
+        "delay_distributions": distributions,
+    }
+
+
+# -- the indicators the audit d'initialisation looked at ---------------------------------------------
+
+Span = tuple[Stamp, Stamp]
+#: (intake event id, (intake, first level start), the first start's facts)
+Appointment = tuple[str, Span, Mapping[str, str]]
+DAY_MS = 86_400_000
+
+
+def _cep_appointments(
+    intakes: Mapping[str, Stamp],
+    intake_facts: Mapping[str, Mapping[str, str]],
+    levels: Mapping[str, list[tuple[Stamp, Mapping[str, str]]]],
+    groups: _Groups,
+) -> list[Appointment]:
+    """Each intake in scope with its first level-1 or level-2 start at the intake's own operator (a
+    start elsewhere, after a switch, is another operator's appointment), first on the bus's clock."""
+    out: list[Appointment] = []
+    for intake_id, stamp in intakes.items():
+        facts = intake_facts[intake_id]
+        operator = facts.get("operator_id")
+        own = [
+            (when, started)
+            for when, started in levels.get(intake_id, [])
+            if operator is None or started.get("operator_id") in (None, operator)
+        ]
+        if not own:
+            continue
+        when, started = min(own, key=lambda item: (item[0].recorded_ms, item[0].claimed_ms))
+        out.append((intake_id, (stamp, when), started))
+        where, who = facts.get("region_code"), facts.get("operator_kind")
+        groups.add(where, who, "service_started")
+        groups.span(where, who, "cep_appointment_delay", (stamp, when))
+    return out
+
+
+def delivery(channel: str | None) -> str:
+    """`remote` for phone and video, `in_person` otherwise ("?" when the channel is not known)."""
+    if channel is None or channel == "?":
+        return "?"
+    return "remote" if channel in REMOTE_CHANNELS else "in_person"
+
+
+def _grouped(items: Iterable[tuple[str, Span]]) -> dict[str, dict[str, Any]]:
+    spans: dict[str, list[Span]] = defaultdict(list)
+    for key, span in items:
+        spans[key].append(span)
+    return {key: delay_pair(spans[key]) for key in sorted(spans)}
+
+
+def _appointment_section(
+    intake_count: int, intake_facts: Mapping[str, Mapping[str, str]], appointments: list[Appointment]
+) -> dict[str, Any]:
+    """The CEP's own appointment delay, overall and by region, département, channel and delivery
+    (remote included), first level, and by reception site when the leaves carry one."""
+
+    def channel(intake_id: str, started: Mapping[str, str]) -> str:
+        return started.get("channel") or intake_facts[intake_id].get("channel") or "?"
+
+    by_region_delivery: dict[str, list[tuple[str, Span]]] = defaultdict(list)
+    for intake_id, span, started in appointments:
+        where = intake_facts[intake_id].get("region_code", "?")
+        by_region_delivery[where].append((delivery(channel(intake_id, started)), span))
+    sites = [
+        (intake_facts[i]["reception_site"], span) for i, span, _ in appointments
+        if "reception_site" in intake_facts[i]
+    ]  # fmt: skip
+    return {
+        "intakes": intake_count,
+        "started": len(appointments),
+        "not_started": intake_count - len(appointments),
+        "delay": delay_pair(span for _, span, _ in appointments),
+        "by_region": _grouped((intake_facts[i].get("region_code", "?"), s) for i, s, _ in appointments),
+        "by_departement": _grouped(
+            (intake_facts[i].get("departement_code", "?"), s) for i, s, _ in appointments
+        ),
+        "by_channel": _grouped((channel(i, started), s) for i, s, started in appointments),
+        "by_delivery": _grouped((delivery(channel(i, started)), s) for i, s, started in appointments),
+        "by_first_level": _grouped((started.get("level", "?"), s) for _, s, started in appointments),
+        "by_region_and_delivery": {
+            code: _grouped(items) for code, items in sorted(by_region_delivery.items())
+        },
+        "by_reception_site": _grouped(sites)
+        if any("reception_site" in f for f in intake_facts.values())
+        else None,
+    }
+
+
+def _reception_sites(intake_facts: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """Per département, the intakes received there in person and remotely and by which operators; the
+    sites themselves only when the leaves carry a `reception_site` fact (see record.NON_PERSONAL_FIELDS:
+    today the site is sealed with the event, so the operators stand in for them)."""
+    rows: dict[str, dict[str, Any]] = {}
+    with_site = any("reception_site" in facts for facts in intake_facts.values())
+    for facts in intake_facts.values():
+        dep = facts.get("departement_code", "?")
+        row = rows.setdefault(dep, {"region_code": facts.get("region_code"), "intakes": 0, "in_person": 0,
+                                    "remote": 0, "operators": Counter(), "sites": Counter()})  # fmt: skip
+        row["intakes"] += 1
+        mode = delivery(facts.get("channel"))
+        if mode in ("in_person", "remote"):
+            row[mode] += 1
+        row["operators"][facts.get("operator_id", "?")] += 1
+        if "reception_site" in facts:
+            row["sites"][facts["reception_site"]] += 1
+    by_departement = {}
+    for dep in sorted(rows):
+        row = rows[dep]
+        by_departement[dep] = {
+            **{key: row[key] for key in ("region_code", "intakes", "in_person", "remote")},
+            "operators": _counter(row["operators"]),
+            "site_count": len(row["sites"]) if with_site else None,
+            "sites": _counter(row["sites"]) if with_site else None,
+        }
+    return {
+        "site_fact_in_ledger": with_site,
+        "departements_with_intakes": len(rows),
+        "sites_in_use": sum(len(row["sites"]) for row in rows.values()) if with_site else None,
+        "by_departement": by_departement,
+    }
+
+
+def _silent_operators(
+    ordered: list[ReportRecord],
+    operators: list[KnownOperator],
+    period: LocalPeriod | None,
+    from_ms: int | None,
+    to_ms: int | None,
+    groups: _Groups,
+) -> dict[str, Any]:
+    """The operators the bus heard nothing from in the period (no event they produced, no status update
+    of theirs applied), on the bus's clock, with how long they have been silent as of the period's end
+    (or the ledger's last entry, if earlier): more than SILENCE_THRESHOLD_DAYS calls for a formal notice.
+    An operator never heard of is silent since the ledger's first entry."""
+    known = {op.org_id: op for op in operators}
+
+    def bounds(op: KnownOperator) -> tuple[int | None, int | None]:
+        return period.bounds_ms(op.region_code) if period is not None else (from_ms, to_ms)
+
+    first = min((r.recorded_at_ms for r in ordered), default=None)
+    latest = max((r.recorded_at_ms for r in ordered), default=None)
+    last_heard: dict[str, int] = {}
+    heard: set[str] = set()
+    for record in ordered:
+        facts = record.facts
+        senders = {facts.get("producer_org_id", "")}
+        if classify(record.event_type) == "referral_verdict" and facts.get("verdict") == "applied":
+            senders.add(facts.get("signer_org_id", ""))
+        for org_id in senders & known.keys():
+            start, end = bounds(known[org_id])
+            when = record.recorded_at_ms
+            if end is not None and when >= end:
+                continue
+            last_heard[org_id] = max(last_heard.get(org_id, when), when)
+            if start is None or when >= start:
+                heard.add(org_id)
+    rows: dict[str, dict[str, Any]] = {}
+    for org_id in sorted(known.keys() - heard):
+        op = known[org_id]
+        end = bounds(op)[1]
+        as_of = latest if end is None or latest is None else min(end, latest)
+        since = last_heard.get(org_id, first)
+        days = None if as_of is None or since is None else round((as_of - since) / DAY_MS, 1)
+        rows[org_id] = {
+            "kind": op.kind,
+            "region_code": op.region_code,
+            "last_heard_ms": last_heard.get(org_id),
+            "silent_since_ms": since,
+            "as_of_ms": as_of,
+            "silent_days": days,
+            "formal_notice_due": days is not None and days > SILENCE_THRESHOLD_DAYS,
+        }
+        groups.add(op.region_code, op.kind, "silent_operators")
+    return {
+        "threshold_days": SILENCE_THRESHOLD_DAYS,
+        "expected": len(known),
+        "heard": len(heard),
+        "silent": len(rows),
+        "formal_notice_due": sum(1 for row in rows.values() if row["formal_notice_due"]),
+        "ledger_first_ms": first,
+        "ledger_last_ms": latest,
+        "operators": rows,
+    }
+
+
+def _distributions(located: list[tuple[str | None, Span]]) -> dict[str, Any]:
+    """Binned delays (DELAY_BINS_S), overall and per region, on the bus's clock and, where they
+    differ, on the claimed times."""
+    by_region: dict[str, list[Span]] = defaultdict(list)
+    for code, span in located:
+        by_region[code or "?"].append(span)
+    return {
+        "all": _distribution([span for _, span in located]),
+        "by_region": {code: _distribution(by_region[code]) for code in sorted(by_region)},
     }
 
 
@@ -326,8 +792,16 @@ def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             _flatten(f"{prefix}.{key}" if prefix else str(key), item, rows)
+    elif isinstance(value, list):  # e.g. a distribution's counts: one row per bin, `...recorded.0`
+        for position, item in enumerate(value):
+            _flatten(f"{prefix}.{position}", item, rows)
     else:
         rows.append((prefix, "" if value is None else str(value)))
+
+
+def report_json(report: Mapping[str, Any]) -> str:
+    """The report as `--format json` prints it and as the PDF document carries it attached: the same text."""
+    return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
 
 
 def report_csv(report: Mapping[str, Any]) -> str:

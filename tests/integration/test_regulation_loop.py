@@ -69,10 +69,7 @@ def test_redelivered_events_add_no_ledger_entry(bus: RunningBus) -> None:
         publisher.publish_many(first)
         sentinels = [intake(person=person, cadre=True) for person in people]
         publisher.publish_many(sentinels)
-    sentinel_notices = {
-        service_id(s.event_id, "notice-requested", "notice-issued")
-        for s in sentinels
-    }
+    sentinel_notices = {service_id(s.event_id, "notice-requested", "notice-issued") for s in sentinels}
     assert not wait_for_ids(bus, sentinel_notices)
     assert ledger_types_for(bus, correlations) == before
 

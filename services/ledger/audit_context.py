@@ -1,0 +1,122 @@
+"""What `cep-bus audit report` needs besides the leaves: the reference's time zones (a period of days is cut
+at local midnight in each region) and operators (who must report, for the silence check), and what the
+figures were computed from and how that was verified, for the document's cover.
+
+Kept out of `services.ledger.report`, which stays pure (leaves and arguments in, a dict out); everything
+here reads files: the reference data, the ledger's database, its signing key.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from cepbus.contract.models import CEP_OPERATOR_KINDS
+from cepbus.reference import ReferenceData, load_reference
+from services.ledger.report import KnownOperator, LocalPeriod, local_period
+
+
+def region_zones(reference: ReferenceData | None = None) -> dict[str, str]:
+    """Region code -> IANA zone, from the reference (`Region.timezone`)."""
+    regions = (reference or load_reference()).regions
+    return {code: region.timezone for code, region in sorted(regions.items())}
+
+
+def reference_period(
+    from_date: str | None, to_date: str | None, reference: ReferenceData | None = None
+) -> LocalPeriod | None:
+    """The days `--from`..`--to` cut at local midnight per region, or None when neither is given;
+    ValueError naming the bad date or the reversed period."""
+    if from_date is None and to_date is None:
+        return None
+    for text in (from_date, to_date):
+        if text is not None:
+            try:
+                local_period(text, None, {})
+            except ValueError:
+                raise ValueError(f"{text!r} is not a date YYYY-MM-DD") from None
+    return local_period(from_date, to_date, region_zones(reference))
+
+
+def reference_operators(reference: ReferenceData | None = None) -> list[KnownOperator]:
+    """The operators the law expects reports from: each region's five CEP operators (the regional one,
+    Apec, Cap emploi, France Travail, the Mission locale contact)."""
+    return [
+        KnownOperator(org.org_id, org.kind.value, org.region_code)
+        for org in (reference or load_reference()).organisations()
+        if org.kind in CEP_OPERATOR_KINDS
+    ]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def ledger_attestation(database_url: str) -> dict[str, Any]:
+    """The ledger's latest signed checkpoint and the result of a full `store.verify()` (as `cep-bus ledger
+    verify` runs it: checkpoint signatures checked with the ledger's own key when its file exists)."""
+    from services.ledger.settings import LedgerSettings
+    from services.ledger.signing import load_signer
+    from services.ledger.store import open_store
+
+    settings = LedgerSettings()
+    problem = None
+    verifier = None
+    if settings.signing_key_path.exists():
+        try:
+            verifier = load_signer(settings, allow_generate=False).verifier()
+        except (OSError, ValueError) as exc:
+            problem = f"signing key unusable, signatures not checked: {exc}"
+    from cepbus.runtime.progress import progress
+
+    with open_store(database_url) as store:
+        with progress("verifying ledger entries", store.size()) as update:
+            result = store.verify(verifier, progress=update)
+        latest = store.latest_checkpoint()
+    checkpoint = None
+    if latest is not None:
+        checkpoint = {
+            "origin": latest.checkpoint.origin,
+            "tree_size": latest.checkpoint.size,
+            "root_b64": _b64(latest.checkpoint.root),
+            "signed_at_ms": latest.signed_at_ms,
+            "note": latest.note,
+        }
+    return {
+        "origin": latest.checkpoint.origin if latest is not None else settings.origin,
+        "checkpoint": checkpoint,
+        "verification": {
+            "method": "ledger",
+            "ok": result.ok,
+            "entries_checked": result.entries_checked,
+            "root_b64": _b64(result.root),
+            "first_bad_index": result.first_bad_index,
+            "reason": result.reason,
+            "signatures_checked_with": None if verifier is None else str(verifier),
+            "key_problem": problem,
+        },
+    }
+
+
+def bundle_attestation(document: Any, source: dict[str, Any]) -> dict[str, Any]:
+    """The verified bundle's checkpoint (its signed note) and what its verification checked: only ever
+    called once `verify_bundle` passed, so `ok` is always true here."""
+    return {
+        "checkpoint": {
+            "origin": source["origin"],
+            "tree_size": source["tree_size"],
+            "root_b64": source["root_b64"],
+            "signed_at_ms": None,
+            "note": document["checkpoint"],
+        },
+        "verification": {
+            "method": "bundle",
+            "ok": True,
+            "entries_checked": source["tree_size"],
+            "root_b64": source["root_b64"],
+            "first_bad_index": None,
+            "reason": None,
+            "signatures_checked_with": source["verified_by"],
+            "key_problem": None,
+        },
+    }
