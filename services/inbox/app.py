@@ -244,6 +244,15 @@ def build_app(
                 "Le suivi des orientations ne répond pas pour le moment. Réessayez dans quelques minutes.",
             )
 
+    def verdicts_of(session: Session, sent: list[SentUpdate]) -> dict[str, dict[str, Any]]:
+        """The router's verdicts on these sent updates, by event id (those it has judged)."""
+        found = {}
+        for update in sent:
+            verdict = inbox.read_side.update_verdict(session.org_id, update.event_id, session.token)
+            if verdict is not None:
+                found[update.event_id] = verdict
+        return found
+
     def referral_or_404(session: Session, referral_id: str, request: Request) -> dict[str, Any] | Response:
         view = read(session, lambda: inbox.read_side.referral(referral_id, session.token), request)
         if isinstance(view, Response):
@@ -373,9 +382,24 @@ def build_app(
         zone = inbox.zone(record.get("region_code"))
         applied = {h["event_id"] for h in view.get("history", [])}
         unapplied = [s for s in session.sent if s.referral_id == referral_id and s.event_id not in applied]
+        # what the router said of each sent update not in the history: refused (with its reason), or
+        # nothing yet (waiting, then, past the window, not applied: the bus is slow or lost it)
+        verdicts = read(session, lambda: verdicts_of(session, unapplied), request)
+        if isinstance(verdicts, Response):
+            return verdicts
+        refused = [
+            {
+                "sent": s,
+                "code": verdicts[s.event_id].get("reason_code") or "refused",
+                "text": steps.label(steps.REFUSAL_TEXTS, verdicts[s.event_id].get("reason_code")),
+            }
+            for s in unapplied
+            if verdicts.get(s.event_id, {}).get("verdict") == "refused"
+        ]
+        unjudged = [s for s in unapplied if s.event_id not in verdicts]
         window = settings.pending_window_s
-        waiting = [s for s in unapplied if time.time() - s.sent_at < window]
-        not_applied = [s for s in unapplied if time.time() - s.sent_at >= window]
+        waiting = [s for s in unjudged if time.time() - s.sent_at < window]
+        not_applied = [s for s in unjudged if time.time() - s.sent_at >= window]
         due = record.get("pending_deadline_due_at_ms")
         history = [
             {
@@ -405,6 +429,7 @@ def build_app(
             offers=[] if waiting else steps.offers(view, session.org_id),
             waiting=waiting,
             not_applied=not_applied,
+            refused=refused,
         )
 
     @app.post("/referrals/{referral_id}/steps")

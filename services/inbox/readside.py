@@ -21,6 +21,7 @@ from services.inbox.metrics import READ_SIDE_ERRORS
 #: The read side's own pattern of referral and organisation ids (services/router/referrals/http.py).
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _ID = re.compile(ID_PATTERN)
+_VERDICTS = ("applied", "refused")
 
 
 class ReadSideError(Exception):
@@ -90,6 +91,19 @@ class ReadSide:
             return None
         if status != 200 or not isinstance(body.get("referral"), dict):
             raise Unavailable(f"read side: unexpected answer {status} for referral {referral_id}")
+        return dict(body)
+
+    def update_verdict(self, org_id: str, event_id: str, token: str) -> dict[str, Any] | None:
+        """The router's verdict on an update the organisation signed (`verdict` applied or refused,
+        `reason_code`, `detail`), or None while the router has not judged it."""
+        if not (_ID.match(org_id) and _ID.match(event_id)):
+            return None
+        path = f"/organisations/{quote(org_id, safe='')}/updates/{quote(event_id, safe='')}"
+        status, body = self._answer(path, token)
+        if status in (404, 422):
+            return None
+        if status != 200 or body.get("event_id") != event_id or body.get("verdict") not in _VERDICTS:
+            raise Unavailable(f"read side: unexpected answer {status} for update {event_id}")
         return dict(body)
 
     def healthy(self) -> bool:

@@ -83,6 +83,9 @@ REFUSAL_TEXTS: dict[str, str] = {
     "wrong_actor": "Cette étape revient à l'autre partie de l'orientation.",
     "bad_reason_code": "Cette étape demande un motif de la liste.",
     "bad_note": "Le commentaire est trop long ou contient des caractères de contrôle.",
+    # refusals only the router can give (it judges after the bus, the inbox before)
+    "unknown_referral": "Le routeur ne connaît pas cette orientation.",
+    "replayed_event_id": "Cet identifiant d'étape a déjà servi à une autre mise à jour.",
 }
 #: Notes are signed and kept in the ledger (sealed): short, printable text only.
 NOTE_MAX = 500

@@ -3,6 +3,10 @@
     GET /referrals/{referral_id}              -> {"referral": {...}, "history": [...], "breaches": [...],
                                                   "steps": [...]}
     GET /organisations/{org_id}/referrals     -> {"org_id": ..., "open": [...]}
+    GET /organisations/{org_id}/updates/{event_id}
+                                              -> the router's verdict on a status update that
+                                                 organisation signed: applied or refused, with the
+                                                 reason (404 while it has not judged it)
     GET /healthz                              -> {"ok": true}   (no authentication)
     GET /openapi.json, /docs                  -> the OpenAPI document, from FastAPI
 
@@ -62,6 +66,24 @@ def next_steps(state: ReferralStatus) -> list[dict[str, Any]]:
     ]
 
 
+def verdict_view(store: ReferralStore, org_id: str, event_id: str) -> dict[str, Any] | None:
+    """The verdict given on the update `org_id` signed with `event_id` (None: not judged yet, or not
+    authenticated as that organisation's, which the router does not remember). The same answer the
+    signer got on its rejection topic, for a client that does not read Kafka (the partner inbox)."""
+    seen = store.seen(org_id, event_id)
+    if seen is None:
+        return None
+    return {
+        "org_id": org_id,
+        "event_id": event_id,
+        "verdict": seen.verdict,
+        "reason_code": seen.reason_code,
+        "detail": seen.detail,
+        "state_before": seen.state_before.value if seen.state_before else None,
+        "state_after": seen.state_after.value if seen.state_after else None,
+    }
+
+
 def open_view(store: ReferralStore, org_id: str) -> dict[str, Any]:
     return {"org_id": org_id, "open": [record.to_json() for record in store.open_for(org_id)]}
 
@@ -117,6 +139,19 @@ def build_read_side(store: ReferralStore, tokens: TokenBook) -> FastAPI:
         if org_id != caller:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"authenticated as {caller}, not {org_id}")
         return open_view(store, org_id)
+
+    @app.get("/organisations/{org_id}/updates/{event_id}")
+    def update_verdict(
+        caller: Caller,
+        org_id: Annotated[str, Path(pattern=_ID)],
+        event_id: Annotated[str, Path(pattern=_ID)],
+    ) -> dict[str, Any]:
+        if org_id != caller:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"authenticated as {caller}, not {org_id}")
+        verdict = verdict_view(store, org_id, event_id)
+        if verdict is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no verdict yet on {org_id}'s update {event_id}")
+        return verdict
 
     return app
 

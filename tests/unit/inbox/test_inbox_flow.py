@@ -16,6 +16,7 @@ from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
 from services.inbox.settings import InboxSettings
 from services.inbox.steps import browser_fields, update_from_fields
+from services.router.referrals.handlers import UpdateRefused
 from services.router.referrals.machine import Actor, Refused, step
 from tests.support.fakes import RecordingProducer
 from tests.unit.inbox.harness import (
@@ -142,8 +143,37 @@ def test_a_step_the_router_has_not_applied_shows_as_waiting_then_as_not_applied(
     assert 'http-equiv="refresh"' in page and 'value="received"' not in page  # no step while waiting
     time.sleep(0.4)
     page = inbox.get(f"/referrals/{request.referral_id}").text
-    assert "le routeur ne l'a pas appliquée" in page and 'data-status="requested"' in page
+    assert "le routeur ne l'a pas encore jugée" in page and 'data-status="requested"' in page
     assert 'value="received"' in page  # offered again
+
+
+def test_a_step_the_router_refuses_after_the_bus_shows_the_routers_reason(harness: Harness) -> None:
+    """A race the inbox cannot see before publishing: its `accepted` leaves, the partner's own system
+    declines first, the router refuses the inbox's step. The page says so, with the router's reason
+    (read from the router's verdict), instead of waiting for an update that will never apply."""
+    harness.publisher.apply = False  # hold the inbox's update on the bus
+    request = harness.refer()
+    harness.lifecycle.on_status(partner_sdk().update(request, S.RECEIVED))
+    inbox = harness.inbox(settings=InboxSettings(pending_window_s=60))
+    log_in(inbox, PARTNER)
+    take_step(inbox, request.referral_id, "accepted", PARTNER)
+    assert "en attente de son application" in inbox.get(f"/referrals/{request.referral_id}").text
+    harness.lifecycle.on_status(partner_sdk().update(request, S.DECLINED, reason_code="no_capacity"))
+    [held] = harness.publisher.published
+    with pytest.raises(UpdateRefused):
+        harness.lifecycle.on_status(held)  # the bus delivers it now
+    page = inbox.get(f"/referrals/{request.referral_id}").text
+    assert "le routeur l'a refusée" in page and "(terminal_state)" in page
+    assert str(held.envelope.event_id) in page
+    assert "en attente" not in page and 'http-equiv="refresh"' not in page
+    assert harness.status(request.referral_id) == "declined"
+    asked = [path for path, _ in harness.read_side.calls if "/updates/" in path]
+    assert asked and all(path.startswith(f"/organisations/{PARTNER}/updates/") for path in asked)
+
+
+def partner_sdk() -> PartnerClient:
+    """The partner's own information system, beside its inbox."""
+    return PartnerClient(PARTNER, dev_private_key(PARTNER), publisher=Publisher(producer=RecordingProducer()))
 
 
 def test_the_fields_the_page_signs_are_the_update_the_server_publishes(harness: Harness) -> None:

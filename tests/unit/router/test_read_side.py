@@ -11,15 +11,19 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from cepbus.contract.models import ReferralStatus
 from cepbus.reference import load_reference
 from cepbus.reference.directory import load_directory
+from cepbus.sdk.partner import PartnerClient
+from cepbus.sdk.publisher import Publisher
+from cepbus.trust.development import dev_private_key
 from cepbus_app.cli import app as cli
 from services.router.referrals.auth import TokenBook, issue_token, read_side_trust_problems
-from services.router.referrals.handlers import ReferralLifecycle
+from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
 from services.router.referrals.http import build_read_side
 from services.router.referrals.store import ReferralStore
 from tests.support.factories import MONDAY, referral
-from tests.support.fakes import MovableClock
+from tests.support.fakes import MovableClock, RecordingProducer
 
 A, B, C = "cep-r11", "apec-r11", "opco-sante"
 
@@ -117,3 +121,37 @@ def test_issue_token_from_the_command_line(tmp_path: Path) -> None:
         cli, ["referral", "issue-token", "--org", "nobody", "--tokens-file", str(path)]
     )
     assert refused.exit_code == 1 and "Traceback" not in refused.output
+
+
+def test_an_organisation_reads_the_routers_verdicts_on_its_own_updates_only(
+    store: ReferralStore, tokens: tuple[TokenBook, dict[str, str]]
+) -> None:
+    """The verdict a signer gets on its rejection topic, over HTTP for a client without Kafka (the
+    partner inbox); another organisation can neither ask under its own name nor under the signer's."""
+    book, issued = tokens
+    http = client(store, book)
+    lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    request = referral(requester=A, recipient=B)
+    lifecycle.on_requested(request)
+    partner = PartnerClient(B, dev_private_key(B), publisher=Publisher(producer=RecordingProducer()))
+    received = partner.update(request, ReferralStatus.RECEIVED)
+    lifecycle.on_status(received)
+    completed = partner.update(request, ReferralStatus.COMPLETED, reason_code="other")
+    with pytest.raises(UpdateRefused):
+        lifecycle.on_status(completed)  # not a step from `received`
+
+    def verdict(org: str, caller: str, event_id: object) -> tuple[int, dict[str, object]]:
+        answer = http.get(f"/organisations/{org}/updates/{event_id}", headers=bearer(issued[caller]))
+        return answer.status_code, answer.json()
+
+    status, applied = verdict(B, B, received.envelope.event_id)
+    assert status == 200 and applied["verdict"] == "applied"
+    assert (applied["state_before"], applied["state_after"]) == ("requested", "received")
+    status, refused = verdict(B, B, completed.envelope.event_id)
+    assert status == 200 and refused["verdict"] == "refused" and refused["reason_code"] == "not_allowed"
+    assert refused["state_after"] == "received"
+    # another organisation: refused under the signer's name, nothing under its own
+    assert verdict(B, A, received.envelope.event_id)[0] == 403
+    assert verdict(A, A, received.envelope.event_id)[0] == 404
+    assert verdict(B, B, "never-sent")[0] == 404
+    assert http.get(f"/organisations/{B}/updates/{received.envelope.event_id}").status_code == 401
