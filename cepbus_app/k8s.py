@@ -102,8 +102,8 @@ def _user(name: str, component: str, acls: list[dict[str, Any]]) -> dict[str, An
 
 
 def kafka_users() -> list[dict[str, Any]]:
-    """A KafkaUser per principal of the wiring (`cepbus/contract/wiring.py`): the three services, ops,
-    the auditors, each operator and each local partner of the directory."""
+    """A KafkaUser per principal of the wiring (`cepbus/contract/wiring.py`): the three services, the
+    partner inbox, ops, the auditors, each operator and each local partner of the directory."""
     from cepbus.reference import load_reference
     from cepbus.reference.directory import load_directory
 
@@ -111,6 +111,7 @@ def kafka_users() -> list[dict[str, Any]]:
         _user(f"cepbus-{name}", "service", acls_of(access, faust_internal=f"cepbus-{name}-"))
         for name, access in SERVICES.items()
     ]
+    users.append(_user("cepbus-inbox", "inbox", acls_of(EXTERNAL["cepbus-inbox"])))
     users.append(_user("cepbus-ops", "operations", acls_of(EXTERNAL["cepbus-ops"])))
     users.append(_user("cepbus-auditor", "auditor", acls_of(EXTERNAL["cepbus-auditor"])))
     operators = sorted(org.org_id for org in load_reference().organisations())

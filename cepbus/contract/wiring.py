@@ -119,6 +119,10 @@ EXTERNAL: Mapping[str, Access] = {
         _written_by(ProducerKind.PARTNER),
         (f"cepbus-partner-{ORG}*",),
     ),
+    # the partner inbox (services/inbox, a web application, not a stream service): it publishes the
+    # status updates partners sign in their browser and reads nothing from Kafka (the read side is
+    # HTTP). It cannot forge an organisation's update: the router verifies every signature.
+    "cepbus-inbox": Access((), (REFERRAL_STATUS.name,), ()),
     # operations: read the dead letters, replay an original to the topic it came from
     "cepbus-ops": Access((DEAD_LETTER.name,), CONSUMED, ("cepbus-ops*",)),
     # the regulator's auditors: the signed checkpoints (bundles are verified offline)

@@ -59,8 +59,14 @@ class Publisher:
         *,
         client_id: str = "cepbus-publisher",
         producer: Any | None = None,  # a KafkaProducer-like object; tests pass a recording fake
+        principal: str | None = None,
     ) -> None:
+        """`principal`: the KafkaUser this client authenticates as, when it is not the events'
+        producer (the partner inbox publishes partners' signed updates as `cepbus-inbox`); None: the
+        producer organisation's own (`operator-<org>`, `partner-<org>`). Only the traffic record
+        (CEPBUS_TRAFFIC_LOG, the ACL test) uses it: the broker knows the principal from the certificate."""
         self.settings = settings or BrokerSettings()
+        self.principal = principal
         self.wire = Wire.from_settings(self.settings)  # CEPBUS_WIRE_FORMAT, CEPBUS_SCHEMA_REGISTRY_URL
         self._producer = producer or KafkaProducer(
             bootstrap_servers=self.settings.bootstrap_list,
@@ -103,8 +109,9 @@ class Publisher:
 
     def _send(self, event: Event, topic: str | None, value: bytes, traceparent: str | None) -> Any:
         topic = topic or topic_for(event).name
-        if traffic.enabled():  # as the producer's own KafkaUser would send it
-            traffic.record(traffic.principal_of_org(event.envelope.producer_org_id), "Write", "topic", topic)
+        if traffic.enabled():  # as the KafkaUser this client authenticates as would send it
+            principal = self.principal or traffic.principal_of_org(event.envelope.producer_org_id)
+            traffic.record(principal, "Write", "topic", topic)
         return self._producer.send(
             topic,
             key=event.partition_key(),

@@ -73,6 +73,10 @@ class StatusPublisher(Protocol):
     def publish(self, event: Event) -> Any: ...
 
 
+#: The inbox's Kafka principal (`cepbus.contract.wiring.EXTERNAL`).
+PRINCIPAL = "cepbus-inbox"
+
+
 class LazyPublisher:
     """The SDK's Publisher, connected on first use: the pages work while the broker is away, and a
     failed connection is retried at the next step rather than stopping the process."""
@@ -87,7 +91,8 @@ class LazyPublisher:
             if self._publisher is None:
                 from cepbus.sdk.publisher import Publisher
 
-                self._publisher = Publisher(self._settings, client_id="cepbus-inbox")
+                # its own KafkaUser (deploy/k8s), whose ACL is Write on cep.referral.status only
+                self._publisher = Publisher(self._settings, client_id=PRINCIPAL, principal=PRINCIPAL)
         return self._publisher.publish(event)
 
 

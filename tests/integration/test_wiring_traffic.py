@@ -20,6 +20,7 @@ import pytest
 from cepbus.runtime.traffic import ENV
 from cepbus_app.k8s import kafka_users
 from cepbus_app.supervisor import SERVICES
+from tests.support.browser import CHROMIUM
 from tests.support.bus import RunningBus
 
 pytestmark = pytest.mark.integration
@@ -85,6 +86,8 @@ def test_every_recorded_request_is_allowed_by_the_generated_acls(bus: RunningBus
     assert any(p.startswith("operator-") for p in principals) and any(
         p.startswith("partner-") for p in principals
     )
+    if CHROMIUM.exists():  # the inbox's browser test published through the inbox, as its own user
+        assert "cepbus-inbox" in principals, principals
     users = _users()
     unique = {(r["principal"], r["operation"], r["type"], r["name"]): r for r in requests}
     denied = refused(list(unique.values()), users)

@@ -181,7 +181,14 @@ def test_every_principal_of_the_wiring_has_a_user_and_a_partner_reads_only_its_o
     users = {u["metadata"]["name"]: u for u in _of(objects, "KafkaUser")}
     operators = sorted(org.org_id for org in load_reference().organisations())
     partners = sorted(set(load_directory().org_ids()) - set(operators))
-    services = {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-ops", "cepbus-auditor"}
+    services = {
+        "cepbus-router",
+        "cepbus-notifier",
+        "cepbus-ledger",
+        "cepbus-inbox",
+        "cepbus-ops",
+        "cepbus-auditor",
+    }
     assert services | {f"operator-{o}" for o in operators} | {f"partner-{p}" for p in partners} == set(users)
     for org in partners:
         acls = users[f"partner-{org}"]["spec"]["authorization"]["acls"]
@@ -218,6 +225,13 @@ def test_the_users_match_the_wiring_the_runtime_enforces() -> None:
         if a["resource"]["name"] == INTAKE_REGISTERED.name and "Read" in a["operations"]
     }  # fmt: skip
     assert readers == {"cepbus-router", "cepbus-ledger"}
+    # the partner inbox publishes the signed status updates and reaches nothing else on Kafka
+    inbox = users["cepbus-inbox"]["spec"]["authorization"]["acls"]
+    assert _topic_ops(users["cepbus-inbox"]) == {
+        (REFERRAL_STATUS.name, "Write"),
+        (REFERRAL_STATUS.name, "Describe"),
+    }
+    assert all(a["resource"]["patternType"] == "literal" and a["resource"]["type"] == "topic" for a in inbox)
 
 
 def _wired(acl: dict[str, Any]) -> str:
@@ -251,8 +265,9 @@ def test_only_the_ledger_and_ops_read_dead_letters_and_ops_may_replay_to_every_c
 def test_deployments_are_probed_bounded_and_non_root(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     overlay, objects = rendered
     deployments = {d["metadata"]["name"]: d for d in _of(objects, "Deployment")}
-    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger"}
+    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-inbox"}
     assert deployments["cepbus-ledger"]["spec"]["replicas"] == 1  # the single ledger writer
+    assert deployments["cepbus-inbox"]["spec"]["replicas"] == 1  # its sessions live in the process
     if overlay == "prod":
         assert deployments["cepbus-router"]["spec"]["replicas"] == 2
     for deployment in deployments.values():
@@ -271,7 +286,10 @@ def test_deployments_are_probed_bounded_and_non_root(rendered: tuple[str, list[d
 def test_monitoring_objects(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, objects = rendered
     [monitor] = _of(objects, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["port"] == "ops"
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["ops", "http"]
+    [inbox] = [s for s in _of(objects, "Service") if s["metadata"]["name"] == "cepbus-inbox"]
+    assert [p["name"] for p in inbox["spec"]["ports"]] == ["http"]  # scraped beside its pages
+    assert inbox["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
     services = [s for s in _of(objects, "Service") if any(p["name"] == "ops" for p in s["spec"]["ports"])]
     assert len(services) == 3 and all(
         s["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
@@ -299,6 +317,7 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
     shared."""
     overlay, objects = rendered
     deployments = {d["metadata"]["name"]: d for d in _of(objects, "Deployment")}
+    inbox = deployments.pop("cepbus-inbox")
     assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
@@ -326,6 +345,22 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
     # scaled out in production only, which the shared (PostgreSQL, from Secrets) state checked above allows
     assert deployments["cepbus-router"]["spec"]["replicas"] == (2 if overlay == "prod" else 1)
     assert deployments["cepbus-ledger"]["spec"]["replicas"] == 1  # the Merkle tree's single appender
+    # the inbox: no store; its session secret and the directory it verifies with from Secrets, its
+    # KafkaUser's certificate, and the read side over HTTPS (production refuses plain HTTP there)
+    pod = inbox["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = _env(container)
+    mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert {v["name"] for v in pod["volumes"] if "emptyDir" in v} == {"tmp"} and mounted["tmp"] == "/tmp"
+    assert not [n for n in env if n.endswith("_DATABASE_URL")]
+    assert env["CEPBUS_INBOX_SESSION_SECRET_PATH"]["value"].startswith(mounted["session"] + "/")
+    assert secrets["session"] == "cepbus-inbox-session" and secrets["kafka-user"] == "cepbus-inbox"
+    assert env["CEPBUS_DIRECTORY_PATH"]["value"].startswith(mounted["directory"] + "/")
+    assert secrets["directory"] == "cepbus-directory"
+    assert "secretKeyRef" in env["CEPBUS_DIRECTORY_AUTHORITY_KEY"]["valueFrom"]
+    assert env["CEPBUS_INBOX_READ_SIDE_URL"]["value"].startswith("https://")
+    assert container["args"] == ["inbox"] and inbox["spec"]["replicas"] == 1
 
 
 def test_network_policies_let_pods_reach_only_brokers_database_and_dns(
@@ -340,6 +375,12 @@ def test_network_policies_let_pods_reach_only_brokers_database_and_dns(
     assert [p["port"] for rule in services["ingress"] for p in rule["ports"]] == ["ops"]
     read_side = policies["cepbus-read-side"]["spec"]
     assert [p["port"] for rule in read_side["ingress"] for p in rule["ports"]] == ["read-side"]
+    inbox = policies["cepbus-inbox"]["spec"]
+    assert inbox["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "cepbus-inbox"}
+    assert "cepbus-inbox" not in services["podSelector"]["matchExpressions"][0]["values"]
+    assert set(inbox["policyTypes"]) == {"Ingress", "Egress"}
+    assert {p["port"] for rule in inbox["egress"] for p in rule["ports"]} == {9093, 443, 53}  # no database
+    assert [p["port"] for rule in inbox["ingress"] for p in rule["ports"]] == ["http"]
     for policy in policies.values():
         import kubernetes_validate
 

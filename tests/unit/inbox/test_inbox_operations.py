@@ -3,16 +3,27 @@ cookies are Secure and host-only behind HTTPS, and it has /healthz, /readyz and 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from cepbus.contract.models import ReferralStatus as S
+from cepbus.contract.topics import REFERRAL_STATUS
+from cepbus.contract.wiring import EXTERNAL
 from cepbus.reference.directory import load_directory
+from cepbus.runtime import traffic
+from cepbus.sdk.partner import PartnerClient
+from cepbus.sdk.publisher import Publisher
+from cepbus.trust.development import dev_private_key
 from cepbus.trust.modes import TrustError, enforce
 from cepbus.trust.settings import TrustSettings
-from services.inbox.app import CONFIGURATION_REFUSED, build_app, inbox_problems, main
+from cepbus_app.k8s import kafka_users
+from services.inbox.app import CONFIGURATION_REFUSED, PRINCIPAL, build_app, inbox_problems, main
 from services.inbox.settings import InboxSettings, inbox_trust_problems, load_session_secret
+from tests.support.factories import referral
+from tests.support.fakes import RecordingProducer
 from tests.unit.inbox.harness import PARTNER, Harness, form_token, log_in, take_step
 
 PRODUCTION = TrustSettings(env="production")
@@ -112,3 +123,29 @@ def test_readiness_fails_while_the_read_side_is_unreachable() -> None:
         "/login", data={"org_id": PARTNER, "token": f"dev-{PARTNER}", "csrf": form_token(form.text)}
     )
     assert answer.status_code == 503 and "ne répond pas" in answer.text
+
+
+def test_the_inbox_publishes_as_its_own_kafka_user_whose_acl_is_status_updates_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the inbox sends is recorded as `cepbus-inbox` (not as the signing partner, whose
+    certificate the inbox does not hold), and the generated KafkaUser allows exactly that."""
+    log = tmp_path / "traffic.jsonl"
+    monkeypatch.setenv(traffic.ENV, str(log))
+    request = referral(requester="cep-r11", recipient=PARTNER)
+    update = PartnerClient(
+        PARTNER, dev_private_key(PARTNER), publisher=Publisher(producer=RecordingProducer())
+    )
+    Publisher(producer=RecordingProducer(), principal=PRINCIPAL).publish(update.update(request, S.RECEIVED))
+    recorded = [json.loads(line) for line in log.read_text().splitlines()]
+    for line in recorded:
+        line.pop("pid")
+    assert recorded == [
+        {"principal": PRINCIPAL, "operation": "Write", "type": "topic", "name": REFERRAL_STATUS.name}
+    ]
+    [user] = [u for u in kafka_users() if u["metadata"]["name"] == PRINCIPAL]
+    acls = user["spec"]["authorization"]["acls"]
+    assert [(a["resource"]["name"], a["operations"]) for a in acls] == [
+        (REFERRAL_STATUS.name, ["Write", "Describe"])
+    ]
+    assert EXTERNAL[PRINCIPAL].reads == () and EXTERNAL[PRINCIPAL].groups == ()
