@@ -388,7 +388,7 @@ def build_app(
         applied = {h["event_id"] for h in view.get("history", [])}
         unapplied = [s for s in session.sent if s.referral_id == referral_id and s.event_id not in applied]
         # what the router said of each sent update not in the history: refused (with its reason), or
-        # nothing yet (waiting, then, past the window, not applied: the bus is slow or lost it)
+        # nothing yet (waiting, then, past the window, not judged: the bus is slow or lost it)
         verdicts = read(session, lambda: verdicts_of(session, unapplied), request)
         if isinstance(verdicts, Response):
             return verdicts
@@ -401,7 +401,8 @@ def build_app(
             for s in unapplied
             if verdicts.get(s.event_id, {}).get("verdict") == "refused"
         ]
-        unjudged = [s for s in unapplied if s.event_id not in verdicts]
+        # not judged yet, or judged applied after the view above was read (the next load shows it)
+        unjudged = [s for s in unapplied if verdicts.get(s.event_id, {}).get("verdict") != "refused"]
         window = settings.pending_window_s
         waiting = [s for s in unjudged if time.time() - s.sent_at < window]
         not_applied = [s for s in unjudged if time.time() - s.sent_at >= window]

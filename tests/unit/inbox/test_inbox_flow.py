@@ -171,6 +171,31 @@ def test_a_step_the_router_refuses_after_the_bus_shows_the_routers_reason(harnes
     assert asked and all(path.startswith(f"/organisations/{PARTNER}/updates/") for path in asked)
 
 
+def test_a_step_applied_between_the_two_reads_of_a_page_keeps_the_page_reloading(harness: Harness) -> None:
+    """The page reads the referral, then the verdicts of the steps not in its history: when the router
+    applies the step in between, the verdict says applied but the page holds the old state. It must
+    wait (and reload) rather than show the old state as final."""
+    harness.publisher.apply = False
+    request = harness.refer()
+    inbox = harness.inbox()
+    log_in(inbox, PARTNER)
+    take_step(inbox, request.referral_id, "received", PARTNER)
+    [held] = harness.publisher.published
+    asked = harness.read_side._get
+
+    def router_applies_before_the_verdict_is_read(path: str, token: str | None) -> tuple[int, object]:
+        if "/updates/" in path and harness.status(request.referral_id) == "requested":
+            harness.lifecycle.on_status(held)
+        return asked(path, token)
+
+    harness.read_side._get = router_applies_before_the_verdict_is_read  # type: ignore[method-assign]
+    page = inbox.get(f"/referrals/{request.referral_id}").text
+    assert 'data-status="requested"' in page  # the view was read before the router applied
+    assert 'http-equiv="refresh"' in page and "en attente de son application" in page
+    page = inbox.get(f"/referrals/{request.referral_id}").text
+    assert 'data-status="received"' in page and 'http-equiv="refresh"' not in page
+
+
 def partner_sdk() -> PartnerClient:
     """The partner's own information system, beside its inbox."""
     return PartnerClient(PARTNER, dev_private_key(PARTNER), publisher=Publisher(producer=RecordingProducer()))
