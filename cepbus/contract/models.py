@@ -19,6 +19,8 @@ from cepbus.trust.ids import EventIds
 REGION_CODE = r"^[0-9]{2}$"
 DEPARTEMENT_CODE = r"^(?:[0-9]{2}|2[AB]|97[1-6])$"
 ORG_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
+#: An id of the reception sites registry (cepbus/reference/data/reception_sites.json).
+RECEPTION_SITE_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
 #: Namespace of derived event ids: a service that re-processes an event emits the same ids.
 _DERIVED_ID_NAMESPACE = uuid.UUID("5b0e7d7e-6a1e-4b8e-9a59-0c2d6c1e8c11")
@@ -199,6 +201,7 @@ class IntakeRegistered(Event):
     profile: Profile
     purpose: IntakePurpose | None = None
     cep_requested_on: date | None = None
+    reception_site_id: str | None = Field(default=None, pattern=RECEPTION_SITE_ID)
 
     @field_validator("cep_requested_on")
     @classmethod

@@ -159,6 +159,7 @@ def examples() -> list[Example]:
         profile=profile,
         purpose=IntakePurpose.DEMISSION_RECONVERSION,
         cep_requested_on=date(2026, 2, 16),
+        reception_site_id="cep-r27-25-1",
     )
     minimal = IntakeRegistered(
         envelope=_envelope(

@@ -9,6 +9,7 @@ a few level-2 starts before the notice or after an undecided choice (regulation 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from cepbus.contract.models import (
     new_envelope,
 )
 from cepbus.reference import ReferenceData
+from cepbus.reference.sites import SiteRegistry, load_sites
 
 # Where people enter: mostly the regional operator (the bus's reason to be), some elsewhere.
 _OPERATOR_KINDS = (
@@ -69,11 +71,17 @@ def _pick(rng: random.Random, weighted: tuple[tuple[T, float], ...]) -> T:
     return rng.choices(values, weights=[weight for _, weight in weighted], k=1)[0]
 
 
+#: How people spread over a département's registered sites (the first busiest; the last sometimes
+#: receives nobody in a short run, as the audit's "sites without intake" expects to find).
+SITE_WEIGHTS = (8.0, 4.0, 2.0, 1.0, 0.5, 0.1)
+
+
 @dataclass
 class Simulator:
     reference: ReferenceData
     seed: int = 0
     now: datetime | None = None
+    sites: SiteRegistry | None = None
 
     def __post_init__(self) -> None:
         self.clock = self.now or datetime.now(UTC)
@@ -84,6 +92,23 @@ class Simulator:
         regions = sorted(self.reference.regions.values(), key=lambda region: region.code)
         self._regions = regions
         self._region_weights = [region.population for region in regions]
+        self._sites: dict[tuple[str, str], list[str]] = {}
+        for site in (self.sites or load_sites()).sites():
+            self._sites.setdefault((site.operator_id, site.departement_code), []).append(site.site_id)
+
+    def site_for(self, operator_id: str, departement_code: str, person: str) -> str | None:
+        """The registered site the person is received at (by the person's id, so the profile draws of a
+        seed stay the same), or None when the operator declared none there."""
+        sites = self._sites.get((operator_id, departement_code))
+        if not sites:
+            return None
+        weights = [SITE_WEIGHTS[min(i, len(SITE_WEIGHTS) - 1)] for i in range(len(sites))]
+        point = int.from_bytes(hashlib.sha256(person.encode()).digest()[:8]) / 2**64 * sum(weights)
+        for site_id, weight in zip(sites, weights, strict=True):
+            point -= weight
+            if point < 0:
+                return site_id
+        return sites[-1]
 
     def _uuid(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128) ^ self._run_mask, version=4)
@@ -138,6 +163,7 @@ class Simulator:
             profile=profile,
             purpose=IntakePurpose.DEMISSION_RECONVERSION if reconversion else None,
             cep_requested_on=(occurred.date() - timedelta(days=rng.randint(0, 30))) if reconversion else None,
+            reception_site_id=self.site_for(operator.org_id, departement, person),
         )
 
     def intakes(self, count: int) -> Iterator[IntakeRegistered]:
