@@ -17,7 +17,7 @@ from services.ledger.cli import BundleKey, DatabaseUrl, TrustFile
 
 if TYPE_CHECKING:
     from services.ledger.note import Verifier
-    from services.ledger.report import KnownOperator, LocalPeriod
+    from services.ledger.report import KnownOperator, KnownSite, LocalPeriod
 
 audit_app = typer.Typer(
     help="The audit report, from the ledger or from an export bundle.", no_args_is_help=True
@@ -39,6 +39,7 @@ def ledger_report(
     to_ms: int | None,
     period: LocalPeriod | None = None,
     operators: Sequence[KnownOperator] | None = None,
+    sites: Sequence[KnownSite] | None = None,
 ) -> dict[str, Any]:
     """The report over every entry of the ledger's database, with the tree size and root it read."""
     from cepbus.runtime.progress import track
@@ -50,7 +51,7 @@ def ledger_report(
         size = len(entries)
         root = store.root(size)
     report = build_report((e.record for e in entries), region=region, from_ms=from_ms, to_ms=to_ms,
-                          period=period, operators=operators)  # fmt: skip
+                          period=period, operators=operators, sites=sites)  # fmt: skip
     return {
         "source": {"kind": "ledger", "tree_size": size, "root_b64": base64.b64encode(root).decode()},
         **report,
@@ -67,6 +68,7 @@ def bundle_report(
     use_bundle_period: bool,
     period: LocalPeriod | None = None,
     operators: Sequence[KnownOperator] | None = None,
+    sites: Sequence[KnownSite] | None = None,
 ) -> dict[str, Any]:
     """The report over a bundle's leaves, only once the bundle verifies against a pinned key (raises
     BundleError otherwise; BundleUsageError when no key is pinned). Without dates of its own the report
@@ -78,7 +80,7 @@ def bundle_report(
     if use_bundle_period:
         (from_ms, to_ms), period = verified.period, None
     report = build_report(verified.records, region=region, from_ms=from_ms, to_ms=to_ms, period=period,
-                          operators=operators)  # fmt: skip
+                          operators=operators, sites=sites)  # fmt: skip
     source = {
         "kind": "bundle",
         "tree_size": verified.size,
@@ -123,6 +125,7 @@ def report(
         ledger_attestation,
         reference_operators,
         reference_period,
+        reference_sites,
     )
     from services.ledger.bundle import BundleError, BundleUsageError, read_bundle, trusted_keys
 
@@ -139,7 +142,7 @@ def report(
     except ValueError as exc:
         print(f"cep-bus audit report: --from/--to: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    operators = reference_operators()
+    operators, sites = reference_operators(), reference_sites()
     if bundle is not None:
         try:
             pinned = trusted_keys(key, trust)
@@ -147,7 +150,7 @@ def report(
             own_period = from_date is None and to_date is None
             result = bundle_report(document, pinned_key=pinned, region=region, from_ms=None, to_ms=None,
                                    use_bundle_period=own_period, period=period,
-                                   operators=operators)  # fmt: skip
+                                   operators=operators, sites=sites)  # fmt: skip
         except BundleError as exc:
             usage = isinstance(exc, BundleUsageError)
             kind = "cep-bus audit report" if usage else "BUNDLE VERIFICATION FAILED"
@@ -162,7 +165,7 @@ def report(
 
         url = database_url or LedgerSettings().database_url
         result = ledger_report(url, region=region, from_ms=None, to_ms=None, period=period,
-                               operators=operators)  # fmt: skip
+                               operators=operators, sites=sites)  # fmt: skip
         result["source"].update(ledger_attestation(url))
     _emit(result, output_format, out)
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from cepbus.contract.models import CEP_OPERATOR_KINDS
 from cepbus.reference import ReferenceData, load_reference
-from services.ledger.report import KnownOperator, LocalPeriod, local_period
+from cepbus.reference.sites import SiteRegistry, load_sites
+from services.ledger.report import KnownOperator, KnownSite, LocalPeriod, local_period
 
 
 def region_zones(reference: ReferenceData | None = None) -> dict[str, str]:
@@ -45,6 +46,22 @@ def reference_operators(reference: ReferenceData | None = None) -> list[KnownOpe
         KnownOperator(org.org_id, org.kind.value, org.region_code)
         for org in (reference or load_reference()).organisations()
         if org.kind in CEP_OPERATOR_KINDS
+    ]
+
+
+def reference_sites(
+    registry: SiteRegistry | None = None, reference: ReferenceData | None = None
+) -> list[KnownSite]:
+    """The registered reception sites (`cepbus.reference.sites`), each with its département's region."""
+    departements = (reference or load_reference()).departements
+    return [
+        KnownSite(
+            site.site_id,
+            site.operator_id,
+            site.departement_code,
+            departements[site.departement_code].region_code,
+        )
+        for site in (registry or load_sites()).sites()
     ]
 
 

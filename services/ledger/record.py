@@ -36,6 +36,9 @@ NON_PERSONAL_FIELDS = frozenset(
         "producer_org_id", "correlation_id", "causation_id",
         # where and who regulates
         "operator_id", "operator_kind", "region_code", "departement_code", "channel",
+        # the reception site as an id of the public sites registry (not the free `reception_site` text,
+        # which could name a place that reveals the person's situation: it stays sealed)
+        "reception_site_id",
         # decisions and notices (not `inform`, `rules`, `competent_operator`: they can reveal a disability)
         "ruleset_version", "intake_event_id", "notice_request_id", "language", "text_sha256", "decision",
         "rule_id", "breach_kind", "breach", "deadline_at", "due_at", "obligation", "notice_obligation",

@@ -260,6 +260,20 @@ def _describe_period(
 # -- operators, distributions, groups -------------------------------------------------------------
 
 
+#: The leaf fact naming an intake's reception site: an id of the sites registry (cepbus.reference.sites).
+SITE_FACT = "reception_site_id"
+
+
+@dataclass(frozen=True)
+class KnownSite:
+    """A registered reception site (cepbus.reference.sites), as the report needs it."""
+
+    site_id: str
+    operator_id: str
+    departement_code: str
+    region_code: str
+
+
 @dataclass(frozen=True)
 class KnownOperator:
     """An operator that must report its activity (the reference's CEP operators), for the silence check."""
@@ -340,13 +354,15 @@ def build_report(
     to_ms: int | None = None,
     period: LocalPeriod | None = None,
     operators: Iterable[KnownOperator] | None = None,
+    sites: Iterable[KnownSite] | None = None,
 ) -> dict[str, Any]:
     """The audit report (a JSON-ready dict) over `records`, which should be the whole ledger: events
     outside the scope still link notices and statuses to the intakes and referrals in scope.
 
     The scope in time is either `period` (days cut at local midnight per region) or the instants
     [`from_ms`, `to_ms`), not both. `operators` (the operators that must report) enables the silence
-    check; without it `silent_operators` is null."""
+    check; without it `silent_operators` is null. `sites` (the registry of reception sites) lets the report
+count, per département, the registered sites beside those in use and name site ids it does not know."""
     if period is not None and (from_ms is not None or to_ms is not None):
         raise ValueError("give a period of days or instants (from_ms, to_ms), not both")
     ordered = sorted(records, key=lambda r: (r.occurred_at_ms, r.event_id))
@@ -584,7 +600,7 @@ def build_report(
         "erasures": erasures,
         "unknown_event_types": _counter(unknown),
         "cep_appointment_delay": _appointment_section(len(intakes), intake_facts, appointments),
-        "reception_sites": _reception_sites(intake_facts),
+        "reception_sites": _reception_sites(intake_facts, sites, region),
         "silent_operators": silent,
         "by_region": groups.table("region"),
         "by_operator_kind": groups.table("kind"),
@@ -655,9 +671,8 @@ def _appointment_section(
         where = intake_facts[intake_id].get("region_code", "?")
         by_region_delivery[where].append((delivery(channel(intake_id, started)), span))
     sites = [
-        (intake_facts[i]["reception_site"], span) for i, span, _ in appointments
-        if "reception_site" in intake_facts[i]
-    ]  # fmt: skip
+        (intake_facts[i][SITE_FACT], span) for i, span, _ in appointments if SITE_FACT in intake_facts[i]
+    ]
     return {
         "intakes": intake_count,
         "started": len(appointments),
@@ -673,42 +688,70 @@ def _appointment_section(
         "by_region_and_delivery": {
             code: _grouped(items) for code, items in sorted(by_region_delivery.items())
         },
-        "by_reception_site": _grouped(sites)
-        if any("reception_site" in f for f in intake_facts.values())
-        else None,
+        "by_reception_site": _grouped(sites) if any(SITE_FACT in f for f in intake_facts.values()) else None,
     }
 
 
-def _reception_sites(intake_facts: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
-    """Per département, the intakes received there in person and remotely and by which operators; the
-    sites themselves only when the leaves carry a `reception_site` fact (see record.NON_PERSONAL_FIELDS:
-    today the site is sealed with the event, so the operators stand in for them)."""
+def _reception_sites(
+    intake_facts: Mapping[str, Mapping[str, str]],
+    registry: Iterable[KnownSite] | None = None,
+    region: str | None = None,
+) -> dict[str, Any]:
+    """Per département, the intakes received there in person and remotely, by which operators, and at
+    which reception sites (the leaves' `reception_site_id`, an id of the sites registry; the free
+    `reception_site` text stays sealed). A site counts in its own département (the registry's), else in
+    the intake's. With the registry: the sites registered there, those with no intake in the period, and
+    the site ids the registry does not know (an operator's system out of step with its declaration)."""
+    known = {site.site_id: site for site in registry or () if region is None or site.region_code == region}
     rows: dict[str, dict[str, Any]] = {}
-    with_site = any("reception_site" in facts for facts in intake_facts.values())
+
+    def row_of(dep: str, region_code: str | None) -> dict[str, Any]:
+        return rows.setdefault(dep, {"region_code": region_code, "intakes": 0, "in_person": 0, "remote": 0,
+                                     "operators": Counter(), "sites": Counter()})  # fmt: skip
+
+    with_site = any(SITE_FACT in facts for facts in intake_facts.values())
+    unregistered: Counter[str] = Counter()
+    without_site = 0
     for facts in intake_facts.values():
-        dep = facts.get("departement_code", "?")
-        row = rows.setdefault(dep, {"region_code": facts.get("region_code"), "intakes": 0, "in_person": 0,
-                                    "remote": 0, "operators": Counter(), "sites": Counter()})  # fmt: skip
+        row = row_of(facts.get("departement_code", "?"), facts.get("region_code"))
         row["intakes"] += 1
         mode = delivery(facts.get("channel"))
         if mode in ("in_person", "remote"):
             row[mode] += 1
         row["operators"][facts.get("operator_id", "?")] += 1
-        if "reception_site" in facts:
-            row["sites"][facts["reception_site"]] += 1
+        site_id = facts.get(SITE_FACT)
+        if site_id is None:
+            without_site += 1
+            continue
+        site = known.get(site_id)
+        if registry is not None and site is None:
+            unregistered[site_id] += 1
+        where = row_of(site.departement_code, site.region_code) if site else row
+        where["sites"][site_id] += 1
+    for site in known.values():  # départements with registered sites and no intake at all
+        row_of(site.departement_code, site.region_code)
     by_departement = {}
     for dep in sorted(rows):
         row = rows[dep]
+        registered = sorted(s.site_id for s in known.values() if s.departement_code == dep)
         by_departement[dep] = {
             **{key: row[key] for key in ("region_code", "intakes", "in_person", "remote")},
             "operators": _counter(row["operators"]),
             "site_count": len(row["sites"]) if with_site else None,
             "sites": _counter(row["sites"]) if with_site else None,
+            "registered_sites": len(registered) if registry is not None else None,
+            "registered_sites_unused": [s for s in registered if s not in row["sites"]]
+            if registry is not None
+            else None,
         }
     return {
         "site_fact_in_ledger": with_site,
-        "departements_with_intakes": len(rows),
+        "registry": registry is not None,
+        "departements_with_intakes": sum(1 for row in rows.values() if row["intakes"]),
         "sites_in_use": sum(len(row["sites"]) for row in rows.values()) if with_site else None,
+        "sites_registered": len(known) if registry is not None else None,
+        "intakes_without_site": without_site,
+        "unregistered_sites": _counter(unregistered) if registry is not None else None,
         "by_departement": by_departement,
     }
 

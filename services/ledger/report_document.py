@@ -65,17 +65,24 @@ class Labels:
     regions: Mapping[str, str] = field(default_factory=dict)
     departements: Mapping[str, str] = field(default_factory=dict)
     organisations: Mapping[str, str] = field(default_factory=dict)
+    sites: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_reference(cls, reference: Any | None = None) -> Labels:
+    def from_reference(cls, reference: Any | None = None, registry: Any | None = None) -> Labels:
         from cepbus.reference import load_reference
+        from cepbus.reference.sites import load_sites
 
         data = reference or load_reference()
         return cls(
             regions={code: region.name for code, region in data.regions.items()},
             departements={code: dep.name for code, dep in data.departements.items()},
             organisations={org.org_id: org.name for org in data.organisations()},
+            sites={site.site_id: site.name for site in (registry or load_sites()).sites()},
         )
+
+    def site(self, site_id: str) -> str:
+        """A site by its registered name (and id); an id the registry does not know, as it is."""
+        return f"{self.sites[site_id]} ({site_id})" if site_id in self.sites else site_id
 
     def region(self, code: str | None) -> str:
         if code is None or code == "?":
@@ -411,7 +418,7 @@ def document_context(
         "cep_by_level": _stat_rows(cep.get("by_first_level"), lambda k: LEVEL_LABELS.get(k, k)),
         "cep_by_region_delivery": _region_delivery_rows(cep, labels),
         "cep_by_departement": _stat_rows(cep.get("by_departement"), labels.departement),
-        "cep_by_site": _stat_rows(cep.get("by_reception_site"), str),
+        "cep_by_site": _stat_rows(cep.get("by_reception_site"), str),  # ids: names in section 6
         "sites": sites,
         "site_rows": _site_rows(sites, labels),
         "silent": silent,
@@ -465,7 +472,11 @@ def _site_rows(sites: Mapping[str, Any], labels: Labels) -> list[dict[str, Any]]
                 "in_person": number(row["in_person"]),
                 "remote": number(row["remote"]),
                 "operators": ", ".join(f"{op} ({n})" for op, n in row["operators"].items()),
-                "sites": None if listed is None else ", ".join(f"{site} ({n})" for site, n in listed.items()),
+                "sites": None
+                if listed is None
+                else ", ".join(f"{labels.site(site)} : {n}" for site, n in listed.items()),
+                "registered": row.get("registered_sites"),
+                "unused": len(row.get("registered_sites_unused") or ()),
             }
         )
     return rows

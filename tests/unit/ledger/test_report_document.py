@@ -39,6 +39,7 @@ from cepbus.contract.models import (
     ReferralUpdateVerdict,
     new_envelope,
 )
+from cepbus.reference.sites import load_sites
 from cepbus_app.cli import app
 from cepbus_app.demo.loop import plan_demo
 from services.ledger.note import Signer
@@ -227,6 +228,23 @@ def test_every_pdf_page_renders_and_names_the_checkpoint(rendered: Rendered) -> 
     everything = flat(" ".join(page.extract_text() for page in reader.pages))
     for title in SECTIONS:
         assert flat(title) in everything, title
+
+
+def test_the_reception_sites_are_named_from_the_registry_and_counted_against_it(rendered: Rendered) -> None:
+    """The demo's intakes at a regional operator name a registered site: the report counts the sites in
+    use per département against those declared, and the document names them."""
+    sites = rendered.json_report["reception_sites"]
+    assert sites["site_fact_in_ledger"] and sites["registry"] and sites["unregistered_sites"] == {}
+    assert sites["sites_registered"] == len(load_sites()) and 0 < sites["sites_in_use"] < len(load_sites())
+    in_use = {site for row in sites["by_departement"].values() for site in row["sites"]}
+    assert len(in_use) == sites["sites_in_use"]
+    unused = [s for row in sites["by_departement"].values() for s in row["registered_sites_unused"]]
+    assert len(unused) == sites["sites_registered"] - sites["sites_in_use"]
+    everything = flat(" ".join(page.extract_text() for page in PdfReader(rendered.pdf).pages))
+    named = sorted(in_use)[0]
+    assert flat(load_sites().site(named).name) in everything and named in everything
+    assert flat(f"sur {number(sites['sites_registered'])} sites déclarés") in everything
+    assert rendered.json_report["cep_appointment_delay"]["by_reception_site"]  # the delay per site
 
 
 def test_the_pdf_charts_are_drawn_and_vector(rendered: Rendered) -> None:

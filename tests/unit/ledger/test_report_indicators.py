@@ -12,6 +12,7 @@ from services.ledger.report import (
     NOTICE_ON_TIME_S,
     SILENCE_THRESHOLD_DAYS,
     KnownOperator,
+    KnownSite,
     build_report,
     histogram,
     local_period,
@@ -42,8 +43,9 @@ def level(n: int, region: str, at_min: float, which: str = "level_1", channel: s
                producer_org_id=org)  # fmt: skip
 
 
-def test_the_facts_the_new_indicators_read_are_clear_and_the_site_stays_sealed() -> None:
-    assert {"level", "channel", "intake_event_id", "departement_code", "operator_id"} <= NON_PERSONAL_FIELDS
+def test_the_facts_the_new_indicators_read_are_clear_and_the_site_text_stays_sealed() -> None:
+    clear = {"level", "channel", "intake_event_id", "departement_code", "operator_id", "reception_site_id"}
+    assert clear <= NON_PERSONAL_FIELDS
     assert "reception_site" not in NON_PERSONAL_FIELDS  # free text: it stays sealed with the event
 
 
@@ -90,17 +92,46 @@ def test_reception_sites_per_departement() -> None:
     assert sites["by_departement"]["69"] == {
         "region_code": "84", "intakes": 2, "in_person": 1, "remote": 1,
         "operators": {"apec-r84": 1, "cep-r84": 1}, "site_count": None, "sites": None,
+        "registered_sites": None, "registered_sites_unused": None,
     }  # fmt: skip
     # leaves that carry a (non-personal) site identifier list the sites in use
-    with_site = [intake(1, "84", "69", 0, reception_site="site-lyon-1"),
-                 intake(2, "84", "69", 1, reception_site="site-lyon-2"),
-                 intake(3, "84", "69", 2, reception_site="site-lyon-1")]  # fmt: skip
+    with_site = [intake(1, "84", "69", 0, reception_site_id="site-lyon-1"),
+                 intake(2, "84", "69", 1, reception_site_id="site-lyon-2"),
+                 intake(3, "84", "69", 2, reception_site_id="site-lyon-1")]  # fmt: skip
     report = build_report(with_site)
     assert report["reception_sites"]["sites_in_use"] == 2
     assert report["reception_sites"]["by_departement"]["69"]["sites"] == {"site-lyon-1": 2, "site-lyon-2": 1}
     assert report["cep_appointment_delay"]["by_reception_site"] == {}  # sites, but no level started yet
     started = build_report([*with_site, level(1, "84", 20)])["cep_appointment_delay"]["by_reception_site"]
     assert started == {"site-lyon-1": {"count": 1, "p50_s": 1200.0, "p90_s": 1200.0, "max_s": 1200.0}}
+
+
+def test_reception_sites_against_the_registry() -> None:
+    """With the registry: sites declared per département beside those in use (counted in the site's own
+    département), the declared sites nobody came to, and a site id the registry does not know."""
+    registry = [
+        KnownSite("site-lyon-1", "cep-r84", "69", "84"), KnownSite("site-lyon-2", "cep-r84", "69", "84"),
+        KnownSite("site-grenoble-1", "cep-r84", "38", "84"), KnownSite("site-ain-1", "cep-r84", "01", "84"),
+        KnownSite("site-paris-1", "cep-r11", "75", "11"),
+    ]  # fmt: skip
+    records = [intake(1, "84", "69", 0, reception_site_id="site-lyon-1"),
+               # a person of the Isère received at Lyon: the site counts in the Rhône
+               intake(2, "84", "38", 1, reception_site_id="site-lyon-1"),
+               intake(3, "84", "38", 2, reception_site_id="site-vienne-9"),  # not declared
+               intake(4, "84", "69", 3, kind="apec")]  # fmt: skip
+    sites = build_report(records, sites=registry)["reception_sites"]
+    assert (sites["registry"], sites["sites_registered"], sites["sites_in_use"]) == (True, 5, 2)
+    assert sites["unregistered_sites"] == {"site-vienne-9": 1} and sites["intakes_without_site"] == 1
+    rhone, isere, ain = (sites["by_departement"][d] for d in ("69", "38", "01"))
+    assert rhone["sites"] == {"site-lyon-1": 2} and rhone["intakes"] == 2
+    assert (rhone["registered_sites"], rhone["registered_sites_unused"]) == (2, ["site-lyon-2"])
+    assert isere["intakes"] == 2 and isere["sites"] == {"site-vienne-9": 1}
+    assert isere["registered_sites_unused"] == ["site-grenoble-1"]
+    assert ain["intakes"] == 0 and ain["registered_sites_unused"] == ["site-ain-1"]  # declared, unused
+    assert sites["departements_with_intakes"] == 2 and "75" in sites["by_departement"]
+    # one region's report counts only that region's declared sites
+    scoped = build_report(records, sites=registry, region="84")["reception_sites"]
+    assert scoped["sites_registered"] == 4 and "75" not in scoped["by_departement"]
 
 
 def operators() -> list[KnownOperator]:
