@@ -418,9 +418,9 @@ def document_context(
         "cep_by_level": _stat_rows(cep.get("by_first_level"), lambda k: LEVEL_LABELS.get(k, k)),
         "cep_by_region_delivery": _region_delivery_rows(cep, labels),
         "cep_by_departement": _stat_rows(cep.get("by_departement"), labels.departement),
-        "cep_by_site": _stat_rows(cep.get("by_reception_site"), str),  # ids: names in section 6
         "sites": sites,
         "site_rows": _site_rows(sites, labels),
+        "site_list": _site_list(sites, cep.get("by_reception_site") or {}, labels),
         "silent": silent,
         "silent_rows": _silent_rows(silent, labels),
         "notice_delay": _delay_cells(report["notices"]["intake_to_notice_delay"]),
@@ -472,13 +472,33 @@ def _site_rows(sites: Mapping[str, Any], labels: Labels) -> list[dict[str, Any]]
                 "in_person": number(row["in_person"]),
                 "remote": number(row["remote"]),
                 "operators": ", ".join(f"{op} ({n})" for op, n in row["operators"].items()),
-                "sites": None
-                if listed is None
-                else ", ".join(f"{labels.site(site)} : {n}" for site, n in listed.items()),
+                "in_use": None if listed is None else number(len(listed)),
                 "registered": row.get("registered_sites"),
                 "unused": len(row.get("registered_sites_unused") or ()),
             }
         )
+    return rows
+
+
+def _site_list(
+    sites: Mapping[str, Any], delays: Mapping[str, Any], labels: Labels
+) -> list[dict[str, Any]]:
+    """Each site in use, by département then id: its name from the registry, its intakes and the CEP's
+    appointment delay there (people seen, median)."""
+    rows = []
+    for dep, row in (sites.get("by_departement") or {}).items():
+        for site_id, intakes in sorted((row.get("sites") or {}).items()):
+            stats = delays.get(site_id) or {}
+            rows.append(
+                {
+                    "id": site_id,
+                    "name": labels.sites.get(site_id, "hors registre"),
+                    "departement": dep,
+                    "intakes": number(intakes),
+                    "started": number(stats.get("count", 0)),
+                    "p50": duration(stats.get("p50_s")) if stats else "—",
+                }
+            )
     return rows
 
 
