@@ -37,6 +37,10 @@ def print_summary(summary: dict[str, Any]) -> None:
             "ledger Merkle tree verified",
             "yes" if summary["ledger_verified"] else f"NO: {summary['ledger_verify_reason']}",
         ),
+        (
+            "ledger entries under a signed checkpoint",
+            f"{summary['ledger_checkpoint_covers']} / {summary['ledger_tree_size']}",
+        ),
         ("dead letters (cep-bus deadletters list)", summary["dead_letters"]),
         ("verdicts on status updates in the ledger", summary["status_verdicts_in_ledger"]),
         ("referrals completed", summary["referrals_completed"]),
