@@ -72,12 +72,17 @@ def bundle_report(
 ) -> dict[str, Any]:
     """The report over a bundle's leaves, only once the bundle verifies against a pinned key (raises
     BundleError otherwise; BundleUsageError when no key is pinned). Without dates of its own the report
-    covers the bundle's period."""
+    covers the bundle's period: its days cut at local midnight per region when it is an export of whole
+    days, else its instants."""
     from services.ledger.bundle import verify_bundle
     from services.ledger.report import build_report
 
     verified = verify_bundle(document, pinned_key)
-    if use_bundle_period:
+    if use_bundle_period and verified.days is not None:  # an export of whole days: cut per region
+        from services.ledger.audit_context import reference_period
+
+        (from_ms, to_ms), period = (None, None), reference_period(*verified.days)
+    elif use_bundle_period:
         (from_ms, to_ms), period = verified.period, None
     report = build_report(verified.records, region=region, from_ms=from_ms, to_ms=to_ms, period=period,
                           operators=operators, sites=sites)  # fmt: skip

@@ -7,7 +7,9 @@ A bundle is one JSON object:
 * ``verifier_key``: the signed-note verifier key ``name+hash+base64key``, for information only: it is
   NEVER trusted. The checkpoint must be signed by a key the auditor pins (``--key`` or ``--trust``), the
   key published out of band; a bundle anyone re-signed with their own key under the same origin fails;
-* ``period``: ``{"from_ms", "to_ms"}`` (null for open ends), the period the report covers;
+* ``period``: ``{"from_ms", "to_ms"}`` (null for open ends), the instants whose entries carry their
+  content; an export of whole days adds ``{"from_day", "to_day"}`` (``YYYY-MM-DD``, inclusive): the days
+  the report covers, cut at local midnight in each region, which [from_ms, to_ms) spans for every zone;
 * ``entries``: for every index 0..size-1, ``{"index", "leaf_b64"}``; entries that occurred in the period
   also carry ``content``, the readable fields of the leaf (event id and type, times, pseudonym, facts),
   which the verifier checks against the leaf and the audit report reads.
@@ -26,6 +28,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -42,6 +45,8 @@ FORMAT = "cep-bus-ledger-bundle/1"
 MAX_BUNDLE_BYTES = 1 << 30
 #: A trust file is a handful of key lines.
 MAX_TRUST_FILE_BYTES = 1 << 20
+#: A day of an export of whole days (checked as a real date when the bundle is verified).
+_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 #: Unix ms bounds of a period end (1970-01-01 .. 9999-12-31).
 MAX_MS = 253_402_300_799_999
 _PROGRESS_EVERY = 1000  # entries between two calls of an export's progress hook
@@ -75,6 +80,7 @@ def export_bundle(
     *,
     from_ms: int | None = None,
     to_ms: int | None = None,
+    days: tuple[str | None, str | None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """The bundle of every leaf up to `checkpoint`, with the contents of those in the period;
@@ -93,7 +99,11 @@ def export_bundle(
         "format": FORMAT,
         "checkpoint": checkpoint.note,
         "verifier_key": str(verifier),
-        "period": {"from_ms": from_ms, "to_ms": to_ms},
+        "period": {
+            "from_ms": from_ms,
+            "to_ms": to_ms,
+            **({} if days is None else {"from_day": days[0], "to_day": days[1]}),
+        },
         "entries": entries,
     }
 
@@ -108,6 +118,22 @@ class _Strict(BaseModel):
 class BundlePeriod(_Strict):
     from_ms: int | None = Field(default=None, ge=0, le=MAX_MS)
     to_ms: int | None = Field(default=None, ge=0, le=MAX_MS)
+    from_day: str | None = Field(default=None, pattern=_DAY)
+    to_day: str | None = Field(default=None, pattern=_DAY)
+
+    def days(self) -> tuple[str | None, str | None] | None:
+        """The local days of an export of whole days (None: a period of instants)."""
+        if "from_day" not in self.model_fields_set and "to_day" not in self.model_fields_set:
+            return None
+        for day in (self.from_day, self.to_day):
+            if day is not None:
+                try:
+                    date.fromisoformat(day)
+                except ValueError:
+                    raise BundleError(f"period: {day!r} is not a date YYYY-MM-DD") from None
+        if self.from_day and self.to_day and self.from_day > self.to_day:
+            raise BundleError(f"period: to_day {self.to_day} is before from_day {self.from_day}")
+        return self.from_day, self.to_day
 
 
 class BundleEntry(_Strict):
@@ -268,6 +294,7 @@ class VerifiedBundle:
     records: list[LedgerRecord]  # every leaf, decoded
     period: tuple[int | None, int | None]
     verified_by: Verifier  # the pinned key whose signature verified the checkpoint
+    days: tuple[str | None, str | None] | None = None  # an export of whole days: local days per region
 
     def records_in_period(self) -> Iterator[LedgerRecord]:
         start, end = self.period
@@ -344,4 +371,5 @@ def verify_bundle(document: Any, trusted: str | Verifier | Iterable[str | Verifi
         records=records,
         period=(period.from_ms, period.to_ms),
         verified_by=verifier,
+        days=period.days(),
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,18 +23,6 @@ def _b64(data: bytes) -> str:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     print(message, file=sys.stderr)
     return typer.Exit(code)
-
-
-def day_start_ms(text: str | None, *, end: bool = False) -> int | None:
-    """`YYYY-MM-DD` -> Unix ms at 00:00 UTC of that day (of the next day when `end`: --to is inclusive)."""
-    if text is None:
-        return None
-    try:
-        day = date.fromisoformat(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{text!r} is not a date YYYY-MM-DD") from exc
-    moment = datetime(day.year, day.month, day.day, tzinfo=UTC) + (timedelta(days=1) if end else timedelta())
-    return int(moment.timestamp() * 1000)
 
 
 def _open(database_url: str | None) -> Any:
@@ -128,10 +115,18 @@ def export(
 ) -> None:
     """Write an offline-verifiable bundle: the latest signed checkpoint, the verifier key, every leaf."""
     from cepbus.runtime.progress import progress
+    from services.ledger.audit_context import reference_period
     from services.ledger.bundle import export_bundle
     from services.ledger.settings import LedgerSettings
     from services.ledger.signing import load_signer
 
+    try:
+        days = reference_period(from_date, to_date)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    # the instants that hold every region's days: each region's entries are cut at its own midnights
+    # when the report is computed from the bundle (the days travel with it)
+    from_ms, to_ms = days.envelope_ms() if days is not None else (None, None)
     signer = load_signer(LedgerSettings())
     with _open(database_url) as store:
         if sign:
@@ -144,8 +139,9 @@ def export(
                 store,
                 latest,
                 signer.verifier(),
-                from_ms=day_start_ms(from_date),
-                to_ms=day_start_ms(to_date, end=True),
+                from_ms=from_ms,
+                to_ms=to_ms,
+                days=None if days is None else (from_date, to_date),
                 progress=update,
             )
     out.write_text(json.dumps(document))

@@ -207,6 +207,40 @@ def test_audit_report_from_to_are_local_days_from_the_ledger_and_from_a_bundle(
     assert own["period"]["cut"] == "none" and own["intakes"]["total"] == 8
 
 
+def test_an_export_of_whole_days_carries_them_and_its_report_cuts_each_region_at_its_own_midnight(
+    ledger_env: dict[str, Any], tmp_path: Path
+) -> None:
+    """`ledger export --from --to` keeps the contents of every region's days (La Réunion's first day
+    starts at 20:00 UTC the day before, the Antilles' last ends at 04:00 UTC the day after) and the days
+    themselves, so the report from the bundle cuts each region at its own midnight."""
+    runner, vkey = ledger_env["runner"], ledger_env["vkey"]
+    bundle = tmp_path / "days.json"
+    days = ["--from", FIRST.isoformat(), "--to", LAST.isoformat()]
+    assert runner.invoke(app, ["ledger", "export", "--out", str(bundle), *days]).exit_code == 0
+    document = json.loads(bundle.read_text())
+    period = document["period"]
+    assert (period["from_day"], period["to_day"]) == (FIRST.isoformat(), LAST.isoformat())
+    assert document["period"]["from_ms"] == int(local(FIRST, "Indian/Reunion").timestamp() * 1000)
+    assert document["period"]["to_ms"] == int(
+        local(LAST + timedelta(days=1), "America/Guadeloupe").timestamp() * 1000
+    )
+    with_content = sum(1 for entry in document["entries"] if "content" in entry)
+    # the span every zone's days lie in (La Réunion's start to the Antilles' end) holds all but La
+    # Réunion's minute before its first day; the report cuts the rest at each region's own midnights
+    assert with_content == 7
+    result = runner.invoke(app, ["audit", "report", "--bundle", str(bundle), "--key", vkey])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["period"]["cut"] == "local midnight per region"
+    assert report["intakes"]["by_region"] == {"03": 2, "04": 2}
+    # days that a bundle carries are checked like the rest of it: one line, exit 1, no traceback
+    for bad in ({"from_day": "2026-13-01"}, {"from_day": "2026-03-05", "to_day": "2026-03-01"}):
+        broken = tmp_path / "broken.json"
+        broken.write_text(json.dumps({**document, "period": {**document["period"], **bad}}))
+        refused = runner.invoke(app, ["audit", "report", "--bundle", str(broken), "--key", vkey])
+        assert refused.exit_code == 1 and "period" in refused.stderr and "Traceback" not in refused.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
