@@ -33,9 +33,11 @@ from cepbus.contract.schemas import EventSchema, event_schemas
 from cepbus.contract.topics import (
     CORE_TOPICS,
     INBOX_PREFIX,
+    NOTICE_INBOX_PREFIX,
     PERSON_KEY,
     REJECTIONS_PREFIX,
     TopicSpec,
+    notice_inbox,
     referral_inbox,
     referral_rejections,
 )
@@ -98,6 +100,7 @@ def _per_org_channels() -> tuple[tuple[str, TopicSpec, str], ...]:
     return (
         (INBOX_PREFIX.rstrip("."), referral_inbox(ORG), f"{INBOX_PREFIX}*"),
         (REJECTIONS_PREFIX.rstrip("."), referral_rejections(ORG), f"{REJECTIONS_PREFIX}*"),
+        (NOTICE_INBOX_PREFIX.rstrip("."), notice_inbox(ORG), f"{NOTICE_INBOX_PREFIX}*"),
     )
 
 
@@ -165,7 +168,8 @@ def _channel(spec: TopicSpec, address: str, parameterised: bool) -> dict[str, An
         channel["parameters"] = {
             _ORG_PARAMETER: {
                 "description": "Organisation id of the referral directory (an operator or a local partner, "
-                "lower-case letters, digits and dashes): one topic per organisation.",
+                "lower-case letters, digits and dashes; for notices, a CEP operator): one topic per "
+                "organisation.",
             }
         }
     channel["bindings"] = {

@@ -1,7 +1,10 @@
 """The topic catalog: every topic of the bus, its partitions, key, payload and who may write it.
 
 Person-related events are keyed by the person pseudonym, so one person's events stay in order on
-one partition. Each organisation has its own referral inbox, which partners subscribe to.
+one partition. Each organisation has its own referral inbox, which partners subscribe to, and each CEP
+operator its own notice inbox: the notices issued for its intakes (the national `cep.notice.issued` is
+the router's and the ledger's; it names, for every person, the operators they are told of, which can
+reveal a disability, so no operator reads it).
 
 `writers` is the contract of who produces a topic's events: the ledger appends an event only if its
 type is the topic's payload and its producer is of a kind allowed to write the topic
@@ -36,6 +39,7 @@ from cepbus.contract.models import (
 
 PERSON_KEY = "person_pseudonym"
 INBOX_PREFIX = "cep.referral.inbox."
+NOTICE_INBOX_PREFIX = "cep.notice.inbox."
 REJECTIONS_PREFIX = "cep.referral.rejected."
 
 
@@ -227,13 +231,27 @@ def referral_rejections(org_id: str) -> TopicSpec:
     )
 
 
-def catalog(org_ids: Iterable[str]) -> list[TopicSpec]:
-    """Every topic of the bus for the given organisation directory."""
+def notice_inbox(operator_id: str) -> TopicSpec:
+    """The topic a CEP operator reads the notices issued for its own intakes from (to hand them over);
+    the router routes each notice of the national topic to its operator's, as it routes referrals."""
+    return TopicSpec(
+        f"{NOTICE_INBOX_PREFIX}{operator_id}",
+        NoticeIssued,
+        PERSON_KEY,
+        f"Informed-choice notices issued for {operator_id}'s intakes",
+        1,
+        frozenset({ROUTER}),
+    )
+
+
+def catalog(org_ids: Iterable[str], operator_ids: Iterable[str] = ()) -> list[TopicSpec]:
+    """Every topic of the bus for the given organisation directory and CEP operators."""
     ids = sorted(set(org_ids))
     return [
         *CORE_TOPICS,
         *(referral_inbox(org_id) for org_id in ids),
         *(referral_rejections(org_id) for org_id in ids),
+        *(notice_inbox(operator_id) for operator_id in sorted(set(operator_ids))),
     ]
 
 

@@ -24,6 +24,7 @@ from cepbus.contract.topics import (
     INTAKE_REGISTERED,
     LEDGER_CHECKPOINTS,
     LEDGER_TOPICS,
+    NOTICE_INBOX_PREFIX,
     NOTICE_ISSUED,
     NOTICE_REQUESTED,
     REFERRAL_REQUESTED,
@@ -31,6 +32,7 @@ from cepbus.contract.topics import (
     REJECTIONS_PREFIX,
     SERVICE_LEVEL_STARTED,
     ProducerKind,
+    notice_inbox,
     referral_inbox,
     referral_rejections,
 )
@@ -97,7 +99,12 @@ CONSUMED = tuple(sorted({name for reads in _SERVICE_READS.values() for name in r
 SERVICES: Mapping[str, Access] = {
     "router": Access(
         _SERVICE_READS["router"],
-        (*_written_by(ProducerKind.ROUTER), f"{INBOX_PREFIX}*", f"{REJECTIONS_PREFIX}*"),
+        (
+            *_written_by(ProducerKind.ROUTER),
+            f"{INBOX_PREFIX}*",
+            f"{REJECTIONS_PREFIX}*",
+            f"{NOTICE_INBOX_PREFIX}*",
+        ),
         ("cepbus-router*",),
     ),
     "notifier": Access(_SERVICE_READS["notifier"], _written_by(ProducerKind.NOTIFIER), ("cepbus-notifier*",)),
@@ -107,9 +114,10 @@ SERVICES: Mapping[str, Access] = {
 #: The roles outside the bus's own processes; `{org}` stands for each organisation of the directory.
 EXTERNAL: Mapping[str, Access] = {
     # an operator's information system publishes intakes, choices, service levels, its own referrals
-    # and status updates; it receives referrals (and refusals) like any organisation of the directory
+    # and status updates; it receives the notices of its own intakes, and referrals (and refusals) like
+    # any organisation of the directory
     f"operator-{ORG}": Access(
-        (referral_inbox(ORG).name, referral_rejections(ORG).name),
+        (notice_inbox(ORG).name, referral_inbox(ORG).name, referral_rejections(ORG).name),
         _written_by(ProducerKind.OPERATOR),
         (f"cepbus-operator-{ORG}*", f"cepbus-partner-{ORG}*"),
     ),

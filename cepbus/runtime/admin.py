@@ -70,8 +70,10 @@ def ensure_topics(settings: BrokerSettings, specs: Iterable[TopicSpec]) -> list[
 
 
 def bus_topics() -> list[TopicSpec]:
-    """Every topic, with one referral inbox (and rejection topic) per organisation of the directory."""
+    """Every topic, with one referral inbox (and rejection topic) per organisation of the directory and
+    one notice inbox per CEP operator of the reference."""
     from cepbus.reference import load_reference
     from cepbus.reference.directory import load_directory
 
-    return catalog([*(org.org_id for org in load_reference().organisations()), *load_directory().org_ids()])
+    operators = [org.org_id for org in load_reference().organisations()]
+    return catalog([*operators, *load_directory().org_ids()], operators)

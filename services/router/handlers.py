@@ -30,9 +30,11 @@ from cepbus.contract.topics import (
     NOTICE_REQUESTED,
     REFERRAL_REQUESTED,
     REGULATION_BREACH,
+    notice_inbox,
     referral_inbox,
 )
 from cepbus.reference import ReferenceData, ReferenceDataError
+from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing, Rejected
 from cepbus.trust.ids import DEVELOPMENT_IDS, EventIds
 from services.router.metrics import (
@@ -46,6 +48,8 @@ from services.router.metrics import (
 from services.router.regulation import check_level_2, choices_overdue, notice_obligation, shared_profile_for
 from services.router.rules import RULESET_VERSION, Decision, decide
 from services.router.store import RouterStore, open_router_store, to_ms
+
+log = get_logger()
 
 
 def _memory_store() -> RouterStore:
@@ -136,9 +140,16 @@ class RouterHandlers:
         )
 
     def on_notice_issued(self, notice: NoticeIssued) -> list[Outgoing]:
-        """The router remembers which notices were issued, and when: the level-2 check needs it."""
+        """The router remembers which notices were issued, and when (the level-2 check needs it), and
+        routes each to the notice inbox of the operator who hands it over: the national topic names, for
+        every person, the operators they are told of, and is no operator's to read."""
         self.store.record_notice(notice)
-        return []
+        try:
+            self.reference.organisation(notice.operator_id)
+        except ReferenceDataError:  # no inbox topic exists for it: never block the partition on one
+            log.warning("notice_for_unknown_operator", operator_id=notice.operator_id)
+            return []
+        return [Outgoing(notice_inbox(notice.operator_id).name, notice)]
 
     def on_choice(self, choice: ChoiceRecorded) -> list[Outgoing]:
         """The choice is remembered; choosing another operator makes a referral to that operator in

@@ -165,7 +165,8 @@ def test_the_node_client_reads_the_notice_and_the_referral(
     notice = seen["notice"]
     assert notice["person_pseudonym"] == run.person and notice["intake_event_id"] == intake_id
     assert notice["event_id"] == service_id(intake_id, "notice-requested", "notice-issued")
-    assert notice["notice_request_id"] == seen["notice_requested"]["event_id"]
+    assert notice["notice_request_id"] == service_id(intake_id, "notice-requested")
+    assert notice["topic"] == f"cep.notice.inbox.{OPERATOR}"  # its own: the national topic is not its to read
     assert notice["producer_org_id"] == "cep-bus-notifier" and notice["operator_id"] == OPERATOR
     assert notice["correlation_id"] == intake_id  # the journey's id: the intake's, as the client set it
     assert "apec" in notice["inform"] and notice["obligation"] == "mandatory" and notice["language"] == "fr"
@@ -181,14 +182,17 @@ def test_the_node_client_reads_the_notice_and_the_referral(
 
 
 @FRAMINGS
-def test_the_node_client_reads_both_framings_the_bus_writes(
+def test_the_node_client_reads_the_framing_the_bus_writes_and_the_bus_reads_both(
     client: Callable[[str], ClientRun], framing: str
 ) -> None:
     """The client tells the framings apart as the Python codec does, finds the same writer schema
-    from the frame's fingerprint or schema id, and reads the headers the docs promise."""
+    from the frame's fingerprint or schema id, and reads the headers the docs promise. What it may read
+    (its notice inbox, its referral inbox, its refusals) the router writes, in Confluent framing on the
+    session bus (tests/integration/conftest.py); the same Node decoder reads single-object frames in
+    tests/node/vectors.js. The bus, for its part, read what the client sent in either framing (the
+    parameter): the notice and the referral came back."""
     seen = client(framing).seen
     expected = {
-        "notice_requested": "fr.cepbus.NoticeRequested",
         "notice": "fr.cepbus.NoticeIssued",
         "referral": "fr.cepbus.ReferralRequested",
         "refusal": "fr.cepbus.ReferralUpdateRejected",
@@ -198,25 +202,24 @@ def test_the_node_client_reads_both_framings_the_bus_writes(
         assert schema.name == name, key
         assert seen[key]["framing"] == {5: "confluent", 10: "single-object"}[body_at], key
         assert seen[key]["headers_ok"], key
-    # the session bus's router sends Confluent framing, the notifier single-object
-    # (tests/integration/conftest.py): the client read both from the bus
     framings = {seen[key]["framing"] for key in expected}
-    assert framings == {"confluent", "single-object"}, f"the bus's framings changed? {framings}"
+    assert framings == {"confluent"}, f"the router's framing changed? {framings}"
+    assert {seen["intake"]["framing"], seen["choice"]["framing"]} == {framing}
 
 
 @FRAMINGS
 def test_the_bus_continues_the_node_clients_trace(client: Callable[[str], ClientRun], framing: str) -> None:
     """Every event the bus derived from what the client sent carries the client's W3C trace id, each
-    with a span of its own: the notices from its intake, the referral from its choice, the refusal
+    with a span of its own: the notice from its intake, the referral from its choice, the refusal
     from its update."""
     seen = client(framing).seen
     spans = set()
-    for key in ("notice_requested", "notice", "referral", "refusal"):
+    for key in ("notice", "referral", "refusal"):
         context = tracecontext.parse(seen[key]["traceparent"])
         assert context is not None, key
         assert context.trace_id == seen["trace_id"], key
         spans.add(context.span_id)
-    assert len(spans) == 4
+    assert len(spans) == 3
 
 
 @FRAMINGS
@@ -282,4 +285,4 @@ def test_the_node_client_says_what_it_waited_for_when_nothing_comes(bus: Running
     command = client_command(bus, person, "single-object", {"partner-kind": "france_travail", "timeout": "3"})
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=NODE_DIR)
     assert done.returncode == 2 and done.stdout == ""
-    assert "timed out after 3 s waiting for the NoticeRequested of the intake" in done.stderr
+    assert "timed out after 3 s waiting for the NoticeIssued of the intake" in done.stderr

@@ -3,8 +3,8 @@
 //
 //   1. as the operator (a regional CEP operator): publish an IntakeRegistered for a person who must be
 //      told about a specialised operator, read the informed-choice notice the bus issues for them
-//      (NoticeRequested by the router, NoticeIssued by the notifier: the text the person receives),
-//      then publish the person's ChoiceRecorded: switch to that operator;
+//      (NoticeIssued by the notifier: the text the person receives) on its own notice inbox, the only
+//      notices its KafkaUser may read, then publish the person's ChoiceRecorded: switch to that operator;
 //   2. as the partner (the chosen operator): read the ReferralRequested the router puts in its inbox,
 //      answer with signed ReferralStatusChanged updates (received, then accepted: the first steps
 //      docs/referrals.md allows from `requested`), then a step the lifecycle does not allow
@@ -24,8 +24,7 @@ const contract = require('./lib/contract');
 
 const TOPICS = {
   intake: 'cep.intake.registered',
-  noticeRequested: 'cep.notice.requested',
-  noticeIssued: 'cep.notice.issued',
+  noticeInbox: (org) => `cep.notice.inbox.${org}`,
   choice: 'cep.choice.recorded',
   status: 'cep.referral.status',
   inbox: (org) => `cep.referral.inbox.${org}`,
@@ -137,10 +136,10 @@ async function main() {
   const producer = kafka.producer({createPartitioner: Partitioners.DefaultPartitioner, maxInFlightRequests: 1});
   const seen = new Seen(Number(opts.timeout));
   const consumers = [];
-  // the operator reads the notices, the partner its inbox and its refusals; each in a group of its
+  // the operator reads its notices, the partner its inbox and its refusals; each in a group of its
   // organisation's prefix (cepbus/contract/wiring.py), fresh, from the beginning, filtering on the person
   const roles = [
-    {group: `cepbus-operator-${operator}-node-`, topics: [TOPICS.noticeRequested, TOPICS.noticeIssued]},
+    {group: `cepbus-operator-${operator}-node-`, topics: [TOPICS.noticeInbox(operator)]},
     {group: `cepbus-partner-${partner}-node-`, topics: [TOPICS.inbox(partner), TOPICS.rejected(partner)]},
   ];
   const send = async (topic, name, value) => {
@@ -214,7 +213,6 @@ async function main() {
     const intakeSent = await send(TOPICS.intake, 'IntakeRegistered', intake);
     const intakeId = intake.envelope.event_id;
     const isNotice = (name) => (m) => m.name === `fr.cepbus.${name}` && m.value.intake_event_id === intakeId;
-    const requested = await seen.wait('the NoticeRequested of the intake', isNotice('NoticeRequested'), deadline);
     const issued = await seen.wait('the NoticeIssued of the intake', isNotice('NoticeIssued'), deadline);
     const notice = issued.value;
 
@@ -264,11 +262,6 @@ async function main() {
       trace_id: TRACE_ID,
       intake: intakeSent,
       choice: choiceSent,
-      notice_requested: {
-        ...how(requested), event_id: requested.value.envelope.event_id,
-        inform: requested.value.inform, rules: requested.value.rules, obligation: requested.value.obligation,
-        causation_id: requested.value.envelope.causation_id,
-      },
       notice: {
         ...how(issued), event_id: notice.envelope.event_id,
         producer_org_id: notice.envelope.producer_org_id, person_pseudonym: notice.envelope.person_pseudonym,

@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from cepbus.contract import wiring
-from cepbus.contract.topics import INTAKE_REGISTERED, REFERRAL_STATUS, referral_inbox, referral_rejections
+from cepbus.contract.topics import (
+    INTAKE_REGISTERED,
+    NOTICE_ISSUED,
+    REFERRAL_STATUS,
+    notice_inbox,
+    referral_inbox,
+    referral_rejections,
+)
 from cepbus.reference import load_reference
 from cepbus.reference.directory import load_directory
 from cepbus.runtime.admin import bus_topics
@@ -225,6 +232,17 @@ def test_the_users_match_the_wiring_the_runtime_enforces() -> None:
         if a["resource"]["name"] == INTAKE_REGISTERED.name and "Read" in a["operations"]
     }  # fmt: skip
     assert readers == {"cepbus-router", "cepbus-ledger"}
+    # the national notices name, for every person, the operators they are told of: the router and the
+    # ledger only; each operator reads the notices of its own intakes on its own topic, literally
+    notice_readers = {
+        user for user, u in users.items() for a in u["spec"]["authorization"]["acls"]
+        if a["resource"]["name"] == NOTICE_ISSUED.name and "Read" in a["operations"]
+    }  # fmt: skip
+    assert notice_readers == {"cepbus-router", "cepbus-ledger"}
+    for org in (o.org_id for o in load_reference().organisations()):
+        reads = {(n, "Read") for n, op in _topic_ops(users[f"operator-{org}"]) if op == "Read"}
+        own = {notice_inbox(org).name, referral_inbox(org).name, referral_rejections(org).name}
+        assert reads == {(t, "Read") for t in own}
     # the partner inbox publishes the signed status updates and reaches nothing else on Kafka
     inbox = users["cepbus-inbox"]["spec"]["authorization"]["acls"]
     assert _topic_ops(users["cepbus-inbox"]) == {

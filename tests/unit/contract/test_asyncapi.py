@@ -25,14 +25,14 @@ from cepbus.contract.asyncapi import (
 )
 from cepbus.contract.models import EVENT_MODELS
 from cepbus.contract.schemas import event_schema, event_schemas, schema_dir
-from cepbus.contract.topics import CORE_TOPICS, referral_inbox, referral_rejections
+from cepbus.contract.topics import CORE_TOPICS, notice_inbox, referral_inbox, referral_rejections
 from cepbus.contract.wiring import ORG, wiring
 from tests.support import ROOT
 from tests.support.node import NODE_DIR, require_node
 
 OUT = ROOT / "docs" / "asyncapi"
 VALIDATOR = NODE_DIR / "asyncapi-validate.js"
-PER_ORG = {referral_inbox(ORG).name, referral_rejections(ORG).name}
+PER_ORG = {referral_inbox(ORG).name, referral_rejections(ORG).name, notice_inbox(ORG).name}
 REGENERATE = "docs/asyncapi is stale: run `cep-bus asyncapi`"
 
 
@@ -68,7 +68,7 @@ def test_every_topic_of_the_catalog_has_its_channel(document: dict[str, Any]) ->
     channels = document["channels"]
     by_address = {channel["address"]: channel for channel in channels.values()}
     assert set(by_address) == {spec.name for spec in CORE_TOPICS} | PER_ORG
-    for spec in (*CORE_TOPICS, referral_inbox(ORG), referral_rejections(ORG)):
+    for spec in (*CORE_TOPICS, referral_inbox(ORG), referral_rejections(ORG), notice_inbox(ORG)):
         channel = by_address[spec.name]
         assert channel["bindings"]["kafka"]["topic"] == spec.name
         assert channel["bindings"]["kafka"]["partitions"] == spec.partition_count(asyncapi.DEFAULT_PARTITIONS)

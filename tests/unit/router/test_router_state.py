@@ -116,7 +116,8 @@ def issue_notice(handlers: RouterHandlers, source: IntakeRegistered, at: datetim
     notice = NOTIFIER.on_notice_requested(request)[0].event
     assert isinstance(notice, NoticeIssued)
     notice = notice.model_copy(update={"envelope": notice.envelope.model_copy(update={"occurred_at": at})})
-    assert handlers.on_notice_issued(notice) == []
+    [delivered] = handlers.on_notice_issued(notice)  # to the operator who hands it over, only
+    assert delivered.topic == f"cep.notice.inbox.{source.operator_id}" and delivered.event == notice
     return notice
 
 
