@@ -157,13 +157,17 @@ class PartnersThread:
     thread: threading.Thread | None = None
 
     def start(self) -> None:
+        org_ids = sorted(set(self.org_ids)) or load_directory().org_ids()
         self.partner = ExamplePartner(
-            sorted(set(self.org_ids)) or load_directory().org_ids(),
+            org_ids,
             delay_s=0.0,
             refusal_rate=DEMO_REFUSAL_RATE,
             seed=DEMO_PARTNER_SEED,
             settings=self.broker,
-            group_id=f"cepbus-demo-partners-{uuid.uuid4().hex[:8]}",
+            # a fresh group each run, under the first organisation's own prefix (its KafkaUser's ACL);
+            # one consumer for many organisations is the demo's shortcut: on a cluster with ACLs each
+            # partner reads its inbox as itself
+            group_id=f"cepbus-partner-{org_ids[0]}-demo-{uuid.uuid4().hex[:8]}",
         )
         self.thread = threading.Thread(
             target=self.partner.run, args=(self.stop,), name="demo-partners", daemon=True
