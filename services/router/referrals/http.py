@@ -35,13 +35,15 @@ _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 def referral_view(store: ReferralStore, referral_id: str) -> dict[str, Any] | None:
-    """Current status, full history and reported breaches of one referral (None if unknown)."""
-    record = store.get(referral_id)
-    if record is None:
+    """Current status, full history and reported breaches of one referral (None if unknown); the status
+    and the history from one snapshot, so that they always agree."""
+    found = store.with_history(referral_id)
+    if found is None:
         return None
+    record, history = found
     return {
         "referral": record.to_json(),
-        "history": [entry.to_json() for entry in store.history(referral_id)],
+        "history": [entry.to_json() for entry in history],
         "breaches": [{"deadline": name, "due_at_ms": due} for name, due in store.breaches(referral_id)],
     }
 

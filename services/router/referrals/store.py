@@ -304,6 +304,23 @@ class ReferralStore:
         )
         return [self._open_note(_history(row)) for row in rows]
 
+    def with_history(self, referral_id: str) -> tuple[ReferralRecord, list[HistoryEntry]] | None:
+        """The referral and its history read by one statement, so from one snapshot: two queries could
+        see the state before an update and the history after it (a reader then shows an old state as
+        current beside its newer history), whichever the backend and the number of routers."""
+        columns = ", ".join(f"s.{c.strip()}" for c in _HISTORY_COLUMNS.split(","))
+        rows = self._db.query(
+            f"SELECT {', '.join(f'r.{c.strip()}' for c in _REFERRAL_COLUMNS.split(','))}, {columns} "
+            "FROM referrals r LEFT JOIN referral_steps s ON s.referral_id = r.referral_id "
+            "WHERE r.referral_id = ? ORDER BY s.seq",
+            (referral_id,),
+        )
+        if not rows:
+            return None
+        width = len(_REFERRAL_COLUMNS.split(","))
+        history = [self._open_note(_history(row[width:])) for row in rows if row[width] is not None]
+        return _record(rows[0][:width]), history
+
     def of_person(self, person_pseudonym: str) -> list[ReferralRecord]:
         rows = self._db.query(
             f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE person_pseudonym = ? ORDER BY requested_at_ms",

@@ -4,8 +4,9 @@ sees only the referrals it is party to. Played against the FastAPI app with its 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +21,7 @@ from cepbus.trust.development import dev_private_key
 from cepbus_app.cli import app as cli
 from services.router.referrals.auth import TokenBook, issue_token, read_side_trust_problems
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
-from services.router.referrals.http import build_read_side
+from services.router.referrals.http import build_read_side, referral_view
 from services.router.referrals.store import ReferralStore
 from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock, RecordingProducer
@@ -155,3 +156,31 @@ def test_an_organisation_reads_the_routers_verdicts_on_its_own_updates_only(
     assert verdict(A, A, received.envelope.event_id)[0] == 404
     assert verdict(B, B, "never-sent")[0] == 404
     assert http.get(f"/organisations/{B}/updates/{received.envelope.event_id}").status_code == 401
+
+
+def test_a_referrals_status_and_history_come_from_one_snapshot(store: ReferralStore) -> None:
+    """A router applies an update while the read side answers: the status and the history it returns
+    must agree (the inbox showed `received` as current beside an applied `accepted` and stopped waiting).
+    The writer is let in after the read side's first statement, the worst moment for two reads."""
+    lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    request = referral(requester=A, recipient=B)
+    lifecycle.on_requested(request)
+    partner = PartnerClient(B, dev_private_key(B), publisher=Publisher(producer=RecordingProducer()))
+    lifecycle.on_status(partner.update(request, ReferralStatus.RECEIVED))
+    pending = [partner.update(request, ReferralStatus.ACCEPTED)]
+    query = store._db.query
+
+    def concurrent_writer(sql: str, params: Sequence[object] = ()) -> list[Any]:
+        rows = query(sql, params)
+        while pending:  # right after the first statement of the view
+            lifecycle.on_status(pending.pop())
+        return rows
+
+    store._db.query = concurrent_writer  # type: ignore[method-assign]
+    try:
+        view = referral_view(store, request.referral_id)
+    finally:
+        store._db.query = query  # type: ignore[method-assign]
+    assert view is not None and not pending
+    assert view["history"][-1]["state_after"] == view["referral"]["status"]
+    assert referral_view(store, request.referral_id)["referral"]["status"] == "accepted"  # type: ignore[index]
