@@ -128,7 +128,8 @@ class _OrganisationsFile(_Frozen):
     organisations: list[Organisation]
 
 
-def _duplicates(values: Iterable[str]) -> list[str]:
+def duplicates(values: Iterable[str]) -> list[str]:
+    """The values that occur more than once, sorted (for "duplicate ... ids" errors)."""
     return sorted(value for value, count in Counter(values).items() if count > 1)
 
 
@@ -148,11 +149,11 @@ class ReferenceData:
         org_list = list(organisations)
         errors: list[str] = []
 
-        if dup := _duplicates(r.code for r in region_list):
+        if dup := duplicates(r.code for r in region_list):
             errors.append(f"duplicate region codes: {', '.join(dup)}")
-        if dup := _duplicates(d.code for d in dep_list):
+        if dup := duplicates(d.code for d in dep_list):
             errors.append(f"duplicate département codes: {', '.join(dup)}")
-        if dup := _duplicates(o.org_id for o in org_list):
+        if dup := duplicates(o.org_id for o in org_list):
             errors.append(f"duplicate organisation ids: {', '.join(dup)}")
         if len(region_list) != EXPECTED_REGION_COUNT:
             errors.append(f"expected {EXPECTED_REGION_COUNT} regions, found {len(region_list)}")
@@ -288,12 +289,13 @@ class ReferenceData:
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """json.loads silently keeps the last of duplicate keys; in reference data that hides an error."""
     keys = [key for key, _ in pairs]
-    if dup := _duplicates(keys):
+    if dup := duplicates(keys):
         raise ReferenceDataError(f"duplicate JSON keys: {', '.join(dup)}")
     return dict(pairs)
 
 
-def _parse(name: str, text: str) -> dict[str, Any]:
+def parse_json(name: str, text: str) -> dict[str, Any]:
+    """A reference JSON document: duplicate keys refused, an object at the top, errors naming `name`."""
     try:
         document = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
@@ -309,7 +311,7 @@ def load_reference_from(directory: Path | str) -> ReferenceData:
     """Load and validate the data files of `directory` (uncached: for tests and tools)."""
     base = Path(directory)
     texts = [(base / name).read_text(encoding="utf-8") for name in _DATA_FILES]
-    return ReferenceData.from_documents(*(_parse(n, t) for n, t in zip(_DATA_FILES, texts, strict=True)))
+    return ReferenceData.from_documents(*(parse_json(n, t) for n, t in zip(_DATA_FILES, texts, strict=True)))
 
 
 @functools.cache
@@ -317,4 +319,4 @@ def load_reference() -> ReferenceData:
     """The packaged reference data, validated once per process."""
     data = resources.files("cepbus.reference").joinpath("data")
     texts = [data.joinpath(name).read_text(encoding="utf-8") for name in _DATA_FILES]
-    return ReferenceData.from_documents(*(_parse(n, t) for n, t in zip(_DATA_FILES, texts, strict=True)))
+    return ReferenceData.from_documents(*(parse_json(n, t) for n, t in zip(_DATA_FILES, texts, strict=True)))

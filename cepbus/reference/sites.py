@@ -22,9 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cepbus.contract.models import DEPARTEMENT_CODE, ORG_ID, RECEPTION_SITE_ID
-from cepbus.reference import ReferenceData, ReferenceDataError, load_reference
-from cepbus.reference import _duplicates as duplicates
-from cepbus.reference import _parse as parse_json
+from cepbus.reference import ReferenceData, ReferenceDataError, duplicates, load_reference, parse_json
 
 SITES_FILE = "reception_sites.json"
 
@@ -104,13 +102,17 @@ class SiteRegistry:
     def of_operator(self, operator_id: str) -> list[ReceptionSite]:
         return [s for s in self.sites() if s.operator_id == operator_id]
 
+    def region_code(self, site: ReceptionSite) -> str:
+        """The region the site's département lies in."""
+        return self._region_of[site.departement_code]
+
     def check(self, site_id: str, operator_id: str, region_code: str) -> ReceptionSite:
         """Raise `ReferenceDataError` unless the site is registered, is the operator's and lies in the
         intake's region (a person may be received in a neighbouring département of the region)."""
         site = self.site(site_id)
         if site.operator_id != operator_id:
             raise ReferenceDataError(f"reception site {site_id} is {site.operator_id}'s, not {operator_id}'s")
-        if self._region_of[site.departement_code] != region_code:
+        if self.region_code(site) != region_code:
             raise ReferenceDataError(
                 f"reception site {site_id} is in département {site.departement_code}, outside region "
                 f"{region_code}"

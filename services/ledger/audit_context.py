@@ -49,19 +49,12 @@ def reference_operators(reference: ReferenceData | None = None) -> list[KnownOpe
     ]
 
 
-def reference_sites(
-    registry: SiteRegistry | None = None, reference: ReferenceData | None = None
-) -> list[KnownSite]:
+def reference_sites(registry: SiteRegistry | None = None) -> list[KnownSite]:
     """The registered reception sites (`cepbus.reference.sites`), each with its département's region."""
-    departements = (reference or load_reference()).departements
+    sites = registry or load_sites()
     return [
-        KnownSite(
-            site.site_id,
-            site.operator_id,
-            site.departement_code,
-            departements[site.departement_code].region_code,
-        )
-        for site in (registry or load_sites()).sites()
+        KnownSite(site.site_id, site.operator_id, site.departement_code, sites.region_code(site))
+        for site in sites.sites()
     ]
 
 

@@ -730,10 +730,13 @@ def _reception_sites(
         where["sites"][site_id] += 1
     for site in known.values():  # départements with registered sites and no intake at all
         row_of(site.departement_code, site.region_code)
+    declared: dict[str, list[str]] = defaultdict(list)
+    for site_id in sorted(known):
+        declared[known[site_id].departement_code].append(site_id)
     by_departement = {}
     for dep in sorted(rows):
         row = rows[dep]
-        registered = sorted(s.site_id for s in known.values() if s.departement_code == dep)
+        registered = declared.get(dep, [])
         by_departement[dep] = {
             **{key: row[key] for key in ("region_code", "intakes", "in_person", "remote")},
             "operators": _counter(row["operators"]),

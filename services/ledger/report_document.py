@@ -80,10 +80,6 @@ class Labels:
             sites={site.site_id: site.name for site in (registry or load_sites()).sites()},
         )
 
-    def site(self, site_id: str) -> str:
-        """A site by its registered name (and id); an id the registry does not know, as it is."""
-        return f"{self.sites[site_id]} ({site_id})" if site_id in self.sites else site_id
-
     def region(self, code: str | None) -> str:
         if code is None or code == "?":
             return "sans région"

@@ -216,6 +216,19 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
     )
 
 
+def _prefixed(columns: str, table: str) -> str:
+    return ", ".join(f"{table}.{name.strip()}" for name in columns.split(","))
+
+
+#: A referral and its steps in one statement (one snapshot): the referral's columns, then a step's
+#: (all null for a referral without steps).
+_WITH_HISTORY_SQL = (
+    f"SELECT {_prefixed(_REFERRAL_COLUMNS, 'r')}, {_prefixed(_HISTORY_COLUMNS, 's')} "
+    "FROM referrals r LEFT JOIN referral_steps s ON s.referral_id = r.referral_id "
+    "WHERE r.referral_id = ? ORDER BY s.seq"
+)
+_REFERRAL_WIDTH = len(_REFERRAL_COLUMNS.split(","))
+
 _SEALED = "sealed:"  # prefix of a sealed note (then hex of the vault blob)
 
 _TERMINAL_SQL = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
@@ -308,16 +321,10 @@ class ReferralStore:
         """The referral and its history read by one statement, so from one snapshot: two queries could
         see the state before an update and the history after it (a reader then shows an old state as
         current beside its newer history), whichever the backend and the number of routers."""
-        columns = ", ".join(f"s.{c.strip()}" for c in _HISTORY_COLUMNS.split(","))
-        rows = self._db.query(
-            f"SELECT {', '.join(f'r.{c.strip()}' for c in _REFERRAL_COLUMNS.split(','))}, {columns} "
-            "FROM referrals r LEFT JOIN referral_steps s ON s.referral_id = r.referral_id "
-            "WHERE r.referral_id = ? ORDER BY s.seq",
-            (referral_id,),
-        )
+        rows = self._db.query(_WITH_HISTORY_SQL, (referral_id,))
         if not rows:
             return None
-        width = len(_REFERRAL_COLUMNS.split(","))
+        width = _REFERRAL_WIDTH
         history = [self._open_note(_history(row[width:])) for row in rows if row[width] is not None]
         return _record(rows[0][:width]), history
 
