@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from cepbus.contract.models import ORG_ID
 from cepbus.reference import load_reference
 from cepbus.reference.directory import (
+    MAX_DOCUMENT_BYTES,
     Directory,
     DirectoryKey,
     format_time,
@@ -48,6 +49,7 @@ from cepbus.trust.keys import (
     parse_authority_key,
     write_private_key,
 )
+from cepbus.untrusted_json import UnreadableInput, one_line, read_capped
 
 keys_app = typer.Typer(help="Organisation signing keys (Ed25519): generate a key pair.", no_args_is_help=True)
 directory_app = typer.Typer(
@@ -73,12 +75,6 @@ def _line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc']) or 'entry'}: {error['msg']}" for error in exc.errors()[:6]
-    )
-
-
 @contextlib.contextmanager
 def _one_line_errors() -> Iterator[None]:
     """Turn every expected failure into one line on stderr and an exit code, never a traceback."""
@@ -95,7 +91,7 @@ def _one_line_errors() -> Iterator[None]:
         typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         raise typer.Exit(FAILED) from None
     except ValidationError as exc:
-        typer.echo(f"error: {_describe(exc)}", err=True)
+        typer.echo(f"error: {one_line(exc, limit=6)}", err=True)
         raise typer.Exit(FAILED) from None
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         typer.echo(f"error: {_line(str(exc)) or type(exc).__name__}", err=True)
@@ -124,13 +120,20 @@ def _private_key(path: Path) -> Ed25519PrivateKey:
         _fail(f"{path}: not an unencrypted PEM Ed25519 private key ({_line(str(exc))})")
 
 
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """A directory or key entry file as a JSON object, read with a size cap (`read_document`'s rules)."""
+    try:
+        return read_document(read_capped(path, MAX_DOCUMENT_BYTES, what))
+    except UnreadableInput as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"{path}: {exc}")
+
+
 def _read_body(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    document = _read_json(path, "directory")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        _fail(f"{path}: not UTF-8 text")
-    try:
-        return split_document(read_document(text))
+        return split_document(document)
     except ValueError as exc:
         _fail(f"{path}: {exc}")
 
@@ -281,16 +284,11 @@ def directory_add_key(
     """Add an organisation's public key; the old signatures are dropped (sign again)."""
     with _one_line_errors():
         body, _ = _read_body(file)
-        try:
-            raw_entry = read_document(entry.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            _fail(f"{entry}: not UTF-8 text")
-        except ValueError as exc:
-            _fail(f"{entry}: {exc}")
+        raw_entry = _read_json(entry, "key entry")
         try:
             new = DirectoryKey.model_validate(raw_entry)
         except ValidationError as exc:
-            _fail(f"{entry}: not a key entry: {_describe(exc)}")
+            _fail(f"{entry}: not a key entry: {one_line(exc, limit=6)}")
         keys = _keys_list(body, file)
         if any(k.get("key_id") == new.key_id for k in keys):
             _fail(f"{file}: key {new.key_id} of {new.org_id} is already in the directory")

@@ -2,7 +2,8 @@
 
 Channels come from the topic catalog (`topics.py`), operations and consumer groups from the wiring
 (`wiring.py`), messages from the Avro contract (`schemas/avro`) and headers from `headers.py`.
-`cep-bus asyncapi` writes it to `docs/asyncapi/` with an HTML rendering; tests/unit/contract/
+`cep-bus asyncapi` writes it to `docs/asyncapi/` with an HTML rendering (from the Jinja template
+`templates/asyncapi.html.j2`, shipped in the package); tests/unit/contract/
 test_asyncapi.py proves the committed files equal a fresh generation and validates them with
 `@asyncapi/parser` (tests/node/asyncapi-validate.js).
 
@@ -23,6 +24,7 @@ import html
 import importlib.metadata
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -401,27 +403,8 @@ def render_schema(definition: Mapping[str, Any]) -> str:
 
 # --- HTML -------------------------------------------------------------------------------------------
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;
-padding:1.5rem;color:#1d2733;line-height:1.45}
-h1{margin-bottom:.2rem}h2{border-bottom:2px solid #d7dde4;padding-bottom:.2rem;margin-top:2.2rem}
-h3{margin:1.6rem 0 .4rem;font-family:ui-monospace,Menlo,Consolas,monospace}
-code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em}
-table{border-collapse:collapse;width:100%;margin:.4rem 0 1rem}
-th,td{border:1px solid #d7dde4;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f1f4f7}.card{border:1px solid #d7dde4;border-radius:6px;padding:.2rem 1rem .6rem;margin:1rem 0}
-.tag{display:inline-block;border-radius:3px;padding:0 .35rem;font-size:.8em;font-weight:600}
-.send{background:#e3f1e3;color:#205820}.receive{background:#e4ecf8;color:#1f3f75}
-nav ul{columns:2;padding-left:1.2rem}p.note{color:#55606c}
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _code(value: object) -> str:
-    return f"<code>{_e(value)}</code>"
+#: The page's template, shipped in the package beside this module (`templates/`).
+HTML_TEMPLATE = "asyncapi.html.j2"
 
 
 def _anchor(kind: str, name: str) -> str:
@@ -447,145 +430,70 @@ def _avro_type(node: Any) -> str:
     return _avro_type(kind)
 
 
-def _rows(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _paragraphs(text: str) -> str:
-    return "".join(f"<p>{_e(p)}</p>" for p in text.split("\n\n"))
-
-
 def _ref_name(ref: Mapping[str, str]) -> str:
     return ref["$ref"].rsplit("/", 1)[-1]
 
 
-def _channel_html(channel_id: str, channel: Mapping[str, Any], document: Mapping[str, Any]) -> str:
-    kafka = channel["bindings"]["kafka"]
-    (message_id,) = channel["messages"]
-    message = document["components"]["messages"][message_id]
-    ops = [
-        (op_id, op)
-        for op_id, op in document["operations"].items()
-        if op["channel"]["$ref"] == f"#/channels/{channel_id}"
-    ]
+@dataclass(frozen=True)
+class _ChannelView:
+    """A channel with what its section shows beside it: its one message and the operations on it."""
 
-    def who(op: Mapping[str, Any]) -> str:
-        topic = op["x-cepbus-topic"]
-        scope = f" (wiring: {_code(topic)})" if topic != channel["address"] else ""
-        groups = ", ".join(_code(g) for g in op.get("x-cepbus-groups", []))
-        return _code(op["x-cepbus-principal"]) + scope + (f" &mdash; groups {groups}" if groups else "")
-
-    senders = [who(op) for _, op in ops if op["action"] == "send"]
-    receivers = [who(op) for _, op in ops if op["action"] == "receive"]
-    rows = [
-        ("address", _code(channel["address"])),
-        ("partitions", _e(kafka["partitions"])),
-        ("key", _e(message["bindings"]["kafka"]["key"]["description"])),
-        (
-            "message",
-            f'<a href="#{_anchor("message", message_id)}">{_e(message["title"])}</a> '
-            f'(<a href="{_e(message["payload"]["schema"]["$ref"])}">.avsc</a>)',
-        ),
-    ]
-    for name, parameter in channel.get("parameters", {}).items():
-        rows.insert(1, (f"parameter {_code(name)}", _e(parameter["description"])))
-    rows.append(("sent by", "<br>".join(senders) or "&mdash;"))
-    rows.append(("received by", "<br>".join(receivers) or "&mdash;"))
-    table = (
-        "<table><tbody>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</tbody></table>"
-    )
-    return (
-        f'<section class="card" id="{_anchor("channel", channel_id)}"><h3>{_e(channel["address"])}</h3>'
-        f"<p>{_e(channel['description'])}</p>{table}</section>"
-    )
+    channel_id: str
+    channel: Mapping[str, Any]
+    message_id: str
+    message: Mapping[str, Any]
+    senders: list[Mapping[str, Any]]
+    receivers: list[Mapping[str, Any]]
 
 
-def _message_html(message_id: str, message: Mapping[str, Any], definition: Mapping[str, Any]) -> str:
-    header_rows = [
-        (_code(name), _e(prop.get("const", "string")), _e(prop["description"]))
-        for name, prop in message["headers"]["properties"].items()
-    ]
-    field_rows = [
-        (_code(field["name"]), _code(_avro_type(field["type"])), _e(field.get("doc", "")))
-        for field in definition["fields"]
-    ]
-    return (
-        f'<section class="card" id="{_anchor("message", message_id)}"><h3>{_e(message["title"])}</h3>'
-        f"<p>{_e(message['summary'])}</p>"
-        f'<p>Payload: <a href="{_e(message["payload"]["schema"]["$ref"])}">'
-        f"{_e(message['payload']['schema']['$ref'])}</a> ({_code(message['payload']['schemaFormat'])}); "
-        f"fingerprint {_code(message['x-cepbus-fingerprint'])}; key: "
-        f"{_e(message['bindings']['kafka']['key']['description'])}</p>"
-        + _rows(("field", "Avro type", "doc"), field_rows)
-        + _rows(("header", "value", "meaning"), header_rows)
-        + "</section>"
-    )
+def _channel_views(document: Mapping[str, Any]) -> list[_ChannelView]:
+    views = []
+    for channel_id, channel in document["channels"].items():
+        (message_id,) = channel["messages"]
+        ref = f"#/channels/{channel_id}"
+        ops = [op for op in document["operations"].values() if op["channel"]["$ref"] == ref]
+        views.append(
+            _ChannelView(
+                channel_id=channel_id,
+                channel=channel,
+                message_id=message_id,
+                message=document["components"]["messages"][message_id],
+                senders=[op for op in ops if op["action"] == "send"],
+                receivers=[op for op in ops if op["action"] == "receive"],
+            )
+        )
+    return views
 
 
 def render_html(document: Mapping[str, Any], schemas: Mapping[str, Mapping[str, Any]]) -> str:
-    """A static page of the document (no script, no external asset), one section per channel."""
-    info = document["info"]
-    channels: Mapping[str, Any] = document["channels"]
-    messages: Mapping[str, Any] = document["components"]["messages"]
-    server_rows = [
-        (
-            _e(name),
-            _code(server["host"]),
-            _code(server["protocol"]),
-            ", ".join(_code(_ref_name(s)) for s in server.get("security", [])) or "none",
-            _e(server["description"]),
-        )
-        for name, server in document["servers"].items()
-    ]
-    scheme_rows = [
-        (_code(name), _code(scheme["type"]), _e(scheme["description"]))
-        for name, scheme in document["components"]["securitySchemes"].items()
-    ]
-    operation_rows = [
-        (
-            _code(op["x-cepbus-principal"]),
-            f'<span class="tag {op["action"]}">{op["action"]}</span>',
-            f'<a href="#{_anchor("channel", _ref_name(op["channel"]))}">'
-            f"{_e(channels[_ref_name(op['channel'])]['address'])}</a>",
-            ", ".join(_code(g) for g in op.get("x-cepbus-groups", [])) or "&mdash;",
-            _code(op_id),
-        )
-        for op_id, op in document["operations"].items()
-    ]
-    nav = "".join(
-        f'<li><a href="#{_anchor("channel", cid)}">{_e(c["address"])}</a></li>' for cid, c in channels.items()
+    """A static page of the document (no script, no external asset), one section per channel, from the
+    Jinja template `templates/asyncapi.html.j2` (autoescaped)."""
+    # Imported here: only `cep-bus asyncapi` renders the page, nothing that loads the contract needs Jinja.
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+    from markupsafe import Markup
+
+    def escaped(value: object) -> object:
+        """Escape as the page always has (`html.escape`: `&quot;`, `&#x27;`), so that it stays the same
+        bytes; Jinja's own escaping writes `&#34;` and `&#39;`. Markup (a macro's output) is HTML."""
+        return value if isinstance(value, Markup) else Markup(html.escape(str(value), quote=True))
+
+    environment = Environment(
+        loader=PackageLoader("cepbus.contract", "templates"),
+        autoescape=True,
+        finalize=escaped,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
     )
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(info['title'])} {_e(info['version'])} &mdash; AsyncAPI</title>",
-        f"<style>{_CSS.strip()}</style></head><body>",
-        f"<!-- {_e(GENERATED)} -->",
-        f"<h1>{_e(info['title'])} <small>{_e(info['version'])}</small></h1>",
-        f'<p class="note">AsyncAPI {_e(document["asyncapi"])} &middot; '
-        f'<a href="{DOCUMENT_FILE}">{DOCUMENT_FILE}</a> &middot; default content type '
-        f"{_code(document['defaultContentType'])}</p>",
-        _paragraphs(info["description"]),
-        f"<nav><h2>Contents</h2><ul>{nav}</ul></nav>",
-        "<h2>Servers</h2>",
-        _rows(("server", "host", "protocol", "security", "description"), server_rows),
-        "<h2>Security schemes</h2>",
-        _rows(("scheme", "type", "description"), scheme_rows),
-        "<h2>Channels</h2>",
-        *(_channel_html(cid, channel, document) for cid, channel in channels.items()),
-        "<h2>Messages</h2>",
-        *(
-            _message_html(mid, message, schemas[f"{message['title']}.avsc"])
-            for mid, message in messages.items()
-        ),
-        "<h2>Operations</h2>",
-        _rows(("principal", "action", "channel", "consumer groups", "operation id"), operation_rows),
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+    environment.globals["anchor"] = _anchor
+    environment.filters["avro_type"] = _avro_type
+    environment.filters["ref_name"] = _ref_name
+    return environment.get_template(HTML_TEMPLATE).render(
+        document=document,
+        schemas=schemas,
+        channels=_channel_views(document),
+        generated=GENERATED,
+        document_file=DOCUMENT_FILE,
+    )
 
 
 def rendered_files() -> dict[str, str]:

@@ -10,7 +10,6 @@ loudly instead. Pure: no I/O beyond reading the package's own files.
 from __future__ import annotations
 
 import functools
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cepbus.contract.models import CEP_OPERATOR_KINDS, DEPARTEMENT_CODE, ORG_ID, REGION_CODE, OrganisationKind
+from cepbus.untrusted_json import DuplicateKeys, MalformedJson, loads_strict
 
 __all__ = [
     "EXPECTED_DEPARTEMENT_COUNT",
@@ -286,22 +286,15 @@ class ReferenceData:
         return dep
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json.loads silently keeps the last of duplicate keys; in reference data that hides an error."""
-    keys = [key for key, _ in pairs]
-    if dup := duplicates(keys):
-        raise ReferenceDataError(f"duplicate JSON keys: {', '.join(dup)}")
-    return dict(pairs)
-
-
 def parse_json(name: str, text: str) -> dict[str, Any]:
-    """A reference JSON document: duplicate keys refused, an object at the top, errors naming `name`."""
+    """A reference JSON document: duplicate keys refused (json.loads would silently keep the last, which
+    in reference data hides an error), an object at the top, errors naming `name`."""
     try:
-        document = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise ReferenceDataError(f"{name}: not valid JSON: {exc}") from exc
-    except ReferenceDataError as exc:
-        raise ReferenceDataError(f"{name}: {exc}") from exc
+        document = loads_strict(text)
+    except DuplicateKeys as exc:
+        raise ReferenceDataError(f"{name}: duplicate JSON keys: {', '.join(sorted(exc.keys))}") from None
+    except MalformedJson as exc:
+        raise ReferenceDataError(f"{name}: {exc}") from None
     if not isinstance(document, dict):
         raise ReferenceDataError(f"{name}: expected a JSON object")
     return document

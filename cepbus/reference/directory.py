@@ -68,6 +68,14 @@ from cepbus.trust.development import is_development_authority_key, is_developmen
 from cepbus.trust.keys import KEY_ID, AuthorityKey, key_id, parse_authority_key, raw_public_key
 from cepbus.trust.modes import TrustProblem
 from cepbus.trust.settings import TrustSettings
+from cepbus.untrusted_json import (
+    DuplicateKeys,
+    MalformedJson,
+    UnreadableInput,
+    loads_strict,
+    one_line,
+    read_capped,
+)
 
 FORMAT = "cep-bus-directory/2"
 
@@ -93,6 +101,11 @@ EXAMPLE_KINDS = frozenset({OrganisationKind.TRAINING, OrganisationKind.HEALTH_SO
 ONE_PER_REGION_KINDS = frozenset({OrganisationKind.TRANSITIONS_PRO, OrganisationKind.SPRO})
 
 _PACKAGED = "the packaged example directory"
+
+#: A directory file larger than this is refused unread (a national directory is a few megabytes).
+MAX_DOCUMENT_BYTES = 64 << 20
+#: Deepest JSON nesting a directory file may have: a key entry nests 4 deep (document, body, list, entry).
+MAX_DEPTH = 16
 
 
 class DirectoryError(ValueError):
@@ -267,34 +280,20 @@ def _require_aware(at: datetime) -> None:
         raise ValueError("a directory time must be timezone-aware (UTC)")
 
 
-def _one_line(exc: ValidationError, limit: int = 6) -> str:
-    errors = exc.errors()
-    shown = [
-        f"{'.'.join(str(part) for part in error['loc']) or 'document'}: {error['msg']}"
-        for error in errors[:limit]
-    ]
-    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
-    return "; ".join(shown) + more
-
-
 # --- the document: reading, canonical bytes, signatures -------------------------------------------
 
 
-def read_document(text: str) -> dict[str, Any]:
-    """Parse a directory file's JSON; DirectoryError on bad JSON, duplicate keys or a non-object."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for name, value in pairs:
-            if name in seen:
-                raise DirectoryError(f"duplicate JSON key {name!r}: a signed document must be unambiguous")
-            seen[name] = value
-        return seen
-
+def read_document(data: bytes | str) -> dict[str, Any]:
+    """Parse a directory file's JSON (strict UTF-8 when bytes, nesting bounded); DirectoryError on bad
+    JSON, duplicate keys (a signed document must be unambiguous) or a non-object."""
     try:
-        document = json.loads(text, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise DirectoryError(f"not JSON: {exc}") from None
+        document = loads_strict(data, max_depth=MAX_DEPTH)
+    except DuplicateKeys as exc:
+        raise DirectoryError(
+            f"duplicate JSON key {exc.keys[0]!r}: a signed document must be unambiguous"
+        ) from None
+    except MalformedJson as exc:
+        raise DirectoryError(str(exc)) from None
     if not isinstance(document, dict):
         raise DirectoryError("a directory is a JSON object")
     return document
@@ -363,7 +362,7 @@ def check_signature(
         try:
             parsed.append(_Signature.model_validate(entry))
         except ValidationError as exc:
-            raise DirectoryError(f"signature {index}: {_one_line(exc)}") from None
+            raise DirectoryError(f"signature {index}: {one_line(exc, limit=6)}") from None
     if not parsed:
         raise DirectoryError(f"the directory is unsigned; the pinned authority key is {authority.key_id}")
     mine = [s for s in parsed if s.key_id == authority.key_id]
@@ -434,7 +433,7 @@ class Directory:
             parsed = _SignedBody.model_validate(body)
             signers = [_Signature.model_validate(s).key_id for s in signatures]
         except ValidationError as exc:
-            raise DirectoryError(f"invalid directory: {_one_line(exc)}") from None
+            raise DirectoryError(f"invalid directory: {one_line(exc, limit=6)}") from None
         errors: list[str] = []
         operators = reference.organisations()
         ids = [org.org_id for org in operators] + [p.org_id for p in parsed.partners]
@@ -578,13 +577,11 @@ def load_directory_from(
 ) -> Directory:
     """Load and validate a directory file, its signature too with `authority_key` (uncached)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DirectoryError(f"referral directory {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise DirectoryError(f"referral directory {path}: not UTF-8 text") from None
+        data = read_capped(Path(path), MAX_DOCUMENT_BYTES, "referral directory")
+    except UnreadableInput as exc:
+        raise DirectoryError(str(exc)) from None
     try:
-        return Directory.build(reference or load_reference(), read_document(text), authority_key)
+        return Directory.build(reference or load_reference(), read_document(data), authority_key)
     except DirectoryError as exc:
         raise DirectoryError(f"referral directory {path}: {exc}") from None
 
@@ -679,6 +676,8 @@ def directory_trust_problems(
 
 __all__ = [
     "FORMAT",
+    "MAX_DEPTH",
+    "MAX_DOCUMENT_BYTES",
     "OPCO_NAMES",
     "Directory",
     "DirectoryEntry",

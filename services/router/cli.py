@@ -94,7 +94,7 @@ def referral_issue_token(
 def rules_explain() -> None:
     """Read one intake as JSON on stdin (the Avro intake's field names) and print the decision as JSON.
     Exit 2, with one line on stderr, on any input that is not such an intake."""
-    from services.router.rules import explain, parse_intake_json
+    from services.router.rules_input import explain, parse_intake_json
 
     stream = getattr(sys.stdin, "buffer", None)
     try:

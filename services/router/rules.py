@@ -1,7 +1,7 @@
 """The regulation decision: who is competent for a person, and whom they must be told about.
 
-Pure functions, no Kafka: the router calls `decide` on each `IntakeRegistered`; `explain` backs the
-`cep-bus rules explain` command so that an operator can check a case by hand.
+Pure functions, no Kafka: the router calls `decide` on each `IntakeRegistered`; `cep-bus rules explain`
+calls `decide_profile` on an intake typed by hand, once `rules_input.py` has checked it.
 
 Publics (Code du travail L6111-6): the regional CEP operator serves employed people of the private
 sector and the self-employed, not public agents; Apec serves cadres and young graduates; Cap emploi
@@ -28,28 +28,20 @@ that this bus enforces starts with that service. The intake date is the local da
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from datetime import date, datetime
+from typing import Any, Literal
 
 from cepbus.contract.models import (
     CEP_OPERATOR_KINDS,
-    DEPARTEMENT_CODE,
-    ORG_ID,
-    REGION_CODE,
-    Channel,
     EmploymentStatus,
-    IntakePurpose,
     IntakeRegistered,
     OrganisationKind,
     Profile,
 )
 from cepbus.contract.rule_ids import PUBLIC_AGENT_RULE
-from cepbus.reference import ReferenceData, ReferenceDataError, Region, load_reference
+from cepbus.reference import ReferenceData, ReferenceDataError, Region
 
 __all__ = [
     "COMPETENCE_PRECEDENCE",
@@ -59,7 +51,7 @@ __all__ = [
     "Rule",
     "decide",
     "decide_profile",
-    "explain",
+    "local_date",
 ]
 
 #: Bump on every change of a rule's meaning: decisions carry it so the trail says which rules applied.
@@ -266,7 +258,7 @@ def _rejected(rule_id: str, detail: str, reference: ReferenceData) -> Decision:
     )
 
 
-def _local_date(on: date, region: Region | None) -> date:
+def local_date(on: date, region: Region | None) -> date:
     """The date of an instant in the region's own time zone: 23:30 UTC on 31 December is already
     1 January in Paris, and opening dates are local."""
     if isinstance(on, datetime):
@@ -284,36 +276,17 @@ def _kleene_or(values: Iterable[bool | None]) -> bool | None:
     return None
 
 
-def decide_profile(
-    *,
-    operator_kind: OrganisationKind | str,
-    region_code: str,
-    departement_code: str,
-    profile: Profile,
-    on_date: date,
-    reference: ReferenceData,
-) -> Decision:
-    """Decide for a person received by an operator of `operator_kind` in a region on `on_date`.
-
-    `on_date` may be a timezone-aware datetime: its local date in the region is used.
-    """
+def _cep_kind(operator_kind: OrganisationKind | str) -> OrganisationKind | None:
+    """The operator kind if it is one of the five kinds of CEP operator, else None."""
     try:
         kind = OrganisationKind(operator_kind)
     except ValueError:
-        kind = None
-    if kind is None or kind not in CEP_OPERATOR_KINDS:
-        return _rejected(
-            "R-REJECT-NOT-CEP-OPERATOR",
-            f"operator kind {operator_kind!s} is not a CEP operator (expected one of "
-            f"{', '.join(sorted(CEP_OPERATOR_KINDS))})",
-            reference,
-        )
-    try:
-        reference.check_location(region_code, departement_code)
-    except ReferenceDataError as exc:
-        return _rejected("R-REJECT-LOCATION", str(exc), reference)
-    region = reference.region(region_code)
-    day = _local_date(on_date, region)
+        return None
+    return kind if kind in CEP_OPERATOR_KINDS else None
+
+
+def _date_rejection(profile: Profile, day: date, region: Region, reference: ReferenceData) -> Decision | None:
+    """The rejection of an intake dated before the region's opening, or of a person born after it."""
     if day < region.opened_on:
         return _rejected(
             "R-REJECT-BEFORE-OPENING",
@@ -327,13 +300,11 @@ def decide_profile(
             f"birth year {profile.birth_year} is after the intake year {day.year}",
             reference,
         )
+    return None
 
-    fired = _Fired()
-    missing: set[str] = set()
-    publics: set[OrganisationKind] = set()
-    status = profile.employment_status
 
-    # Apec: cadres and young graduates.
+def _apec_public(profile: Profile, day: date, fired: _Fired, missing: set[str]) -> None:
+    """Apec: cadres and young graduates."""
     if profile.cadre:
         fired.add("R-APEC-CADRE", "cadre : public de l'Apec")
     if profile.young_graduate:
@@ -341,13 +312,18 @@ def decide_profile(
     if _kleene_or([profile.cadre, profile.young_graduate]) is None:
         missing.update(f for f in ("cadre", "young_graduate") if getattr(profile, f) is None)
 
-    # Cap emploi: bénéficiaires de l'obligation d'emploi.
+
+def _cap_emploi_public(profile: Profile, day: date, fired: _Fired, missing: set[str]) -> None:
+    """Cap emploi: bénéficiaires de l'obligation d'emploi."""
     if profile.boeth:
         fired.add("R-CAPEMPLOI-BOETH", "bénéficiaire de l'obligation d'emploi : public de Cap emploi")
     elif profile.boeth is None:
         missing.add("boeth")
 
-    # France Travail: job seekers, by status or by registration.
+
+def _france_travail_public(profile: Profile, day: date, fired: _Fired, missing: set[str]) -> None:
+    """France Travail: job seekers, by status or by registration."""
+    status = profile.employment_status
     is_job_seeker = _kleene_or(
         [None if status is None else status == EmploymentStatus.JOB_SEEKER, profile.job_seeker]
     )
@@ -356,15 +332,20 @@ def decide_profile(
     elif is_job_seeker is None:
         missing.update(f for f in ("employment_status", "job_seeker") if getattr(profile, f) is None)
 
-    # Missions locales: aged 16 to 25 during the intake year.
+
+def _mission_locale_public(profile: Profile, day: date, fired: _Fired, missing: set[str]) -> None:
+    """Missions locales: aged 16 to 25 during the intake year."""
     if profile.birth_year is None:
         missing.add("birth_year")
-    else:
-        age = day.year - profile.birth_year
-        if ML_MIN_AGE <= age <= ML_MAX_AGE:
-            fired.add("R-ML-AGE-16-25", f"{age} ans en {day.year} (16-25 ans) : public des Missions locales")
+        return
+    age = day.year - profile.birth_year
+    if ML_MIN_AGE <= age <= ML_MAX_AGE:
+        fired.add("R-ML-AGE-16-25", f"{age} ans en {day.year} (16-25 ans) : public des Missions locales")
 
-    # Regional operator: employed private sector and self-employed, never public agents.
+
+def _regional_public(profile: Profile, day: date, fired: _Fired, missing: set[str]) -> None:
+    """Regional operator: employed private sector and self-employed, never public agents."""
+    status = profile.employment_status
     if status is None:
         missing.add("employment_status")
     elif status == EmploymentStatus.PUBLIC_AGENT:
@@ -375,9 +356,71 @@ def decide_profile(
         )
         fired.add("R-REGIONAL-COMPETENT", f"{label} : public de l'opérateur régional du CEP")
 
-    for rule_id, public in _PUBLIC_OF_RULE.items():
-        if rule_id in fired:
-            publics.add(public)
+
+#: One step per public: each fires its rules and notes the unknown fields it needed.
+_PUBLIC_STEPS: tuple[Callable[[Profile, date, _Fired, set[str]], None], ...] = (
+    _apec_public,
+    _cap_emploi_public,
+    _france_travail_public,
+    _mission_locale_public,
+    _regional_public,
+)
+
+
+def _competent(
+    kind: OrganisationKind, publics: set[OrganisationKind], fired: _Fired
+) -> OrganisationKind | None:
+    """The competent operator of a complete profile (see the module doc for the precedence)."""
+    if kind in publics:
+        fired.add("R-COMPETENT-CURRENT", f"{_KIND_LABEL[kind]} accompagne ce public et reste compétent(e)")
+        return kind
+    if publics:
+        competent = next(k for k in COMPETENCE_PRECEDENCE if k in publics)
+        fired.add(
+            "R-COMPETENT-PRECEDENCE",
+            f"{_KIND_LABEL[kind]} n'accompagne pas ce public ; compétent : {_KIND_LABEL[competent]} "
+            f"(ordre : {', '.join(k.value for k in COMPETENCE_PRECEDENCE)})",
+        )
+        return competent
+    fired.add("R-NO-PUBLIC-MATCH", "aucun public d'opérateur du CEP ne correspond : orientation à décider")
+    return None
+
+
+def decide_profile(
+    *,
+    operator_kind: OrganisationKind | str,
+    region_code: str,
+    departement_code: str,
+    profile: Profile,
+    on_date: date,
+    reference: ReferenceData,
+) -> Decision:
+    """Decide for a person received by an operator of `operator_kind` in a region on `on_date`.
+
+    `on_date` may be a timezone-aware datetime: its local date in the region is used.
+    """
+    kind = _cep_kind(operator_kind)
+    if kind is None:
+        return _rejected(
+            "R-REJECT-NOT-CEP-OPERATOR",
+            f"operator kind {operator_kind!s} is not a CEP operator (expected one of "
+            f"{', '.join(sorted(CEP_OPERATOR_KINDS))})",
+            reference,
+        )
+    try:
+        reference.check_location(region_code, departement_code)
+    except ReferenceDataError as exc:
+        return _rejected("R-REJECT-LOCATION", str(exc), reference)
+    region = reference.region(region_code)
+    day = local_date(on_date, region)
+    if rejection := _date_rejection(profile, day, region, reference):
+        return rejection
+
+    fired = _Fired()
+    missing: set[str] = set()
+    for step in _PUBLIC_STEPS:
+        step(profile, day, fired, missing)
+    publics = {public for rule_id, public in _PUBLIC_OF_RULE.items() if rule_id in fired}
     if kind in publics:
         fired.add(
             "R-NO-SELF-INFORM",
@@ -391,29 +434,12 @@ def decide_profile(
     competent: OrganisationKind | None = None
     if missing:
         fired.add("R-INCOMPLETE-PROFILE", f"champs inconnus, non présumés : {', '.join(missing_fields)}")
-        decision_status: Status = "incomplete"
     else:
-        decision_status = "decided"
-        if kind in publics:
-            competent = kind
-            fired.add(
-                "R-COMPETENT-CURRENT", f"{_KIND_LABEL[kind]} accompagne ce public et reste compétent(e)"
-            )
-        elif publics:
-            competent = next(k for k in COMPETENCE_PRECEDENCE if k in publics)
-            fired.add(
-                "R-COMPETENT-PRECEDENCE",
-                f"{_KIND_LABEL[kind]} n'accompagne pas ce public ; compétent : {_KIND_LABEL[competent]} "
-                f"(ordre : {', '.join(k.value for k in COMPETENCE_PRECEDENCE)})",
-            )
-        else:
-            fired.add(
-                "R-NO-PUBLIC-MATCH", "aucun public d'opérateur du CEP ne correspond : orientation à décider"
-            )
+        competent = _competent(kind, publics, fired)
 
     rules, reasons = fired.ordered()
     return Decision(
-        status=decision_status,
+        status="incomplete" if missing else "decided",
         competent_operator=competent,
         inform=inform,
         rules=rules,
@@ -435,170 +461,3 @@ def decide(intake: IntakeRegistered, reference: ReferenceData) -> Decision:
         on_date=intake.envelope.occurred_at,
         reference=reference,
     )
-
-
-class _StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-#: Years an intake document may name (the bounds of `Profile.birth_year`): anything else is a typo or an
-#: attack, refused as malformed input rather than carried into date arithmetic.
-MIN_YEAR = 1900
-MAX_YEAR = 2100
-
-#: Deepest JSON nesting `explain` accepts: an intake nests 2 deep (document, profile).
-MAX_DEPTH = 16
-
-
-def _year_in_range(value: date) -> date:
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"year {value.year} is out of range ({MIN_YEAR}..{MAX_YEAR})")
-    return value
-
-
-class _ProfileDocument(_StrictModel):
-    employment_status: EmploymentStatus | None = None
-    cadre: bool | None = None
-    young_graduate: bool | None = None
-    boeth: bool | None = None
-    birth_year: int | None = Field(default=None, ge=MIN_YEAR, le=MAX_YEAR)
-    job_seeker: bool | None = None
-
-
-class _IntakeDocument(_StrictModel):
-    """An intake as `cep-bus rules explain` reads it: the Avro field names, no envelope."""
-
-    operator_kind: OrganisationKind
-    region_code: str = Field(pattern=REGION_CODE)
-    departement_code: str = Field(pattern=DEPARTEMENT_CODE)
-    occurred_at: str | None = Field(default=None, max_length=64)
-    profile: _ProfileDocument
-    operator_id: str | None = Field(default=None, pattern=ORG_ID)
-    reception_site: str | None = Field(default=None, min_length=1, max_length=1000)
-    channel: Channel | None = None
-    purpose: IntakePurpose | None = None  # accepted as in the intake; no rule depends on it
-    cep_requested_on: Annotated[date, AfterValidator(_year_in_range)] | None = None
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """A one-line, bounded description of an input value (never the repr of a whole huge value)."""
-    if isinstance(value, str):
-        text = repr(value[:limit]) + ("..." if len(value) > limit else "")
-    elif isinstance(value, list | dict):
-        text = f"a JSON {'array' if isinstance(value, list) else 'object'} of {len(value)}"
-    else:
-        text = repr(value)
-    return text if len(text) <= limit + 10 else text[: limit + 7] + "..."
-
-
-def _describe(error: ValidationError, limit: int = 5) -> str:
-    items = error.errors()
-    parts = []
-    for item in items[:limit]:
-        where = ".".join(str(p) for p in item["loc"]) or "document"
-        if item["type"] == "extra_forbidden":
-            parts.append(f"unknown field {_short(where)}")
-        elif item["type"] == "missing":
-            parts.append(f"missing field {_short(where)}")
-        else:
-            parts.append(f"{where}: {item['msg']} (got {_short(item.get('input'))})")
-    if len(items) > limit:
-        parts.append(f"and {len(items) - limit} more")
-    return " ".join("; ".join(parts).split())
-
-
-def _parse_occurred_at(value: str | None) -> date | None:
-    """A date, or a date-time (aware or naive), whose year is in MIN_YEAR..MAX_YEAR (in UTC when aware,
-    so that the local date in any region is still a valid date)."""
-    if value is None:
-        return None
-    on: date
-    try:
-        on = date.fromisoformat(value)
-    except ValueError:
-        try:
-            on = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"occurred_at: not an ISO date or date-time: {_short(value)}") from None
-    year = on.year
-    if isinstance(on, datetime) and on.tzinfo is not None:
-        try:
-            year = on.astimezone(UTC).year
-        except OverflowError:
-            raise ValueError(f"occurred_at: {_short(value)} is out of range") from None
-    if not MIN_YEAR <= year <= MAX_YEAR:
-        raise ValueError(f"occurred_at: year {year} is out of range ({MIN_YEAR}..{MAX_YEAR})")
-    return on
-
-
-def _depth(value: Any, limit: int) -> int:
-    """The nesting depth of a JSON value, counted without recursion and no further than `limit + 1`."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth > limit:
-                break
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def parse_intake_json(data: bytes | str) -> dict[str, Any]:
-    """The intake object `cep-bus rules explain` reads on stdin: strict UTF-8, one JSON object, nesting
-    bounded; ValueError with a one-line message otherwise (never RecursionError or UnicodeError)."""
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"the input is not UTF-8 text (byte {exc.start})") from None
-    if not data.strip():
-        raise ValueError("empty input: expected one JSON object (an intake)")
-    try:
-        document = json.loads(data)
-    except RecursionError:
-        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # JSONDecodeError, integers too long to convert
-        raise ValueError(f"not JSON: {' '.join(str(exc).split())[:160]}") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"an intake must be a JSON object, got {type(document).__name__}")
-    return document
-
-
-def explain(document: dict[str, Any], reference: ReferenceData | None = None) -> dict[str, Any]:
-    """The decision for one intake given as a JSON object (Avro field names); `occurred_at`
-    defaults to today in the region. Raises ValueError with a one-line message on a malformed document
-    (wrong types, unknown fields, dates or years out of range, nesting deeper than MAX_DEPTH)."""
-    if not isinstance(document, dict):
-        raise ValueError(f"an intake must be a JSON object, got {type(document).__name__}")
-    if _depth(document, MAX_DEPTH) > MAX_DEPTH:
-        raise ValueError(f"the intake is nested deeper than {MAX_DEPTH} levels")
-    try:
-        text = json.dumps(document, ensure_ascii=False, allow_nan=False)
-        raw = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("the intake holds a lone surrogate (\\udXXX): not valid Unicode text") from None
-    except ValueError:  # allow_nan=False
-        raise ValueError("the intake is not plain JSON: NaN and Infinity are not JSON numbers") from None
-    except (TypeError, RecursionError) as exc:
-        raise ValueError(f"the intake is not plain JSON: {' '.join(str(exc).split())[:100]}") from None
-    try:
-        parsed = _IntakeDocument.model_validate_json(raw)
-    except ValidationError as exc:
-        raise ValueError(f"malformed intake: {_describe(exc)}") from None
-    ref = reference or load_reference()
-    region = ref.regions.get(parsed.region_code)
-    on = _parse_occurred_at(parsed.occurred_at)
-    if on is None:
-        on = datetime.now(region.zone).date() if region else date.today()
-    profile = Profile(**parsed.profile.model_dump())
-    decision = decide_profile(
-        operator_kind=parsed.operator_kind,
-        region_code=parsed.region_code,
-        departement_code=parsed.departement_code,
-        profile=profile,
-        on_date=on,
-        reference=ref,
-    )
-    day = _local_date(on, region)
-    return {**decision.to_json_dict(), "on_date": day.isoformat()}

@@ -534,7 +534,7 @@ def test_bad_store_urls_are_refused(url: str) -> None:
 
 
 def test_explain_accepts_the_new_intake_fields() -> None:
-    from services.router.rules import explain
+    from services.router.rules_input import explain
 
     document = {
         "operator_kind": "regional_cep",

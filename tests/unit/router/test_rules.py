@@ -28,8 +28,8 @@ from services.router.rules import (
     Decision,
     decide,
     decide_profile,
-    explain,
 )
+from services.router.rules_input import explain
 
 K = OrganisationKind
 ON = date(2021, 6, 1)

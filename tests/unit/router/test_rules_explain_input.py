@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cepbus_app.cli import app
-from services.router.rules import MAX_DEPTH, MAX_YEAR, MIN_YEAR, explain, parse_intake_json
+from services.router.rules_input import MAX_DEPTH, MAX_YEAR, MIN_YEAR, explain, parse_intake_json
 
 runner = CliRunner()
 

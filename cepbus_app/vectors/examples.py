@@ -1,35 +1,26 @@
-"""Golden vectors of the contract (`schemas/vectors/`): for each event type, fixed example events as
-plain JSON beside their exact bytes in both framings, and for status updates the signed bytes, a test
-key and the signature.
+"""The example events of the golden vectors: three journeys and two technical events, every field fixed
+(ids, times, texts) so that `cep-bus vectors` rewrites the same bytes until the contract changes.
 
-Why: another implementation (another language, another Avro library) proves it speaks the contract by
-decoding these bytes to these values and encoding these values to these bytes, without a broker and
-without running any Python. Everything here is deterministic (fixed ids, fixed times, Ed25519 is
-deterministic), so `cep-bus vectors` rewrites the same files until the contract changes, and
-`tests/unit/contract/test_golden_vectors.py` fails while the committed files are stale.
-
-"Plain JSON" (`plain_json`, the reverse `from_plain_json`) is the value as the Avro body carries it,
-written with JSON types only; `schemas/vectors/README.md` states the rules.
+The journeys: a cadre received by the regional operator of Bourgogne-Franche-Comté in Besançon who
+chooses Apec (the regulation loop, then the referral and its signed updates), an intake in
+Seine-Saint-Denis that says nothing optional, and a level-2 start in Guadeloupe without a recorded choice
+(reminder, breach); then the ledger's checkpoint and a dead letter. Each event is built by one function
+from the events it derives from, as the services would derive it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from enum import Enum
-from pathlib import Path
-from typing import Any
+from datetime import date, datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cepbus.contract import codec
 from cepbus.contract.models import (
-    EVENT_MODELS,
     BreachKind,
     Channel,
     CheckpointPublished,
@@ -62,9 +53,10 @@ from cepbus.contract.models import (
     UpdateVerdict,
     new_envelope,
 )
-from cepbus.contract.schemas import event_schema
-from cepbus.contract.signatures import canonical_status_bytes, public_key_b64, sign_status
+from cepbus.contract.signatures import public_key_b64, sign_status
 from cepbus.trust.keys import key_id
+
+__all__ = ["TEST_KEY_TAG", "TEST_SEED", "Example", "examples", "vector_test_key"]
 
 #: TEST KEY, PUBLIC ON PURPOSE: the seed is SHA-256 of this tag, so anyone can sign with it. It signs
 #: the vectors' status updates (and checkpoint note) and nothing else; it is no development key
@@ -72,12 +64,15 @@ from cepbus.trust.keys import key_id
 TEST_KEY_TAG = b"cep-bus golden-vector test key v1"
 TEST_SEED = hashlib.sha256(TEST_KEY_TAG).digest()
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_DAY = date(1970, 1, 1)
-_MILLISECOND = timedelta(milliseconds=1)
 _ROUTER, _NOTIFIER, _LEDGER = "cep-bus-router", "cep-bus-notifier", "cep-bus-ledger"
 _RULESET, _REFERENCE = "2020-2023.1", "2020-2023.1"
 _LEDGER_ORIGIN = "cep-bus.local/ledger"
+
+_BESANCON_PERSON = "p-7c1e4b9a2f3d5086"
+_GUADELOUPE_PERSON = "p-51a8e03c9d2b7f64"
+_REFERRAL_ID = "3c8f1a6d-5e27-4b90-a4d3-0b6e9c2f7a18"
+_GUADELOUPE_INTAKE_ID = "2f7c0b4e-9d31-4a86-b5e2-c1a7f8d3e069"
+_BESANCON_RULES = ("R-APEC-CADRE", "R-REGIONAL-COMPETENT", "R-NO-SELF-INFORM", "R-COMPETENT-CURRENT")
 
 
 def vector_test_key() -> Ed25519PrivateKey:
@@ -127,14 +122,11 @@ def _checkpoint_note(origin: str, size: int, root: bytes, key: Ed25519PrivateKey
     return f"{text}\n\u2014 {origin} {blob}\n"
 
 
-def examples() -> list[Example]:
-    """Every vector's event, built here once. Three journeys: a cadre received by the regional operator
-    of Bourgogne-Franche-Comté in Besançon who chooses Apec (the regulation loop and the referral),
-    an intake in Seine-Saint-Denis that says nothing optional, and a level-2 start in Guadeloupe
-    without a recorded choice (reminder, breach); then the ledger's checkpoint and a dead letter."""
-    key = vector_test_key()
-    person, guadeloupe = "p-7c1e4b9a2f3d5086", "p-51a8e03c9d2b7f64"
-    profile = Profile(
+# -- Besançon: the regulation loop ---------------------------------------------------------------
+
+
+def _cadre_profile() -> Profile:
+    return Profile(
         employment_status=EmploymentStatus.PRIVATE_EMPLOYEE,
         cadre=True,
         young_graduate=False,
@@ -142,13 +134,16 @@ def examples() -> list[Example]:
         birth_year=1984,
         job_seeker=False,
     )
-    intake = IntakeRegistered(
+
+
+def _besancon_intake(profile: Profile) -> IntakeRegistered:
+    return IntakeRegistered(
         envelope=_envelope(
             IntakeRegistered,
             "6f1c2b8e-4a7d-4e3b-9c15-2d8a0f6b7e41",
             "2026-03-02T10:00:00Z",
             "cep-r27",
-            person=person,
+            person=_BESANCON_PERSON,
         ),
         operator_id="cep-r27",
         operator_kind=OrganisationKind.REGIONAL_CEP,
@@ -161,7 +156,10 @@ def examples() -> list[Example]:
         cep_requested_on=date(2026, 2, 16),
         reception_site_id="cep-r27-25-1",
     )
-    minimal = IntakeRegistered(
+
+
+def _bobigny_minimal() -> IntakeRegistered:
+    return IntakeRegistered(
         envelope=_envelope(
             IntakeRegistered,
             "0a3d7c51-8e2f-4b6a-a1d4-93c57e08b2f6",
@@ -177,8 +175,10 @@ def examples() -> list[Example]:
         channel=Channel.PHONE,
         profile=Profile(),
     )
-    rules = ["R-APEC-CADRE", "R-REGIONAL-COMPETENT", "R-NO-SELF-INFORM", "R-COMPETENT-CURRENT"]
-    decided = IntakeDecided(
+
+
+def _besancon_decided(intake: IntakeRegistered) -> IntakeDecided:
+    return IntakeDecided(
         envelope=_envelope(
             IntakeDecided,
             "c2e9a4f0-3b71-4d58-8f06-1a7b5d3e9c24",
@@ -195,7 +195,7 @@ def examples() -> list[Example]:
         competent_operator=OrganisationKind.REGIONAL_CEP,
         inform=[OrganisationKind.APEC],
         notice_due=True,
-        rules=rules,
+        rules=list(_BESANCON_RULES),
         reasons=[
             "R-APEC-CADRE: cadre : public de l'Apec [Code du travail L6111-6 (Apec : cadres)]",
             "R-REGIONAL-COMPETENT: salarié(e) du secteur privé : public de l'opérateur régional du CEP"
@@ -211,7 +211,10 @@ def examples() -> list[Example]:
         reference_version=_REFERENCE,
         notice_obligation=NoticeObligation.MANDATORY,
     )
-    requested = NoticeRequested(
+
+
+def _besancon_notice_requested(intake: IntakeRegistered) -> NoticeRequested:
+    return NoticeRequested(
         envelope=_envelope(
             NoticeRequested,
             "9d41b6e2-7c05-4f3a-b8e1-5a2c0d7f6b93",
@@ -226,14 +229,18 @@ def examples() -> list[Example]:
         departement_code="25",
         channel=Channel.IN_PERSON,
         inform=[OrganisationKind.APEC],
-        rules=rules,
+        rules=list(_BESANCON_RULES),
         ruleset_version=_RULESET,
         reference_version=_REFERENCE,
         intake_occurred_at=intake.envelope.occurred_at,
         obligation=NoticeObligation.MANDATORY,
     )
+
+
+def _besancon_notice_text() -> str:
+    """As the notifier rendered the request; not kept in step with it, any realistic text does."""
     operator = "Opérateur régional CEP Bourgogne-Franche-Comté (à renseigner)"
-    text = (  # as the notifier rendered this request; not kept in step with it, any realistic text does
+    return (
         "Conseil en évolution professionnelle (CEP) : information pour un choix éclairé\n\n"
         f"Vous avez été accueilli(e) en présentiel par {operator}, région Bourgogne-Franche-Comté"
         " (département Doubs, 25).\n\n"
@@ -248,7 +255,11 @@ def examples() -> list[Example]:
         f"Vous pouvez poursuivre avec {operator} ou vous adresser à l'un des opérateurs ci-dessus.\n\n"
         "Référence : règles 2020-2023.1, données de référence 2020-2023.1.\n"
     )
-    issued = NoticeIssued(
+
+
+def _besancon_notice_issued(intake: IntakeRegistered, requested: NoticeRequested) -> NoticeIssued:
+    text = _besancon_notice_text()
+    return NoticeIssued(
         envelope=_envelope(
             NoticeIssued,
             "4b7e2d9a-1f63-4c08-9a5e-e3d1b6c07f28",
@@ -267,7 +278,10 @@ def examples() -> list[Example]:
         text_sha256=hashlib.sha256(text.encode()).hexdigest(),
         obligation=NoticeObligation.MANDATORY,
     )
-    choice = ChoiceRecorded(
+
+
+def _besancon_choice(intake: IntakeRegistered, issued: NoticeIssued) -> ChoiceRecorded:
+    return ChoiceRecorded(
         envelope=_envelope(
             ChoiceRecorded,
             "e5a0c3f7-2d94-4b1e-86c2-7f9d4a1b0e35",
@@ -282,8 +296,13 @@ def examples() -> list[Example]:
         chosen_operator_kind=OrganisationKind.APEC,
         consent_to_share=True,
     )
-    referral_id = "3c8f1a6d-5e27-4b90-a4d3-0b6e9c2f7a18"
-    referral = ReferralRequested(
+
+
+# -- Besançon: the referral to Apec --------------------------------------------------------------
+
+
+def _besancon_referral(choice: ChoiceRecorded, profile: Profile) -> ReferralRequested:
+    return ReferralRequested(
         envelope=_envelope(
             ReferralRequested,
             "7a2d5f8c-0b3e-4a61-9d7f-c4e8b1a6d053",
@@ -291,7 +310,7 @@ def examples() -> list[Example]:
             _ROUTER,
             cause=choice,
         ),
-        referral_id=referral_id,
+        referral_id=_REFERRAL_ID,
         requester_org_id="cep-r27",
         recipient_org_id="apec-r27",
         recipient_kind=OrganisationKind.APEC,
@@ -300,41 +319,44 @@ def examples() -> list[Example]:
         consent_to_share=True,
         shared_profile=profile,
     )
-    accepted = sign_status(
-        ReferralStatusChanged(
-            envelope=_envelope(
-                ReferralStatusChanged,
-                "b1f4e7a2-6c38-4d95-8e0b-2a5c9f3d6e71",
-                "2026-03-03T08:45:12.345Z",
-                "apec-r27",
-                cause=referral,
-            ),
-            referral_id=referral_id,
-            status=ReferralStatus.ACCEPTED,
-            actor_org_id="apec-r27",
+
+
+def _besancon_accepted(referral: ReferralRequested, key: Ed25519PrivateKey) -> ReferralStatusChanged:
+    update = ReferralStatusChanged(
+        envelope=_envelope(
+            ReferralStatusChanged,
+            "b1f4e7a2-6c38-4d95-8e0b-2a5c9f3d6e71",
+            "2026-03-03T08:45:12.345Z",
+            "apec-r27",
+            cause=referral,
         ),
-        "apec-r27",
-        key,
+        referral_id=_REFERRAL_ID,
+        status=ReferralStatus.ACCEPTED,
+        actor_org_id="apec-r27",
     )
-    booked = sign_status(
-        ReferralStatusChanged(
-            envelope=_envelope(
-                ReferralStatusChanged,
-                "d8c3b0f5-9a41-4e27-b6d8-5f1a0c7e3b92",
-                "2026-03-04T14:30:00Z",
-                "apec-r27",
-                cause=referral,
-            ),
-            referral_id=referral_id,
-            status=ReferralStatus.APPOINTMENT_BOOKED,
-            actor_org_id="apec-r27",
-            reason_code="in_person",
-            note="Rendez-vous fixé à Besançon le 9 mars 2026 à 14 h, centre Apec Franche-Comté",
+    return sign_status(update, "apec-r27", key)
+
+
+def _besancon_booked(referral: ReferralRequested, key: Ed25519PrivateKey) -> ReferralStatusChanged:
+    update = ReferralStatusChanged(
+        envelope=_envelope(
+            ReferralStatusChanged,
+            "d8c3b0f5-9a41-4e27-b6d8-5f1a0c7e3b92",
+            "2026-03-04T14:30:00Z",
+            "apec-r27",
+            cause=referral,
         ),
-        "apec-r27",
-        key,
+        referral_id=_REFERRAL_ID,
+        status=ReferralStatus.APPOINTMENT_BOOKED,
+        actor_org_id="apec-r27",
+        reason_code="in_person",
+        note="Rendez-vous fixé à Besançon le 9 mars 2026 à 14 h, centre Apec Franche-Comté",
     )
-    verdict = ReferralUpdateVerdict(
+    return sign_status(update, "apec-r27", key)
+
+
+def _besancon_verdict(accepted: ReferralStatusChanged, key: Ed25519PrivateKey) -> ReferralUpdateVerdict:
+    return ReferralUpdateVerdict(
         envelope=_envelope(
             ReferralUpdateVerdict,
             "f2a6d9c1-4e83-4b07-9c5a-8d1e3f6b0a47",
@@ -343,7 +365,7 @@ def examples() -> list[Example]:
             cause=accepted,
         ),
         update_event_id=str(accepted.event_id),
-        referral_id=referral_id,
+        referral_id=_REFERRAL_ID,
         verdict=UpdateVerdict.APPLIED,
         status=ReferralStatus.ACCEPTED,
         signer_org_id="apec-r27",
@@ -353,7 +375,10 @@ def examples() -> list[Example]:
         claimed_occurred_at=accepted.envelope.occurred_at,
         signed_update=codec.encode(accepted),
     )
-    rejected = ReferralUpdateRejected(
+
+
+def _besancon_update_rejected(referral: ReferralRequested) -> ReferralUpdateRejected:
+    return ReferralUpdateRejected(
         envelope=_envelope(
             ReferralUpdateRejected,
             "8e5b2c7f-3a16-4d49-b0e8-6c9f1d4a7b35",
@@ -361,7 +386,7 @@ def examples() -> list[Example]:
             _ROUTER,
             cause=referral,
         ),
-        referral_id=referral_id,
+        referral_id=_REFERRAL_ID,
         rejected_event_id="a9d0e3b6-7f12-4c85-9b4a-1e6c8d2f5a70",
         sender_org_id="apec-r27",
         attempted_status=ReferralStatus.COMPLETED,
@@ -369,7 +394,10 @@ def examples() -> list[Example]:
         reason_code="not_allowed",
         detail="completed is not a step from appointment_booked",
     )
-    breached = ReferralDeadlineBreached(
+
+
+def _besancon_deadline_breached(referral: ReferralRequested) -> ReferralDeadlineBreached:
+    return ReferralDeadlineBreached(
         envelope=_envelope(
             ReferralDeadlineBreached,
             "5d9a1e4c-8b27-4f63-a0c5-3e7b9d2f1c86",
@@ -377,7 +405,7 @@ def examples() -> list[Example]:
             _ROUTER,
             cause=referral,
         ),
-        referral_id=referral_id,
+        referral_id=_REFERRAL_ID,
         requester_org_id="cep-r27",
         recipient_org_id="apec-r27",
         recipient_kind=OrganisationKind.APEC,
@@ -388,7 +416,10 @@ def examples() -> list[Example]:
         status_at_breach=ReferralStatus.APPOINTMENT_BOOKED,
         owner_org_id="apec-r27",
     )
-    alert = ReferralRegulationAlert(
+
+
+def _besancon_ping_pong(referral: ReferralRequested) -> ReferralRegulationAlert:
+    return ReferralRegulationAlert(
         envelope=_envelope(
             ReferralRegulationAlert,
             "1b6e9f3a-2c58-4d07-8a1e-f4b7c0d3e692",
@@ -397,7 +428,7 @@ def examples() -> list[Example]:
             cause=referral,
         ),
         alert="ping_pong",
-        referral_id=referral_id,
+        referral_id=_REFERRAL_ID,
         requester_org_id="cep-r27",
         recipient_org_id="apec-r27",
         region_code="27",
@@ -406,47 +437,58 @@ def examples() -> list[Example]:
         window_days=90,
         detail="apec-r27 a orienté cette personne vers cep-r27 le 12 janvier 2026 ; elle y est réorientée",
     )
-    gp_intake = "2f7c0b4e-9d31-4a86-b5e2-c1a7f8d3e069"
-    gp_start = ServiceLevelStarted(
+
+
+# -- Guadeloupe: a level-2 start without a recorded choice ---------------------------------------
+
+
+def _guadeloupe_level_2() -> ServiceLevelStarted:
+    return ServiceLevelStarted(
         envelope=_envelope(
             ServiceLevelStarted,
             "6a3f8d1b-5c74-4e29-9b0d-e2c6a4f7b158",
             "2026-03-09T13:00:00Z",
             "cep-r01",
-            person=guadeloupe,
+            person=_GUADELOUPE_PERSON,
         ),
-        intake_event_id=gp_intake,
+        intake_event_id=_GUADELOUPE_INTAKE_ID,
         operator_id="cep-r01",
         operator_kind=OrganisationKind.REGIONAL_CEP,
         region_code="01",
         level=ServiceLevel.LEVEL_2,
         channel=Channel.VIDEO,
     )
-    reminder = ChoiceReminderDue(
+
+
+def _guadeloupe_reminder() -> ChoiceReminderDue:
+    return ChoiceReminderDue(
         envelope=_envelope(
             ChoiceReminderDue,
             "c7b2e5a9-0f46-4d13-8c7e-a3d9f1b4e260",
             "2026-03-09T12:30:00Z",
             _ROUTER,
-            person=guadeloupe,
+            person=_GUADELOUPE_PERSON,
         ),
-        intake_event_id=gp_intake,
+        intake_event_id=_GUADELOUPE_INTAKE_ID,
         operator_id="cep-r01",
         operator_kind=OrganisationKind.REGIONAL_CEP,
         region_code="01",
         notice_issued_at=_at("2026-03-02T12:30:00.500Z"),
         delay_s=604800,
     )
-    breach = RegulationBreach(
+
+
+def _guadeloupe_breach(start: ServiceLevelStarted) -> RegulationBreach:
+    return RegulationBreach(
         envelope=_envelope(
             RegulationBreach,
             "e0d4a7c2-b39f-4e58-a6d1-7c2f5b8e0a93",
             "2026-03-09T13:00:00.200Z",
             _ROUTER,
-            cause=gp_start,
+            cause=start,
         ),
-        service_level_event_id=str(gp_start.event_id),
-        intake_event_id=gp_intake,
+        service_level_event_id=str(start.event_id),
+        intake_event_id=_GUADELOUPE_INTAKE_ID,
         operator_id="cep-r01",
         operator_kind=OrganisationKind.REGIONAL_CEP,
         region_code="01",
@@ -454,8 +496,14 @@ def examples() -> list[Example]:
         reason="accompagnement personnalisé commencé sans choix enregistré après la notice",
         ruleset_version=_RULESET,
     )
+
+
+# -- events of no person -------------------------------------------------------------------------
+
+
+def _ledger_checkpoint(key: Ed25519PrivateKey) -> CheckpointPublished:
     root = hashlib.sha256(b"cep-bus golden-vector checkpoint root").digest()
-    checkpoint = CheckpointPublished(
+    return CheckpointPublished(
         envelope=_envelope(
             CheckpointPublished, "4e1a7d3b-6f92-4c05-b8a3-9d0e2c5f7b14", "2026-03-02T10:05:00Z", _LEDGER
         ),
@@ -464,8 +512,11 @@ def examples() -> list[Example]:
         root_hash_b64=base64.b64encode(root).decode(),
         signed_note=_checkpoint_note(_LEDGER_ORIGIN, 1024, root, key),
     )
+
+
+def _router_dead_letter() -> DeadLetter:
     poison = b"\xc3\x01" + bytes.fromhex("0123456789abcdef") + b"\x48not an event of the contract"
-    letter = DeadLetter(
+    return DeadLetter(
         envelope=_envelope(
             DeadLetter, "93c6f0a2-d5e8-4b17-a94c-0e3b7d1f6a58", "2026-03-02T10:30:00.001Z", _ROUTER
         ),
@@ -482,170 +533,45 @@ def examples() -> list[Example]:
         original_size=len(poison),
         replay_of="0c5e8b3f-a7d2-4169-8e4b-f1d6a9c2b037",
     )
+
+
+def examples() -> list[Example]:
+    """Every vector's event, in the order the vector files list them."""
+    key = vector_test_key()
+    profile = _cadre_profile()
+    intake = _besancon_intake(profile)
+    requested = _besancon_notice_requested(intake)
+    issued = _besancon_notice_issued(intake, requested)
+    choice = _besancon_choice(intake, issued)
+    referral = _besancon_referral(choice, profile)
+    accepted = _besancon_accepted(referral, key)
+    minimal, late = _bobigny_minimal(), _besancon_deadline_breached(referral)
+    gp_start = _guadeloupe_level_2()
     return [
         Example("besancon-cadre", "every optional payload field set; a date (cep_requested_on)", intake),
         Example("bobigny-minimal", "every optional payload field null, the profile all unknown", minimal),
-        Example("besancon-decided", "decided, notice due; non-ASCII reasons", decided),
+        Example("besancon-decided", "decided, notice due; non-ASCII reasons", _besancon_decided(intake)),
         Example("besancon-notice-requested", "optional fields set; a timestamp in a union", requested),
         Example("besancon-notice-issued", "a multi-line French text and its SHA-256", issued),
         Example("besancon-switch-to-apec", "a switch naming the chosen operator", choice),
         Example("besancon-referral-to-apec", "a shared profile (a record in a union)", referral),
         Example("besancon-accepted", "signed; reason_code and note null", accepted),
-        Example("besancon-appointment-booked", "signed; a non-ASCII note", booked),
-        Example("besancon-verdict-applied", "carries the accepted update's single-object bytes", verdict),
-        Example("besancon-update-rejected", "a refused step", rejected),
-        Example("besancon-first-appointment-late", "a deadline missed", breached),
-        Example("besancon-ping-pong", "an array of strings", alert),
+        Example("besancon-appointment-booked", "signed; a non-ASCII note", _besancon_booked(referral, key)),
+        Example(
+            "besancon-verdict-applied",
+            "carries the accepted update's single-object bytes",
+            _besancon_verdict(accepted, key),
+        ),
+        Example("besancon-update-rejected", "a refused step", _besancon_update_rejected(referral)),
+        Example("besancon-first-appointment-late", "a deadline missed", late),
+        Example("besancon-ping-pong", "an array of strings", _besancon_ping_pong(referral)),
         Example("guadeloupe-level-2", "a level-2 start in region 01", gp_start),
-        Example("guadeloupe-choice-reminder", "a timestamp outside the envelope", reminder),
-        Example("guadeloupe-breach", "no choice recorded before level 2", breach),
-        Example("ledger-checkpoint", "no person; a signed note by the test key", checkpoint),
-        Example("router-dead-letter", "no person; bytes fields, every optional payload field set", letter),
+        Example("guadeloupe-choice-reminder", "a timestamp outside the envelope", _guadeloupe_reminder()),
+        Example("guadeloupe-breach", "no choice recorded before level 2", _guadeloupe_breach(gp_start)),
+        Example("ledger-checkpoint", "no person; a signed note by the test key", _ledger_checkpoint(key)),
+        Example(
+            "router-dead-letter",
+            "no person; bytes fields, every optional payload field set",
+            _router_dead_letter(),
+        ),
     ]
-
-
-# -- plain JSON ---------------------------------------------------------------------------------
-
-
-def plain_json(schema: Any, datum: Any) -> Any:
-    """`datum` (a model dump or a decoded record) as plain JSON, walking the Avro `schema` (named
-    types inlined at first use, as `EventSchema.definition` holds them)."""
-    return _walk(schema, datum, {}, None, to_plain=True)
-
-
-def from_plain_json(schema: Any, value: Any) -> Any:
-    """The reverse of `plain_json`: the Python record fastavro, Apache avro and the models take
-    (aware UTC datetimes, dates, bytes)."""
-    return _walk(schema, value, {}, None, to_plain=False)
-
-
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
-
-
-def _full_name(name: str, namespace: str | None) -> str:
-    return name if "." in name or not namespace else f"{namespace}.{name}"
-
-
-def _walk(schema: Any, datum: Any, names: dict[str, Any], namespace: str | None, *, to_plain: bool) -> Any:
-    if isinstance(schema, list):
-        if datum is None:
-            if "null" not in schema:
-                raise ValueError(f"null for a union without null: {schema}")
-            return None
-        branches = [branch for branch in schema if branch != "null"]
-        if len(branches) != 1:  # unwrapping is unambiguous only for ["null", X]
-            raise ValueError(f"plain JSON supports only ['null', X] unions, not {schema}")
-        return _walk(branches[0], datum, names, namespace, to_plain=to_plain)
-    if isinstance(schema, str):
-        if schema in _PRIMITIVES:
-            return _primitive(schema, None, datum, to_plain)
-        named = names[_full_name(schema, namespace)]
-        return _walk(named, datum, names, namespace, to_plain=to_plain)
-    kind = schema["type"]
-    if isinstance(kind, dict | list):
-        return _walk(kind, datum, names, namespace, to_plain=to_plain)
-    if kind in ("record", "error", "enum", "fixed"):
-        full = _full_name(schema["name"], schema.get("namespace", namespace))
-        names[full] = schema
-        namespace = full.rsplit(".", 1)[0] if "." in full else namespace
-    if kind in ("record", "error"):
-        return {
-            field["name"]: _walk(field["type"], datum[field["name"]], names, namespace, to_plain=to_plain)
-            for field in schema["fields"]
-        }
-    if kind == "enum":
-        return datum.value if isinstance(datum, Enum) else str(datum)
-    if kind == "array":
-        return [_walk(schema["items"], item, names, namespace, to_plain=to_plain) for item in datum]
-    if kind == "map":
-        return {k: _walk(schema["values"], v, names, namespace, to_plain=to_plain) for k, v in datum.items()}
-    if kind == "fixed":
-        return datum.hex() if to_plain else bytes.fromhex(datum)
-    return _primitive(kind, schema.get("logicalType"), datum, to_plain)
-
-
-def _primitive(kind: str, logical: str | None, datum: Any, to_plain: bool) -> Any:
-    if kind == "bytes":
-        return bytes(datum).hex() if to_plain else bytes.fromhex(datum)
-    if kind == "long" and logical == "timestamp-millis":
-        if to_plain:
-            return (datum - _EPOCH) // _MILLISECOND if isinstance(datum, datetime) else int(datum)
-        return _EPOCH + int(datum) * _MILLISECOND
-    if kind == "int" and logical == "date":
-        if to_plain:
-            return (datum - _EPOCH_DAY).days if isinstance(datum, date) else int(datum)
-        return _EPOCH_DAY + timedelta(days=int(datum))
-    if kind == "string":
-        return str(datum.value if isinstance(datum, Enum) else datum)  # uuid.UUID, a StrEnum, a str
-    return datum
-
-
-# -- vectors and files --------------------------------------------------------------------------
-
-
-def build_vector(example: Example) -> dict[str, Any]:
-    """One vector (keys sorted; `value` in schema field order). The value is written from the model,
-    not from the bytes, so decoding the bytes back to it is a check, not a tautology."""
-    event = example.event
-    schema = event_schema(event.avro_name)
-    single = codec.encode(event)
-    schema_id = codec.contract_schema_id(schema)
-    vector: dict[str, Any] = {
-        "confluent_hex": codec.confluent_frame(single, schema_id).hex(),
-        "confluent_schema_id": schema_id,
-        "description": example.description,
-        "fingerprint_hex": schema.fingerprint.hex(),
-        "name": example.name,
-        "schema_file": f"{schema.name}.avsc",
-        "single_object_hex": single.hex(),
-        "type": schema.name,
-        "value": plain_json(schema.definition, event.model_dump(mode="python")),
-    }
-    if isinstance(event, ReferralStatusChanged):
-        if event.signer_org_id is None or event.signature is None:
-            raise ValueError(f"{example.name}: a status update vector must be signed")
-        vector["signature"] = {
-            "canonical_bytes_hex": canonical_status_bytes(event).hex(),
-            "public_key_b64": public_key_b64(vector_test_key()),
-            "signature_hex": event.signature.hex(),
-            "signer_org_id": event.signer_org_id,
-            "test_seed_hex": TEST_SEED.hex(),
-        }
-    return dict(sorted(vector.items()))
-
-
-def vectors() -> dict[str, list[dict[str, Any]]]:
-    """Every vector, by event type (full name), in the order of `EVENT_MODELS`; a type without an
-    example is an error, so a new event type cannot ship without its vectors."""
-    by_type: dict[str, list[dict[str, Any]]] = {name: [] for name in EVENT_MODELS}
-    for example in examples():
-        by_type[example.event.avro_name].append(build_vector(example))
-    missing = sorted(name for name, found in by_type.items() if not found)
-    if missing:
-        raise ValueError(f"no golden vector for {missing}: add an example to cepbus/contract/vectors.py")
-    return by_type
-
-
-def rendered_files() -> dict[str, str]:
-    """File name -> text: `fr.cepbus.X.json`, a JSON list of that type's vectors, UTF-8, indented,
-    with a trailing newline. (README.md beside them is written by hand.)"""
-    return {
-        f"{name}.json": json.dumps(found, indent=2, ensure_ascii=False) + "\n"
-        for name, found in vectors().items()
-    }
-
-
-def write_vectors(out: Path) -> list[Path]:
-    """Write every vector file under `out`; drop stale `fr.cepbus.*.json` (a type removed from the
-    contract must not keep vectors beside the others)."""
-    files = rendered_files()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(out.glob("fr.cepbus.*.json")):
-        if stale.name not in files:
-            stale.unlink()
-    written = []
-    for name, text in files.items():
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
