@@ -4,6 +4,7 @@ beside what needs the whole bus (`broker`, `up`, `demo`, `topics`, `partner`, `k
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -13,8 +14,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cepbus_app.instrumented import requests_from
 from cepbus_app.k8s import k8s_app
 from cepbus_app.trust_cli import directory_app, keys_app
+from services.ledger import deadletters_cli
 from services.ledger.audit_cli import audit_app
 from services.ledger.cli import ledger_app
 from services.ledger.deadletters_cli import deadletters_app
@@ -25,6 +28,8 @@ app = typer.Typer(
 )
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(deadletters_app, name="deadletters")
+# replays run as the ops KafkaUser; the ACL test records them when the environment asks for it
+deadletters_cli.sender_factory = lambda: deadletters_cli.BrokerSender(requests_from(os.environ))
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(referral_app, name="referral")
@@ -107,10 +112,10 @@ def asyncapi(
 def vectors(
     out: Annotated[Path, typer.Option(help="Folder of the vector files")] = Path("schemas/vectors"),
 ) -> None:
-    """Write the contract's golden vectors (one fr.cepbus.X.json per event type, from
-    cepbus/contract/vectors.py); tests/unit/contract/test_golden_vectors.py fails until the committed
+    """Write the contract's golden vectors (one fr.cepbus.X.json per event type, from the examples of
+    cepbus_app/vectors/examples.py); tests/unit/contract/test_golden_vectors.py fails until the committed
     copy is regenerated. README.md beside them is hand-written."""
-    from cepbus.contract.vectors import write_vectors
+    from cepbus_app.vectors.writer import write_vectors
 
     written = write_vectors(out)
     console.print(f"{len(written)} vector files written under {out}")
@@ -119,27 +124,25 @@ def vectors(
 @app.command()
 def router() -> None:
     """Run the router service (as `python -m services.router`)."""
-    from cepbus.runtime.runner import run_service
-    from services.router.app import SERVICE, build_service
+    from cepbus_app.instrumented import run_instrumented
 
-    run_service(SERVICE, build_service)
+    run_instrumented("router")
 
 
 @app.command()
 def notifier() -> None:
     """Run the notifier service (as `python -m services.notifier`)."""
-    from cepbus.runtime.runner import run_service
-    from services.notifier.app import SERVICE, build_service
+    from cepbus_app.instrumented import run_instrumented
 
-    run_service(SERVICE, build_service)
+    run_instrumented("notifier")
 
 
 @app.command()
 def inbox() -> None:
     """Serve the partner inbox web application (as `python -m services.inbox`; settings CEPBUS_INBOX_)."""
-    from services.inbox.app import main as serve_inbox
+    from cepbus_app.instrumented import run_instrumented
 
-    serve_inbox()
+    run_instrumented("inbox")
 
 
 @app.command()

@@ -25,7 +25,7 @@ from cepbus.contract import codec
 from cepbus.contract.schemas import EventSchema, by_fingerprint, event_schemas, schema_dir
 from cepbus.contract.topics import TopicSpec
 from cepbus.runtime.admin import bus_topics
-from cepbus.runtime.wire import registry_schema_text, subject_for
+from cepbus.runtime.framing import registry_schema_text, subject_for
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 

@@ -103,7 +103,13 @@ class Supervisor:
     env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
-    command: Callable[[str], list[str]] = lambda service: [sys.executable, "-m", f"services.{service}"]
+    # as `python -m services.<name>`, with the test instruments the environment asks for (instrumented.py)
+    command: Callable[[str], list[str]] = lambda service: [
+        sys.executable,
+        "-m",
+        "cepbus_app.instrumented",
+        service,
+    ]
     _watches: dict[str, _Watch] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -10,6 +10,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from cepbus.contract.topics import TopicSpec, catalog
+from cepbus.runtime.client_config import kafka_python_security
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.settings import BrokerSettings
 
@@ -26,7 +27,7 @@ def wait_for_broker(settings: BrokerSettings, timeout_s: float = 30.0) -> KafkaA
                 bootstrap_servers=settings.bootstrap_list,
                 client_id="cepbus-admin",
                 request_timeout_ms=int(settings.request_timeout_s * 1000),
-                **settings.kafka_python_security(),
+                **kafka_python_security(settings),
             )
         except KafkaError as exc:  # NoBrokersAvailable while the broker starts
             last_error = exc

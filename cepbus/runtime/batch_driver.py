@@ -1,13 +1,16 @@
 """The batch stream driver (the default, `CEPBUS_RUNTIME=batch`): runs a `ServiceDefinition` on
 confluent-kafka (librdkafka) with one plain loop, no stream framework in the way.
 
-One turn of the loop: poll a batch; decode; hand each route its events inside one store transaction
-(the outputs into the route's outbox in that same transaction); send (from the outbox) and wait until
-the broker acknowledged; only then commit the batch's offsets. A database or producer that fails is an
-outage, not a verdict: every assigned partition is paused (readiness says so, `cepbus_route_blocked`
-shows it), the batch is retried with backoff and no offset moves; refused or undecodable events are
-dead letters as with every driver. Timers run between batches; a relay sends what a crash or a failed
-send left in the outboxes.
+One turn of the loop: poll a batch; decode and decide (`EventProcessor.decide`, each route's events
+inside one store transaction, the outputs into the route's outbox in that same transaction); send
+(`OutboxRelay`, or the outputs of a batch route) and wait until the broker acknowledged; only then
+commit the batch's offsets. A database or producer that fails is an outage, not a verdict: every
+assigned partition is paused (`RouteRetry`: readiness and `cepbus_route_blocked` say so), the batch is
+retried with backoff and no offset moves; refused or undecodable events are dead letters as with every
+driver. Timers run between batches; a relay sends what a crash or a failed send left in the outboxes.
+
+What is not about the client lives in the runtime core, shared with the Faust driver: `processing`
+(decide), `sending` (send side, outbox relay), `retry`, `operations` (health, lag), `client_config`.
 
 The client was chosen by measuring (docs/benchmarks.md): a bare consume -> produce loop costs about
 3 us of CPU per message with confluent-kafka here, 13 us with aiokafka, 90 us with a Faust agent.
@@ -21,35 +24,28 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from cepbus.contract import codec
-from cepbus.contract.wiring import check_reads, check_writes
-from cepbus.runtime import faults, traffic
+from cepbus.contract.wiring import check_reads
+from cepbus.runtime.client_config import librdkafka_consumer, librdkafka_producer
+from cepbus.runtime.framing import Framing
 from cepbus.runtime.health import HEALTH, HealthState
-from cepbus.runtime.lag import KafkaOffsets, LagGauges
+from cepbus.runtime.instruments import AFTER_COMMIT, NO_INSTRUMENTS, Instruments
 from cepbus.runtime.logs import get_logger
-from cepbus.runtime.messages import BatchHandler, Handler, Incoming, Outgoing, Refusal
-from cepbus.runtime.metrics import (
-    BATCHES_RETRIED,
-    EVENTS_OUT,
-    PROCESSING_ERRORS,
-    ROUTE_BLOCKED,
-    SERVICE_READY,
-)
-from cepbus.runtime.operations import directory_silence
+from cepbus.runtime.messages import Incoming, Outgoing
+from cepbus.runtime.operations import Operations, directory_silence
 from cepbus.runtime.outbox import Outbox
-from cepbus.runtime.processing import EventProcessor
+from cepbus.runtime.processing import EventProcessor, timer_decisions, timer_failed
+from cepbus.runtime.retry import RouteRetry
+from cepbus.runtime.sending import OutboxRelay, SendSide, WireMessage
 from cepbus.runtime.service import Route, ServiceDefinition, Timer
-from cepbus.runtime.settings import BrokerSettings, OperationsSettings, StreamSettings
-from cepbus.runtime.wire import Wire
+from cepbus.runtime.settings import BrokerSettings, StreamSettings
 
 log = get_logger()
+_T = TypeVar("_T")
 
-RETRY_FIRST_S = 0.1
-RETRY_MAX_S = 5.0
 RELAY_EVERY_S = 1.0
 
 
@@ -61,47 +57,25 @@ class Revoked(RuntimeError):
     """The partitions of the batch being retried were taken away: their new owner gets them again."""
 
 
-def consumer_config(broker: BrokerSettings, group_id: str) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "bootstrap.servers": broker.bootstrap_servers,
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": broker.fetch_max_wait_ms,  # Tansu does not wake a waiting fetch
-        "fetch.min.bytes": broker.fetch_min_bytes,
-        "session.timeout.ms": int(broker.session_timeout_s * 1000),  # Tansu makes joins wait half of it
-        "heartbeat.interval.ms": int(broker.heartbeat_interval_s * 1000),
-        "max.poll.interval.ms": 300_000,
-        "socket.timeout.ms": int(broker.request_timeout_s * 1000),
-    }
-    return {**config, **librdkafka_security(broker)}
+class ConsumerLike(Protocol):
+    """What the driver uses of `confluent_kafka.Consumer` (the unit tests pass a fake)."""
+
+    def subscribe(self, topics: list[str], on_assign: Any = ..., on_revoke: Any = ...) -> None: ...
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Message]: ...
+    def poll(self, timeout: float = ...) -> Message | None: ...
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+    def seek(self, partition: TopicPartition) -> None: ...
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = ...) -> Any: ...
+    def close(self) -> None: ...
 
 
-def producer_config(broker: BrokerSettings, client_id: str) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "bootstrap.servers": broker.bootstrap_servers,
-        "client.id": client_id,
-        "acks": "all",
-        "enable.idempotence": False,  # Tansu has no idempotent producer: consumers dedupe instead
-        "linger.ms": broker.producer_linger_ms,
-        "message.max.bytes": broker.max_message_bytes + 4096,
-        "message.timeout.ms": int(broker.request_timeout_s * 1000),
-    }
-    return {**config, **librdkafka_security(broker)}
+class ProducerLike(Protocol):
+    """What the driver uses of `confluent_kafka.Producer`."""
 
-
-def librdkafka_security(broker: BrokerSettings) -> dict[str, Any]:
-    if broker.security_protocol != "SSL":
-        return {}
-    config: dict[str, Any] = {"security.protocol": "SSL"}
-    if broker.ssl_cafile:
-        config["ssl.ca.location"] = str(broker.ssl_cafile)
-    if broker.ssl_certfile:
-        config["ssl.certificate.location"] = str(broker.ssl_certfile)
-    if broker.ssl_keyfile:
-        config["ssl.key.location"] = str(broker.ssl_keyfile)
-    return config
+    def produce(self, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+    def flush(self, timeout: float = ...) -> int: ...
 
 
 def incoming(message: Message) -> Incoming:
@@ -140,88 +114,77 @@ class BatchDriver:
         broker: BrokerSettings | None = None,
         stream: StreamSettings | None = None,
         *,
-        operations: bool = True,
+        instruments: Instruments = NO_INSTRUMENTS,
         health: HealthState = HEALTH,
+        operations: Operations | None = None,
+        sample_lag: bool = True,
+        consumer: ConsumerLike | None = None,
+        producer: ProducerLike | None = None,
     ) -> None:
         check_reads(definition.name, definition.topics_read())  # the wiring the ACLs are made from
         self.definition = definition
+        self.name = definition.name
         self.broker = broker or BrokerSettings()
         self.stream = stream or StreamSettings()
         self.health = health
-        self.wire = Wire.from_settings(self.broker)  # the framing it sends (CEPBUS_WIRE_FORMAT)
-        self.name = definition.name
-        self._principal = f"cepbus-{definition.name}"  # its KafkaUser (cepbus.runtime.traffic)
+        self.instruments = instruments
+        group = definition.settings.group_id
+        self.operations = operations or Operations(
+            self.name, group, self.broker, health=health, instruments=instruments
+        )
+        self._sample_lag = sample_lag
         # operator silence: measured by the service whose stores remember it (the router), so a
         # restart of another service never resets the series the alert takes the minimum of
         silence = None
-        if operations and definition.silence_seed is not None:
+        if definition.silence_seed is not None:
             silence = directory_silence(self.name)
             silence.seed(definition.silence_seed())
         self.processor = EventProcessor(
-            self.name,
-            definition.producer_org_id,
-            silence,
-            max_message_bytes=self.broker.max_message_bytes,
+            self.name, definition.producer_org_id, silence, max_message_bytes=self.broker.max_message_bytes
         )
+        self.side = SendSide(self.name, Framing.from_settings(self.broker), instruments)
+        self._relays = {id(outbox): OutboxRelay(outbox, self.side) for outbox in definition.outboxes()}
         self._route_of = {spec.name: r for r in definition.routes for spec in r.topics}
+        self._retries = {r.name: RouteRetry(self.name, r.name, health) for r in definition.routes}
         self.batch_max = max([r.batch_max or self.stream.batch_max for r in definition.routes] or [1])
         self.within_s = (
             max([r.batch_within_ms or self.stream.batch_within_ms for r in definition.routes] or [10]) / 1000
         )
-        self.consumer = Consumer(consumer_config(self.broker, definition.settings.group_id))
-        self.producer = Producer(producer_config(self.broker, f"{definition.settings.group_id}-producer"))
+        self.consumer = consumer or cast(ConsumerLike, Consumer(librdkafka_consumer(self.broker, group)))
+        self.producer = producer or cast(
+            ProducerLike, Producer(librdkafka_producer(self.broker, f"{group}-producer"))
+        )
         self.stop = threading.Event()
         self._assignment: set[tuple[str, int]] = set()
         self._revoked = False
         self._timers_due = {timer.name: time.monotonic() + timer.interval_s for timer in definition.timers}
         self._relay_due = time.monotonic()
-        self._operations = operations
-        ops = OperationsSettings()
-        health.stall_after_s = ops.liveness_stall_s
-        self._lag = LagGauges(self.name)
-        self._offsets = KafkaOffsets(
-            self.broker.bootstrap_list, definition.settings.group_id, self.broker.kafka_python_security()
-        )
-        self._lag_every_s = ops.lag_interval_s
-        for r in definition.routes:
-            ROUTE_BLOCKED.labels(self.name, r.name).set(0)
 
     # -- the group -------------------------------------------------------------------------------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assignment |= {(tp.topic, tp.partition) for tp in partitions}
-        self.health.assignment = frozenset(self._assignment)
-        self._set_ready()
-        log.info("partitions_assigned", partitions=len(self._assignment))
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        assigned = {(tp.topic, tp.partition) for tp in partitions}
+        self._assignment |= assigned
+        self.operations.assigned(assigned)
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assignment -= {(tp.topic, tp.partition) for tp in partitions}
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._assignment -= revoked
         self._revoked = True
-        self.health.assignment = frozenset(self._assignment) if self._assignment else None
-        self._set_ready()
-
-    def _set_ready(self) -> None:
-        SERVICE_READY.labels(self.name).set(1 if self.health.ready()[0] else 0)
+        self.operations.revoked(revoked)
 
     # -- sending ---------------------------------------------------------------------------------------
 
-    def _produce_and_wait(
-        self, messages: Sequence[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]
-    ) -> None:
-        """Send in order and block until the broker acknowledged every message; DeliveryFailed if not."""
+    def transmit(self, messages: Sequence[WireMessage]) -> None:
+        """Produce in order and block until the broker acknowledged every message; DeliveryFailed if not."""
         if not messages:
             return
-        faults.before_send(self.name)
-        check_writes(self.name, [topic for topic, *_ in messages])
-        if traffic.enabled():
-            for topic, *_ in messages:
-                traffic.record(self._principal, "Write", "topic", topic)
         acks = _Acks()
-        for index, (topic, key, value, headers) in enumerate(messages):
+        for index, m in enumerate(messages):
             while True:
                 try:
                     self.producer.produce(
-                        topic, value, key, headers=cast(Any, headers), on_delivery=acks.callback(index)
+                        m.topic, m.value, m.key, headers=m.headers, on_delivery=acks.callback(index)
                     )
                     break
                 except BufferError:  # the local queue is full: let deliveries drain
@@ -231,95 +194,72 @@ class BatchDriver:
             raise DeliveryFailed(
                 f"{len(acks.failed) + remaining} of {len(messages)} not acknowledged: {acks.failed[:1]}"
             )
-        for topic, *_ in messages:
-            EVENTS_OUT.labels(self.name, topic).inc()
 
     def send(self, outputs: Sequence[Outgoing]) -> None:
-        frame = self.wire.frame
-        self._produce_and_wait(
-            [(o.topic, o.key(), frame(codec.encode(o.event), o.topic), o.headers()) for o in outputs]
-        )
+        """Send decided events that no outbox holds (a batch route's dead letters, a timer's events)."""
+        messages = self.side.outputs(outputs)
+        if not messages:
+            return
+        self.side.before(messages)
+        self.transmit(messages)
+        self.side.acknowledged(messages)
 
     def relay(self, outbox: Outbox) -> int:
         """Send what the outbox holds unsent, in order, and mark it sent once acknowledged."""
+        relay = self._relays.get(id(outbox)) or self._relays.setdefault(
+            id(outbox), OutboxRelay(outbox, self.side)
+        )
         sent = 0
-        while pending := outbox.pending():
-            self._produce_and_wait(
-                [(m.topic, m.key, self.wire.frame(m.value, m.topic), m.headers) for m in pending]
-            )
-            outbox.mark_sent(pending)
-            sent += len(pending)
+        while (batch := relay.next_batch()) is not None:
+            self.transmit(batch.messages)
+            relay.sent(batch)
+            sent += len(batch.rows)
         return sent
 
     # -- one batch -------------------------------------------------------------------------------------
 
-    def _until_done(self, route: str, work: Callable[[], Any], batch_tps: set[tuple[str, int]]) -> Any:
+    def _until_done(self, route: str, work: Callable[[], _T], batch_tps: set[tuple[str, int]]) -> _T:
         """Run `work` until it succeeds. Meanwhile every partition is paused (the consumer keeps its group
         membership by polling), the route shows as blocked and readiness says so."""
-        delay = RETRY_FIRST_S
+        retry = self._retries[route]
         paused: list[TopicPartition] = []
         try:
             while True:
                 try:
                     return work()
                 except Exception as exc:
-                    PROCESSING_ERRORS.labels(self.name, "store_unavailable").inc()
-                    BATCHES_RETRIED.labels(self.name, route).inc()
-                    ROUTE_BLOCKED.labels(self.name, route).set(1)
-                    self.health.blocked = f"{route}: {type(exc).__name__}: {exc}"[:300]
-                    log.error(
-                        "batch_retry", route=route, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay
-                    )
+                    delay = retry.failed(exc)
                     if not paused:
                         paused = [TopicPartition(t, p) for t, p in sorted(self._assignment)]
                         self.consumer.pause(paused)
                     self._revoked = False
-                    wake = time.monotonic() + delay
-                    while time.monotonic() < wake and not self.stop.is_set():
-                        self.health.beat()
-                        self.consumer.poll(0.1)  # paused: returns nothing, keeps the group alive
+                    self._wait_paused(delay)
                     if self.stop.is_set():
                         raise Revoked("stopping") from exc
                     if self._revoked and not batch_tps <= self._assignment:
                         raise Revoked(f"{route}: partitions revoked while retrying") from exc
-                    delay = min(delay * 2, RETRY_MAX_S)
         finally:
             if paused:
                 still = [tp for tp in paused if (tp.topic, tp.partition) in self._assignment]
                 if still:
                     self.consumer.resume(still)
-                ROUTE_BLOCKED.labels(self.name, route).set(0)
-                self.health.blocked = None
+            retry.cleared()
+
+    def _wait_paused(self, delay_s: float) -> None:
+        wake = time.monotonic() + delay_s
+        while time.monotonic() < wake and not self.stop.is_set():
+            self.operations.beat()
+            self.consumer.poll(0.1)  # paused: returns nothing, keeps the group alive
 
     def _route_batch(self, route: Route, batch: list[Incoming]) -> None:
         tps = {(m.topic, m.partition) for m in batch}
-        if route.whole_batch:
-            outputs = self._until_done(route.name, lambda: self._whole_batch(route, batch), tps)
-        else:
-            handler = cast("Handler[Any]", route.handler)
-            outputs = self._until_done(
-                route.name,
-                lambda: self.processor.handle_batch(
-                    batch, route.accepts, handler, route.transaction, route.outbox
-                ),
-                tps,
-            )
-        faults.reached(self.name, faults.AFTER_COMMIT)
-        if route.outbox is not None:
-            outbox = route.outbox
+        outputs = self._until_done(route.name, lambda: self.processor.decide(route, batch), tps)
+        self.instruments.faults.reached(self.name, AFTER_COMMIT)
+        outbox = route.outbox
+        if outbox is not None:
             self._until_done(route.name, lambda: self.relay(outbox), tps)
         else:
             self._until_done(route.name, lambda: self.send(outputs), tps)
-
-    def _whole_batch(self, route: Route, batch: list[Incoming]) -> list[Outgoing]:
-        received, letters = self.processor.split_batch(batch, route.accepts)
-        decided = cast("BatchHandler", route.handler)(received) if received else []
-        return [
-            self.processor.dead_letter(out.message, out.reason, out.detail, "Refused")
-            if isinstance(out, Refusal)
-            else out
-            for out in decided
-        ] + letters
 
     def process(self, messages: Sequence[Message]) -> None:
         by_route: dict[str, list[Incoming]] = defaultdict(list)
@@ -371,19 +311,15 @@ class BatchDriver:
 
     def _tick(self, timer: Timer) -> None:
         try:
-            if timer.outbox is not None and timer.transaction is not None:
-                with timer.transaction():
-                    timer.outbox.add(list(timer.tick()))
+            due = timer_decisions(timer)
+            if timer.outbox is not None:
                 self.relay(timer.outbox)
-                return
-            due = list(timer.tick())
-            if due:
+            elif due:
                 self.send(due)
                 if timer.sent is not None:
                     timer.sent(due)
         except Exception as exc:  # retried at the next tick: what the tick decided is stored
-            PROCESSING_ERRORS.labels(self.name, f"timer_{timer.name}_failed").inc()
-            log.error("timer_failed", timer=timer.name, error=f"{type(exc).__name__}: {exc}")
+            timer_failed(self.name, timer, exc)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -401,22 +337,8 @@ class BatchDriver:
         self.producer.poll(0)
 
     def _sample_lag_forever(self) -> None:
-        while not self.stop.wait(self._lag_every_s):
-            assignment = self.health.assignment
-            if not assignment:
-                continue
-            if traffic.enabled():  # the offsets read below: Describe of the topics and of the group
-                for topic in {t for t, _ in assignment}:
-                    traffic.record(self._principal, "Describe", "topic", topic)
-                traffic.record(self._principal, "Describe", "group", self.definition.settings.group_id)
-            try:
-                committed, ends = self._offsets.read(sorted(assignment))
-            except Exception as exc:  # the broker may be briefly away: say so, try again next time
-                self._lag.failed()
-                log.warning("lag_sample_failed", error=f"{type(exc).__name__}: {exc}")
-                self._offsets.close()
-                continue
-            self._lag.update(committed, ends, time.time())
+        while not self.stop.wait(self.operations.lag_interval_s):
+            self.operations.sample_lag()
 
     # -- the loop --------------------------------------------------------------------------------------
 
@@ -425,22 +347,17 @@ class BatchDriver:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop.set())
-        SERVICE_READY.labels(self.name).set(0)
-        self.consumer.subscribe(
-            self.definition.topics_read(), on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
-        for topic in self.definition.topics_read():
-            traffic.record(self._principal, "Read", "topic", topic)
-        traffic.record(self._principal, "Read", "group", self.definition.settings.group_id)
+        topics = self.definition.topics_read()
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.operations.subscribed(topics)
         for hook in self.definition.on_start:
             hook()
-        if self._operations:
+        if self._sample_lag:
             threading.Thread(target=self._sample_lag_forever, name=f"{self.name}-lag", daemon=True).start()
-        self.health.worker_started = True
-        self._set_ready()
+        self.operations.worker_started()
         try:
             while not self.stop.is_set():
-                self.health.beat()
+                self.operations.beat()
                 messages = self.consumer.consume(self.batch_max, self.within_s)
                 if messages:
                     self.process(messages)
@@ -450,7 +367,7 @@ class BatchDriver:
                 self.producer.flush(self.broker.request_timeout_s)
                 self.consumer.close()
             finally:
-                self._offsets.close()
+                self.operations.close()
 
 
-__all__ = ["BatchDriver", "consumer_config", "producer_config"]
+__all__ = ["BatchDriver", "ConsumerLike", "DeliveryFailed", "ProducerLike", "Revoked"]

@@ -1,42 +1,40 @@
-"""The Faust stream driver: runs a `ServiceDefinition` as a Faust app (raw topics, agents that take
-batches, timers, start tasks, and the operations side: health, lag, silence).
+"""The Faust stream driver (`CEPBUS_RUNTIME=faust`): runs a `ServiceDefinition` as a Faust app, a thin
+adapter over the runtime core (`processing`, `sending`, `retry`, `operations`, `client_config`).
 
-This is the only module of the runtime that sees Faust. A route's agent takes a batch
-(`StreamSettings`), handles it in order (per-partition order holds), sends the outputs in that order,
-and only then are its offsets acked (Faust flushes the producer before it commits them).
+This is the only module of the runtime that sees Faust, and only `runner.py` imports it, when that
+runtime is chosen. A route's agent takes a batch (`StreamSettings`), decides it in order (per-partition
+order holds), sends the outputs in that order, and only then are its offsets acked (Faust flushes the
+producer before it commits them).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from functools import partial
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from cepbus.contract import codec
 from cepbus.contract.topics import TopicSpec
-from cepbus.contract.wiring import check_reads, check_writes
-from cepbus.runtime import faults, traffic
-from cepbus.runtime.health import HEALTH
+from cepbus.contract.wiring import check_reads
+from cepbus.runtime.client_config import faust_app_options, ssl_context
+from cepbus.runtime.framing import Framing
+from cepbus.runtime.health import HEALTH, HealthState
+from cepbus.runtime.instruments import AFTER_COMMIT, NO_INSTRUMENTS, Instruments
 from cepbus.runtime.logs import get_logger
-from cepbus.runtime.messages import BatchHandler, Handler, Incoming, Outgoing, Refusal
-from cepbus.runtime.metrics import BATCHES_RETRIED, EVENTS_OUT, PROCESSING_ERRORS, ROUTE_BLOCKED
-from cepbus.runtime.operations import directory_silence, install_operations
+from cepbus.runtime.messages import Incoming, Outgoing
+from cepbus.runtime.operations import Operations, directory_silence
 from cepbus.runtime.outbox import Outbox
-from cepbus.runtime.processing import EventProcessor
+from cepbus.runtime.processing import EventProcessor, timer_decisions, timer_failed
+from cepbus.runtime.retry import RouteRetry
+from cepbus.runtime.sending import OutboxRelay, SendSide, WireMessage
 from cepbus.runtime.service import Route, ServiceDefinition, Timer
 from cepbus.runtime.settings import BrokerSettings, ServiceSettings, StreamSettings
-from cepbus.runtime.wire import Wire
 
 log = get_logger()
 _T = TypeVar("_T")
-
-#: Backoff bounds when a batch handler's store is unavailable (the batch is retried, never acked).
-RETRY_FIRST_S = 0.1
-RETRY_MAX_S = 5.0
+RELAY_EVERY_S = 1.0
 
 
 def incoming_from_faust(message: Any) -> Incoming:
@@ -65,28 +63,16 @@ def _patch_fetch_max_wait(fetch_max_wait_ms: int, fetch_min_bytes: int = 1) -> N
 
 def make_app(settings: ServiceSettings, broker: BrokerSettings) -> faust.App:
     _patch_fetch_max_wait(broker.fetch_max_wait_ms, broker.fetch_min_bytes)
-    context = broker.ssl_context()
+    context = ssl_context(broker)
     return faust.App(
         settings.group_id,
         broker_credentials=faust.SSLCredentials(context) if context else None,
-        broker=";".join(f"kafka://{server}" for server in broker.bootstrap_list),
-        broker_session_timeout=broker.session_timeout_s,
-        broker_heartbeat_interval=broker.heartbeat_interval_s,
-        broker_request_timeout=broker.request_timeout_s,
-        broker_commit_interval=broker.commit_interval_s,
-        producer_linger_ms=broker.producer_linger_ms,
-        producer_acks=-1,
-        processing_guarantee="at_least_once",
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=broker.topic_partitions,
-        topic_replication_factor=broker.replication_factor,
-        web_enabled=False,
-        store="memory://",
+        **faust_app_options(settings, broker),
     )
 
 
 class FaustDriver:
-    """One service's Faust app: its routes as agents, its timers, its start tasks."""
+    """One service's Faust app: its routes as agents, its timers, its start tasks, its operations."""
 
     def __init__(
         self,
@@ -94,35 +80,39 @@ class FaustDriver:
         broker: BrokerSettings | None = None,
         stream: StreamSettings | None = None,
         *,
-        operations: bool = True,
+        instruments: Instruments = NO_INSTRUMENTS,
+        health: HealthState = HEALTH,
+        operations: Operations | None = None,
     ) -> None:
         check_reads(definition.name, definition.topics_read())  # the wiring the ACLs are made from
-        self._principal = f"cepbus-{definition.name}"  # its KafkaUser (cepbus.runtime.traffic)
-        group = definition.settings.group_id
-        for topic in definition.topics_read():
-            traffic.record(self._principal, "Read", "topic", topic)
-        traffic.record(self._principal, "Read", "group", group)
-        # Faust keeps its partition assignor's state in a topic of its own, which it creates
-        for operation in ("Create", "Write", "Read"):
-            traffic.record(self._principal, operation, "topic", f"{group}-__assignor-__leader")
         self.definition = definition
+        self.name = definition.name
         self.stream = stream or StreamSettings()
         broker = broker or BrokerSettings()
-        self.wire = Wire.from_settings(broker)  # the framing it sends (CEPBUS_WIRE_FORMAT)
+        group = definition.settings.group_id
+        self.instruments = instruments
+        self.operations = operations or Operations(
+            self.name, group, broker, health=health, instruments=instruments
+        )
+        self.operations.subscribed(definition.topics_read())
+        # Faust keeps its partition assignor's state in a topic of its own, which it creates
+        for operation in ("Create", "Write", "Read"):
+            instruments.requests.record(
+                self.operations.principal, operation, "topic", f"{group}-__assignor-__leader"
+            )
         self.app = make_app(definition.settings, broker)
         silence = None
-        if operations:  # liveness, readiness, consumer lag and operator silence (cepbus.runtime.operations)
-            install_operations(self.app, definition.name)
-            if definition.silence_seed is not None:  # the service whose stores remember it
-                silence = directory_silence(definition.name)
-                silence.seed(definition.silence_seed())
+        if definition.silence_seed is not None:  # the service whose stores remember it
+            silence = directory_silence(self.name)
+            silence.seed(definition.silence_seed())
         self.processor = EventProcessor(
-            definition.name,
-            definition.producer_org_id,
-            silence,
-            max_message_bytes=broker.max_message_bytes,
+            self.name, definition.producer_org_id, silence, max_message_bytes=broker.max_message_bytes
         )
+        self.side = SendSide(self.name, Framing.from_settings(broker), instruments)
+        self._relays = {id(outbox): OutboxRelay(outbox, self.side) for outbox in definition.outboxes()}
         self._relay_locks: dict[int, asyncio.Lock] = {}
+        self._retries = {r.name: RouteRetry(self.name, r.name, health) for r in definition.routes}
+        self._install_operations()
         for item in definition.routes:
             self._agent(item)
         for timer in definition.timers:
@@ -130,6 +120,52 @@ class FaustDriver:
         self._relay_timer()
         for hook in definition.on_start:
             self._start_task(hook)
+
+    # -- sending ---------------------------------------------------------------------------------------
+
+    async def transmit(self, messages: Sequence[WireMessage]) -> None:
+        """Hand the messages to the producer in order and wait until the broker acknowledged them all."""
+        futures = [
+            await self.app.producer.send(m.topic, m.key, m.value, None, None, m.headers) for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+    async def send(self, outputs: Sequence[Outgoing]) -> None:
+        messages = self.side.outputs(outputs)
+        if not messages:
+            return
+        self.side.before(messages)
+        await self.transmit(messages)
+        self.side.acknowledged(messages)
+
+    async def relay(self, outbox: Outbox) -> int:
+        """Send what the outbox holds unsent, in order; mark it sent once the broker acknowledged it.
+        One relay at a time per outbox (routes and timers share one), so nothing is sent twice here."""
+        relay = self._relays.get(id(outbox)) or self._relays.setdefault(
+            id(outbox), OutboxRelay(outbox, self.side)
+        )
+        sent = 0
+        async with self._relay_locks.setdefault(id(outbox), asyncio.Lock()):
+            while (batch := relay.next_batch()) is not None:
+                await self.transmit(batch.messages)
+                relay.sent(batch)
+                sent += len(batch.rows)
+        return sent
+
+    async def _retrying(self, route: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """Await `attempt()` until it succeeds. Meanwhile the agent takes nothing more (its partitions
+        wait), the route shows as blocked (metric and readiness), and the delay doubles up to a cap."""
+        retry = self._retries[route]
+        try:
+            while True:
+                try:
+                    return await attempt()
+                except Exception as exc:
+                    await asyncio.sleep(retry.failed(exc))
+        finally:
+            retry.cleared()
+
+    # -- routes, timers, tasks -------------------------------------------------------------------------
 
     def raw_topic(self, specs: Sequence[TopicSpec]) -> faust.TopicT:
         return self.app.topic(
@@ -140,155 +176,47 @@ class FaustDriver:
             value_serializer="raw",
         )
 
-    async def send(self, outgoing: Iterable[Outgoing]) -> None:
-        """Hand outputs to the producer, in order, and wait until the broker acknowledged them all."""
-        faults.before_send(self.definition.name)
-        outgoing = list(outgoing)
-        check_writes(self.definition.name, [item.topic for item in outgoing])
-        for item in outgoing:
-            traffic.record(self._principal, "Write", "topic", item.topic)
-        futures = []
-        for item in outgoing:
-            futures.append(
-                await self.app.producer.send(
-                    item.topic,
-                    item.key(),
-                    self.wire.frame(codec.encode(item.event), item.topic),
-                    None,
-                    None,
-                    item.headers(),
-                )
-            )
-            EVENTS_OUT.labels(self.definition.name, item.topic).inc()
-        await asyncio.gather(*futures)
-
-    async def relay(self, outbox: Outbox) -> int:
-        """Send what the outbox holds unsent, in order; mark it sent once the broker acknowledged it.
-        One relay at a time per outbox (routes and timers share one), so nothing is sent twice here."""
-        lock = self._relay_locks.setdefault(id(outbox), asyncio.Lock())
-        async with lock:
-            return await self._relay_locked(outbox)
-
-    async def _relay_locked(self, outbox: Outbox) -> int:
-        sent = 0
-        while pending := outbox.pending():
-            faults.before_send(self.definition.name)
-            check_writes(self.definition.name, [m.topic for m in pending])
-            for m in pending:
-                traffic.record(self._principal, "Write", "topic", m.topic)
-            futures = [
-                await self.app.producer.send(
-                    m.topic, m.key, self.wire.frame(m.value, m.topic), None, None, m.headers
-                )
-                for m in pending
-            ]
-            await asyncio.gather(*futures)
-            outbox.mark_sent(pending)
-            for m in pending:
-                EVENTS_OUT.labels(self.definition.name, m.topic).inc()
-            sent += len(pending)
-        return sent
-
-    async def _until_done(self, what: str, work: Callable[[], list[Outgoing]]) -> list[Outgoing]:
-        """Run `work` until it returns; while its database is unavailable (or a batch handler fails),
-        retry with backoff. Faust acks the batch's offsets only once this returns: nothing is lost,
-        nothing valid is dead-lettered because something else was down."""
-
-        async def attempt() -> list[Outgoing]:
-            return work()
-
-        return await self._retrying(what, attempt)
-
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        """Await `attempt()` until it succeeds. Meanwhile the agent takes nothing more (its partitions
-        wait), the route shows as blocked (metric and readiness), and the delay doubles up to a cap."""
-        delay = RETRY_FIRST_S
-        try:
-            while True:
-                try:
-                    return await attempt()
-                except Exception as exc:
-                    PROCESSING_ERRORS.labels(self.definition.name, "store_unavailable").inc()
-                    BATCHES_RETRIED.labels(self.definition.name, what).inc()
-                    ROUTE_BLOCKED.labels(self.definition.name, what).set(1)
-                    HEALTH.blocked = f"{what}: {type(exc).__name__}: {exc}"[:300]
-                    log.error(
-                        "batch_retry", route=what, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX_S)
-        finally:
-            if HEALTH.blocked is not None and HEALTH.blocked.startswith(f"{what}:"):
-                HEALTH.blocked = None
-                ROUTE_BLOCKED.labels(self.definition.name, what).set(0)
-
-    def _agent(self, item: Route) -> None:
-        batch_max = item.batch_max or self.stream.batch_max
-        within_s = (item.batch_within_ms or self.stream.batch_within_ms) / 1000.0
+    def _agent(self, route: Route) -> None:
+        batch_max = route.batch_max or self.stream.batch_max
+        within_s = (route.batch_within_ms or self.stream.batch_within_ms) / 1000.0
 
         async def agent(stream: faust.StreamT[bytes]) -> None:
             batches = cast("faust.Stream[bytes]", stream).take_events  # StreamT does not declare it
             async for events in batches(batch_max, within=within_s):
-                batch = [incoming_from_faust(event.message) for event in events]
-                if item.whole_batch:
-                    outputs = await self._handle_whole_batch(batch, item)
-                else:
-                    handler = cast("Handler[Any]", item.handler)
-                    outputs = await self._until_done(
-                        item.name, partial(self._handle_batch, batch, item, handler)
-                    )
-                faults.reached(self.definition.name, faults.AFTER_COMMIT)
-                outbox = item.outbox
-                if outbox is not None:  # the stored decisions, acknowledged before the offsets are
-                    await self._retrying(item.name, partial(self.relay, outbox))
-                else:
-                    await self._retrying(item.name, partial(self.send, outputs))
+                await self._take(route, [incoming_from_faust(event.message) for event in events])
 
-        self.app.agent(self.raw_topic(item.topics), name=f"{self.definition.name}.{item.name}")(agent)
+        self.app.agent(self.raw_topic(route.topics), name=f"{self.name}.{route.name}")(agent)
 
-    def _handle_batch(self, batch: Sequence[Incoming], item: Route, handler: Handler[Any]) -> list[Outgoing]:
-        return self.processor.handle_batch(batch, item.accepts, handler, item.transaction, item.outbox)
+    async def _take(self, route: Route, batch: list[Incoming]) -> None:
+        """Decide the batch, then send what it decided; each step retried while its store or the broker
+        is away. Faust acks the batch's offsets only once this returns."""
 
-    async def _handle_whole_batch(self, batch: Sequence[Incoming], item: Route) -> list[Outgoing]:
-        received, letters = self.processor.split_batch(batch, item.accepts)
-        if not received:
-            return letters
-        handler = cast("BatchHandler", item.handler)
-        decided = await self._until_done(item.name, lambda: list(handler(received)))  # type: ignore[arg-type]
-        outputs = [
-            self.processor.dead_letter(out.message, out.reason, out.detail, "Refused")
-            if isinstance(out, Refusal)
-            else out
-            for out in cast("list[Outgoing | Refusal]", decided)
-        ]
-        return [*outputs, *letters]
+        async def decide() -> list[Outgoing]:
+            return self.processor.decide(route, batch)
+
+        outputs = await self._retrying(route.name, decide)
+        self.instruments.faults.reached(self.name, AFTER_COMMIT)
+        outbox = route.outbox
+        if outbox is not None:  # the stored decisions, acknowledged before the offsets are
+            await self._retrying(route.name, lambda: self.relay(outbox))
+        else:
+            await self._retrying(route.name, lambda: self.send(outputs))
 
     def _timer(self, timer: Timer) -> None:
         async def tick() -> None:
             try:
-                if timer.outbox is not None and timer.transaction is not None:
-                    transaction, outbox = timer.transaction, timer.outbox
-
-                    def decide() -> list[Outgoing]:
-                        with transaction():
-                            due = list(timer.tick())
-                            outbox.add(due)
-                        return due
-
-                    decide()
-                    await self.relay(outbox)
-                    return
-                due = list(timer.tick())
-                if due:
+                due = timer_decisions(timer)
+                if timer.outbox is not None:
+                    await self.relay(timer.outbox)
+                elif due:
                     await self.send(due)
                     if timer.sent is not None:
                         timer.sent(due)
             except Exception as exc:  # retried at the next tick: what the tick decided is stored
-                PROCESSING_ERRORS.labels(self.definition.name, f"timer_{timer.name}_failed").inc()
-                log.error("timer_failed", timer=timer.name, error=f"{type(exc).__name__}: {exc}")
+                timer_failed(self.name, timer, exc)
 
         app: Any = self.app  # Faust's decorators are untyped
-        app.timer(interval=timer.interval_s, name=f"{self.definition.name}.{timer.name}")(tick)
+        app.timer(interval=timer.interval_s, name=f"{self.name}.{timer.name}")(tick)
 
     def _relay_timer(self) -> None:
         """Every second, what a crash or a failed send left in the outboxes goes out."""
@@ -304,13 +232,46 @@ class FaustDriver:
                     log.warning("outbox_relay_failed", error=f"{type(exc).__name__}: {exc}")
 
         app: Any = self.app
-        app.timer(interval=1.0, name=f"{self.definition.name}.outbox_relay")(relay_all)
+        app.timer(interval=RELAY_EVERY_S, name=f"{self.name}.outbox_relay")(relay_all)
 
-    def _start_task(self, hook: Any) -> None:
+    def _start_task(self, hook: Callable[[], None]) -> None:
         async def start() -> None:
             hook()
 
         self.app.task(start)
 
+    def _install_operations(self) -> None:
+        """Faust's signals and timers call the shared `Operations`: assignment, heartbeat, lag."""
+        operations = self.operations
 
-__all__ = ["FaustDriver", "incoming_from_faust", "make_app"]
+        async def on_assigned(sender: Any, assigned: Any = (), **kwargs: Any) -> None:
+            operations.assigned((tp.topic, tp.partition) for tp in assigned)
+
+        async def on_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+            operations.revoked((tp.topic, tp.partition) for tp in revoked)
+
+        async def worker_started() -> None:
+            operations.worker_started()
+
+        async def heartbeat() -> None:
+            operations.beat()
+
+        async def consumer_lag() -> None:  # kafka-python blocks: in a worker thread
+            await asyncio.get_running_loop().run_in_executor(None, operations.sample_lag)
+
+        app: Any = self.app  # Faust's decorators and signals are untyped
+        app.on_partitions_assigned.connect(on_assigned)
+        app.on_partitions_revoked.connect(on_revoked)
+        app.task(worker_started)
+        app.timer(1.0, name=f"{self.name}.heartbeat")(heartbeat)
+        app.timer(operations.lag_interval_s, name=f"{self.name}.consumer_lag")(consumer_lag)
+
+
+def run_faust(driver: FaustDriver) -> None:
+    """Run the driver's app as a Faust worker in this process until it is stopped."""
+    worker = faust.Worker(driver.app, loglevel="WARN", quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # its cursor escape codes would corrupt the JSON log lines
+    worker.execute_from_commandline()
+
+
+__all__ = ["FaustDriver", "incoming_from_faust", "make_app", "run_faust"]

@@ -1,18 +1,18 @@
-"""The operational side of every service, wired into its Faust app by the stream driver:
-a heartbeat (liveness), readiness from partition assignment, consumer lag sampled periodically
-from committed offsets and high-water marks, and the operator-silence gauges."""
+"""The operational side of every service, whichever driver runs it: liveness (a heartbeat), readiness
+(partition assignment), consumer lag sampled from committed offsets and high-water marks, and the
+operator-silence gauges. No stream framework here: a driver calls these methods from its own group
+callbacks, loop and timers.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any
-
-import faust
+from collections.abc import Iterable
 
 from cepbus.reference import load_reference
+from cepbus.runtime.client_config import kafka_python_security
 from cepbus.runtime.health import HEALTH, HealthState
+from cepbus.runtime.instruments import NO_INSTRUMENTS, Instruments
 from cepbus.runtime.lag import KafkaOffsets, LagGauges
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.metrics import SERVICE_READY
@@ -20,6 +20,8 @@ from cepbus.runtime.settings import BrokerSettings, OperationsSettings
 from cepbus.runtime.silence import KnownOrganisation, OperatorSilence
 
 log = get_logger()
+
+Partition = tuple[str, int]
 
 
 def directory_silence(service: str) -> OperatorSilence:
@@ -31,26 +33,77 @@ def directory_silence(service: str) -> OperatorSilence:
     return OperatorSilence(service, organisations)
 
 
-def bootstrap_of(app: faust.App) -> list[str]:
-    """host:port of each broker URL the app was configured with."""
-    return [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
-
-
-@dataclass
 class Operations:
-    service: str
-    health: HealthState
-    lag: LagGauges
-    offsets: KafkaOffsets
+    """One service's health and lag. `offsets` reads the group's committed offsets (kafka-python,
+    blocking: call `sample_lag` from a thread or an executor)."""
 
-    async def sample_lag(self) -> None:
-        """Read offsets in a worker thread (kafka-python blocks) and publish the lag gauges."""
+    def __init__(
+        self,
+        service: str,
+        group_id: str,
+        broker: BrokerSettings,
+        *,
+        settings: OperationsSettings | None = None,
+        health: HealthState = HEALTH,
+        instruments: Instruments = NO_INSTRUMENTS,
+        offsets: KafkaOffsets | None = None,
+    ) -> None:
+        self.service = service
+        self.group_id = group_id
+        self.settings = settings or OperationsSettings()
+        self.health = health
+        self.health.stall_after_s = self.settings.liveness_stall_s
+        self.instruments = instruments
+        self.principal = f"cepbus-{service}"
+        self.lag = LagGauges(service)
+        self.offsets = offsets or KafkaOffsets(broker.bootstrap_list, group_id, kafka_python_security(broker))
+        SERVICE_READY.labels(service).set(0)
+
+    @property
+    def lag_interval_s(self) -> float:
+        return self.settings.lag_interval_s
+
+    def _set_ready(self) -> None:
+        SERVICE_READY.labels(self.service).set(1 if self.health.ready()[0] else 0)
+
+    def assigned(self, partitions: Iterable[Partition]) -> None:
+        self.health.assignment = frozenset(self.health.assignment or ()) | frozenset(partitions)
+        self._set_ready()
+        log.info("partitions_assigned", partitions=len(self.health.assignment))
+
+    def revoked(self, partitions: Iterable[Partition]) -> None:
+        """Partitions taken away; with none left the service is not ready until the next assignment."""
+        left = frozenset(self.health.assignment or ()) - frozenset(partitions)
+        self.health.assignment = left or None
+        self._set_ready()
+
+    def worker_started(self) -> None:
+        self.health.worker_started = True
+        self.health.beat()
+        self._set_ready()
+
+    def beat(self) -> None:
+        self.health.beat()
+
+    def subscribed(self, topics: Iterable[str]) -> None:
+        """The requests a subscription makes: Read of each topic and of the group."""
+        record = self.instruments.requests.record
+        for topic in topics:
+            record(self.principal, "Read", "topic", topic)
+        record(self.principal, "Read", "group", self.group_id)
+
+    def sample_lag(self) -> None:
+        """Read offsets (blocking) and publish the lag gauges; a failure is counted and logged, and the
+        next sample tries again with a new connection."""
         assignment = self.health.assignment
         if not assignment:
             return
-        loop = asyncio.get_running_loop()
+        record = self.instruments.requests.record
+        for topic in {t for t, _ in assignment}:  # the offsets read: Describe of the topics and the group
+            record(self.principal, "Describe", "topic", topic)
+        record(self.principal, "Describe", "group", self.group_id)
         try:
-            committed, ends = await loop.run_in_executor(None, self.offsets.read, sorted(assignment))
+            committed, ends = self.offsets.read(sorted(assignment))
         except Exception as exc:  # the broker may be briefly away: say so, try again next time
             self.lag.failed()
             log.warning("lag_sample_failed", error=f"{type(exc).__name__}: {exc}")
@@ -58,48 +111,8 @@ class Operations:
             return
         self.lag.update(committed, ends, time.time())
 
+    def close(self) -> None:
+        self.offsets.close()
 
-def install_operations(
-    app: faust.App, service: str, settings: OperationsSettings | None = None, health: HealthState = HEALTH
-) -> Operations:
-    settings = settings or OperationsSettings()
-    health.stall_after_s = settings.liveness_stall_s
-    operations = Operations(
-        service,
-        health,
-        LagGauges(service),
-        KafkaOffsets(bootstrap_of(app), app.conf.id, BrokerSettings().kafka_python_security()),
-    )
-    SERVICE_READY.labels(service).set(0)
 
-    def set_ready() -> None:
-        SERVICE_READY.labels(service).set(1 if health.ready()[0] else 0)
-
-    async def on_assigned(sender: Any, assigned: Any = (), **kwargs: Any) -> None:
-        health.assignment = frozenset((tp.topic, tp.partition) for tp in assigned)
-        set_ready()
-        log.info("partitions_assigned", partitions=len(health.assignment))
-
-    async def on_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
-        health.assignment = None
-        set_ready()
-
-    async def worker_started() -> None:
-        health.worker_started = True
-        health.beat()
-        set_ready()
-
-    async def heartbeat() -> None:
-        health.beat()
-
-    async def consumer_lag() -> None:
-        await operations.sample_lag()
-
-    faust_app: Any = app  # Faust's decorators and signals are untyped
-    faust_app.on_partitions_assigned.connect(on_assigned)
-    faust_app.on_partitions_revoked.connect(on_revoked)
-    faust_app.task(worker_started)
-    faust_app.timer(1.0, name=f"{service}.heartbeat")(heartbeat)
-    faust_app.timer(settings.lag_interval_s, name=f"{service}.consumer_lag")(consumer_lag)
-
-    return operations
+__all__ = ["Operations", "directory_silence"]

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -20,9 +20,19 @@ from cepbus.contract.headers import CORRELATION_HEADER, REPLAY_OF_HEADER, TRACEP
 from cepbus.contract.models import DeadLetter, Event, derived_event_id, new_envelope
 from cepbus.contract.topics import DEAD_LETTER
 from cepbus.runtime.logs import get_logger
-from cepbus.runtime.messages import Handler, Incoming, Outgoing, Received, Rejected, Transaction
+from cepbus.runtime.messages import (
+    BatchHandler,
+    Handler,
+    Incoming,
+    Outgoing,
+    Received,
+    Refusal,
+    Rejected,
+    Transaction,
+)
 from cepbus.runtime.metrics import DEAD_LETTERS, EVENTS_IN, PROCESSING_ERRORS, PROCESSING_SECONDS
 from cepbus.runtime.outbox import Outbox
+from cepbus.runtime.service import Route, Timer
 from cepbus.runtime.silence import OperatorSilence
 from cepbus.runtime.sqldb import is_unavailable
 
@@ -250,5 +260,42 @@ class EventProcessor:
                 received.append(Received(message, decoded))
         return received, letters
 
+    def refused(self, decided: Sequence[Outgoing | Refusal]) -> list[Outgoing]:
+        """A batch handler's decisions with each refusal turned into its dead letter."""
+        return [
+            self.dead_letter(out.message, out.reason, out.detail, "Refused")
+            if isinstance(out, Refusal)
+            else out
+            for out in decided
+        ]
 
-__all__ = ["EventProcessor"]
+    def decide(self, route: Route, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """What `route` decides for `batch`, the events to send in order (with a route outbox, also stored
+        in it). An unavailable store raises: the driver retries the whole call, acking nothing."""
+        if not route.whole_batch:
+            handler = cast("Handler[Any]", route.handler)
+            return self.handle_batch(batch, route.accepts, handler, route.transaction, route.outbox)
+        received, letters = self.split_batch(batch, route.accepts)
+        batch_handler = cast("BatchHandler", route.handler)
+        decided = batch_handler(received) if received else []
+        return [*self.refused(decided), *letters]
+
+
+def timer_decisions(timer: Timer) -> list[Outgoing]:
+    """What a timer's tick decides. With an outbox, the tick runs inside the timer's transaction and its
+    events are stored with what it recorded: the driver then relays the outbox (and sends nothing from
+    here); without, the driver sends what this returns and tells `timer.sent` once acknowledged."""
+    if timer.outbox is not None and timer.transaction is not None:
+        with timer.transaction():
+            timer.outbox.add(list(timer.tick()))
+        return []
+    return list(timer.tick())
+
+
+def timer_failed(service: str, timer: Timer, exc: Exception) -> None:
+    """A tick that failed is retried at the next one: what it decided is stored or decided again."""
+    PROCESSING_ERRORS.labels(service, f"timer_{timer.name}_failed").inc()
+    log.error("timer_failed", timer=timer.name, error=f"{type(exc).__name__}: {exc}")
+
+
+__all__ = ["EventProcessor", "timer_decisions", "timer_failed"]

@@ -6,6 +6,9 @@ Each service's `__main__` calls `run_service` with the function that builds its 
 service's trust material is checked (`cepbus.trust.modes.enforce`): in production any development
 material stops the process with one line on stderr and exit code 2; in development it is logged
 loudly. A configuration the service cannot start with ends the same way, never in a traceback.
+
+The driver is imported only once chosen: the batch runtime loads no Faust (nor `mode`, nor aiokafka).
+Test instruments (`cepbus.runtime.instruments`) come from the caller, never from the environment here.
 """
 
 from __future__ import annotations
@@ -13,13 +16,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-import faust
 import pydantic
 
 from cepbus.runtime.admin import bus_topics, ensure_topics
-from cepbus.runtime.batch_driver import BatchDriver
-from cepbus.runtime.faust_driver import FaustDriver
 from cepbus.runtime.health import serve_ops
+from cepbus.runtime.instruments import NO_INSTRUMENTS, Instruments
 from cepbus.runtime.logs import configure_logging, get_logger
 from cepbus.runtime.service import ServiceDefinition
 from cepbus.runtime.settings import BrokerSettings, RuntimeSettings
@@ -44,7 +45,9 @@ def prepare(name: str, build: Callable[[], ServiceDefinition]) -> ServiceDefinit
     return definition
 
 
-def run_service(name: str, build: Callable[[], ServiceDefinition]) -> None:
+def run_service(
+    name: str, build: Callable[[], ServiceDefinition], instruments: Instruments = NO_INSTRUMENTS
+) -> None:
     configure_logging(name)
     definition = prepare(name, build)
     broker = BrokerSettings()
@@ -58,23 +61,28 @@ def run_service(name: str, build: Callable[[], ServiceDefinition]) -> None:
     runtime = runtime_settings.runtime
     try:
         if runtime == "batch":
-            driver = BatchDriver(definition, broker)
-            if port:  # /metrics, /healthz and /readyz on the service's ops port
-                serve_ops(port)
-            get_logger().info(
-                "service_starting", runtime=runtime, bootstrap=broker.bootstrap_servers, metrics_port=port
-            )
+            from cepbus.runtime.batch_driver import BatchDriver
+
+            driver = BatchDriver(definition, broker, instruments=instruments)
+            _serve_and_log(port, runtime, broker)
             driver.run()
             return
-        faust_driver = FaustDriver(definition, broker)
-        if port:
-            serve_ops(port)
-        get_logger().info(
-            "service_starting", runtime=runtime, bootstrap=broker.bootstrap_servers, metrics_port=port
-        )
-        worker = faust.Worker(faust_driver.app, loglevel="WARN", quiet=True, redirect_stdouts=False)
-        worker.spinner = None  # its cursor escape codes would corrupt the JSON log lines
-        worker.execute_from_commandline()
+        from cepbus.runtime.faust_driver import FaustDriver, run_faust
+
+        faust_driver = FaustDriver(definition, broker, instruments=instruments)
+        _serve_and_log(port, runtime, broker)
+        run_faust(faust_driver)
     finally:
         for hook in definition.on_stop:
             hook()
+
+
+def _serve_and_log(port: int, runtime: str, broker: BrokerSettings) -> None:
+    if port:  # /metrics, /healthz and /readyz on the service's ops port
+        serve_ops(port)
+    get_logger().info(
+        "service_starting", runtime=runtime, bootstrap=broker.bootstrap_servers, metrics_port=port
+    )
+
+
+__all__ = ["CONFIGURATION_REFUSED", "prepare", "run_service"]

@@ -7,9 +7,8 @@ Broker quirks live here and only here: the defaults suit the embedded Tansu brok
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,22 +53,6 @@ class BrokerSettings(BaseSettings):
     # (`<topic>-value`) and send its ids; consumers look ids up there. Unset: the contract's own ids,
     # which `cep-bus schema-registry` serves.
     schema_registry_url: str | None = None
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The client TLS context, or None for PLAINTEXT; one definition for Faust and kafka-python."""
-        if self.security_protocol != "SSL":
-            return None
-        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
-        if self.ssl_certfile:
-            context.load_cert_chain(
-                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
-            )
-        return context
-
-    def kafka_python_security(self) -> dict[str, Any]:
-        """Keyword arguments that make a kafka-python client speak the configured protocol."""
-        context = self.ssl_context()
-        return {} if context is None else {"security_protocol": "SSL", "ssl_context": context}
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -39,9 +39,11 @@ from cepbus.contract.models import (
 from cepbus.contract.signatures import sign_status
 from cepbus.contract.topics import referral_inbox, referral_rejections
 from cepbus.reference.directory import Directory, load_directory
-from cepbus.runtime import traffic
+from cepbus.runtime.client_config import kafka_python_security
+from cepbus.runtime.framing import Framing
+from cepbus.runtime.instruments import KafkaRequests, NotRecorded
 from cepbus.runtime.settings import BrokerSettings
-from cepbus.runtime.wire import Wire
+from cepbus.runtime.traffic import principal_of_org
 from cepbus.sdk.publisher import Publisher
 
 
@@ -81,7 +83,10 @@ class Subscriber:
         *,
         group_id: str | None = None,
         directory: Directory | None = None,
+        requests: KafkaRequests | None = None,
     ) -> None:
+        """`requests`: a record of the Kafka requests made, as the organisation's KafkaUser (the ACL test
+        attaches one); none by default."""
         ids = [org_ids] if isinstance(org_ids, str) else list(org_ids)
         if not ids:
             raise ValueError("a Subscriber needs at least one organisation")
@@ -90,7 +95,8 @@ class Subscriber:
             directory.get(org_id)  # DirectoryError for an unknown organisation
         self.org_ids = ids
         self.settings = settings or BrokerSettings()
-        Wire.from_settings(self.settings)  # a configured schema registry resolves Confluent ids
+        self.requests: KafkaRequests = requests or NotRecorded()
+        Framing.from_settings(self.settings)  # a configured schema registry resolves Confluent ids
         self._owner: dict[str, str] = {}
         self._expected: dict[str, type[ReferralRequested] | type[ReferralUpdateRejected]] = {}
         for org_id in ids:
@@ -106,14 +112,14 @@ class Subscriber:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             request_timeout_ms=int(self.settings.request_timeout_s * 1000) + 5000,
-            **self.settings.kafka_python_security(),
+            **kafka_python_security(self.settings),
         )
         # Inbox and rejection topics have one partition each (cepbus.contract.topics): assignment needs
         # no group join.
         self._consumer.assign([TopicPartition(topic, 0) for topic in sorted(self._owner)])
         self._group = group_id or f"cepbus-partner-{ids[0]}"
         for topic, owner in self._owner.items():
-            traffic.record(traffic.principal_of_org(owner), "Read", "topic", topic)
+            self.requests.record(principal_of_org(owner), "Read", "topic", topic)
 
     def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Delivery | BadMessage]:
         """The next messages of the organisation's topics, decoded and typed."""
@@ -139,7 +145,7 @@ class Subscriber:
 
     def commit(self) -> None:
         """Commit what `poll` returned: call it once those events are handled (at least once)."""
-        traffic.record(traffic.principal_of_org(self.org_ids[0]), "Read", "group", self._group)
+        self.requests.record(principal_of_org(self.org_ids[0]), "Read", "group", self._group)
         self._consumer.commit()
 
     def close(self) -> None:
@@ -164,10 +170,15 @@ class PartnerClient:
         settings: BrokerSettings | None = None,
         *,
         publisher: Publisher | None = None,
+        requests: KafkaRequests | None = None,
     ) -> None:
+        """`publisher`: shared with other clients; else one of its own (`requests`, if given, records
+        its Kafka requests)."""
         self.org_id = org_id
         self._key = key
-        self._publisher = publisher or Publisher(settings, client_id=f"cepbus-partner-{org_id}")
+        self._publisher = publisher or Publisher(
+            settings, client_id=f"cepbus-partner-{org_id}", requests=requests
+        )
 
     def update(
         self,
@@ -216,3 +227,6 @@ class PartnerClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+__all__ = ["BadMessage", "Delivery", "PartnerClient", "Subscriber"]  # what a partner's IS imports

@@ -23,9 +23,11 @@ from cepbus.contract.models import Event
 from cepbus.contract.topics import topic_for
 from cepbus.reference import load_reference
 from cepbus.reference.checks import reference_problems
-from cepbus.runtime import traffic
+from cepbus.runtime.client_config import kafka_python_security
+from cepbus.runtime.framing import Framing
+from cepbus.runtime.instruments import KafkaRequests, NotRecorded
 from cepbus.runtime.settings import BrokerSettings
-from cepbus.runtime.wire import Wire
+from cepbus.runtime.traffic import principal_of_org
 
 PUBLISH_REFUSED = Counter(
     "cepbus_publish_refused_total",
@@ -60,14 +62,17 @@ class Publisher:
         client_id: str = "cepbus-publisher",
         producer: Any | None = None,  # a KafkaProducer-like object; tests pass a recording fake
         principal: str | None = None,
+        requests: KafkaRequests | None = None,
     ) -> None:
         """`principal`: the KafkaUser this client authenticates as, when it is not the events'
         producer (the partner inbox publishes partners' signed updates as `cepbus-inbox`); None: the
-        producer organisation's own (`operator-<org>`, `partner-<org>`). Only the traffic record
-        (CEPBUS_TRAFFIC_LOG, the ACL test) uses it: the broker knows the principal from the certificate."""
+        producer organisation's own (`operator-<org>`, `partner-<org>`). Only `requests`, a record of
+        the Kafka requests made (the ACL test attaches one, `cepbus.runtime.traffic.TrafficLog`), uses
+        it: the broker knows the principal from the certificate."""
         self.settings = settings or BrokerSettings()
         self.principal = principal
-        self.wire = Wire.from_settings(self.settings)  # CEPBUS_WIRE_FORMAT, CEPBUS_SCHEMA_REGISTRY_URL
+        self.requests: KafkaRequests = requests or NotRecorded()
+        self.wire = Framing.from_settings(self.settings)  # CEPBUS_WIRE_FORMAT, CEPBUS_SCHEMA_REGISTRY_URL
         self._producer = producer or KafkaProducer(
             bootstrap_servers=self.settings.bootstrap_list,
             client_id=client_id,
@@ -77,7 +82,7 @@ class Publisher:
             max_request_size=self.settings.max_message_bytes + 4096,  # the event plus its headers
             max_in_flight_requests_per_connection=1,  # retries must not reorder one person's events
             request_timeout_ms=int(self.settings.request_timeout_s * 1000),
-            **self.settings.kafka_python_security(),
+            **kafka_python_security(self.settings),
         )
 
     @staticmethod
@@ -109,9 +114,8 @@ class Publisher:
 
     def _send(self, event: Event, topic: str | None, value: bytes, traceparent: str | None) -> Any:
         topic = topic or topic_for(event).name
-        if traffic.enabled():  # as the KafkaUser this client authenticates as would send it
-            principal = self.principal or traffic.principal_of_org(event.envelope.producer_org_id)
-            traffic.record(principal, "Write", "topic", topic)
+        principal = self.principal or principal_of_org(event.envelope.producer_org_id)
+        self.requests.record(principal, "Write", "topic", topic)  # as the KafkaUser it authenticates as
         return self._producer.send(
             topic,
             key=event.partition_key(),
@@ -159,3 +163,6 @@ class Publisher:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+__all__ = ["InvalidEvent", "Publisher"]  # what an operator's IS imports (README, "Publishing an event")

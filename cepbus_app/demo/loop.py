@@ -46,6 +46,7 @@ from cepbus_app.demo.referrals import (
     referral_figures,
 )
 from cepbus_app.demo.simulator import Simulator
+from cepbus_app.instrumented import requests_from
 from cepbus_app.supervisor import SERVICES, SupervisionThread, Supervisor, metrics_port, service_running
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import LedgerStore, open_store
@@ -259,7 +260,9 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         store = open_store(LedgerSettings().database_url)
         router_store = open_router_store(RouterSettings().database_url)
         try:
-            with Publisher(broker_settings, client_id="cepbus-demo") as publisher:
+            with Publisher(
+                broker_settings, client_id="cepbus-demo", requests=requests_from(os.environ)
+            ) as publisher:
                 publisher.publish_many(intakes)
                 publisher.publish_many(choices)
                 publisher.publish_many(direct)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import os
 import random
 import threading
 import time
@@ -33,6 +34,7 @@ from cepbus.sdk.partner import BadMessage, PartnerClient, Subscriber
 from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
 from cepbus.trust.keys import load_private_key
+from cepbus_app.instrumented import requests_from
 
 log = get_logger()
 S = ReferralStatus
@@ -83,12 +85,13 @@ class ExamplePartner:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set."""
-        publisher = Publisher(self.settings, client_id="cepbus-example-partner")
+        requests = requests_from(os.environ)  # the ACL test's record, when the environment asks for one
+        publisher = Publisher(self.settings, client_id="cepbus-example-partner", requests=requests)
         clients = {org: PartnerClient(org, self.key_for(org), publisher=publisher) for org in self.org_ids}
         # (due, order, update, the trace of the referral it answers)
         pending: list[tuple[float, int, ReferralStatusChanged, str | None]] = []
         counter = 0
-        with Subscriber(self.org_ids, self.settings, group_id=self.group_id) as inbox:
+        with Subscriber(self.org_ids, self.settings, group_id=self.group_id, requests=requests) as inbox:
             try:
                 while not stop.is_set():
                     for item in inbox.poll(timeout_s=0.05 if pending else 0.2):

@@ -22,7 +22,7 @@ import typer
 
 from cepbus.contract import codec
 from cepbus.contract.headers import REPLAY_OF_HEADER
-from cepbus.runtime import traffic
+from cepbus.runtime.instruments import KafkaRequests, NotRecorded
 from services.ledger.deadletters import DeadLetterStore, ErasedData, StoredDeadLetter
 
 deadletters_app = typer.Typer(help="Dead letters: list, show and replay what a service could not process.")
@@ -46,14 +46,15 @@ class RawSender(Protocol):
 class BrokerSender:
     """A confluent-kafka producer with the bus's settings (acks=all), one flush per message."""
 
-    def __init__(self) -> None:
+    def __init__(self, requests: KafkaRequests | None = None) -> None:
         from confluent_kafka import Producer
 
-        from cepbus.runtime.batch_driver import producer_config
+        from cepbus.runtime.client_config import librdkafka_producer
         from cepbus.runtime.settings import BrokerSettings
 
         self.settings = BrokerSettings()
-        self._producer = Producer(producer_config(self.settings, "cepbus-deadletter-replay"))
+        self.requests: KafkaRequests = requests or NotRecorded()
+        self._producer = Producer(librdkafka_producer(self.settings, "cepbus-deadletter-replay"))
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         failures: list[str] = []
@@ -64,7 +65,7 @@ class BrokerSender:
 
         from confluent_kafka import KafkaException
 
-        traffic.record("cepbus-ops", "Write", "topic", topic)  # replays run as the ops KafkaUser
+        self.requests.record("cepbus-ops", "Write", "topic", topic)  # replays run as the ops KafkaUser
         try:
             self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=delivered)
         except (KafkaException, BufferError) as exc:

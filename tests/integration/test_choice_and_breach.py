@@ -27,7 +27,6 @@ from cepbus.contract.models import (
     new_envelope,
 )
 from cepbus.contract.topics import referral_inbox
-from cepbus.sdk.publisher import Publisher
 from services.ledger.store import open_store
 from services.router.store import open_router_store
 from tests.support.bus import RunningBus, wait_for_ids
@@ -125,7 +124,7 @@ def test_choosing_another_operator_refers_with_only_what_consent_allows(bus: Run
     suffix = uuid.uuid4().hex[:8]
     consenting = intake(person=f"p-consent-{suffix}", cadre=True, boeth=True, region="84", departement="69")
     refusing = intake(person=f"p-refuse-{suffix}", boeth=True, region="84", departement="38")
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many([consenting, refusing])
         decided = {service_id(i.event_id, "intake-decided") for i in (consenting, refusing)}
         assert not wait_for_ids(bus, decided)
@@ -156,7 +155,7 @@ def test_level_2_without_informed_choice_is_a_recorded_and_counted_breach(bus: R
     compliant = intake(person=f"p-ok-{suffix}", job_seeker=True, region="53", departement="56")
     people = (undecided, too_early, compliant)
     later = datetime.now(UTC) + timedelta(days=1)  # after any notice the notifier issues now
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many(list(people))
         notices = {notice_issued_id(source) for source in people}
         assert not wait_for_ids(bus, notices)

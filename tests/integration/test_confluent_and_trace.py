@@ -23,7 +23,7 @@ from cepbus.contract import codec, tracecontext
 from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER, TRACEPARENT_HEADER
 from cepbus.contract.schemas import event_schema
 from cepbus.contract.topics import INTAKE_REGISTERED, NOTICE_ISSUED, NOTICE_REQUESTED
-from cepbus.runtime.wire import registry_schema_text
+from cepbus.runtime.framing import registry_schema_text
 from services.ledger.store import open_store
 from tests.support.bus import RunningBus, wait_for_ids
 from tests.support.factories import intake, service_id

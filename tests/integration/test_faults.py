@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -43,7 +44,7 @@ from services.ledger.deadletters import DeadLetterStore, StoredDeadLetter
 from services.ledger.store import open_store
 from services.router.handlers import RouterHandlers
 from tests.conftest import free_port
-from tests.support.bus import RunningBus, ledger_identity
+from tests.support.bus import RunningBus, ledger_identity, session_requests
 from tests.support.factories import intake, service_id
 from tests.support.postgres import POSTGRES_URL_ENV, fresh_schema
 
@@ -60,6 +61,9 @@ class FaultBus:
     ports: dict[str, int]
     supervisor: Supervisor
     ledger_url: str = ""  # when the ledger is not the SQLite file at ledger_path (PostgreSQL)
+
+    def publisher(self, **options: Any) -> Publisher:
+        return Publisher(self.broker, requests=session_requests(), **options)
 
     @property
     def ledger(self) -> str:
@@ -202,7 +206,7 @@ def stream(bus: FaultBus, events: list[Event], per_second: float) -> threading.T
     """Publish `events` at a steady rate in the background (acks=all: each one is on the broker)."""
 
     def run() -> None:
-        with Publisher(bus.broker, client_id="cepbus-faults") as publisher:
+        with bus.publisher(client_id="cepbus-faults") as publisher:
             for index, event in enumerate(events):
                 publisher.publish(event)
                 time.sleep(max(0.0, index / per_second - (time.monotonic() - started)))
@@ -401,7 +405,7 @@ def test_an_oversized_message_becomes_a_dead_letter_that_fits(fault_bus: FaultBu
     assert producer.flush(30) == 0
     del producer
     after = intake(person=person)
-    with Publisher(fault_bus.broker) as publisher:
+    with fault_bus.publisher() as publisher:
         publisher.publish(after)
     assert not fault_bus.wait_for({str(after.event_id)}), "the partition is stuck behind the big message"
     deadline = time.monotonic() + 60
@@ -474,7 +478,7 @@ def test_poison_messages_do_not_block_their_partition(bus: RunningBus) -> None:
     finally:
         producer.close()
     after = [intake(person=person, boeth=True) for _ in range(3)]
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many(after)
     notices = {service_id(event.event_id, "notice-requested", "notice-issued") for event in after}
     assert not _wait_in_ledger(bus, notices | {str(e.event_id) for e in after}), "the partition is stuck"

@@ -36,7 +36,6 @@ from cepbus.contract.models import (
 )
 from cepbus.contract.signatures import signature_valid
 from cepbus.reference.directory import load_directory
-from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
 from tests.conftest import free_port
 from tests.support.browser import artifacts_dir, chromium, require_chromium
@@ -74,7 +73,8 @@ def read_side(bus: RunningBus, path: str, org: str = PARTNER) -> tuple[int, Any]
 
 @pytest.fixture(scope="module")
 def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m services.inbox` on a free port, pointed at the bus's read side and broker."""
+    """The inbox (`python -m services.inbox`, through the composition root so that its Kafka requests are
+    recorded for the ACL test) on a free port, pointed at the bus's read side and broker."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("inbox") / "inbox.log"
     env = {
@@ -86,7 +86,10 @@ def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iter
     }
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.inbox"], stdout=log, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "cepbus_app.instrumented", "inbox"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -177,7 +180,7 @@ def test_a_partner_acknowledges_accepts_and_books_in_the_browser(
 ) -> None:
     shots = artifacts_dir("inbox", tmp_path)
     referral, elsewhere = demo_referral(PARTNER, days_ago=1), demo_referral(ELSEWHERE, days_ago=3)
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many([referral, elsewhere])
     wait_tracked(bus, referral)
     wait_tracked(bus, elsewhere)

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from cepbus.contract import codec
 from cepbus.contract.models import CheckpointPublished
 from cepbus.contract.topics import LEDGER_CHECKPOINTS, LEDGER_TOPICS
-from cepbus.sdk.publisher import Publisher
 from cepbus_app.cli import app
 from services.ledger.note import open_checkpoint
 from services.ledger.signing import load_signer
@@ -54,7 +53,7 @@ def published_checkpoints(
 
 def test_signed_checkpoints_are_published_and_verify_with_the_verifier_key(bus: RunningBus) -> None:
     events = [intake(cadre=True) for _ in range(3)]
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many(events)
     assert not wait_for_ids(bus, {str(e.event_id) for e in events})
     with open_store(bus.ledger_url) as store:
@@ -77,7 +76,7 @@ def test_signed_checkpoints_are_published_and_verify_with_the_verifier_key(bus: 
 
 def test_export_verify_and_report_on_the_running_ledger(bus: RunningBus, tmp_path: Path) -> None:
     events = [intake(region="84", departement="69", cadre=True) for _ in range(4)]
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many(events)
     notices = {service_id(e.event_id, "notice-requested", "notice-issued")
                for e in events}  # fmt: skip

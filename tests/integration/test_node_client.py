@@ -23,7 +23,6 @@ from cepbus.contract import codec, tracecontext
 from cepbus.contract.models import ReferralStatus, ReferralStatusChanged, derived_event_id
 from cepbus.contract.schemas import by_fingerprint, schema_dir
 from cepbus.contract.signatures import sign_status
-from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
 from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts
 from tests.support.factories import service_id
@@ -269,7 +268,7 @@ def test_a_tampered_or_misattributed_copy_of_a_node_update_is_refused(
     )
     wrong_key = sign_status(unsigned, PARTNER, dev_private_key(OTHER_ORG))  # apec-r84's name, another key
     forged = {codec.encode(tampered), codec.encode(wrong_key)}
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many([tampered, wrong_key])
     letters = dead_letters(bus, want=2, where=lambda d: d.original_value in forged)
     assert sorted(d.reason.split(":")[0] for d in letters) == ["bad_signature", "bad_signature"]

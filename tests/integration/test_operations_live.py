@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 
-from cepbus.sdk.publisher import Publisher
 from cepbus_app.demo.loop import plan
 from cepbus_app.supervisor import SERVICES
 from tests.conftest import free_port
@@ -173,7 +172,7 @@ def test_prometheus_sees_exactly_the_notices_of_a_demo_sized_run(
     before_dead_letters = prometheus.scalar("sum(cepbus_dead_letters_total) or vector(0)")
     intakes, choices, expected = plan(300, seed=11)
     notices = expected.by_type()["NoticeIssued"]
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many(intakes)
         publisher.publish_many(choices)
     assert not wait_for_ids(bus, set(expected.ids), timeout_s=90)
@@ -201,7 +200,7 @@ def test_prometheus_sees_exactly_the_notices_of_a_demo_sized_run(
 def test_one_persons_path_can_be_followed_across_the_three_services_logs(bus: RunningBus) -> None:
     first = intake(cadre=True)
     correlation = first.envelope.correlation_id
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish(first)
     notice_id = service_id(first.event_id, "notice-requested", "notice-issued")
     assert not wait_for_ids(bus, {str(first.event_id), notice_id})

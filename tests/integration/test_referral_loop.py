@@ -32,7 +32,6 @@ from cepbus.contract.models import (
 )
 from cepbus.reference import load_reference
 from cepbus.sdk.partner import Delivery, PartnerClient, Subscriber
-from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
 from services.router.handlers import RouterHandlers
 from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts, wait_for_ids
@@ -113,7 +112,7 @@ def wait_status(bus: RunningBus, referral_id: str, want: str, timeout_s: float =
 
 def test_a_partner_process_closes_the_loop(bus: RunningBus, partner_process: subprocess.Popen[bytes]) -> None:
     intake_event, choice, referral = switch_to_apec(f"p-loop-{uuid.uuid4().hex[:8]}")
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish(intake_event)
         publisher.publish(choice)
     view = wait_status(bus, referral.referral_id, "completed")
@@ -142,12 +141,14 @@ def test_forged_update_is_dead_lettered_and_no_one_is_told(
     bus: RunningBus, partner_process: subprocess.Popen[bytes]
 ) -> None:
     intake_event, choice, referral = switch_to_apec(f"p-forged-{uuid.uuid4().hex[:8]}")
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish(intake_event)
         publisher.publish(choice)
     wait_status(bus, referral.referral_id, "completed")
     # apec-r11's name, another organisation's key: refused, state unchanged
-    with PartnerClient("apec-r11", dev_private_key("cap-emploi-r11"), bus.broker) as forger:
+    with PartnerClient(
+        "apec-r11", dev_private_key("cap-emploi-r11"), bus.broker, requests=bus.requests
+    ) as forger:
         forged = forger.update(
             referral, ReferralStatus.INTERIM_UPDATE, event_id=derived_event_id(referral.referral_id, "forged")
         )
@@ -157,7 +158,7 @@ def test_forged_update_is_dead_lettered_and_no_one_is_told(
     assert letters and letters[0].reason.startswith("bad_signature") and letters[0].service == "router"
     # nobody proved to be apec-r11: apec-r11 is not sent a rejection notice it never caused
     group = f"cepbus-partner-apec-r11-t{uuid.uuid4().hex[:8]}"  # within its KafkaUser's group prefix
-    with Subscriber("apec-r11", bus.broker, group_id=group) as inbox:
+    with Subscriber("apec-r11", bus.broker, group_id=group, requests=bus.requests) as inbox:
         found: list[ReferralUpdateRejected] = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -182,7 +183,7 @@ def test_overdue_referral_and_ping_pong_reach_the_ledger(bus: RunningBus) -> Non
     # spro-r53, requested 10 days ago: no partner process serves it, so it stays unanswered
     silent = next(r for r in backlog if r.recipient_org_id == "spro-r53")
     away, back = backlog[-2], backlog[-1]
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many([silent, away, back])
     breach_ids = {service_id(silent.referral_id, "deadline-breached:received")}
     alert_id = service_id(back.referral_id, "alert:ping_pong")

@@ -12,7 +12,6 @@ from kafka import KafkaProducer
 from cepbus.contract import codec
 from cepbus.contract.models import IntakeRegistered
 from cepbus.contract.topics import INTAKE_REGISTERED
-from cepbus.sdk.publisher import Publisher
 from cepbus_app.demo.loop import plan
 from services.ledger.store import open_store
 from tests.support.bus import RunningBus, dead_letters, wait_for_ids
@@ -38,7 +37,7 @@ def ledger_types_for(bus: RunningBus, correlation_ids: set[str]) -> Counter[str]
 
 def test_intakes_give_exactly_the_expected_notices_and_ledger_entries(bus: RunningBus) -> None:
     intakes, choices, expected = plan(150, seed=7)
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many(intakes)
         publisher.publish_many(choices)
     missing = wait_for_ids(bus, set(expected.ids))
@@ -56,7 +55,7 @@ def test_intakes_give_exactly_the_expected_notices_and_ledger_entries(bus: Runni
 def test_redelivered_events_add_no_ledger_entry(bus: RunningBus) -> None:
     people = [f"p-redeliver-{n}-{uuid.uuid4().hex[:6]}" for n in range(3)]
     first = [intake(person=people[n % 3], cadre=True) for n in range(12)]
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish_many(first)
         ids = {str(e.event_id) for e in first}
         assert not wait_for_ids(bus, ids)
@@ -81,7 +80,7 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_flow_goes_on(bus: Running
     producer.send(INTAKE_REGISTERED.name, key=person.encode(), value=garbage).get(timeout=10)
     producer.close()
     after: IntakeRegistered = intake(person=person, boeth=True)
-    with Publisher(bus.broker) as publisher:
+    with bus.publisher() as publisher:
         publisher.publish(after)
     notice_id = service_id(after.event_id, "notice-requested", "notice-issued")
     assert not wait_for_ids(bus, {str(after.event_id), notice_id}), (

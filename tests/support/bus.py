@@ -3,22 +3,35 @@ some events, read the dead letters."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
 from cepbus.contract import codec
 from cepbus.contract.models import DeadLetter
 from cepbus.contract.topics import DEAD_LETTER
+from cepbus.runtime.instruments import KafkaRequests, NotRecorded
 from cepbus.runtime.settings import BrokerSettings
+from cepbus.runtime.traffic import ENV as TRAFFIC_LOG_ENV
+from cepbus.runtime.traffic import TrafficLog
+from cepbus.sdk.publisher import Publisher
 from cepbus_app.demo.loop import wait_until_known
 from cepbus_app.supervisor import Supervisor
 from services.ledger.note import Signer
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import open_store
+
+
+def session_requests() -> KafkaRequests:
+    """The session's record of Kafka requests (tests/integration/conftest.py sets where it goes), for the
+    SDK clients the tests run in this process; the services record theirs themselves."""
+    path = os.environ.get(TRAFFIC_LOG_ENV)
+    return TrafficLog(path) if path else NotRecorded()
 
 
 @dataclass
@@ -32,6 +45,11 @@ class RunningBus:
     ledger_settings: LedgerSettings | None = None  # its own checkpoint origin and signing key
     referrals_url: str = ""  # the router's referral store (#4)
     referrals_http_port: int = 0
+    requests: KafkaRequests = field(default_factory=session_requests)
+
+    def publisher(self, **options: Any) -> Publisher:
+        """A Publisher on this bus whose requests go to the session's record (the ACL test)."""
+        return Publisher(self.broker, requests=self.requests, **options)
 
 
 def ledger_identity(workdir: Path, origin: str) -> LedgerSettings:

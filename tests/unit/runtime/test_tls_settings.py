@@ -1,4 +1,4 @@
-"""TLS to the brokers: one settings object builds the context Faust and kafka-python use, and the
+"""TLS to the brokers: one settings object, translated for librdkafka, Faust and kafka-python, and the
 Kubernetes Deployments mount what those settings point at."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from cepbus.runtime.client_config import kafka_python_security, librdkafka_consumer, ssl_context
 from cepbus.runtime.faust_driver import make_app
 from cepbus.runtime.settings import BrokerSettings
 from services.router.settings import RouterSettings
@@ -46,17 +47,20 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_plaintext_by_default_for_the_embedded_broker() -> None:
     settings = BrokerSettings()
-    assert settings.ssl_context() is None and settings.kafka_python_security() == {}
+    assert ssl_context(settings) is None and kafka_python_security(settings) == {}
+    assert "security.protocol" not in librdkafka_consumer(settings, "g")
 
 
 def test_ssl_settings_build_one_context_for_both_clients(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     settings = BrokerSettings(security_protocol="SSL", ssl_cafile=cert, ssl_certfile=cert, ssl_keyfile=key)
-    context = settings.ssl_context()
+    context = ssl_context(settings)
     assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
     assert context.get_ca_certs()[0]["subject"] == ((("commonName", "cepbus-router"),),)
-    security = settings.kafka_python_security()
+    security = kafka_python_security(settings)
     assert security["security_protocol"] == "SSL" and isinstance(security["ssl_context"], ssl.SSLContext)
+    librdkafka = librdkafka_consumer(settings, "tls-test")
+    assert (librdkafka["security.protocol"], librdkafka["ssl.certificate.location"]) == ("SSL", str(cert))
     app = make_app(RouterSettings(group_id="tls-test"), settings)
     assert app.conf.broker_credentials is not None
     assert app.conf.broker_credentials.protocol.value == "SSL"

@@ -23,11 +23,11 @@ from cepbus.contract import codec
 from cepbus.contract.models import IntakeRegistered, NoticeRequested
 from cepbus.contract.schemas import event_schema
 from cepbus.contract.topics import INTAKE_REGISTERED, NOTICE_REQUESTED, referral_inbox
+from cepbus.runtime.framing import Framing, RegistrySchemaIds, registry_schema_text
 from cepbus.runtime.messages import Incoming
 from cepbus.runtime.processing import EventProcessor
 from cepbus.runtime.settings import BrokerSettings
 from cepbus.runtime.sqldb import is_unavailable
-from cepbus.runtime.wire import RegistrySchemaIds, Wire, registry_schema_text
 from cepbus_app.schema_registry import ContractRegistry
 from tests.conftest import free_port
 from tests.support.factories import intake
@@ -86,14 +86,14 @@ def test_bytes_written_by_confluent_serializers_decode_on_the_bus(registry_url: 
 def test_confluent_deserializers_read_what_a_cep_bus_producer_frames(registry_url: str) -> None:
     client = SchemaRegistryClient({"url": registry_url})
     event = intake()
-    framed = Wire("confluent").frame(codec.encode(event), INTAKE_REGISTERED.name)
+    framed = Framing("confluent").frame(codec.encode(event), INTAKE_REGISTERED.name)
     deserializer = AvroDeserializer(client)
     record = deserializer(framed, SerializationContext(INTAKE_REGISTERED.name, MessageField.VALUE))
     assert record == as_record(event)
 
 
 def test_a_process_with_a_registry_registers_and_resolves_through_it(registry_url: str) -> None:
-    wire = Wire.from_settings(BrokerSettings(wire_format="confluent", schema_registry_url=registry_url))
+    wire = Framing.from_settings(BrokerSettings(wire_format="confluent", schema_registry_url=registry_url))
     assert isinstance(wire.registry, RegistrySchemaIds)
     event = intake()
     framed = wire.frame(codec.encode(event), INTAKE_REGISTERED.name)
@@ -133,7 +133,7 @@ def test_the_registry_takes_no_schema_that_is_not_in_the_contract(registry_url: 
 
 def test_a_registry_that_is_down_is_retried_not_dead_lettered() -> None:
     down = f"http://127.0.0.1:{free_port()}"
-    wire = Wire.from_settings(BrokerSettings(wire_format="confluent", schema_registry_url=down))
+    wire = Framing.from_settings(BrokerSettings(wire_format="confluent", schema_registry_url=down))
     event = intake()
     with pytest.raises(codec.SchemaLookupUnavailable) as unavailable:
         wire.frame(codec.encode(event), INTAKE_REGISTERED.name)
@@ -151,7 +151,7 @@ def test_both_framings_decode_to_the_same_event_and_bad_headers_are_named() -> N
     single = codec.encode(event)
     confluent = codec.confluent_frame(single, codec.contract_schema_id(event_schema("IntakeRegistered")))
     assert codec.decode(single) == codec.decode(confluent) == event
-    assert Wire().frame(single, INTAKE_REGISTERED.name) == single  # the default sends single-object
+    assert Framing().frame(single, INTAKE_REGISTERED.name) == single  # the default sends single-object
     with pytest.raises(codec.DecodeError) as short:
         codec.decode(b"\x00\x01\x02")
     assert short.value.reason == "truncated_header"

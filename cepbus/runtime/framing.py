@@ -96,7 +96,7 @@ def _unavailable_or(exc: Exception, doing: str) -> Exception:
     return codec.SchemaLookupUnavailable(f"schema registry unavailable while {doing}: {exc}")
 
 
-class Wire:
+class Framing:
     """Frames outgoing single-object bytes as configured; decoding takes both framings anyway."""
 
     def __init__(self, wire_format: str = "single-object", registry: RegistrySchemaIds | None = None) -> None:
@@ -106,7 +106,7 @@ class Wire:
         self.registry = registry
 
     @classmethod
-    def from_settings(cls, broker: BrokerSettings) -> Wire:
+    def from_settings(cls, broker: BrokerSettings) -> Framing:
         """The process's wire, from `CEPBUS_WIRE_FORMAT` and `CEPBUS_SCHEMA_REGISTRY_URL`; a configured
         registry also becomes where this process's decoder looks Confluent ids up."""
         registry = RegistrySchemaIds(broker.schema_registry_url) if broker.schema_registry_url else None
@@ -127,6 +127,6 @@ class Wire:
         return codec.confluent_frame(single_object, schema_id)
 
 
-SINGLE_OBJECT = Wire()
+SINGLE_OBJECT = Framing()
 
-__all__ = ["SINGLE_OBJECT", "RegistrySchemaIds", "Wire", "registry_schema_text", "subject_for"]
+__all__ = ["SINGLE_OBJECT", "Framing", "RegistrySchemaIds", "registry_schema_text", "subject_for"]
