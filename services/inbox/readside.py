@@ -3,25 +3,31 @@ any partner's information system. The read side is the authority on who a token 
 see (it scopes every answer to the token's organisation); the inbox adds nothing to that but asks it.
 
 Errors are typed so the pages can tell "your token is refused" (log in again) from "the read side is
-down" (try later): a 401/403 is `Unauthorized`; no connection, a 5xx or a body that is not JSON is
-`Unavailable`; another organisation's referral is a 404 there, `None` here.
+down" (try later): a 401/403 is `Unauthorized`; no connection, a 5xx, a body that is not JSON or not
+the contract's answer (`cepbus/contract/readside.py`) is `Unavailable`; another organisation's referral
+is a 404 there, `None` here.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+import pydantic
+
+from cepbus.contract.identifiers import ID_REGEX
+from cepbus.contract.readside import (
+    OpenReferralsView,
+    ReferralRecordView,
+    ReferralView,
+    UpdateVerdictView,
+)
 from services.inbox.metrics import READ_SIDE_ERRORS
 
-#: The read side's own pattern of referral and organisation ids (services/router/referrals/http.py).
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
-_ID = re.compile(ID_PATTERN)
-_VERDICTS = ("applied", "refused")
+Answer = TypeVar("Answer", bound=pydantic.BaseModel)
 
 
 class ReadSideError(Exception):
@@ -71,40 +77,62 @@ class ReadSide:
             raise Unavailable(f"read side {self.base_url}{path}: HTTP {status}")
         return status, body
 
-    def open_referrals(self, org_id: str, token: str) -> list[dict[str, Any]]:
+    def _parsed(self, model: type[Answer], body: Any, path: str) -> Answer:
+        """The body as the contract's answer; one that does not validate is `Unavailable` (the router
+        and this inbox disagree on the contract), in one line naming the first wrong field."""
+        try:
+            return model.model_validate(body)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            why = " ".join(str(first["msg"]).split())
+            raise Unavailable(
+                f"read side {self.base_url}{path}: not a {model.__name__} "
+                f"({exc.error_count()} invalid; first {where}: {why})"
+            ) from None
+
+    def open_referrals(self, org_id: str, token: str) -> list[ReferralRecordView]:
         """The organisation's open referrals (as requester or recipient). `Unauthorized` when the token
         is not this organisation's: this is also how a log-in is checked."""
-        if not _ID.match(org_id):
+        if not ID_REGEX.match(org_id):
             raise Unauthorized(f"not an organisation id: {org_id[:40]!r}")
-        status, body = self._answer(f"/organisations/{quote(org_id, safe='')}/referrals", token)
-        if status != 200 or body.get("org_id") != org_id or not isinstance(body.get("open"), list):
+        path = f"/organisations/{quote(org_id, safe='')}/referrals"
+        status, body = self._answer(path, token)
+        if status != 200:
             raise Unavailable(f"read side: unexpected answer {status} for {org_id}'s referrals")
-        return list(body["open"])
+        answer = self._parsed(OpenReferralsView, body, path)
+        if answer.org_id != org_id:
+            raise Unavailable(f"read side: unexpected answer {status} for {org_id}'s referrals")
+        return answer.open
 
-    def referral(self, referral_id: str, token: str) -> dict[str, Any] | None:
+    def referral(self, referral_id: str, token: str) -> ReferralView | None:
         """A referral's view (status, history, breaches, steps) if the token's organisation is party to
         it; None otherwise (unknown and another organisation's alike)."""
-        if not _ID.match(referral_id):
+        if not ID_REGEX.match(referral_id):
             return None
-        status, body = self._answer(f"/referrals/{quote(referral_id, safe='')}", token)
+        path = f"/referrals/{quote(referral_id, safe='')}"
+        status, body = self._answer(path, token)
         if status in (404, 422):
             return None
-        if status != 200 or not isinstance(body.get("referral"), dict):
+        if status != 200:
             raise Unavailable(f"read side: unexpected answer {status} for referral {referral_id}")
-        return dict(body)
+        return self._parsed(ReferralView, body, path)
 
-    def update_verdict(self, org_id: str, event_id: str, token: str) -> dict[str, Any] | None:
-        """The router's verdict on an update the organisation signed (`verdict` applied or refused,
-        `reason_code`, `detail`), or None while the router has not judged it."""
-        if not (_ID.match(org_id) and _ID.match(event_id)):
+    def update_verdict(self, org_id: str, event_id: str, token: str) -> UpdateVerdictView | None:
+        """The router's verdict on an update the organisation signed (applied or refused, with the
+        reason code and detail), or None while the router has not judged it."""
+        if not (ID_REGEX.match(org_id) and ID_REGEX.match(event_id)):
             return None
         path = f"/organisations/{quote(org_id, safe='')}/updates/{quote(event_id, safe='')}"
         status, body = self._answer(path, token)
         if status in (404, 422):
             return None
-        if status != 200 or body.get("event_id") != event_id or body.get("verdict") not in _VERDICTS:
+        if status != 200:
             raise Unavailable(f"read side: unexpected answer {status} for update {event_id}")
-        return dict(body)
+        answer = self._parsed(UpdateVerdictView, body, path)
+        if answer.event_id != event_id:
+            raise Unavailable(f"read side: unexpected answer {status} for update {event_id}")
+        return answer
 
     def healthy(self) -> bool:
         try:

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cepbus.contract.models import ReferralStatusChanged
+from cepbus.contract.models import ReferralStatus, ReferralStatusChanged
 
 #: Drafts kept per session (the oldest is forgotten beyond).
 MAX_DRAFTS = 20
@@ -37,7 +37,7 @@ MAX_SENT = 200
 class SentUpdate:
     event_id: str
     referral_id: str
-    status: str
+    status: ReferralStatus
     sent_at: float  # time.time()
 
 

@@ -24,32 +24,37 @@ from cepbus.contract.models import (
     ReferralStatusChanged,
     derived_event_id,
 )
+from cepbus.contract.readside import ReferralParty, ReferralView, StepView
 
+S = ReferralStatus
+
+# The label tables are keyed by the contract's enums; a StrEnum member is its string, so a status read
+# as a string (a form field) finds its label as well.
 STATUS_LABELS: dict[str, str] = {
-    "requested": "Demandée",
-    "received": "Reçue",
-    "accepted": "Acceptée",
-    "declined": "Refusée",
-    "appointment_booked": "Rendez-vous fixé",
-    "first_appointment_held": "Premier rendez-vous tenu",
-    "no_show": "Absence au rendez-vous",
-    "completed": "Terminée",
-    "cancel_requested": "Annulation demandée",
-    "cancelled": "Annulée",
-    "interim_update": "Point d'étape",
+    S.REQUESTED: "Demandée",
+    S.RECEIVED: "Reçue",
+    S.ACCEPTED: "Acceptée",
+    S.DECLINED: "Refusée",
+    S.APPOINTMENT_BOOKED: "Rendez-vous fixé",
+    S.FIRST_APPOINTMENT_HELD: "Premier rendez-vous tenu",
+    S.NO_SHOW: "Absence au rendez-vous",
+    S.COMPLETED: "Terminée",
+    S.CANCEL_REQUESTED: "Annulation demandée",
+    S.CANCELLED: "Annulée",
+    S.INTERIM_UPDATE: "Point d'étape",
 }
 #: The button of each step (what the person does).
 ACTION_LABELS: dict[str, str] = {
-    "received": "Accuser réception",
-    "accepted": "Accepter",
-    "declined": "Refuser",
-    "appointment_booked": "Rendez-vous fixé",
-    "first_appointment_held": "Premier rendez-vous tenu",
-    "no_show": "Absence au rendez-vous",
-    "completed": "Clore l'accompagnement",
-    "cancel_requested": "Demander l'annulation",
-    "cancelled": "Confirmer l'annulation",
-    "interim_update": "Point d'étape",
+    S.RECEIVED: "Accuser réception",
+    S.ACCEPTED: "Accepter",
+    S.DECLINED: "Refuser",
+    S.APPOINTMENT_BOOKED: "Rendez-vous fixé",
+    S.FIRST_APPOINTMENT_HELD: "Premier rendez-vous tenu",
+    S.NO_SHOW: "Absence au rendez-vous",
+    S.COMPLETED: "Clore l'accompagnement",
+    S.CANCEL_REQUESTED: "Demander l'annulation",
+    S.CANCELLED: "Confirmer l'annulation",
+    S.INTERIM_UPDATE: "Point d'étape",
 }
 CODE_LABELS: dict[str, str] = {
     # reasons of a decline
@@ -70,7 +75,7 @@ CODE_LABELS: dict[str, str] = {
     "other": "Autre",
 }
 #: The label of the code list of a coded step.
-CODE_FIELD_LABELS: dict[str, str] = {"declined": "Motif du refus", "completed": "Issue de l'accompagnement"}
+CODE_FIELD_LABELS: dict[str, str] = {S.DECLINED: "Motif du refus", S.COMPLETED: "Issue de l'accompagnement"}
 DEADLINE_LABELS: dict[str, str] = {
     "received": "Accusé de réception",
     "answered": "Réponse (acceptation ou refus)",
@@ -129,36 +134,40 @@ class Refusal:
     text: str  # for the page, in French
 
 
-def role_of(view: dict[str, Any], org_id: str) -> str | None:
-    """The organisation's party in the referral: `recipient`, `requester`, or None."""
-    record = view["referral"]
-    if record.get("recipient_org_id") == org_id:
-        return "recipient"
-    if record.get("requester_org_id") == org_id:
-        return "requester"
+def role_of(view: ReferralView, org_id: str) -> ReferralParty | None:
+    """The organisation's party in the referral, or None."""
+    if view.referral.recipient_org_id == org_id:
+        return ReferralParty.RECIPIENT
+    if view.referral.requester_org_id == org_id:
+        return ReferralParty.REQUESTER
     return None
 
 
-def offers(view: dict[str, Any], org_id: str) -> list[Offer]:
+def offers(view: ReferralView, org_id: str) -> list[Offer]:
     """The steps the read side allows from the current state that belong to the organisation."""
     role = role_of(view, org_id)
-    if role is None or not view["referral"].get("open", False):
+    if role is None or not view.referral.open:
         return []
     out = []
-    for step in view.get("steps", []):
-        if step.get("actor") != role:
+    for step in view.steps:
+        if step.actor != role:
             continue
-        event = str(step["event"])
-        codes = tuple((str(c), label(CODE_LABELS, str(c))) for c in step.get("codes", []))
-        with_note = bool(codes) or event == ReferralStatus.INTERIM_UPDATE.value
+        event = step.event.value
+        codes = tuple((code, label(CODE_LABELS, code)) for code in step.codes)
+        with_note = bool(codes) or step.event == S.INTERIM_UPDATE
         out.append(
             Offer(event, label(ACTION_LABELS, event), codes, label(CODE_FIELD_LABELS, event), with_note)
         )
     return out
 
 
+def step_for(view: ReferralView, event: str) -> StepView | None:
+    """The step the read side allows from the current state for `event` (a form field), if any."""
+    return next((step for step in view.steps if step.event == event), None)
+
+
 def refusal(
-    view: dict[str, Any], org_id: str, event: str, reason_code: str | None, note: str | None = None
+    view: ReferralView, org_id: str, event: str, reason_code: str | None, note: str | None = None
 ) -> Refusal | None:
     """Why the router would refuse `event` from the organisation now (its reason code), or None."""
 
@@ -168,30 +177,29 @@ def refusal(
     role = role_of(view, org_id)
     if role is None:
         return refused("not_a_party")
-    if not view["referral"].get("open", False):
+    if not view.referral.open:
         return refused("terminal_state")
-    [step, *_] = [s for s in view.get("steps", []) if s.get("event") == event] or [None]
+    step = step_for(view, event)
     if step is None:
         return refused("not_allowed")
-    if step.get("actor") != role:
+    if step.actor != role:
         return refused("wrong_actor")
-    codes = step.get("codes") or []
-    if codes and reason_code not in codes:
+    if step.codes and reason_code not in step.codes:
         return refused("bad_reason_code")
     if note is not None and (len(note) > NOTE_MAX or not note.isprintable()):
         return refused("bad_note")
     return None
 
 
-def attempt(view: dict[str, Any], org_id: str, event: str) -> int:
+def attempt(view: ReferralView, org_id: str, event: str) -> int:
     """1 + how many times the organisation already took this step on this referral (a second booking
     after a no-show is a new update, as in the partner SDK)."""
-    taken = [h for h in view.get("history", []) if h["status"] == event and h["actor_org_id"] == org_id]
+    taken = [h for h in view.history if h.status == event and h.actor_org_id == org_id]
     return len(taken) + 1
 
 
 def draft(
-    view: dict[str, Any],
+    view: ReferralView,
     org_id: str,
     event: str,
     reason_code: str | None,
@@ -201,18 +209,18 @@ def draft(
     """The unsigned update the organisation will sign: its id derived as the partner SDK derives it
     (referral, organisation, status, attempt), so that re-sending a step is the same update; the
     envelope continues the referral's journey (correlation, person, the request as cause)."""
-    record = view["referral"]
+    record = view.referral
     n = attempt(view, org_id, event)
     purpose = f"status:{org_id}:{event}" + (f":{n}" if n > 1 else "")
-    referral_id = str(record["referral_id"])
+    referral_id = record.referral_id
     envelope = Envelope(
         event_id=derived_event_id(referral_id, purpose),
         event_type=ReferralStatusChanged.avro_name,
         occurred_at=now,
         producer_org_id=org_id,
-        correlation_id=str(record["correlation_id"]),
-        person_pseudonym=record.get("person_pseudonym"),
-        causation_id=str(record["request_event_id"]),
+        correlation_id=record.correlation_id,
+        person_pseudonym=record.person_pseudonym,
+        causation_id=record.request_event_id,
     )
     return ReferralStatusChanged(
         envelope=envelope,

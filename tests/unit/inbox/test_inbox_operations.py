@@ -20,7 +20,8 @@ from cepbus.trust.development import dev_private_key
 from cepbus.trust.modes import TrustError, enforce
 from cepbus.trust.settings import TrustSettings
 from cepbus_app.k8s import kafka_users
-from services.inbox.app import CONFIGURATION_REFUSED, PRINCIPAL, build_app, inbox_problems, main
+from services.inbox.app import CONFIGURATION_REFUSED, build_app, inbox_problems, main
+from services.inbox.publishing import PRINCIPAL
 from services.inbox.settings import InboxSettings, inbox_trust_problems, load_session_secret
 from tests.support.factories import referral
 from tests.support.fakes import RecordingProducer
@@ -126,17 +127,17 @@ def test_readiness_fails_while_the_read_side_is_unreachable() -> None:
 
 
 def test_the_inbox_publishes_as_its_own_kafka_user_whose_acl_is_status_updates_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """What the inbox sends is recorded as `cepbus-inbox` (not as the signing partner, whose
     certificate the inbox does not hold), and the generated KafkaUser allows exactly that."""
     log = tmp_path / "traffic.jsonl"
-    monkeypatch.setenv(traffic.ENV, str(log))
     request = referral(requester="cep-r11", recipient=PARTNER)
     update = PartnerClient(
         PARTNER, dev_private_key(PARTNER), publisher=Publisher(producer=RecordingProducer())
     )
-    Publisher(producer=RecordingProducer(), principal=PRINCIPAL).publish(update.update(request, S.RECEIVED))
+    inbox = Publisher(producer=RecordingProducer(), principal=PRINCIPAL, requests=traffic.TrafficLog(log))
+    inbox.publish(update.update(request, S.RECEIVED))
     recorded = [json.loads(line) for line in log.read_text().splitlines()]
     for line in recorded:
         line.pop("pid")

@@ -22,6 +22,7 @@ from cepbus_app.cli import app as cli
 from services.router.referrals.auth import TokenBook, issue_token, read_side_trust_problems
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
 from services.router.referrals.http import build_read_side, referral_view
+from services.router.referrals.machine import DECLINE_REASONS, OUTCOMES, TRANSITIONS
 from services.router.referrals.store import ReferralStore
 from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock, RecordingProducer
@@ -184,3 +185,112 @@ def test_a_referrals_status_and_history_come_from_one_snapshot(store: ReferralSt
     assert view is not None and not pending
     assert view["history"][-1]["state_after"] == view["referral"]["status"]
     assert referral_view(store, request.referral_id)["referral"]["status"] == "accepted"  # type: ignore[index]
+
+
+#: The answers' schemas, as the contract names them (`cepbus/contract/readside.py`).
+READ_SIDE_SCHEMAS = {
+    "ReferralView",
+    "ReferralRecordView",
+    "HistoryEntryView",
+    "BreachView",
+    "StepView",
+    "OpenReferralsView",
+    "UpdateVerdictView",
+}
+
+
+def test_the_openapi_document_names_the_contracts_answers(
+    store: ReferralStore, tokens: tuple[TokenBook, dict[str, str]]
+) -> None:
+    spec = client(store, tokens[0]).get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert set(schemas) >= READ_SIDE_SCHEMAS
+    assert {"ReferralStatus", "OrganisationKind", "UpdateVerdict", "ReferralParty"} <= set(schemas)
+
+    def answer(path: str) -> object:
+        return spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+
+    assert answer("/referrals/{referral_id}") == {"$ref": "#/components/schemas/ReferralView"}
+    assert answer("/organisations/{org_id}/referrals") == {"$ref": "#/components/schemas/OpenReferralsView"}
+    assert answer("/organisations/{org_id}/updates/{event_id}") == {
+        "$ref": "#/components/schemas/UpdateVerdictView"
+    }
+    properties = schemas["ReferralRecordView"]["properties"]
+    assert properties["status"] == {"$ref": "#/components/schemas/ReferralStatus"}
+    [record] = store.open_for(A)
+    assert list(properties) == list(record.to_json())  # the store's JSON, field for field
+    history = schemas["HistoryEntryView"]["properties"]
+    assert history["state_after"] == {"$ref": "#/components/schemas/ReferralStatus"}
+
+
+def _steps_as_first_released(state: ReferralStatus) -> list[dict[str, object]]:
+    """The read side's `steps` as it wrote them by hand before the contract's models."""
+    codes = {ReferralStatus.DECLINED: DECLINE_REASONS, ReferralStatus.COMPLETED: OUTCOMES}
+    return [
+        {
+            "event": t.event.value,
+            "actor": t.actor.value,
+            "to": t.target.value,
+            "codes": sorted(codes.get(t.event, ())),
+        }
+        for t in TRANSITIONS
+        if t.source == state
+    ]
+
+
+def _compact(document: object) -> bytes:
+    """JSON as Starlette's JSONResponse writes a dict (what the read side answered before its models)."""
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def test_the_answers_are_byte_for_byte_the_stores_json(
+    store: ReferralStore, tokens: tuple[TokenBook, dict[str, str]]
+) -> None:
+    """The models changed the declaration, not the wire: each answer is the JSON the read side wrote
+    from `ReferralRecord.to_json()` and `HistoryEntry.to_json()` before."""
+    book, issued = tokens
+    http = client(store, book)
+    lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    request = referral(requester=A, recipient=B)
+    lifecycle.on_requested(request)
+    partner = PartnerClient(B, dev_private_key(B), publisher=Publisher(producer=RecordingProducer()))
+    received = partner.update(request, ReferralStatus.RECEIVED)
+    lifecycle.on_status(received)
+    lifecycle.on_status(
+        partner.update(request, ReferralStatus.INTERIM_UPDATE, note='Été « chargé » ☕ \\ "x"')
+    )
+    store.mark_breached(request.referral_id, "answered", 1_772_000_000_000)
+    found = store.with_history(request.referral_id)
+    assert found is not None
+    record, history = found
+    assert len(history) == 2
+    answer = http.get(f"/referrals/{request.referral_id}", headers=bearer(issued[B]))
+    assert answer.content == _compact(
+        {
+            "referral": record.to_json(),
+            "history": [entry.to_json() for entry in history],
+            "breaches": [{"deadline": "answered", "due_at_ms": 1_772_000_000_000}],
+            "steps": _steps_as_first_released(record.state),
+        }
+    )
+    answer = http.get(f"/organisations/{B}/referrals", headers=bearer(issued[B]))
+    assert answer.content == _compact({"org_id": B, "open": [r.to_json() for r in store.open_for(B)]})
+    answer = http.get(f"/organisations/{B}/updates/{received.envelope.event_id}", headers=bearer(issued[B]))
+    assert answer.content == _compact(
+        {
+            "org_id": B,
+            "event_id": str(received.envelope.event_id),
+            "verdict": "applied",
+            "reason_code": None,
+            "detail": None,
+            "state_before": "requested",
+            "state_after": "received",
+        }
+    )
+    # and `cep-bus referral show` prints the view without its steps, as before
+    shown = {
+        "referral": record.to_json(),
+        "history": [entry.to_json() for entry in history],
+        "breaches": [{"deadline": "answered", "due_at_ms": 1_772_000_000_000}],
+    }
+    assert _compact(referral_view(store, request.referral_id)) == _compact(shown)

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cepbus.contract.models import ReferralStatus
+from cepbus.contract.readside import ReferralParty
 from cepbus.reference import load_reference
 from cepbus.reference.directory import load_directory
 from services.router.referrals.auth import TokenBook
@@ -22,17 +23,17 @@ from tests.support.fakes import MovableClock
 
 @pytest.mark.parametrize("state", STATES, ids=lambda s: s.value)
 def test_the_steps_of_each_state_are_exactly_what_the_machine_applies(state: ReferralStatus) -> None:
-    offered = {(s["event"], s["actor"]): s for s in next_steps(state)}
+    offered = {(s.event.value, s.actor.value): s for s in next_steps(state)}
     for event in EVENTS:
         for actor in Actor:
             entry = offered.get((event.value, actor.value))
-            codes = entry["codes"] if entry else []
+            codes = entry.codes if entry else []
             code = codes[0] if codes else None
             moved = step(state, event, actor, code)
             assert isinstance(moved, Moved) == (entry is not None), (state, event, actor, moved)
             if entry is None:
                 continue
-            assert isinstance(moved, Moved) and entry["to"] == moved.target.value
+            assert isinstance(moved, Moved) and entry.to == moved.target
             if codes:  # a coded step without its code, or with another one, is refused
                 assert not isinstance(step(state, event, actor, None), Moved)
                 assert not isinstance(step(state, event, actor, "not-a-code"), Moved)
@@ -57,3 +58,9 @@ def test_a_referral_view_carries_its_steps(tmp_path: Path) -> None:
         }
     finally:
         store.close()
+
+
+def test_the_contracts_parties_are_the_machines_actors() -> None:
+    """The read side names a step's owner with the contract's `ReferralParty`, the machine with its
+    `Actor`: the same two values, so a step converts one to the other without a table."""
+    assert [p.value for p in ReferralParty] == [a.value for a in Actor]

@@ -1,0 +1,128 @@
+"""The organisation's open referrals, and one referral: its state, deadline, signed history, the steps
+it may take, and what became of the steps this session sent that the router has not applied."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from cepbus.contract.models import UpdateVerdict
+from cepbus.contract.readside import HistoryEntryView, ReferralRecordView
+from services.inbox import steps
+from services.inbox.container import Inbox
+from services.inbox.pages.dependencies import LoggedIn
+from services.inbox.pages.reading import read, referral_or_404, verdicts_of
+from services.inbox.sessions import SentUpdate
+
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class ListedReferral:
+    """A row of the list, its times in the referral's region."""
+
+    record: ReferralRecordView
+    requester: str
+    recipient: str
+    requested_at: str
+    due_day: str
+    overdue: bool
+
+    @property
+    def order(self) -> tuple[bool, int, str]:
+        """The nearest deadline first, those without one last."""
+        due = self.record.pending_deadline_due_at_ms
+        return (due is None, due or 0, self.record.referral_id)
+
+
+def listed(inbox: Inbox, record: ReferralRecordView, now_ms: int) -> ListedReferral:
+    zone = inbox.zone(record.region_code)
+    due = record.pending_deadline_due_at_ms
+    return ListedReferral(
+        record=record,
+        requester=inbox.org_name(record.requester_org_id),
+        recipient=inbox.org_name(record.recipient_org_id),
+        requested_at=steps.french_datetime(record.requested_at_ms, zone),
+        due_day=steps.french_due_day(due, zone),
+        overdue=due is not None and due <= now_ms,
+    )
+
+
+@router.get("/referrals")
+def referrals(visit: LoggedIn) -> Response:
+    inbox, session = visit.inbox, visit.session
+    opened = read(visit, lambda: inbox.read_side.open_referrals(session.org_id, session.token))
+    now_ms = inbox.now_ms()
+    rows = sorted((listed(inbox, record, now_ms) for record in opened), key=lambda row: row.order)
+    return visit.page("referrals.html", rows=rows)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """An applied update, with its time in the referral's region and its author's name."""
+
+    entry: HistoryEntryView
+    at: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class BreachRow:
+    deadline: str
+    day: str
+
+
+@dataclass(frozen=True)
+class RefusedUpdate:
+    """An update this session sent that the router refused, with the router's reason."""
+
+    sent: SentUpdate
+    code: str
+    text: str
+
+
+@router.get("/referrals/{referral_id}")
+def referral(visit: LoggedIn, referral_id: str) -> Response:
+    inbox, session = visit.inbox, visit.session
+    view = referral_or_404(visit, referral_id)
+    record = view.referral
+    zone = inbox.zone(record.region_code)
+    applied = {h.event_id for h in view.history}
+    unapplied = [s for s in session.sent if s.referral_id == referral_id and s.event_id not in applied]
+    # what the router said of each sent update not in the history: refused (with its reason), or
+    # nothing yet (waiting, then, past the window, not judged: the bus is slow or lost it)
+    verdicts = read(visit, lambda: verdicts_of(visit, unapplied))
+    refused: list[RefusedUpdate] = []
+    unjudged: list[SentUpdate] = []
+    for sent in unapplied:
+        verdict = verdicts.get(sent.event_id)
+        if verdict is not None and verdict.verdict == UpdateVerdict.REFUSED:
+            reason = verdict.reason_code
+            refused.append(RefusedUpdate(sent, reason or "refused", steps.label(steps.REFUSAL_TEXTS, reason)))
+        else:  # not judged yet, or judged applied after the view above was read (the next load shows it)
+            unjudged.append(sent)
+    window, now = inbox.settings.pending_window_s, time.time()
+    waiting = [s for s in unjudged if now - s.sent_at < window]
+    not_applied = [s for s in unjudged if now - s.sent_at >= window]
+    due = record.pending_deadline_due_at_ms
+    return visit.page(
+        "referral.html",
+        record=record,
+        requester=inbox.org_name(record.requester_org_id),
+        recipient=inbox.org_name(record.recipient_org_id),
+        requested_at=steps.french_datetime(record.requested_at_ms, zone),
+        due_day=steps.french_due_day(due, zone),
+        overdue=due is not None and due <= inbox.now_ms(),
+        breaches=[BreachRow(b.deadline, steps.french_due_day(b.due_at_ms, zone)) for b in view.breaches],
+        history=[
+            HistoryRow(h, steps.french_datetime(h.occurred_at_ms, zone), inbox.org_name(h.actor_org_id))
+            for h in view.history
+        ],
+        offers=[] if waiting else steps.offers(view, session.org_id),
+        waiting=waiting,
+        not_applied=not_applied,
+        refused=refused,
+    )
