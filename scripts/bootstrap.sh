@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install cep-bus with the embedded broker and the test tools. Idempotent.
+# Create .venv and install cep-bus with every extra (services, audit, inbox, the embedded broker:
+# `.[all]`, see docs/installing.md) and the test tools, editable. Idempotent: pip runs again only when
+# pyproject.toml changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,6 +11,6 @@ fi
 stamp=.venv/.cepbus-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[embedded,test]'
+  .venv/bin/python -m pip install -q -e '.[all,test]'
   touch "$stamp"
 fi
