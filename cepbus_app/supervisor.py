@@ -1,5 +1,5 @@
-"""Starting, watching and stopping the bus's processes (router, notifier, ledger) on one machine, for
-`cep-bus up`, `cep-bus demo` and the integration tests. Each service is its own process.
+"""Starting, watching and stopping the bus's processes (router, notifier, ledger, deadletters) on one
+machine, for `cep-bus up`, `cep-bus demo` and the integration tests. Each service is its own process.
 
 `Supervisor.check` restarts a service that died, after a backoff that doubles with each death; one
 that dies more than `RestartPolicy.max_restarts` times within `window_s` makes it raise `GaveUp`,
@@ -20,6 +20,7 @@ from pathlib import Path
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.settings import ServiceSettings
 from cepbus_app.broker import port_open
+from services.deadletters.settings import DeadLetterSettings
 from services.ledger.settings import LedgerSettings
 from services.notifier.settings import NotifierSettings
 from services.router.settings import RouterSettings
@@ -29,6 +30,7 @@ SERVICES: dict[str, type[ServiceSettings]] = {
     "router": RouterSettings,
     "notifier": NotifierSettings,
     "ledger": LedgerSettings,
+    "deadletters": DeadLetterSettings,
 }
 
 

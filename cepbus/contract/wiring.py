@@ -8,7 +8,8 @@ it. A name ending in `*` is a prefix (Kafka's PREFIXED pattern), anything else a
 Writes follow the catalog's `writers` (`cepbus.contract.topics`): a principal writes every topic whose
 writers include its producer kind. Reads are declared here, per principal, least privilege: a partner
 reads only its own inbox and rejection topic; nobody but the router, the ledger (and ops, who replay
-dead letters) reads `cep.intake.registered`.
+dead letters) reads `cep.intake.registered`; nobody but the dead-letter archive and ops reads
+`cep.deadletter`.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ _ROUTER_READS = (
 _SERVICE_READS = {
     "router": tuple(spec.name for spec in _ROUTER_READS),
     "notifier": (NOTICE_REQUESTED.name,),
-    "ledger": (*(spec.name for spec in LEDGER_TOPICS), DEAD_LETTER.name),
+    "ledger": tuple(spec.name for spec in LEDGER_TOPICS),
+    "deadletters": (DEAD_LETTER.name,),
 }
 #: Consumed by some service: where `cep-bus deadletters replay` may send an original back to.
 CONSUMED = tuple(sorted({name for reads in _SERVICE_READS.values() for name in reads} - {DEAD_LETTER.name}))
@@ -109,6 +111,9 @@ SERVICES: Mapping[str, Access] = {
     ),
     "notifier": Access(_SERVICE_READS["notifier"], _written_by(ProducerKind.NOTIFIER), ("cepbus-notifier*",)),
     "ledger": Access(_SERVICE_READS["ledger"], _written_by(ProducerKind.LEDGER), ("cepbus-ledger*",)),
+    # the dead-letter archive derives nothing; it writes only the dead letter of a message on
+    # cep.deadletter it cannot read, as every service does, or such a message would block it for good
+    "deadletters": Access(_SERVICE_READS["deadletters"], (DEAD_LETTER.name,), ("cepbus-deadletters*",)),
 }
 
 #: The roles outside the bus's own processes; `{org}` stands for each organisation of the directory.

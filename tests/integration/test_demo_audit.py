@@ -42,6 +42,7 @@ def test_the_demo_completes_and_the_audit_pdf_of_its_ledger_names_a_checkpoint_o
         "CEPBUS_ROUTER_METRICS_PORT": str(free_port()),
         "CEPBUS_NOTIFIER_METRICS_PORT": str(free_port()),
         "CEPBUS_LEDGER_METRICS_PORT": str(free_port()),
+        "CEPBUS_DEADLETTERS_METRICS_PORT": str(free_port()),
         "CEPBUS_REFERRALS_HTTP_PORT": str(free_port()),
         "CEPBUS_PROGRESS": "0",
     }

@@ -22,8 +22,18 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.integration
 
 
-def children_running(parent: int, module: str) -> list[int]:
-    """Pids of `parent`'s children whose command line runs `module` (read from /proc)."""
+def runs_service(cmdline: list[bytes], service: str | None) -> bool:
+    """Whether a command line runs `service` (any service when None): `python -m services.<name>`, or
+    `python -m cepbus_app.instrumented <name>` as the supervisor starts them."""
+    names = [arg.decode(errors="replace") for arg in cmdline]
+    ran = [arg.removeprefix("services.") for arg in names if arg.startswith("services.")]
+    if "cepbus_app.instrumented" in names:
+        ran += names[names.index("cepbus_app.instrumented") + 1 :][:1]
+    return bool(ran) and (service is None or service in ran)
+
+
+def children_running(parent: int, service: str | None) -> list[int]:
+    """Pids of `parent`'s children whose command line runs `service` (any when None; read from /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -34,7 +44,7 @@ def children_running(parent: int, module: str) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and module.encode() in cmdline and " Z " not in stat[stat.rindex(")") :][:4]:
+        if ppid == parent and runs_service(cmdline, service) and " Z " not in stat[stat.rindex(")") :][:4]:
             found.append(int(entry.name))
     return found
 
@@ -57,7 +67,7 @@ class Up:
 
     def service_pid(self, service: str, timeout_s: float = 30.0) -> int:
         deadline = time.monotonic() + timeout_s
-        while not (pids := children_running(self.process.pid, f"services.{service}")):
+        while not (pids := children_running(self.process.pid, service)):
             assert time.monotonic() < deadline, f"no {service} process under up"
             time.sleep(0.1)
         return pids[0]
@@ -68,7 +78,8 @@ def start_up(tmp_path: Path) -> Iterator[object]:
     started: list[Up] = []
 
     def start(*args: str) -> Up:
-        ports = {name: free_port() for name in ("router", "notifier", "ledger", "referrals_http", "broker")}
+        services = ("router", "notifier", "ledger", "deadletters")
+        ports = {name: free_port() for name in (*services, "referrals_http", "broker")}
         suffix = uuid.uuid4().hex[:8]
         env = {
             **os.environ,
@@ -79,10 +90,11 @@ def start_up(tmp_path: Path) -> Iterator[object]:
             "CEPBUS_ROUTER_DATABASE_URL": f"sqlite:///{tmp_path / 'router.db'}",
             "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{tmp_path / 'referrals.db'}",
             "CEPBUS_NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
+            "CEPBUS_DEADLETTERS_DATABASE_URL": f"sqlite:///{tmp_path / 'deadletters.db'}",
             "CEPBUS_REFERRALS_HTTP_PORT": str(ports["referrals_http"]),
             "COLUMNS": "200",
         }
-        for service in ("router", "notifier", "ledger"):
+        for service in services:
             env[f"CEPBUS_{service.upper()}_METRICS_PORT"] = str(ports[service])
             env[f"CEPBUS_{service.upper()}_GROUP_ID"] = f"cepbus-{service}-up-{suffix}"
         output = tmp_path / f"up-{len(started)}.out"
@@ -116,7 +128,7 @@ def test_a_service_killed_under_up_is_restarted(start_up) -> None:  # type: igno
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while True:  # a new ledger process, serving metrics again
-        pids = children_running(up.process.pid, "services.ledger")
+        pids = children_running(up.process.pid, "ledger")
         if pids and pids[0] != first and port_open("127.0.0.1", up.ports["ledger"]):
             break
         assert time.monotonic() < deadline, f"the ledger was not restarted:\n{up.text()[-3000:]}"
@@ -135,7 +147,7 @@ def test_a_service_that_keeps_dying_stops_up_with_an_error_naming_it(start_up) -
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:  # wait for the restart, then kill it again: a second death within the window
-        pids = [pid for pid in children_running(up.process.pid, "services.notifier") if pid != first]
+        pids = [pid for pid in children_running(up.process.pid, "notifier") if pid != first]
         if pids:
             os.kill(pids[0], signal.SIGKILL)
             break
@@ -145,4 +157,4 @@ def test_a_service_that_keeps_dying_stops_up_with_an_error_naming_it(start_up) -
     text = up.text()
     assert "notifier died 2 times" in text and "stopping cep-bus" in text
     assert "Traceback" not in text
-    assert not children_running(up.process.pid, "services.")  # everything was stopped
+    assert not children_running(up.process.pid, None)  # everything was stopped

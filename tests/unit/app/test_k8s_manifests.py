@@ -192,6 +192,7 @@ def test_every_principal_of_the_wiring_has_a_user_and_a_partner_reads_only_its_o
         "cepbus-router",
         "cepbus-notifier",
         "cepbus-ledger",
+        "cepbus-deadletters",
         "cepbus-inbox",
         "cepbus-ops",
         "cepbus-auditor",
@@ -266,14 +267,16 @@ def _topic_ops(user: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-def test_only_the_ledger_and_ops_read_dead_letters_and_ops_may_replay_to_every_consumed_topic(
+def test_only_the_dead_letter_service_and_ops_read_dead_letters_and_ops_may_replay_to_every_consumed_topic(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
     _, objects = rendered
     users = {u["metadata"]["name"]: _topic_ops(u) for u in _of(objects, "KafkaUser")}
     readers = {name for name, ops in users.items() if ("cep.deadletter", "Read") in ops}
-    assert readers == {"cepbus-ledger", "cepbus-ops"}
-    services = ("cepbus-router", "cepbus-notifier", "cepbus-ledger")
+    assert readers == {"cepbus-deadletters", "cepbus-ops"}
+    archive_reads = {topic for topic, op in users["cepbus-deadletters"] if op == "Read"}
+    assert archive_reads == {"cep.deadletter", "cepbus-deadletters-"}  # and Faust's own topics
+    services = ("cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-deadletters")
     consumed = {topic for name in services for topic, op in users[name] if op == "Read"}
     consumed -= {"cep.deadletter", *(f"{name}-" for name in services)}  # and Faust's own topics
     assert consumed and {(topic, "Write") for topic in consumed} <= users["cepbus-ops"]
@@ -283,7 +286,13 @@ def test_only_the_ledger_and_ops_read_dead_letters_and_ops_may_replay_to_every_c
 def test_deployments_are_probed_bounded_and_non_root(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     overlay, objects = rendered
     deployments = {d["metadata"]["name"]: d for d in _of(objects, "Deployment")}
-    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-inbox"}
+    assert set(deployments) == {
+        "cepbus-router",
+        "cepbus-notifier",
+        "cepbus-ledger",
+        "cepbus-deadletters",
+        "cepbus-inbox",
+    }
     assert deployments["cepbus-ledger"]["spec"]["replicas"] == 1  # the single ledger writer
     assert deployments["cepbus-inbox"]["spec"]["replicas"] == 1  # its sessions live in the process
     if overlay == "prod":
@@ -309,7 +318,7 @@ def test_monitoring_objects(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     assert [p["name"] for p in inbox["spec"]["ports"]] == ["http"]  # scraped beside its pages
     assert inbox["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
     services = [s for s in _of(objects, "Service") if any(p["name"] == "ops" for p in s["spec"]["ports"])]
-    assert len(services) == 3 and all(
+    assert len(services) == 4 and all(
         s["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
         for s in services
     )
@@ -336,7 +345,7 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
     overlay, objects = rendered
     deployments = {d["metadata"]["name"]: d for d in _of(objects, "Deployment")}
     inbox = deployments.pop("cepbus-inbox")
-    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger"}
+    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-deadletters"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         [container] = pod["containers"]
@@ -348,6 +357,12 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
         urls = [n for n in env if n.endswith("_DATABASE_URL")]
         assert urls and all("secretKeyRef" in env[n]["valueFrom"] for n in urls), name
         service = name.removeprefix("cepbus-")
+        database = env[f"CEPBUS_{service.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
+        # its own database Secret (the dev overlay generates them, with a hash suffix)
+        assert database.startswith(f"{name}-database") and secrets["kafka-user"] == name
+        if service == "deadletters":  # it derives no event: no event-id key to hold
+            assert "id-key" not in secrets and f"CEPBUS_{service.upper()}_ID_KEY_PATH" not in env
+            continue
         id_key = env[f"CEPBUS_{service.upper()}_ID_KEY_PATH"]["value"]
         assert id_key.startswith(mounted["id-key"] + "/") and secrets["id-key"] == f"{name}-id-key"
     ledger = _env(deployments["cepbus-ledger"]["spec"]["template"]["spec"]["containers"][0])
@@ -395,7 +410,8 @@ def test_network_policies_let_pods_reach_only_brokers_database_and_dns(
     assert [p["port"] for rule in read_side["ingress"] for p in rule["ports"]] == ["read-side"]
     inbox = policies["cepbus-inbox"]["spec"]
     assert inbox["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "cepbus-inbox"}
-    assert "cepbus-inbox" not in services["podSelector"]["matchExpressions"][0]["values"]
+    selected = set(services["podSelector"]["matchExpressions"][0]["values"])
+    assert {f"cepbus-{name}" for name in wiring.SERVICES} <= selected and "cepbus-inbox" not in selected
     assert set(inbox["policyTypes"]) == {"Ingress", "Egress"}
     assert {p["port"] for rule in inbox["egress"] for p in rule["ports"]} == {9093, 443, 53}  # no database
     assert [p["port"] for rule in inbox["ingress"] for p in rule["ports"]] == ["http"]

@@ -15,9 +15,9 @@ from cepbus_app.cli import app
 
 
 def _definition(service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    for name in ("ROUTER", "NOTIFIER", "LEDGER", "REFERRALS"):
+    for name in ("ROUTER", "NOTIFIER", "LEDGER", "REFERRALS", "DEADLETTERS"):
         monkeypatch.setenv(f"CEPBUS_{name}_DATABASE_URL", f"sqlite:///{tmp_path / name.lower()}.db")
-    from services.ledger.note import Signer
+    from cepbus.auditlog.note import Signer
 
     key = tmp_path / "ledger.key"
     key.write_text(str(Signer.generate("cep-bus.test/wiring")) + "\n")
@@ -28,7 +28,7 @@ def _definition(service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch): 
     return module.build_service()
 
 
-@pytest.mark.parametrize("service", ["router", "notifier", "ledger"])
+@pytest.mark.parametrize("service", ["router", "notifier", "ledger", "deadletters"])
 def test_each_service_reads_exactly_what_its_wiring_declares(
     service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,5 +69,7 @@ def test_the_wiring_command_prints_the_declaration() -> None:
     assert result.exit_code == 0
     printed = json.loads(result.stdout)
     assert printed == wiring.wiring()
-    assert set(printed) >= {"router", "notifier", "ledger", "cepbus-ops", "cepbus-auditor"}
+    assert set(printed) >= {"router", "notifier", "ledger", "deadletters", "cepbus-ops", "cepbus-auditor"}
     assert printed["cepbus-ops"]["reads"] == ["cep.deadletter"]
+    assert printed["deadletters"]["reads"] == ["cep.deadletter"]
+    assert "cep.deadletter" not in printed["ledger"]["reads"]

@@ -143,6 +143,7 @@ def test_every_read_and_write_of_the_wiring_is_an_operation(document: dict[str, 
 
 
 def test_receive_operations_carry_the_consumer_groups(document: dict[str, Any]) -> None:
+    from services.deadletters.settings import DeadLetterSettings
     from services.ledger.settings import LedgerSettings
     from services.notifier.settings import NotifierSettings
     from services.router.settings import RouterSettings
@@ -153,6 +154,7 @@ def test_receive_operations_carry_the_consumer_groups(document: dict[str, Any]) 
             ("router", RouterSettings),
             ("notifier", NotifierSettings),
             ("ledger", LedgerSettings),
+            ("deadletters", DeadLetterSettings),
         )
     }
     declared = wiring()

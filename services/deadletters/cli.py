@@ -1,4 +1,5 @@
-"""`cep-bus deadletters list|show|replay`: the dead letters the ledger keeps, for an operator to work with.
+"""`cep-bus deadletters list|show|replay`: the dead letters the dead-letter service keeps, for an operator
+to work with; `cep-bus deadletters` alone runs that service (as `cep-bus ledger` runs the ledger).
 
 A replay re-publishes the original key and bytes to their source topic, with the header
 `cepbus-replay-of: <dead letter id>`, waits for the broker's acknowledgement, then records the replay.
@@ -23,11 +24,13 @@ import typer
 from cepbus.contract import codec
 from cepbus.contract.headers import REPLAY_OF_HEADER
 from cepbus.runtime.instruments import KafkaRequests, NotRecorded
-from services.ledger.deadletters import DeadLetterStore, ErasedData, StoredDeadLetter
+from services.deadletters.store import DeadLetterStore, ErasedData, StoredDeadLetter
 
-deadletters_app = typer.Typer(help="Dead letters: list, show and replay what a service could not process.")
+deadletters_app = typer.Typer(
+    help="Dead letters: run the archive service, or list, show and replay what a service could not process."
+)
 
-DatabaseUrl = Annotated[str | None, typer.Option(help="Default: CEPBUS_LEDGER_DATABASE_URL")]
+DatabaseUrl = Annotated[str | None, typer.Option(help="Default: CEPBUS_DEADLETTERS_DATABASE_URL")]
 EXIT_NOT_FOUND, EXIT_NOT_REPLAYABLE, EXIT_BROKER = 2, 3, 4
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -110,9 +113,9 @@ def parse_since(text: str | None, now: datetime | None = None) -> int | None:
 
 
 def _open(database_url: str | None) -> DeadLetterStore:
-    from services.ledger.settings import LedgerSettings
+    from services.deadletters.settings import DeadLetterSettings
 
-    return DeadLetterStore(database_url or LedgerSettings().database_url)
+    return DeadLetterStore(database_url or DeadLetterSettings().database_url)
 
 
 def _when(ms: int | None) -> str:
@@ -121,6 +124,16 @@ def _when(ms: int | None) -> str:
 
 def _as_json(letter: StoredDeadLetter) -> dict[str, Any]:
     return {**asdict(letter), "reason_code": letter.reason_code, "replayable": letter.replayable}
+
+
+@deadletters_app.callback(invoke_without_command=True)
+def deadletters(ctx: typer.Context) -> None:
+    """Run the dead-letter service when no subcommand is given."""
+    if ctx.invoked_subcommand is None:
+        from cepbus.runtime.runner import run_service
+        from services.deadletters.app import SERVICE, build_service
+
+        run_service(SERVICE, build_service)
 
 
 @deadletters_app.command("list")

@@ -15,8 +15,8 @@ from cepbus.contract.topics import INTAKE_REGISTERED
 from cepbus.runtime.messages import Incoming
 from cepbus.runtime.processing import EventProcessor
 from cepbus_app.cli import app
-from services.ledger import deadletters_cli
-from services.ledger.deadletters import DeadLetterStore
+from services.deadletters import cli as deadletters_cli
+from services.deadletters.store import DeadLetterStore
 from tests.support.factories import intake
 
 runner = CliRunner()
@@ -48,7 +48,7 @@ def letter_for(value: bytes, offset: int, reason: str = "intake_rejected") -> De
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return f"sqlite:///{tmp_path / 'deadletters.db'}"
 
 
 @pytest.fixture

@@ -1,27 +1,27 @@
-"""The dead letters, kept where an operator can list, read and replay them, and where erasure reaches them.
+"""The dead-letter archive: every service's refusals, kept where an operator can list, read and replay
+them, and where erasure reaches them.
 
-The ledger consumes `cep.deadletter` (every service's refusals) into a table of its database, outside
-the Merkle tree: a dead letter is not a regulation event. `cep-bus deadletters` lists, shows and
-replays them (`services/ledger/deadletters_cli.py`); a replay is recorded here, so replaying by reason
-twice re-sends nothing. The original key and bytes, which may hold a
-person's profile, are sealed under a key per person (the original key is the person pseudonym on every
-person topic; anything else gets a key of its own), so `erase` reaches them like every other store. The
-copy on the topic itself expires with the topic's retention (docs/operations.md).
+The dead-letter service (`services/deadletters/keeper.py`) consumes `cep.deadletter` into this store, a
+database of its own: a dead letter is no regulation event, so it stays out of the ledger. `cep-bus
+deadletters` lists, shows and replays them (`services/deadletters/cli.py`); a replay is recorded here, so
+replaying by reason twice re-sends nothing. The original key and bytes, which may hold a person's profile,
+are sealed under a key per person (the original key is the person pseudonym on every person topic;
+anything else gets a key of its own), so `erase` reaches them like every other store. The copy on the
+topic itself expires with the topic's retention (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from cepbus.contract.models import DeadLetter
-from cepbus.runtime.messages import Outgoing, Received, Refusal
-from cepbus.runtime.sqldb import open_database, parse_database_url
+from cepbus.runtime.sqldb import Dialect, SqlStore, StoreOptions
 from cepbus.runtime.vault import ErasedData, PersonVault
 
+# The table keeps the name it had when the ledger kept the dead letters in its own database, so that a
+# database from then still reads (CEPBUS_DEADLETTERS_DATABASE_URL pointed at it, or a shared database).
 _TABLE = "ledger_dead_letters"
 _COLUMNS = (
     "event_id, recorded_at_ms, service, source_topic, source_partition, source_offset, reason, error_class, "
@@ -99,13 +99,23 @@ def _person_of(letter: DeadLetter) -> str:
     return f"dead-letter/{letter.event_id}"
 
 
-class DeadLetterStore:
+class DeadLetterStore(SqlStore):
+    """The archive in its own database (SQLite or PostgreSQL, `cepbus.runtime.sqldb`)."""
+
+    store_name = "dead-letter"
+
     def __init__(self, url: str) -> None:
-        dialect, _ = parse_database_url(url, "dead-letter")
-        blob = "BYTEA" if dialect == "postgresql" else "BLOB"
-        schema = [sql.replace("{blob}", blob) for sql in _DDL] + PersonVault.schema("deadletter", dialect)
-        self._db = open_database(url, "dead-letter", schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+        super().__init__(url)
         self._vault = PersonVault(self._db, "deadletter")
+
+    @classmethod
+    def schema(cls, dialect: Dialect) -> list[str]:
+        blob = "BYTEA" if dialect == "postgresql" else "BLOB"
+        return [sql.replace("{blob}", blob) for sql in _DDL] + PersonVault.schema("deadletter", dialect)
+
+    @classmethod
+    def options(cls, dialect: Dialect) -> StoreOptions:
+        return StoreOptions(schema_lock_key=_PG_SCHEMA_LOCK_KEY)
 
     def record(self, letters: Sequence[DeadLetter], recorded_at_ms: int) -> int:
         """Keep these dead letters (a redelivered one is kept once); returns how many were new."""
@@ -223,29 +233,5 @@ class DeadLetterStore:
         self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
         return count
 
-    def close(self) -> None:
-        self._db.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-@dataclass
-class DeadLetterKeeper:
-    """The ledger's batch handler for `cep.deadletter`."""
-
-    store: DeadLetterStore
-    clock_ms: Callable[[], int]
-
-    def keep_batch(self, batch: Sequence[Received]) -> list[Outgoing | Refusal]:
-        letters = [item.event for item in batch if isinstance(item.event, DeadLetter)]
-        self.store.record(letters, self.clock_ms())
-        return []
-
-
-__all__ = ["DeadLetterKeeper", "DeadLetterStore", "ErasedData", "StoredDeadLetter"]
+__all__ = ["DeadLetterStore", "ErasedData", "StoredDeadLetter"]
