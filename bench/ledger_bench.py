@@ -41,22 +41,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from psycopg import sql
 
+from cepbus.auditlog import merkle
+from cepbus.auditlog.bundle import export_bundle, verify_bundle
+from cepbus.auditlog.leaf import LedgerRecord
+from cepbus.auditlog.note import Signer
 from cepbus.contract.codec import encode
 from cepbus.reference import load_reference
 from cepbus_app.demo.simulator import Simulator
-from services.ledger import merkle
-from services.ledger.bundle import export_bundle, verify_bundle
-from services.ledger.note import Signer
-from services.ledger.record import LedgerRecord, NewRecord
+from services.ledger.records import NewRecord
 from services.ledger.store import (
     LEAVES,
     NODES,
-    PostgresLedgerStore,
-    SqliteLedgerStore,
+    SqlLedgerStore,
 )
 
 BATCH = 500  # records per append call (the ledger service appends up to a few hundred per batch)
-AnyStore = SqliteLedgerStore | PostgresLedgerStore
+AnyStore = SqlLedgerStore | SqlLedgerStore
 
 
 def simulated_records(count: int, seed: int = 1) -> list[NewRecord]:
@@ -218,13 +218,13 @@ def main() -> None:
     records = simulated_records(args.entries)
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as workdir:
         backends: list[tuple[str, Callable[[], AnyStore]]] = [
-            ("SQLite (WAL, synchronous=FULL)", lambda: SqliteLedgerStore(Path(workdir) / "append.db"))
+            ("SQLite (WAL, synchronous=FULL)", lambda: SqlLedgerStore(Path(workdir) / "append.db"))
         ]
         pg_ctx = postgres_schema(args.postgres_url) if args.postgres_url else None
         pg_url = pg_ctx.__enter__() if pg_ctx else None
         try:
             if pg_url:
-                backends.append(("PostgreSQL 15", lambda: PostgresLedgerStore(pg_url)))
+                backends.append(("PostgreSQL 15", lambda: SqlLedgerStore(pg_url)))
             print("\n1. append rate (entries/s)")
             for name, opener in backends:
                 with opener() as store:
@@ -249,10 +249,10 @@ def main() -> None:
 
             print(f"\n2. inclusion proofs at {args.tree_size:,} entries ({args.probes} random indexes)")
             tree_backends: list[tuple[str, Callable[[], AnyStore]]] = [
-                ("SQLite", lambda: SqliteLedgerStore(Path(workdir) / "tree.db", synchronous="OFF"))
+                ("SQLite", lambda: SqlLedgerStore(Path(workdir) / "tree.db", synchronous="OFF"))
             ]
             if args.postgres_url and args.postgres_tree:
-                tree_backends.append(("PostgreSQL", lambda: PostgresLedgerStore(pg_tree_url)))
+                tree_backends.append(("PostgreSQL", lambda: SqlLedgerStore(pg_tree_url)))
             with postgres_schema(args.postgres_url) if args.postgres_url else nullcontext("") as pg_tree_url:
                 for name, opener in tree_backends:
                     with opener() as store:

@@ -40,7 +40,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from services.ledger.record import LedgerRecord
+from cepbus.auditlog.leaf import LedgerRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

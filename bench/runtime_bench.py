@@ -98,10 +98,10 @@ class RouterStep:
         from cepbus.runtime.messages import Incoming, Rejected
         from cepbus.runtime.processing import EventProcessor
         from services.router.handlers import RouterHandlers
-        from services.router.store import open_router_store
+        from services.router.store import RouterStore
 
         self._codec, self._incoming, self._rejected = codec, Incoming, Rejected
-        self.handlers = RouterHandlers(load_reference(), store=open_router_store(f"sqlite:///{db_path}"))
+        self.handlers = RouterHandlers(load_reference(), store=RouterStore(f"sqlite:///{db_path}"))
         self._letters = EventProcessor("router", self.handlers.service_org_id)
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:

@@ -17,10 +17,10 @@ from rich.console import Console
 from cepbus_app.instrumented import requests_from
 from cepbus_app.k8s import k8s_app
 from cepbus_app.trust_cli import directory_app, keys_app
-from services.ledger import deadletters_cli
+from services.deadletters import cli as deadletters_cli
+from services.deadletters.cli import deadletters_app
 from services.ledger.audit_cli import audit_app
 from services.ledger.cli import ledger_app
-from services.ledger.deadletters_cli import deadletters_app
 from services.router.cli import referral_app, rules_app
 
 app = typer.Typer(
@@ -151,7 +151,7 @@ def up(
         int, typer.Option(min=0, help="Deaths of one service tolerated within 5 minutes before giving up")
     ] = 5,
 ) -> None:
-    """Start the broker (if none answers) and the three services, restart one that dies (with backoff);
+    """Start the broker (if none answers) and the stream services, restart one that dies (with backoff);
     stay up until interrupted. A service that keeps dying stops everything, with a non-zero exit."""
     from cepbus.runtime.admin import bus_topics, ensure_topics
     from cepbus.runtime.settings import BrokerSettings
@@ -285,6 +285,7 @@ def erase(
     import dataclasses
 
     from cepbus_app.erasure import erase_person
+    from services.deadletters.settings import DeadLetterSettings
     from services.ledger.settings import LedgerSettings
     from services.router.settings import ReferralSettings, RouterSettings
 
@@ -293,6 +294,7 @@ def erase(
         ledger_url=LedgerSettings().database_url,
         router_url=RouterSettings().database_url,
         referrals_url=ReferralSettings().database_url,
+        deadletters_url=DeadLetterSettings().database_url,
     )
     print(json.dumps(dataclasses.asdict(report)) if as_json else report.summary())
 

@@ -2,9 +2,9 @@
 
 The ledger destroys the person's key (its leaves keep their ciphertext, so every proof still verifies)
 and records the erasure; the router's and the referral stores destroy their keys for the person and
-blank the pseudonym; the dead letters kept by the ledger likewise. Each store then purges its files
-(SQLite WAL checkpointed and truncated, secure_delete on; PostgreSQL vacuumed), so that neither the
-person's data nor the destroyed keys remain on disk. Copies on Kafka topics expire with the topics'
+blank the pseudonym; the dead-letter archive (services/deadletters) likewise. Each store then purges
+its files (SQLite WAL checkpointed and truncated, secure_delete on; PostgreSQL vacuumed), so that neither
+the person's data nor the destroyed keys remain on disk. Copies on Kafka topics expire with the topics'
 retention (docs/operations.md).
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.ledger.deadletters import DeadLetterStore
-from services.ledger.store import open_store
+from services.deadletters.store import DeadLetterStore
+from services.ledger.store import SqlLedgerStore
 from services.router.referrals.store import ReferralStore
-from services.router.store import open_router_store
+from services.router.store import RouterStore
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,17 @@ class ErasureReport:
         )
 
 
-def erase_person(person: str, *, ledger_url: str, router_url: str, referrals_url: str) -> ErasureReport:
-    with open_store(ledger_url) as ledger:
+def erase_person(
+    person: str, *, ledger_url: str, router_url: str, referrals_url: str, deadletters_url: str
+) -> ErasureReport:
+    with SqlLedgerStore(ledger_url) as ledger:
         try:
             index: int | None = ledger.erase(person)
         except KeyError:
             index = None
-    with DeadLetterStore(ledger_url) as dead_letters:
+    with DeadLetterStore(deadletters_url) as dead_letters:
         letters = dead_letters.erase(person)
-    router = open_router_store(router_url)
+    router = RouterStore(router_url)
     try:
         intakes = router.erase(person)
     finally:

@@ -60,9 +60,6 @@ class EventSchema:
         fields = self.definition.get("fields") or []
         return bool(fields) and fields[0]["name"] == "envelope"
 
-    def field_names(self) -> list[str]:
-        return [field["name"] for field in self.definition["fields"]]
-
 
 @functools.lru_cache(maxsize=4)
 def _load_records(directory: str) -> dict[str, EventSchema]:

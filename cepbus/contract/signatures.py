@@ -83,11 +83,3 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
-
-
-def public_key_from_b64(text: str) -> Ed25519PublicKey:
-    """Parse a directory key; ValueError unless it is 32 bytes of base64."""
-    raw = base64.b64decode(text, validate=True)
-    if len(raw) != 32:
-        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)

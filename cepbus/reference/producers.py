@@ -11,7 +11,7 @@ inside a topic it may write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cepbus.contract.models import Event
@@ -58,10 +58,6 @@ class ProducerCatalog:
 
     def kind_of(self, org_id: str) -> ProducerKind | None:
         return self._kinds.get(org_id)
-
-    def producers_of(self, kinds: Iterable[ProducerKind]) -> list[str]:
-        wanted = set(kinds)
-        return sorted(org for org, kind in self._kinds.items() if kind in wanted)
 
     def judge(self, event: Event, topic: TopicSpec) -> ClaimProblem | None:
         """None when `event` may be recorded as sent on `topic`; else why not."""

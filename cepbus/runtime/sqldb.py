@@ -16,9 +16,10 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import psycopg
 
@@ -301,15 +302,78 @@ class PostgresDatabase(Database):
                 self._conn.execute("CHECKPOINT")
 
 
+@dataclass(frozen=True)
+class StoreOptions:
+    """How a store wants its database: SQLite's busy timeout and pragmas, PostgreSQL's write lock (run
+    first in every transaction) and the advisory lock that serialises concurrent schema creation."""
+
+    busy_timeout_s: float = 30.0
+    sqlite_pragmas: tuple[str, ...] = ()
+    postgres_write_lock: str | None = None
+    schema_lock_key: int | None = None
+
+
 def open_database(
     url: str,
     store: str,
     *,
     schema: Sequence[str] = (),
     schema_lock_key: int | None = None,
+    options: StoreOptions | None = None,
 ) -> Database:
     """Open (and create the `schema` of) the database named by `url`; see `parse_database_url`."""
+    options = options or StoreOptions(schema_lock_key=schema_lock_key)
     dialect, target = parse_database_url(url, store)
     if dialect == "sqlite":
-        return SqliteDatabase(target, schema=schema)
-    return PostgresDatabase(target, schema=schema, schema_lock_key=schema_lock_key)
+        return SqliteDatabase(
+            target, schema=schema, pragmas=options.sqlite_pragmas, busy_timeout_s=options.busy_timeout_s
+        )
+    return PostgresDatabase(
+        target,
+        schema=schema,
+        schema_lock_key=options.schema_lock_key if options.schema_lock_key is not None else schema_lock_key,
+        write_lock=options.postgres_write_lock,
+    )
+
+
+class SqlStore:
+    """The one way a store opens its database: `Store(url)` with a SQLite path or URL, or a PostgreSQL
+    URL. A store says its name (for messages), its DDL per dialect (`schema`) and, if it needs them, its
+    database options (`options`); it is closed once, by `close()` or by leaving a `with` block."""
+
+    store_name: ClassVar[str]
+
+    def __init__(self, url: str | Path, options: StoreOptions | None = None) -> None:
+        url = str(url)
+        dialect, _ = parse_database_url(url, self.store_name)
+        self._db = open_database(
+            url, self.store_name, schema=self.schema(dialect), options=options or self.options(dialect)
+        )
+
+    @classmethod
+    def schema(cls, dialect: Dialect) -> list[str]:
+        """The statements that create the store's tables (idempotent: `IF NOT EXISTS`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def options(cls, dialect: Dialect) -> StoreOptions:
+        return StoreOptions()
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group several writes (a stream batch) in one transaction: one commit, one fsync."""
+        return self._db.transaction()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -30,10 +30,10 @@ from cepbus.contract.models import (
     RegulationBreach,
     ServiceLevelStarted,
 )
+from cepbus.progress import progress
 from cepbus.reference import load_reference
 from cepbus.runtime.admin import bus_topics, ensure_topics
 from cepbus.runtime.messages import Rejected
-from cepbus.runtime.progress import progress
 from cepbus.runtime.settings import BrokerSettings
 from cepbus.sdk.publisher import Publisher
 from cepbus.trust.settings import TrustSettings
@@ -49,11 +49,11 @@ from cepbus_app.demo.simulator import Simulator
 from cepbus_app.instrumented import requests_from
 from cepbus_app.supervisor import SERVICES, SupervisionThread, Supervisor, metrics_port, service_running
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import LedgerStore, open_store
+from services.ledger.store import LedgerStore, SqlLedgerStore
 from services.notifier.handlers import NotifierHandlers
 from services.router.handlers import RouterHandlers
 from services.router.settings import ReferralSettings, RouterSettings
-from services.router.store import RouterStore, open_router_store
+from services.router.store import RouterStore
 
 
 @dataclass
@@ -257,8 +257,8 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         expected.ids.update(dict.fromkeys(expected_verdict_ids(referrals, forged), "ReferralUpdateVerdict"))
         partners.start()
         deadline = time.monotonic() + timeout_s
-        store = open_store(LedgerSettings().database_url)
-        router_store = open_router_store(RouterSettings().database_url)
+        store = SqlLedgerStore(LedgerSettings().database_url)
+        router_store = RouterStore(RouterSettings().database_url)
         try:
             with Publisher(
                 broker_settings, client_id="cepbus-demo", requests=requests_from(os.environ)

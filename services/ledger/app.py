@@ -13,11 +13,10 @@ from cepbus.runtime.service import ServiceDefinition, Timer
 from cepbus.trust.modes import enforce
 from cepbus.trust.settings import TrustSettings
 from services.ledger.checkpointing import Checkpointing
-from services.ledger.deadletters import DeadLetterKeeper, DeadLetterStore
 from services.ledger.routes import route_table
 from services.ledger.settings import LedgerSettings
 from services.ledger.signing import CheckpointPolicy, load_signer, signing_key_trust_problems
-from services.ledger.store import open_store
+from services.ledger.store import SqlLedgerStore
 from services.ledger.writer import LedgerWriter
 
 SERVICE = "ledger"
@@ -31,7 +30,7 @@ def build_service(settings: LedgerSettings | None = None) -> ServiceDefinition:
     directory = load_directory()
     problems = [*signing_key_trust_problems(settings), *directory_trust_problems(directory, trust)]
     enforce(problems, trust)  # in production, before a store is opened or a key generated
-    store = open_store(settings.database_url)
+    store = SqlLedgerStore(settings.database_url)
     latest = store.latest_checkpoint()
     policy = CheckpointPolicy(
         settings.checkpoint_every_entries,
@@ -51,14 +50,12 @@ def build_service(settings: LedgerSettings | None = None) -> ServiceDefinition:
         },
     )
     writer = LedgerWriter(store, producers, {spec.name: spec for spec in LEDGER_TOPICS}, checkpoints)
-    dead_letters = DeadLetterStore(settings.database_url)
-    keeper = DeadLetterKeeper(dead_letters, lambda: time.time_ns() // 1_000_000)
     tick_s = min(CHECKPOINT_TICK_S, settings.checkpoint_every_s)
     return ServiceDefinition(
         SERVICE,
         settings,
-        route_table(writer, keeper, settings.batch_max),
+        route_table(writer, settings.batch_max),
         timers=[Timer("checkpoints", tick_s, checkpoints.tick, checkpoints.sent)],
-        on_stop=[store.close, dead_letters.close],
+        on_stop=[store.close],
         trust_problems=problems,
     )

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cepbus.auditlog.note import Signer
 from cepbus.contract.topics import LEDGER_CHECKPOINTS
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing
@@ -15,7 +16,6 @@ from services.ledger.metrics import (
     LEDGER_CHECKPOINTS_REFUSED,
     LEDGER_UNSIGNED_ENTRIES,
 )
-from services.ledger.note import Signer
 from services.ledger.publication import CheckpointPublication, checkpoint_event
 from services.ledger.signing import CheckpointPolicy
 from services.ledger.store import LedgerStore, StoredCheckpoint

@@ -11,6 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
+#: --key and --trust of `verify --bundle`, as the auditor's toolkit spells them
+BundleKey = Annotated[
+    str | None,
+    typer.Option("--key", help="With --bundle: the published verifier key (name+hash+base64) to pin"),
+]
+TrustFile = Annotated[
+    Path | None,
+    typer.Option("--trust", help="With --bundle: a file of trusted verifier keys, one a line ('#' comments)"),
+]
+
 ledger_app = typer.Typer(help="The regulation ledger: run the service, or verify the trail.")
 
 DatabaseUrl = Annotated[str | None, typer.Option(help="Default: CEPBUS_LEDGER_DATABASE_URL")]
@@ -27,14 +37,14 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _open(database_url: str | None) -> Any:
     from services.ledger.settings import LedgerSettings
-    from services.ledger.store import open_store
+    from services.ledger.store import SqlLedgerStore
 
-    return open_store(database_url or LedgerSettings().database_url)
+    return SqlLedgerStore(database_url or LedgerSettings().database_url)
 
 
 def checkpoint(database_url: DatabaseUrl = None) -> None:
     """Sign a checkpoint of the current tree now (after checking it extends the last one)."""
-    from services.ledger.merkle import ProofError
+    from cepbus.auditlog.merkle import ProofError
     from services.ledger.settings import LedgerSettings
     from services.ledger.signing import load_signer
 
@@ -54,7 +64,7 @@ def prove(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Print (JSON) the inclusion proof of an event against the latest signed checkpoint."""
-    from services.ledger import merkle
+    from cepbus.auditlog import merkle
     from services.ledger.settings import LedgerSettings
     from services.ledger.signing import load_signer
 
@@ -85,7 +95,7 @@ def consistency(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Print (JSON) the consistency proof from tree size OLD to tree size NEW, with both roots."""
-    from services.ledger import merkle
+    from cepbus.auditlog import merkle
 
     with _open(database_url) as store:
         size = store.size()
@@ -114,9 +124,9 @@ def export(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Write an offline-verifiable bundle: the latest signed checkpoint, the verifier key, every leaf."""
-    from cepbus.runtime.progress import progress
-    from services.ledger.audit_context import reference_period
-    from services.ledger.bundle import export_bundle
+    from cepbus.auditlog.bundle import export_bundle
+    from cepbus.auditlog.context import reference_period
+    from cepbus.progress import progress
     from services.ledger.settings import LedgerSettings
     from services.ledger.signing import load_signer
 
@@ -161,32 +171,6 @@ def erase(
     print(f"erased {person}: key destroyed, erasure recorded at index {index}")
 
 
-def verify_bundle_file(bundle: Path, key: str | None, trust: Path | None = None) -> None:
-    """Offline, against a pinned key (`key` and/or the keys of the `trust` file; never the bundle's own):
-    exit 0 when the bundle verifies, 1 naming what failed, 2 without a usable pinned key or bundle file.
-    Every failure is one line on stderr."""
-    from services.ledger.bundle import BundleError, BundleUsageError, read_bundle, trusted_keys, verify_bundle
-
-    try:
-        pinned = trusted_keys(key, trust)
-        verified = verify_bundle(read_bundle(bundle), pinned)
-    except BundleError as exc:
-        kind = "cep-bus ledger verify" if isinstance(exc, BundleUsageError) else "BUNDLE VERIFICATION FAILED"
-        raise _fail(f"{kind}: {exc}", exc.exit_code) from None
-    print(f"bundle verified: {verified.size} entries, origin {verified.origin}, root {_b64(verified.root)}, "
-          f"signed by the pinned key {verified.verified_by}")  # fmt: skip
-
-
-BundleKey = Annotated[
-    str | None,
-    typer.Option("--key", help="With --bundle: the published verifier key (name+hash+base64) to pin"),
-]
-TrustFile = Annotated[
-    Path | None,
-    typer.Option("--trust", help="With --bundle: a file of trusted verifier keys, one a line ('#' comments)"),
-]
-
-
 @ledger_app.callback(invoke_without_command=True)
 def ledger(ctx: typer.Context) -> None:
     """Run the ledger service when no subcommand is given."""
@@ -209,11 +193,13 @@ def verify(
     """Recompute the whole Merkle tree and check the checkpoints; exit 1 on any mismatch. With --bundle,
     verify an export bundle offline against a pinned key: exit 1 if it does not verify, 2 without a key."""
     if bundle is not None:
-        verify_bundle_file(bundle, key, trust)
+        from cepbus.auditlog.cli import verify_bundle_file
+
+        verify_bundle_file(bundle, key, trust, "cep-bus ledger verify")
         return
     if key is not None or trust is not None:
         raise _fail("cep-bus ledger verify: --key and --trust go with --bundle", 2)
-    from cepbus.runtime.progress import progress
+    from cepbus.progress import progress
     from services.ledger.settings import LedgerSettings
     from services.ledger.signing import load_signer
 

@@ -5,19 +5,16 @@ cep.intake.registered, cep.notice.requested, ... (LEDGER_TOPICS)  any event  Led
 
 from __future__ import annotations
 
-from cepbus.contract.models import DeadLetter
-from cepbus.contract.topics import DEAD_LETTER, LEDGER_TOPICS
+from cepbus.contract.topics import LEDGER_TOPICS
 from cepbus.runtime.service import Route, batch_route
-from services.ledger.deadletters import DeadLetterKeeper
 from services.ledger.writer import LedgerWriter
 
 #: The ledger takes bigger batches than the other services: one transaction appends the whole batch.
 LEDGER_BATCH_WITHIN_MS = 50.0
 
 
-def route_table(writer: LedgerWriter, keeper: DeadLetterKeeper, batch_max: int) -> list[Route]:
+def route_table(writer: LedgerWriter, batch_max: int) -> list[Route]:
     return [
-        batch_route("dead_letters", [DEAD_LETTER], keeper.keep_batch, accepts=DeadLetter),
         batch_route(
             "append",
             LEDGER_TOPICS,

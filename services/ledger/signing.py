@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cepbus.auditlog.note import Signer
 from cepbus.trust.modes import TrustProblem
-from services.ledger.note import Signer
 from services.ledger.settings import LedgerSettings
 
 DEFAULT_KEY_PATH = LedgerSettings.model_fields["signing_key_path"].default

@@ -7,39 +7,37 @@ data; the only table rows are ever deleted from, by erasure). Appending an entry
 (the UNIQUE event id) and a new person key happens in one transaction under the appenders' lock, so a
 crash loses or duplicates nothing and two writers never fork the tree.
 
-Both backends share `_SqlLedgerStore`; a backend supplies its `cepbus.runtime.sqldb.Database` with its DDL and
-write lock. Queries use `?` placeholders, translated for psycopg. Triggers make the database refuse
-UPDATE and DELETE on the three append-only tables, so tampering needs an admin who first drops them,
-and `verify()` then names the first bad index.
+One class for both backends (`SqlLedgerStore`, opened as every store is: `cepbus.runtime.sqldb.SqlStore`),
+with each dialect's DDL and write lock. The store persists what it is given: the writer computes each
+record's clear facts from the decoded event, and personal data is sealed with the shared per-person
+primitive (`cepbus.runtime.vault`). Queries use `?` placeholders, translated for psycopg. Triggers make
+the database refuse UPDATE and DELETE on the three append-only tables, so tampering needs an admin who
+first drops them, and `verify()` then names the first bad index.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from functools import partial
 from os import PathLike
-from pathlib import Path
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
-from cepbus.runtime.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
-from services.ledger import merkle
-from services.ledger.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
-from services.ledger.record import (
+from cepbus.auditlog import merkle
+from cepbus.auditlog.leaf import (
     ERASURE_EVENT_TYPE,
     LedgerRecord,
     LedgerRecordError,
-    NewRecord,
+    SealedPayload,
     leaf_encoder,
-    new_person_key,
-    regulation_facts,
-    sealer,
-    unseal,
 )
+from cepbus.auditlog.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
+from cepbus.auditlog.reading import LogReader, StoredCheckpoint, StoredEntry
+from cepbus.runtime.sqldb import Dialect, Row, SqlStore, StoreOptions
+from cepbus.runtime.vault import PersonKey, PersonKeys, sealer, unseal
+from services.ledger.records import NewRecord
 
 LEAVES, NODES, CHECKPOINTS, KEYS = "ledger_leaves", "ledger_nodes", "ledger_checkpoints", "ledger_person_keys"
 DIGESTS = "ledger_event_digests"  # event id -> content digest: tells a redelivery from a collision
@@ -52,25 +50,10 @@ _LEAF_COLUMNS = ("idx", "event_id", "event_type", "occurred_at_ms", "person_pseu
 _LEAF_SELECT = ", ".join(_LEAF_COLUMNS)
 _NODE_COLUMNS = ("level", "idx", "hash")
 _DIGEST_COLUMNS = ("event_id", "digest")
-_KEY_COLUMNS = ("pseudonym", "key_id", "aes_key", "created_at_ms")
 
 
 class ErasedError(LookupError):
     """The person's key was destroyed: their sealed fields can no longer be read."""
-
-
-@dataclass(frozen=True)
-class StoredEntry:
-    index: int
-    leaf: bytes
-    record: LedgerRecord
-
-
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    checkpoint: Checkpoint
-    note: str
-    signed_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -91,23 +74,13 @@ class VerifyResult:
     reason: str | None
 
 
-class LedgerStore(Protocol):
-    def append(self, records: Sequence[NewRecord]) -> int: ...
+class LedgerStore(LogReader, Protocol):
+    """What the ledger service's writer, checkpointing and commands need beyond reading the log."""
+
     def append_checked(self, records: Sequence[NewRecord]) -> AppendOutcome: ...
-    def count(self) -> int: ...
-    def count_by_type(self) -> dict[str, int]: ...
-    def contains(self, event_id: str) -> bool: ...
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]: ...
     def index_of(self, event_id: str) -> int | None: ...
-    def entries(self, start: int = 0, end: int | None = None) -> Iterator[StoredEntry]: ...
-    def size(self) -> int: ...
-    def root(self, size: int | None = None) -> bytes: ...
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]: ...
-    def consistency_proof(self, old: int, new: int) -> list[bytes]: ...
-    def read_nodes(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]: ...
     def checkpoint(self, signer: Signer) -> StoredCheckpoint | None: ...
-    def latest_checkpoint(self) -> StoredCheckpoint | None: ...
-    def checkpoint_at(self, size: int) -> StoredCheckpoint | None: ...
     def erase(self, person_pseudonym: str) -> int: ...
     def open_payload(self, index: int) -> bytes: ...
     def verify(
@@ -120,17 +93,42 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _SqlLedgerStore:
-    """Everything both backends share; a backend supplies the `Database` (its DDL and write lock)."""
+class SqlLedgerStore(SqlStore):
+    """The ledger's tree on SQLite (one file in WAL mode; appenders in several processes serialise on
+    `BEGIN IMMEDIATE`) or PostgreSQL (appenders serialise on `LOCK TABLE ... IN SHARE ROW EXCLUSIVE
+    MODE`: it conflicts with itself and with every write, but not with readers, so `verify()` and proofs
+    keep running during appends). `synchronous=FULL` on SQLite: an acked append survives power loss."""
+
+    store_name = "ledger"
 
     def __init__(
-        self, open_database: Callable[[], Database], *, clock: Callable[[], int] | None, page_size: int
+        self,
+        url: str | PathLike[str],
+        *,
+        clock: Callable[[], int] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        busy_timeout_s: float = 30.0,
+        synchronous: str = "FULL",
     ) -> None:
         if page_size < 1:  # before opening: a bad argument creates no file and no tables
             raise ValueError("page_size must be >= 1")
         self._clock = clock or _now_ms
         self._page_size = page_size
-        self._db = open_database()
+        options = StoreOptions(
+            busy_timeout_s=busy_timeout_s,
+            sqlite_pragmas=(f"synchronous={synchronous}",),
+            postgres_write_lock=f"LOCK TABLE {LEAVES} IN SHARE ROW EXCLUSIVE MODE",
+            schema_lock_key=_PG_SCHEMA_LOCK_KEY,
+        )
+        super().__init__(str(url), options)
+        # the one sealing primitive of every store (cepbus.runtime.vault); 32-hex key ids, as leaves name them
+        self._keys = PersonKeys(self._db, "ledger", key_id_hex=32, clock=self._clock)
+
+    @classmethod
+    def schema(cls, dialect: Dialect) -> list[str]:
+        if dialect == "postgresql":
+            return list(_PG_SCHEMA)
+        return [statement for statement in _SQLITE_SCHEMA.split(";\n") if statement.strip()]
 
     # -- database primitives (the benchmark and the tests use them too) ----------------------------
 
@@ -188,7 +186,7 @@ class _SqlLedgerStore:
                     duplicates += 1  # a ledger written before digests were kept: taken as the same
                 else:
                     collisions.append(record)
-            appended = self._append_locked(fresh, {})
+            appended = self._append_locked(fresh)
         return AppendOutcome(appended, duplicates, collisions)
 
     def _digests(self, event_ids: Iterable[str]) -> dict[str, str]:
@@ -201,12 +199,13 @@ class _SqlLedgerStore:
             found.update((event_id, digest) for event_id, digest in rows)
         return found
 
-    def _append_locked(self, fresh: Sequence[NewRecord], extra_facts: Mapping[str, str]) -> int:
+    def _append_locked(self, fresh: Sequence[NewRecord]) -> int:
         """Append `fresh` (new event ids only) under the appenders' lock, inside the caller's transaction.
 
         Everything is computed in memory first, in one pass: the tree's right edge (its peaks, read once)
         gives every new node, each person's key (read or created once) seals all of their events, the
-        leaf schema is looked up once. Then one insert per table (`_insert_rows`).
+        leaf schema is looked up once. Then one insert per table (`_insert_rows`). The records come with
+        their facts: the store persists what it is given.
         """
         if not fresh:
             return 0
@@ -215,22 +214,22 @@ class _SqlLedgerStore:
         stored_peaks = self._nodes_or_fail(peaks)
         tree = merkle.CompactRange(size, [stored_peaks[node] for node in peaks])
         recorded_at_ms = self._clock()
-        keys = self._person_keys({r.person_pseudonym for r in fresh if r.person_pseudonym and r.payload})
-        sealers = {person: sealer(key_id, key) for person, (key_id, key) in keys.items()}
+        keys = self._keys.find(r.person_pseudonym for r in fresh if r.person_pseudonym and r.payload)
+        sealers = {person: (key.key_id, sealer(key.key)) for person, key in keys.items()}
+        new_keys: dict[str, PersonKey] = {}
         encode = leaf_encoder()
-        new_keys: list[tuple[object, ...]] = []
         digests: list[tuple[object, ...]] = []
         leaves: list[tuple[object, ...]] = []
         nodes: list[tuple[object, ...]] = []
         for record in fresh:
-            sealed, clear = None, None
+            sealed = None
             person = record.person_pseudonym
             if record.payload and person:
                 if person not in sealers:
-                    key_id, key = uuid.uuid4().hex, new_person_key()
-                    sealers[person] = sealer(key_id, key)
-                    new_keys.append((person, key_id, key, recorded_at_ms))
-                sealed = sealers[person](record.event_id, record.payload)
+                    key = new_keys[person] = self._keys.new_key()
+                    sealers[person] = (key.key_id, sealer(key.key))
+                key_id, seal_one = sealers[person]
+                sealed = SealedPayload(key_id, *seal_one(record.event_id, record.payload))
             leaf = encode(
                 LedgerRecord(
                     index=tree.size,
@@ -240,32 +239,18 @@ class _SqlLedgerStore:
                     occurred_at_ms=record.occurred_at_ms,
                     recorded_at_ms=recorded_at_ms,
                     person_pseudonym=None,  # never in clear: the sealed payload holds it, the key id links it
-                    facts={**regulation_facts(record.payload), **extra_facts},
+                    facts=record.facts,
                     sealed=sealed,
-                    clear_payload=clear,
                 )
             )
             leaves.append((tree.size, record.event_id, record.event_type, record.occurred_at_ms, None, leaf))
             digests.append((record.event_id, record.digest()))
             nodes.extend((level, idx, h) for (level, idx), h in tree.append(merkle.leaf_hash(leaf)))
-        if new_keys:
-            self._insert_rows(KEYS, _KEY_COLUMNS, new_keys)
+        self._keys.store(new_keys)
         self._insert_rows(LEAVES, _LEAF_COLUMNS, leaves)
         self._insert_rows(NODES, _NODE_COLUMNS, nodes)
         self._insert_rows(DIGESTS, _DIGEST_COLUMNS, digests)
         return len(leaves)
-
-    def _person_keys(self, people: set[str | None]) -> dict[str, tuple[str, bytes]]:
-        found: dict[str, tuple[str, bytes]] = {}
-        names = sorted(p for p in people if p)
-        for start in range(0, len(names), _IN_CHUNK):
-            chunk = names[start : start + _IN_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for person, key_id, key in self._query(
-                f"SELECT pseudonym, key_id, aes_key FROM {KEYS} WHERE pseudonym IN ({marks})", chunk
-            ):
-                found[person] = (key_id, bytes(key))
-        return found
 
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         """Which of these event ids the ledger holds, in a few chunked queries (for pollers)."""
@@ -288,11 +273,9 @@ class _SqlLedgerStore:
         pseudonym gets a fresh key.
         """
         with self._write_transaction():
-            rows = self._query(f"SELECT key_id FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
-            if not rows:
+            key_id = self._keys.destroy(person_pseudonym)
+            if key_id is None:
                 raise KeyError(f"no live key for person {person_pseudonym!r} (unknown, or already erased)")
-            key_id = rows[0][0]
-            self._db.execute(f"DELETE FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
             now = self._clock()
             erasure = NewRecord(
                 event_id=str(uuid.uuid5(_ERASURE_NAMESPACE, key_id)),  # unlinkable to the pseudonym
@@ -301,9 +284,10 @@ class _SqlLedgerStore:
                 occurred_at_ms=now,
                 person_pseudonym=person_pseudonym,
                 payload=b"",
+                facts={"erased_key_id": key_id},
             )
             index = self.size()
-            self._append_locked([erasure], {"erased_key_id": key_id})
+            self._append_locked([erasure])
         self._db.purge_deleted()  # the key's bytes must not survive in the WAL or in free pages
         return index
 
@@ -315,10 +299,10 @@ class _SqlLedgerStore:
         record = entry.record
         if record.sealed is None:
             return record.clear_payload or b""
-        rows = self._query(f"SELECT aes_key FROM {KEYS} WHERE key_id = ?", (record.sealed.key_id,))
-        if not rows:
+        key = self._keys.by_key_id(record.sealed.key_id)
+        if key is None:
             raise ErasedError(f"entry {index}: the key of {record.person_pseudonym!r} was destroyed (erased)")
-        return unseal(bytes(rows[0][0]), record.event_id, record.sealed)
+        return unseal(key, record.event_id, record.sealed.nonce, record.sealed.ciphertext)
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -523,16 +507,6 @@ class _SqlLedgerStore:
                     )
         return None
 
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _sqlite_guard(table: str, key: str) -> str:
@@ -583,30 +557,6 @@ CREATE INDEX IF NOT EXISTS {LEAVES}_person ON {LEAVES} (person_pseudonym);
 {_sqlite_guard(NODES, "level = NEW.level AND idx = NEW.idx")}
 {_sqlite_guard(CHECKPOINTS, "size = NEW.size")}
 """
-
-
-class SqliteLedgerStore(_SqlLedgerStore):
-    """One SQLite file in WAL mode; appenders in several processes serialise on `BEGIN IMMEDIATE`."""
-
-    def __init__(
-        self,
-        path: str | PathLike[str],
-        *,
-        clock: Callable[[], int] | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        busy_timeout_s: float = 30.0,
-        synchronous: str = "FULL",
-    ) -> None:
-        self.path = Path(path)
-        database = partial(
-            SqliteDatabase,
-            self.path,
-            schema=[statement for statement in _SQLITE_SCHEMA.split(";\n") if statement.strip()],
-            # FULL: an acked append survives power loss (secure_delete is on for every SQLite store).
-            pragmas=[f"synchronous={synchronous}"],
-            busy_timeout_s=busy_timeout_s,
-        )
-        super().__init__(database, clock=clock, page_size=page_size)
 
 
 _PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_4C47  # "cepbusLG": serialises concurrent first-time DDL
@@ -668,42 +618,6 @@ _PG_SCHEMA = [
 ]
 
 
-class PostgresLedgerStore(_SqlLedgerStore):
-    """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema.
-
-    Appenders serialise on `LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE`: it conflicts with itself and with
-    every write, but not with readers, so `verify()` and proofs keep running during appends.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        clock: Callable[[], int] | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> None:
-        database = partial(
-            PostgresDatabase,
-            url,
-            schema=_PG_SCHEMA,
-            schema_lock_key=_PG_SCHEMA_LOCK_KEY,
-            write_lock=f"LOCK TABLE {LEAVES} IN SHARE ROW EXCLUSIVE MODE",
-        )
-        super().__init__(database, clock=clock, page_size=page_size)
-
-
-def open_store(url: str) -> SqliteLedgerStore | PostgresLedgerStore:
-    """Open the store named by `url`.
-
-    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (SQLAlchemy's convention) or a bare file
-    path give SQLite; `postgresql://...` or `postgres://...` give PostgreSQL.
-    """
-    dialect, target = parse_database_url(url, "ledger")
-    if dialect == "sqlite":
-        return SqliteLedgerStore(target)
-    return PostgresLedgerStore(target)
-
-
 __all__ = [
     "APPEND_ONLY_TABLES",
     "CHECKPOINTS",
@@ -713,10 +627,8 @@ __all__ = [
     "AppendOutcome",
     "ErasedError",
     "LedgerStore",
-    "PostgresLedgerStore",
-    "SqliteLedgerStore",
+    "SqlLedgerStore",
     "StoredCheckpoint",
     "StoredEntry",
     "VerifyResult",
-    "open_store",
 ]

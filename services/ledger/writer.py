@@ -26,8 +26,9 @@ from cepbus.reference.producers import ClaimProblem, ProducerCatalog
 from cepbus.runtime.messages import Incoming, Outgoing, Received, Refusal
 from cepbus.runtime.metrics import DUPLICATES
 from services.ledger.checkpointing import Checkpointing
+from services.ledger.facts import regulation_facts
 from services.ledger.metrics import LEDGER_APPENDED, LEDGER_ID_COLLISIONS, LEDGER_REFUSED
-from services.ledger.record import NewRecord
+from services.ledger.records import NewRecord
 from services.ledger.store import LedgerStore
 
 SERVICE = "ledger"
@@ -63,6 +64,7 @@ def new_record(item: Received) -> NewRecord:
         # as single-object whatever the framing it came in: a leaf names its writer schema by
         # fingerprint, so an auditor reads it from schemas/avro without the bus's schema registry
         payload=codec.single_object(item.message.value),
+        facts=regulation_facts(item.event),  # from the event already decoded: the bytes are read once
         content_digest=content_digest(item.event),
     )
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from cepbus.contract.regulation import NOTICE_ON_TIME_S
+
 NOTICES_ISSUED = Counter(
     "cepbus_notices_issued_total", "Informed-choice notices issued", ["region", "channel"]
 )
 
-#: A notice is "on time" when issued within this many seconds of the intake (the dashboard's and
-#: the alerts' threshold; it is also a bucket boundary of the histogram below).
-NOTICE_ON_TIME_S = 60.0
+# A notice is "on time" within NOTICE_ON_TIME_S of its intake (the contract's threshold, which the
+# dashboard, the alerts and the audit report share): a bucket boundary of the histogram below.
 
 INTAKE_TO_NOTICE_SECONDS = Histogram(
     "cepbus_intake_to_notice_seconds",

@@ -8,37 +8,24 @@ which the ledger rightly counts as an id collision. The outbox keeps the first v
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from types import TracebackType
-from typing import Self
-
 from cepbus.runtime.outbox import Outbox, outbox_schema
-from cepbus.runtime.sqldb import open_database, parse_database_url
-
-_PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_05  # "cepbus" + 5
+from cepbus.runtime.sqldb import Dialect, SqlStore, StoreOptions
 
 
-class NotifierStore:
+class NotifierStore(SqlStore):
+    store_name = "notifier"
+
     def __init__(self, url: str) -> None:
-        dialect, _ = parse_database_url(url, "notifier")
-        self._db = open_database(
-            url, "notifier", schema=outbox_schema("notifier", dialect), schema_lock_key=_PG_SCHEMA_LOCK_KEY
-        )
-        self.outbox = Outbox(self._db, "notifier")
+        super().__init__(url)
+        self.outbox = Outbox(self.database, "notifier")
 
-    def transaction(self) -> AbstractContextManager[None]:
-        return self._db.transaction()
+    @classmethod
+    def schema(cls, dialect: Dialect) -> list[str]:
+        return outbox_schema("notifier", dialect)
 
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    @classmethod
+    def options(cls, dialect: Dialect) -> StoreOptions:
+        return StoreOptions(schema_lock_key=0x6365_7062_7573_05)  # "cepbus" + 5: first-time DDL, serialised
 
 
 __all__ = ["NotifierStore"]

@@ -19,7 +19,7 @@ from services.router.referrals.http import serve_read_side
 from services.router.referrals.store import ReferralStore
 from services.router.routes import route_table
 from services.router.settings import ReferralSettings, RouterSettings
-from services.router.store import open_router_store
+from services.router.store import RouterStore
 
 SERVICE = "router"
 log = get_logger()
@@ -43,7 +43,7 @@ def build_service(
     handlers = RouterHandlers(
         reference,
         settings.service_org_id,
-        store=open_router_store(settings.database_url, busy_timeout_s=settings.sqlite_busy_timeout_s),
+        store=RouterStore(settings.database_url, busy_timeout_s=settings.sqlite_busy_timeout_s),
         choice_reminder_delay_s=settings.choice_reminder_delay_s,
         ids=ids,
     )

@@ -127,9 +127,9 @@ def rules_evidence(
     from cepbus.reference import load_reference
     from services.router.evidence import volet_cep_evidence
     from services.router.settings import RouterSettings
-    from services.router.store import open_router_store
+    from services.router.store import RouterStore
 
-    store = open_router_store(database_url or RouterSettings().database_url)
+    store = RouterStore(database_url or RouterSettings().database_url)
     try:
         evidence = volet_cep_evidence(store, load_reference(), person, every_purpose=every_purpose)
     finally:

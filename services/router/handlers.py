@@ -47,13 +47,13 @@ from services.router.metrics import (
 )
 from services.router.regulation import check_level_2, choices_overdue, notice_obligation, shared_profile_for
 from services.router.rules import RULESET_VERSION, Decision, decide
-from services.router.store import RouterStore, open_router_store, to_ms
+from services.router.store import RouterStore, to_ms
 
 log = get_logger()
 
 
 def _memory_store() -> RouterStore:
-    return open_router_store("sqlite:///:memory:")
+    return RouterStore("sqlite:///:memory:")
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from cepbus.contract.models import (
     BreachKind,
@@ -38,7 +36,7 @@ from cepbus.contract.models import (
 )
 from cepbus.runtime.outbox import Outbox, outbox_schema
 from cepbus.runtime.silence import SilenceSeed
-from cepbus.runtime.sqldb import Database, PostgresDatabase, Row, SqliteDatabase, parse_database_url
+from cepbus.runtime.sqldb import Dialect, Row, SqlStore, StoreOptions
 from cepbus.runtime.vault import ErasedData, PersonVault
 
 _SCHEMA = [
@@ -172,11 +170,20 @@ class AwaitingChoice:
     notice_issued_at_ms: int
 
 
-class RouterStore:
-    """The router's state in one `Database`; thread-safe (the database serialises its connection)."""
+_PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_02  # "cepbus" + 2: serialises concurrent schema creation
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+
+class RouterStore(SqlStore):
+    """The router's state in one database (a SQLite file in WAL mode, so the demo and the CLI can read it
+    while the router writes, or PostgreSQL); thread-safe (the database serialises its connection)."""
+
+    store_name = "router"
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
+        super().__init__(
+            url, StoreOptions(busy_timeout_s=busy_timeout_s, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+        )
+        db = self._db
         self._vault = PersonVault(db, "router")
         self.outbox = Outbox(db, "router")  # the events its decisions emit, stored with them
         for table, columns in _ADDED_COLUMNS.items():
@@ -258,10 +265,6 @@ class RouterStore:
         )
         self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
         return count
-
-    def transaction(self) -> AbstractContextManager[None]:
-        """Group several writes (a stream batch) in one transaction: one commit, one fsync."""
-        return self._db.transaction()
 
     # -- writes (idempotent on the causing event id) ----------------------------------------------
 
@@ -462,46 +465,6 @@ class RouterStore:
                 found.update(row[0] for row in rows)
         return found
 
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class SqliteRouterStore(RouterStore):
-    """One SQLite file in WAL mode (or `:memory:`), so the demo and the CLI can read it while the
-    router writes."""
-
-    def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
-        schema = [*_SCHEMA, *PersonVault.schema("router", "sqlite"), *outbox_schema("router", "sqlite")]
-        super().__init__(SqliteDatabase(path, schema=schema, busy_timeout_s=busy_timeout_s))
-
-
-_PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_02  # "cepbus" + 2: serialises concurrent schema creation
-
-
-class PostgresRouterStore(RouterStore):
-    """PostgreSQL via psycopg 3; tables live in the connection's first `search_path` schema."""
-
-    def __init__(self, url: str) -> None:
-        schema = [
-            *_SCHEMA,
-            *PersonVault.schema("router", "postgresql"),
-            *outbox_schema("router", "postgresql"),
-        ]
-        super().__init__(PostgresDatabase(url, schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY))
-
-
-def open_router_store(url: str, *, busy_timeout_s: float = 30.0) -> RouterStore:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:` or a bare path give
-    SQLite; `postgresql://...` or `postgres://...` give PostgreSQL."""
-    dialect, target = parse_database_url(url, "router")
-    if dialect == "sqlite":
-        return SqliteRouterStore(target, busy_timeout_s=busy_timeout_s)
-    return PostgresRouterStore(target)
+    @classmethod
+    def schema(cls, dialect: Dialect) -> list[str]:
+        return [*_SCHEMA, *PersonVault.schema("router", dialect), *outbox_schema("router", dialect)]

@@ -1,4 +1,4 @@
-"""The three services as separate processes against the session's broker (one bus per session)."""
+"""The stream services as separate processes against the session's broker (one bus per session)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = {"CEPBUS_BOOTSTRAP_SERVERS": kafka_bootstrap, "CEPBUS_LEDGER_DATABASE_URL": ledger_url}
     env["CEPBUS_ROUTER_DATABASE_URL"] = router_url
     env["CEPBUS_NOTIFIER_DATABASE_URL"] = f"sqlite:///{workdir / 'notifier.db'}"
+    deadletters_url = f"sqlite:///{workdir / 'deadletters.db'}"
+    env["CEPBUS_DEADLETTERS_DATABASE_URL"] = deadletters_url
     referrals_url, referrals_http_port = f"sqlite:///{workdir / 'referrals.db'}", free_port()
     env |= {
         "CEPBUS_REFERRALS_DATABASE_URL": referrals_url,
@@ -75,6 +77,7 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             ledger_settings=ledger_settings,
             referrals_url=referrals_url,
             referrals_http_port=referrals_http_port,
+            deadletters_url=deadletters_url,
         )
     finally:
         supervisor.stop_all()

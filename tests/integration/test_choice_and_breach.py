@@ -27,8 +27,8 @@ from cepbus.contract.models import (
     new_envelope,
 )
 from cepbus.contract.topics import referral_inbox
-from services.ledger.store import open_store
-from services.router.store import open_router_store
+from services.ledger.store import SqlLedgerStore
+from services.router.store import RouterStore
 from tests.support.bus import RunningBus, wait_for_ids
 from tests.support.factories import intake, service_id
 
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 
 def ledger_event(bus: RunningBus, event_id: str) -> Event:
-    store = open_store(bus.ledger_url)
+    store = SqlLedgerStore(bus.ledger_url)
     try:
         index = store.index_of(event_id)
         if index is None:
@@ -48,7 +48,7 @@ def ledger_event(bus: RunningBus, event_id: str) -> Event:
 
 def wait_for_router(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.0) -> None:
     """Until the router's own database holds these intakes, notices or choices."""
-    store = open_router_store(bus.router_url)
+    store = RouterStore(bus.router_url)
     try:
         missing = set(event_ids)
         deadline = time.monotonic() + timeout_s
@@ -180,7 +180,7 @@ def test_level_2_without_informed_choice_is_a_recorded_and_counted_breach(bus: R
     assert early_breach.breach == BreachKind.NO_NOTICE_ISSUED and "after level 2" in early_breach.reason
     assert early_breach.envelope.person_pseudonym == too_early.envelope.person_pseudonym
     # the compliant start is judged too, and is no breach
-    store = open_router_store(bus.router_url)
+    store = RouterStore(bus.router_url)
     try:
         deadline = time.monotonic() + 30
         while not store.service_levels(str(compliant.event_id)) and time.monotonic() < deadline:

@@ -24,7 +24,7 @@ from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER, TRACE
 from cepbus.contract.schemas import event_schema
 from cepbus.contract.topics import INTAKE_REGISTERED, NOTICE_ISSUED, NOTICE_REQUESTED
 from cepbus.runtime.framing import registry_schema_text
-from services.ledger.store import open_store
+from services.ledger.store import SqlLedgerStore
 from tests.support.bus import RunningBus, wait_for_ids
 from tests.support.factories import intake, service_id
 from tests.support.registry import running_registry
@@ -112,7 +112,7 @@ def test_confluent_framing_and_the_trace_run_through_the_services(
     notice_requested_id = service_id(event.event_id, "notice-requested")
     ids = {str(event.event_id), notice_requested_id, str(notice.event_id)}
     assert not wait_for_ids(bus, ids)
-    with open_store(bus.ledger_url) as store:
+    with SqlLedgerStore(bus.ledger_url) as store:
         for event_id in ids:
             index = store.index_of(event_id)
             assert index is not None

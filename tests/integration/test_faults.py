@@ -40,8 +40,8 @@ from cepbus.sdk.publisher import Publisher
 from cepbus_app.broker import EmbeddedBroker, EmbeddedBrokerSettings, port_open
 from cepbus_app.demo.loop import Expected, plan, scrape, wait_until_known
 from cepbus_app.supervisor import SERVICES, Supervisor
-from services.ledger.deadletters import DeadLetterStore, StoredDeadLetter
-from services.ledger.store import open_store
+from services.deadletters.store import DeadLetterStore, StoredDeadLetter
+from services.ledger.store import SqlLedgerStore
 from services.router.handlers import RouterHandlers
 from tests.conftest import free_port
 from tests.support.bus import RunningBus, ledger_identity, session_requests
@@ -53,7 +53,7 @@ pytestmark = pytest.mark.integration
 
 @dataclass
 class FaultBus:
-    """Three services of our own on a broker, which the tests may kill and restart."""
+    """The stream services of our own on a broker, which the tests may kill and restart."""
 
     bootstrap: str
     broker: BrokerSettings
@@ -61,6 +61,7 @@ class FaultBus:
     ports: dict[str, int]
     supervisor: Supervisor
     ledger_url: str = ""  # when the ledger is not the SQLite file at ledger_path (PostgreSQL)
+    deadletters_url: str = ""  # the dead-letter service's archive
 
     def publisher(self, **options: Any) -> Publisher:
         return Publisher(self.broker, requests=session_requests(), **options)
@@ -96,8 +97,8 @@ class FaultBus:
             return None
 
     def dead_letters(self) -> list[StoredDeadLetter]:
-        """What the ledger kept of cep.deadletter (it consumes the topic into its database)."""
-        with DeadLetterStore(self.ledger) as store:
+        """What the dead-letter service kept of cep.deadletter (it consumes the topic into its database)."""
+        with DeadLetterStore(self.deadletters_url) as store:
             return store.list()
 
     def kill(self, service: str) -> None:
@@ -137,7 +138,7 @@ class FaultBus:
         )
         counts = self.ledger_counts(ids)
         assert set(counts.values()) == {1}, "some events are in the ledger more than once"
-        store = open_store(self.ledger)
+        store = SqlLedgerStore(self.ledger)
         try:
             assert store.verify().ok
         finally:
@@ -157,6 +158,7 @@ def start_fault_bus(
         "CEPBUS_ROUTER_DATABASE_URL": f"sqlite:///{workdir / 'router.db'}",
         "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{workdir / 'referrals.db'}",
         "CEPBUS_NOTIFIER_DATABASE_URL": f"sqlite:///{workdir / 'notifier.db'}",
+        "CEPBUS_DEADLETTERS_DATABASE_URL": f"sqlite:///{workdir / 'deadletters.db'}",
         "CEPBUS_REFERRALS_HTTP_PORT": str(free_port()),
         "CEPBUS_LEDGER_ORIGIN": identity.origin,
         "CEPBUS_LEDGER_SIGNING_KEY_PATH": str(identity.signing_key_path),
@@ -170,7 +172,9 @@ def start_fault_bus(
     if ledger_url:
         env["CEPBUS_LEDGER_DATABASE_URL"] = ledger_url
     supervisor = Supervisor(log_dir=workdir / "logs", env=env)
-    bus = FaultBus(bootstrap, broker, ledger_path, ports, supervisor, ledger_url)
+    bus = FaultBus(
+        bootstrap, broker, ledger_path, ports, supervisor, ledger_url, env["CEPBUS_DEADLETTERS_DATABASE_URL"]
+    )
     try:
         for service in SERVICES:
             bus.supervisor.start(service)
@@ -315,7 +319,7 @@ def assert_no_valid_event_dead_lettered(bus: FaultBus, events: list[Event], expe
     the outbox tests) and by the ledger's own collision tests."""
     ours = {str(event.event_id) for event in events} | set(expected.ids)
     wrong: Counter[str] = Counter()
-    with DeadLetterStore(bus.ledger) as store:
+    with DeadLetterStore(bus.deadletters_url) as store:
         for letter in store.list():
             if letter.reason_code in ("intake_rejected", "id_collision"):
                 continue
@@ -335,8 +339,9 @@ def test_a_service_killed_between_its_commit_and_its_send_loses_nothing(
 ) -> None:
     """The worst window: the batch's state (and outbox) committed, nothing sent, no offset committed.
     The fault point makes the service exit there (as kill -9 would); restarted, it re-sends the same
-    event ids and the ledger keeps each once."""
-    events, expected = journeys(80, seed={"router": 201, "notifier": 202, "ledger": 203}[victim])
+    event ids and the ledger keeps each once (the dead-letter archive: it keeps each dead letter once)."""
+    seeds = {"router": 201, "notifier": 202, "ledger": 203, "deadletters": 204}  # 204: one intake rejected
+    events, expected = journeys(80, seed=seeds[victim])
     fault_bus.start_armed(victim, f"{victim}:after_commit")
     publisher = stream(fault_bus, events, per_second=80)
     assert fault_bus.wait_exit(victim, 60) == 70, f"{victim} never reached its fault point"
@@ -344,6 +349,25 @@ def test_a_service_killed_between_its_commit_and_its_send_loses_nothing(
     publisher.join(timeout=60)
     fault_bus.assert_exactly_once(expected)
     assert_no_valid_event_dead_lettered(fault_bus, events, expected)
+    if victim == "deadletters":  # the router's refusals of this test's intakes reached the archive
+        rejected = expected.decisions["rejected"]
+        assert rejected and _archived_refusals(fault_bus, events, rejected) == rejected
+
+
+def _archived_refusals(bus: FaultBus, events: list[Event], want: int, timeout_s: float = 60.0) -> int:
+    """How many of these events the archive holds as dead letters of the rules' refusal, once `want`
+    are there or after `timeout_s`."""
+    ours = {str(event.event_id) for event in events}
+    found: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(found) < want and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with DeadLetterStore(bus.deadletters_url) as store:
+            for letter in store.list(reason="intake_rejected"):
+                event_id = str(codec.decode(store.original(letter.event_id)[1]).event_id)
+                if event_id in ours:
+                    found.add(event_id)
+    return len(found)
 
 
 def test_failed_sends_are_retried_and_nothing_is_dead_lettered(fault_bus: FaultBus) -> None:
@@ -424,7 +448,7 @@ def test_an_oversized_message_becomes_a_dead_letter_that_fits(fault_bus: FaultBu
 
 
 def _wait_in_ledger(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.0) -> set[str]:
-    with open_store(bus.ledger_url) as store:
+    with SqlLedgerStore(bus.ledger_url) as store:
         return wait_until_known(store.known_event_ids, event_ids, timeout_s)
 
 
@@ -515,17 +539,20 @@ def restartable_postgres() -> None:
 def test_postgresql_restarted_mid_stream_loses_nothing(
     restartable_postgres: None, kafka_bootstrap: str, tmp_path: Path, runtime: str
 ) -> None:
-    """The router's state, its referrals and the ledger on PostgreSQL; the server restarts while events
-    flow. Batches fail on broken connections and are retried, never dead-lettered or acked."""
+    """The router's state, its referrals, the ledger and the dead letters on PostgreSQL; the server
+    restarts while events flow. Batches fail on broken connections and are retried, never dead-lettered
+    or acked."""
     with (
         fresh_schema("fault_router") as router_url,
         fresh_schema("fault_referrals") as referrals_url,
         fresh_schema("fault_ledger") as ledger_url,
+        fresh_schema("fault_deadletters") as deadletters_url,
     ):
         env = {
             "CEPBUS_RUNTIME": runtime,
             "CEPBUS_ROUTER_DATABASE_URL": router_url,
             "CEPBUS_REFERRALS_DATABASE_URL": referrals_url,
+            "CEPBUS_DEADLETTERS_DATABASE_URL": deadletters_url,
         }
         bus = start_fault_bus(kafka_bootstrap, tmp_path, env, ledger_url=ledger_url)
         try:

@@ -12,13 +12,13 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
+from cepbus.auditlog.note import open_checkpoint
 from cepbus.contract import codec
 from cepbus.contract.models import CheckpointPublished
 from cepbus.contract.topics import LEDGER_CHECKPOINTS, LEDGER_TOPICS
 from cepbus_app.cli import app
-from services.ledger.note import open_checkpoint
 from services.ledger.signing import load_signer
-from services.ledger.store import open_store
+from services.ledger.store import SqlLedgerStore
 from tests.support.bus import RunningBus, wait_for_ids
 from tests.support.factories import intake, service_id
 
@@ -56,7 +56,7 @@ def test_signed_checkpoints_are_published_and_verify_with_the_verifier_key(bus: 
     with bus.publisher() as publisher:
         publisher.publish_many(events)
     assert not wait_for_ids(bus, {str(e.event_id) for e in events})
-    with open_store(bus.ledger_url) as store:
+    with SqlLedgerStore(bus.ledger_url) as store:
         covering = max(store.index_of(str(e.event_id)) or 0 for e in events) + 1
     # the service signs every 10 s (default) and publishes what it signed
     assert bus.ledger_settings is not None
@@ -65,7 +65,7 @@ def test_signed_checkpoints_are_published_and_verify_with_the_verifier_key(bus: 
     verifier = load_signer(bus.ledger_settings).verifier()  # the key the ledger service signs with
     sizes = [c.tree_size for c in found]
     assert sizes == sorted(sizes)  # one partition, keyed by origin: in signing order
-    with open_store(bus.ledger_url) as store:
+    with SqlLedgerStore(bus.ledger_url) as store:
         for event in found:
             checkpoint = open_checkpoint(event.signed_note, verifier)  # raises unless the signature holds
             assert (checkpoint.origin, checkpoint.size) == (event.origin, event.tree_size)

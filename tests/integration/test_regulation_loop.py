@@ -13,7 +13,7 @@ from cepbus.contract import codec
 from cepbus.contract.models import IntakeRegistered
 from cepbus.contract.topics import INTAKE_REGISTERED
 from cepbus_app.demo.loop import plan
-from services.ledger.store import open_store
+from services.ledger.store import SqlLedgerStore
 from tests.support.bus import RunningBus, dead_letters, wait_for_ids
 from tests.support.factories import intake, service_id
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def ledger_types_for(bus: RunningBus, correlation_ids: set[str]) -> Counter[str]:
     """Ledger entries of these journeys, counted by event type (duplicates would show here)."""
-    store = open_store(bus.ledger_url)
+    store = SqlLedgerStore(bus.ledger_url)
     try:
         counts: Counter[str] = Counter()
         for entry in store.entries():
@@ -45,7 +45,7 @@ def test_intakes_give_exactly_the_expected_notices_and_ledger_entries(bus: Runni
     held = ledger_types_for(bus, {i.envelope.correlation_id for i in intakes})
     assert held == expected.by_type()
     assert held["NoticeIssued"] > 10 and held["ReferralRequested"] > 0  # the load exercises the loop
-    store = open_store(bus.ledger_url)
+    store = SqlLedgerStore(bus.ledger_url)
     try:
         assert store.verify().ok
     finally:

@@ -1,5 +1,6 @@
 """The running bus an integration test talks to, and what tests ask of it: wait until the ledger holds
-some events, read the dead letters."""
+some events, read the dead letters (from the topic; the dead-letter service keeps them at
+`RunningBus.deadletters_url`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from cepbus.auditlog.note import Signer
 from cepbus.contract import codec
 from cepbus.contract.models import DeadLetter
 from cepbus.contract.topics import DEAD_LETTER
@@ -22,9 +24,8 @@ from cepbus.runtime.traffic import TrafficLog
 from cepbus.sdk.publisher import Publisher
 from cepbus_app.demo.loop import wait_until_known
 from cepbus_app.supervisor import Supervisor
-from services.ledger.note import Signer
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import open_store
+from services.ledger.store import SqlLedgerStore
 
 
 def session_requests() -> KafkaRequests:
@@ -45,6 +46,7 @@ class RunningBus:
     ledger_settings: LedgerSettings | None = None  # its own checkpoint origin and signing key
     referrals_url: str = ""  # the router's referral store (#4)
     referrals_http_port: int = 0
+    deadletters_url: str = ""  # the dead-letter service's archive
     requests: KafkaRequests = field(default_factory=session_requests)
 
     def publisher(self, **options: Any) -> Publisher:
@@ -61,7 +63,7 @@ def ledger_identity(workdir: Path, origin: str) -> LedgerSettings:
 
 
 def wait_for_ids(bus: RunningBus, event_ids: set[str], timeout_s: float = 60.0) -> set[str]:
-    with open_store(bus.ledger_url) as store:
+    with SqlLedgerStore(bus.ledger_url) as store:
         return wait_until_known(store.known_event_ids, event_ids, timeout_s)
 
 
@@ -98,7 +100,7 @@ def wait_for_applied_verdicts(bus: RunningBus, update_ids: set[str], timeout_s: 
     deadline = time.monotonic() + timeout_s
     missing = set(update_ids)
     while missing and time.monotonic() < deadline:
-        with open_store(bus.ledger_url) as store:
+        with SqlLedgerStore(bus.ledger_url) as store:
             for entry in store.entries():
                 facts = entry.record.facts
                 if facts.get("verdict") == "applied" and facts.get("update_event_id") in missing:

@@ -19,6 +19,11 @@ from tests.support import ROOT
 
 STREAM_FRAMEWORKS = ("faust", "mode", "aiokafka")
 SDK_MODULES = ("cepbus.sdk.publisher", "cepbus.sdk.partner")
+#: The log library (what an auditor installs): none of the bus's runtime, SDKs, services or root.
+LOG_LIBRARY = "cepbus.auditlog"
+OUTSIDE_THE_LOG_LIBRARY = ("cepbus.runtime", "cepbus.sdk", "services", "cepbus_app")
+#: Clients and drivers an auditor has no use for.
+NOT_FOR_AUDITORS = (*STREAM_FRAMEWORKS, "confluent_kafka", "psycopg", "kafka", "fastapi", "uvicorn")
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,11 @@ def forbidden(edge: Edge) -> str | None:
             return "a service imports another service"
     if source.startswith("cepbus.sdk") and top(target) in STREAM_FRAMEWORKS:
         return "an SDK imports a stream framework"
+    if source.startswith(LOG_LIBRARY) and (
+        any(target == room or target.startswith(room + ".") for room in OUTSIDE_THE_LOG_LIBRARY)
+        or top(target) in NOT_FOR_AUDITORS
+    ):
+        return "the log library imports the bus's runtime, an SDK, a service or a client"
     return None
 
 
@@ -128,7 +138,7 @@ def test_the_sdks_reach_no_stream_framework_even_indirectly(sdk: str) -> None:
 @pytest.mark.parametrize(
     ("module", "source", "why"),
     [
-        ("cepbus.runtime.x", "from services.router.store import open_router_store", "shared package"),
+        ("cepbus.runtime.x", "from services.router.store import RouterStore", "shared package"),
         ("cepbus.runtime.x", "def f():\n    import cepbus_app.cli\n", "shared package"),
         ("cepbus.runtime.x", "import importlib\nimportlib.import_module('services.ledger.app')", "shared"),
         ("services.router.handlers", "from services.notifier.notice import render_notice", "another service"),
@@ -136,6 +146,15 @@ def test_the_sdks_reach_no_stream_framework_even_indirectly(sdk: str) -> None:
         ("services.ledger.cli", "from cepbus_app.demo import loop", "composition root"),
         ("cepbus.sdk.publisher", "import faust", "stream framework"),
         ("cepbus.sdk.partner", "from aiokafka import AIOKafkaConsumer", "stream framework"),
+        ("cepbus.auditlog.report", "from cepbus.runtime.logs import get_logger", "log library"),
+        ("cepbus.auditlog.bundle", "from cepbus.sdk.publisher import Publisher", "log library"),
+        ("cepbus.auditlog.cli", "def f():\n    import psycopg\n", "log library"),
+        (
+            "services.deadletters.cli",
+            "from services.ledger.settings import LedgerSettings",
+            "another service",
+        ),
+        ("services.ledger.app", "from services.deadletters.store import DeadLetterStore", "another service"),
     ],
 )
 def test_the_check_catches_each_kind_of_wrong_edge(module: str, source: str, why: str) -> None:
@@ -150,11 +169,7 @@ def test_a_service_may_import_itself_and_the_shared_package() -> None:
 
 def test_importing_the_sdks_loads_neither_faust_nor_any_service() -> None:
     """In a fresh interpreter (this one has Faust loaded by other tests)."""
-    code = (
-        "import json, sys\n"
-        f"import {', '.join(SDK_MODULES)}\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
+    code = f"import json, sys\nimport {', '.join(SDK_MODULES)}\nprint(json.dumps(sorted(sys.modules)))\n"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
@@ -162,3 +177,56 @@ def test_importing_the_sdks_loads_neither_faust_nor_any_service() -> None:
     assert {"cepbus.sdk.publisher", "cepbus.sdk.partner", "kafka"} <= loaded
     unwanted = sorted(m for m in loaded if top(m) in (*STREAM_FRAMEWORKS, "services", "cepbus_app"))
     assert not unwanted, unwanted
+
+
+def log_library_modules() -> list[str]:
+    return sorted(
+        module_name(path) for path in (ROOT / "cepbus" / "auditlog").rglob("*.py") if path.stem != "__main__"
+    )
+
+
+def test_the_log_library_reaches_nothing_of_the_bus_even_indirectly() -> None:
+    """What an auditor installs: from any module of `cepbus.auditlog`, no import path leads to the
+    runtime, an SDK, a service, the composition root or a Kafka or database client."""
+    edges = project_edges()
+    modules = log_library_modules()
+    assert {"cepbus.auditlog.bundle", "cepbus.auditlog.report", "cepbus.auditlog.cli"} <= set(modules)
+    for module in modules:
+        paths = reachable(module, edges)
+        bad = {
+            m: p
+            for m, p in paths.items()
+            if any(m == room or m.startswith(room + ".") for room in OUTSIDE_THE_LOG_LIBRARY)
+            or top(m) in NOT_FOR_AUDITORS
+        }
+        assert not bad, "\n".join(" -> ".join(path) for path in bad.values())
+
+
+def test_importing_the_log_library_loads_no_runtime_service_or_client() -> None:
+    """In a fresh interpreter: every module of the library imported, none of the bus's rooms loaded."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {log_library_modules()!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = set(json.loads(done.stdout))
+    assert {"cepbus.auditlog.bundle", "cepbus.auditlog.cli", "cepbus.contract.codec"} <= loaded
+    unwanted = sorted(
+        m
+        for m in loaded
+        if any(m == room or m.startswith(room + ".") for room in OUTSIDE_THE_LOG_LIBRARY)
+        or top(m) in NOT_FOR_AUDITORS
+    )
+    assert not unwanted, unwanted
+
+
+def test_the_dead_letter_component_imports_no_other_service() -> None:
+    edges = [e for e in project_edges() if e.source.startswith("services.deadletters")]
+    assert edges, "the dead-letter component's imports were read"
+    others = [
+        str(e) for e in edges if top(e.target) == "services" and top(e.target, 2) != "services.deadletters"
+    ]
+    assert not others, others

@@ -10,13 +10,12 @@ Queries use `?` placeholders, translated for psycopg.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cepbus.contract.models import OrganisationKind, ReferralStatus
 from cepbus.runtime.outbox import Outbox, outbox_schema
-from cepbus.runtime.sqldb import open_database, parse_database_url
+from cepbus.runtime.sqldb import Dialect, SqlStore, StoreOptions
 from cepbus.runtime.vault import ErasedData, PersonVault
 from services.router.referrals.machine import TERMINAL
 
@@ -234,20 +233,25 @@ _SEALED = "sealed:"  # prefix of a sealed note (then hex of the vault blob)
 _TERMINAL_SQL = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
 
 
-_PG_SCHEMA_LOCK_KEY = 0x6365_7062_7573_03  # "cepbus" + 3: serialises concurrent schema creation
-
-
-class ReferralStore:
+class ReferralStore(SqlStore):
     """One connection (SQLite file in WAL mode, or PostgreSQL), shared by threads under a lock."""
 
+    store_name = "referral"
+
     def __init__(self, url: str) -> None:
-        dialect, _ = parse_database_url(url, "referral")
-        schema = [*_DDL, *PersonVault.schema("referral", dialect), *outbox_schema("referral", dialect)]
-        self._db = open_database(url, "referral", schema=schema, schema_lock_key=_PG_SCHEMA_LOCK_KEY)
+        super().__init__(url)
         for table, columns in _ADDED_COLUMNS.items():
             self._db.add_missing_columns(table, columns)
         self._vault = PersonVault(self._db, "referral")
         self.outbox = Outbox(self._db, "referral")  # the events the lifecycle emits, stored with its state
+
+    @classmethod
+    def schema(cls, dialect: Dialect) -> list[str]:
+        return [*_DDL, *PersonVault.schema("referral", dialect), *outbox_schema("referral", dialect)]
+
+    @classmethod
+    def options(cls, dialect: Dialect) -> StoreOptions:
+        return StoreOptions(schema_lock_key=0x6365_7062_7573_03)  # "cepbus" + 3: first-time DDL, serialised
 
     def _open_note(self, entry: HistoryEntry) -> HistoryEntry:
         """Notes are free text a partner wrote about a person: kept sealed under the person's key."""
@@ -268,13 +272,6 @@ class ReferralStore:
         blank = "UPDATE referrals SET person_pseudonym = NULL WHERE person_pseudonym = ?"
         self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
         return count
-
-    def transaction(self) -> AbstractContextManager[None]:
-        """Group several writes (a stream batch) in one transaction: one commit, one fsync."""
-        return self._db.transaction()
-
-    def close(self) -> None:
-        self._db.close()
 
     # -- referrals ----------------------------------------------------------------------------
 

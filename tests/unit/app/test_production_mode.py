@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cepbus.auditlog.note import Signer
 from cepbus.reference.directory import clear_directory_cache, sign_document
 from cepbus.runtime.runner import CONFIGURATION_REFUSED, prepare
 from cepbus.trust.keys import format_authority_key
-from services.ledger.note import Signer
 from tests.support import ROOT
 from tests.unit.trust.conftest import production_body
 

@@ -22,6 +22,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from cepbus.auditlog.note import Verifier, key_id, open_checkpoint
 from cepbus.contract import codec
 from cepbus.contract.models import EVENT_MODELS, ReferralStatusChanged
 from cepbus.contract.plain_json import from_plain_json, plain_json
@@ -30,7 +31,6 @@ from cepbus.contract.signatures import canonical_status_bytes, public_key_b64, s
 from cepbus.trust.development import is_development_authority_key, is_development_key
 from cepbus_app.vectors.examples import TEST_KEY_TAG
 from cepbus_app.vectors.writer import rendered_files, write_vectors
-from services.ledger.note import Verifier, key_id, open_checkpoint
 from tests.support import ROOT
 from tests.support.node import NODE_DIR, require_node
 

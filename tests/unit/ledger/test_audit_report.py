@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cepbus.contract.codec import encode
+from cepbus.auditlog.leaf import LedgerRecord
+from cepbus.auditlog.note import Signer
+from cepbus.auditlog.report import build_report, classify, delay_stats, report_csv
 from cepbus.contract.models import (
     Event,
     NoticeRequested,
@@ -25,12 +27,10 @@ from cepbus.reference import load_reference
 from cepbus.runtime.messages import Rejected
 from cepbus_app.cli import app
 from cepbus_app.demo.simulator import Simulator
-from services.ledger.note import Signer
-from services.ledger.record import LedgerRecord, NewRecord
-from services.ledger.report import build_report, classify, delay_stats, report_csv
-from services.ledger.store import open_store
+from services.ledger.store import SqlLedgerStore
 from services.notifier.handlers import NotifierHandlers
 from services.router.handlers import RouterHandlers
+from tests.support.ledger import ledger_record
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000
@@ -148,12 +148,23 @@ def test_region_and_period_scope(records: list[LedgerRecord]) -> None:
     assert build_report(records, region="53")["events_in_scope"] == 0
 
 
-def test_classification_is_open_to_new_event_types() -> None:
+def test_classification_is_by_the_contracts_types_and_lists_the_unknown(records: list[LedgerRecord]) -> None:
+    """By type, never by a name that looks like one: a type the contract does not know is counted under
+    `unknown_event_types`, whatever its name says."""
     assert classify("fr.cepbus.IntakeRegistered") == "intake"
-    assert classify("fr.cepbus.NoticeDeadlineMissed") == "deadline_breach"
     assert classify("fr.cepbus.ReferralDeadlineBreached") == "deadline_breach"
-    assert classify("fr.cepbus.ChoiceBreachDetected") == "regulation_breach"
-    assert classify("fr.cepbus.Whatever") is None
+    assert classify("fr.cepbus.RegulationBreach") == "regulation_breach"
+    assert classify("fr.cepbus.NoticeDeadlineMissed") is None  # looks like a breach, is no contract type
+    assert classify("fr.cepbus.ChoiceReminderDue") is None  # a contract type no indicator counts
+    stranger = rec("NoticeDeadlineMissed", 0, "x-1", region_code="84")
+    report = build_report([*records, stranger])
+    before = build_report(records)["unknown_event_types"]  # the fixture holds a stranger of its own
+    assert report["unknown_event_types"] == {**before, "fr.cepbus.NoticeDeadlineMissed": 1}
+    plain = build_report(records)
+    assert (report["deadline_breaches"], report["regulation_breaches"]) == (
+        plain["deadline_breaches"],
+        plain["regulation_breaches"],
+    )
 
 
 def test_delay_percentiles_are_nearest_rank() -> None:
@@ -230,11 +241,9 @@ def test_report_from_the_database_equals_the_report_from_its_bundle(
     monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
     monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", "cep-bus.test/ledger")
     events = loop_events(120, seed=3)
-    with open_store(f"sqlite:///{db}") as store:
+    with SqlLedgerStore(f"sqlite:///{db}") as store:
         store.append([
-            NewRecord(str(e.event_id), e.avro_name, "t", int(e.envelope.occurred_at.timestamp() * 1000),
-                      e.envelope.person_pseudonym, encode(e))
-            for e in events
+            ledger_record(e, "t") for e in events
         ])  # fmt: skip
     runner = CliRunner()
     assert runner.invoke(app, ["ledger", "export", "--out", str(bundle)]).exit_code == 0

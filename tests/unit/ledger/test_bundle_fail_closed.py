@@ -21,10 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cepbus.contract.codec import encode
-from cepbus_app.cli import app
-from services.ledger import bundle as bundle_module
-from services.ledger.bundle import (
+from cepbus.auditlog import bundle as bundle_module
+from cepbus.auditlog.bundle import (
     NO_PINNED_KEY,
     BundleError,
     BundleUsageError,
@@ -33,19 +31,19 @@ from services.ledger.bundle import (
     parse_trust_lines,
     verify_bundle,
 )
-from services.ledger.note import Checkpoint, Signer, Verifier
-from services.ledger.record import NewRecord
-from services.ledger.store import open_store
+from cepbus.auditlog.note import Checkpoint, Signer, Verifier
+from cepbus_app.cli import app
+from services.ledger.records import NewRecord
+from services.ledger.store import SqlLedgerStore
 from tests.support.factories import intake
+from tests.support.ledger import ledger_record
 
 ORIGIN = "cep-bus.test/ledger"
 runner = CliRunner()
 
 
 def _record(event: Any) -> NewRecord:
-    return NewRecord(str(event.event_id), event.avro_name, "cep.intake.registered",
-                     int(event.envelope.occurred_at.timestamp() * 1000), event.envelope.person_pseudonym,
-                     encode(event))  # fmt: skip
+    return ledger_record(event)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def genuine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real bundle exported from a ledger store, and the key the ledger publishes."""
     signer = Signer.generate(ORIGIN)
     db = tmp_path_factory.mktemp("ledger") / "ledger.db"
-    with open_store(f"sqlite:///{db}") as store:
+    with SqlLedgerStore(f"sqlite:///{db}") as store:
         store.append([_record(intake(person=f"psn-{i % 3}", region=("11", "84")[i % 2])) for i in range(5)])
         store.checkpoint(signer)
         latest = store.latest_checkpoint()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
+from cepbus.auditlog.note import Signer
 from services.ledger.checkpointing import Checkpointing
-from services.ledger.note import Signer
-from services.ledger.record import NewRecord
+from services.ledger.records import NewRecord
 from services.ledger.signing import CheckpointPolicy
-from services.ledger.store import SqliteLedgerStore
+from services.ledger.store import SqlLedgerStore
 
 
 def metric(name: str) -> float:
@@ -29,7 +29,7 @@ def records(start: int, count: int) -> list[NewRecord]:
 
 
 def test_a_new_key_cannot_extend_the_old_checkpoints_and_it_shows(tmp_path: Path) -> None:
-    store = SqliteLedgerStore(tmp_path / "ledger.db")
+    store = SqlLedgerStore(tmp_path / "ledger.db")
     try:
         store.append(records(0, 3))
         first = Checkpointing(

@@ -12,21 +12,20 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cepbus.auditlog import merkle
+from cepbus.auditlog.note import Checkpoint, Signer, Verifier
 from cepbus.contract.codec import encode
 from cepbus_app.cli import app
-from services.ledger import merkle
-from services.ledger.note import Checkpoint, Signer, Verifier
-from services.ledger.record import NewRecord
-from services.ledger.store import open_store
+from services.ledger.records import NewRecord
+from services.ledger.store import SqlLedgerStore
 from tests.support.factories import intake
+from tests.support.ledger import ledger_record
 
 runner = CliRunner()
 
 
 def event_record(event: Any) -> NewRecord:
-    return NewRecord(str(event.event_id), event.avro_name, "cep.intake.registered",
-                     int(event.envelope.occurred_at.timestamp() * 1000), event.envelope.person_pseudonym,
-                     encode(event))  # fmt: skip
+    return ledger_record(event)
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
     monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", "cep-bus.test/ledger")
     events = [intake(person=f"psn-{i % 4}", region=("11", "84", "53")[i % 3]) for i in range(11)]
-    with open_store(f"sqlite:///{db}") as store:
+    with SqlLedgerStore(f"sqlite:///{db}") as store:
         store.append([event_record(e) for e in events])
     return {"db": db, "key": key, "events": events, "bundle": tmp_path / "bundle.json", "tmp": tmp_path,
             "vkey": str(signer.verifier())}  # fmt: skip
@@ -145,7 +144,7 @@ def test_prove_and_consistency_commands(ledger: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     proof = json.loads(result.output)
     verifier = Verifier.parse(proof["verifier_key"])
-    from services.ledger.note import open_checkpoint
+    from cepbus.auditlog.note import open_checkpoint
 
     checkpoint = open_checkpoint(proof["checkpoint"], verifier)
     path = [base64.b64decode(h) for h in proof["inclusion_path_b64"]]
@@ -172,7 +171,7 @@ def test_erasure_keeps_the_bundle_and_proofs_valid(ledger: dict[str, Any]) -> No
     assert result.exit_code == 0, result.output
     assert run("ledger", "verify").exit_code == 0
     assert run("ledger", "prove", "--event", str(ledger["events"][1].event_id)).exit_code == 0
-    with open_store(f"sqlite:///{ledger['db']}") as store:
+    with SqlLedgerStore(f"sqlite:///{ledger['db']}") as store:
         from services.ledger.store import ErasedError
 
         with pytest.raises(ErasedError):

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from cepbus.auditlog.note import NoteError, Signer, open_checkpoint
 from cepbus.contract import codec
 from cepbus.contract.models import CheckpointPublished
-from services.ledger.note import NoteError, Signer, open_checkpoint
 from services.ledger.publication import CheckpointPublication, checkpoint_event
-from services.ledger.record import NewRecord
-from services.ledger.store import SqliteLedgerStore
+from services.ledger.records import NewRecord
+from services.ledger.store import SqlLedgerStore
 
 
 def test_checkpoint_events_carry_a_verifiable_note_and_a_stable_id(tmp_path: Path) -> None:
     signer = Signer.generate("cep-bus.test/ledger")
     publication = CheckpointPublication()
-    with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+    with SqlLedgerStore(tmp_path / "ledger.db") as store:
         assert publication.pending(store.latest_checkpoint()) is None  # nothing signed yet
         store.append([NewRecord(f"e{i}", "fr.cepbus.X", "t", i, "p-1", b"x") for i in range(5)])
         first = store.checkpoint(signer)

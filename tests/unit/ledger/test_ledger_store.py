@@ -20,21 +20,21 @@ from typing import Any
 import psycopg
 import pytest
 
+from cepbus.auditlog import merkle
+from cepbus.auditlog.leaf import ERASURE_EVENT_TYPE, LedgerRecord
+from cepbus.auditlog.note import Signer, open_checkpoint
 from cepbus.contract.codec import encode
-from services.ledger import merkle
-from services.ledger.note import Signer, open_checkpoint
-from services.ledger.record import ERASURE_EVENT_TYPE, LedgerRecord, NewRecord
+from services.ledger.records import NewRecord
 from services.ledger.store import (
     APPEND_ONLY_TABLES,
     LEAVES,
     NODES,
     ErasedError,
     LedgerStore,
-    PostgresLedgerStore,
-    SqliteLedgerStore,
-    open_store,
+    SqlLedgerStore,
 )
 from tests.support.factories import intake
+from tests.support.ledger import ledger_record
 from tests.support.postgres import fresh_schema
 
 TABLE = LEAVES
@@ -71,12 +71,12 @@ class Backend:
     forbidden: list[str]  # statements the triggers must refuse, besides UPDATE and DELETE
     _opened: list[LedgerStore] = field(default_factory=list)
 
-    def open(self, **kwargs: Any) -> SqliteLedgerStore | PostgresLedgerStore:
-        store: SqliteLedgerStore | PostgresLedgerStore
+    def open(self, **kwargs: Any) -> SqlLedgerStore | SqlLedgerStore:
+        store: SqlLedgerStore | SqlLedgerStore
         if self.name == "sqlite":
-            store = SqliteLedgerStore(self.url, **kwargs)
+            store = SqlLedgerStore(self.url, **kwargs)
         else:
-            store = PostgresLedgerStore(self.url, **kwargs)
+            store = SqlLedgerStore(self.url, **kwargs)
         self._opened.append(store)
         return store
 
@@ -385,9 +385,7 @@ def test_no_checkpoint_is_signed_over_a_rewritten_past(backend: Backend) -> None
 
 
 def event_record(event: Any) -> NewRecord:
-    return NewRecord(str(event.event_id), event.avro_name, "cep.intake.registered",
-                     int(event.envelope.occurred_at.timestamp() * 1000), event.envelope.person_pseudonym,
-                     encode(event))  # fmt: skip
+    return ledger_record(event)
 
 
 def test_erasure_destroys_the_key_and_keeps_every_proof(backend: Backend) -> None:
@@ -438,7 +436,7 @@ def test_erasure_destroys_the_key_and_keeps_every_proof(backend: Backend) -> Non
 
 def _append_concurrently(url: str, worker: int, batches: int, start: Any, results: Any) -> None:
     """Child process: a second ledger consumer. Half of each batch is shared with the other worker."""
-    store = open_store(url)
+    store = SqlLedgerStore(url)
     try:
         start.wait()
         inserted = 0
@@ -481,12 +479,12 @@ def test_two_processes_appending_concurrently_keep_one_tree(backend: Backend) ->
     assert result.entries_checked == len(expected_ids)
 
 
-# -- SQLite specifics and open_store ---------------------------------------------------------------------
+# -- SQLite specifics and opening by URL ------------------------------------------------------------------
 
 
 def test_sqlite_file_is_in_wal_mode_with_parent_dirs_created(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "ledger.db"
-    SqliteLedgerStore(path).close()
+    SqlLedgerStore(path).close()
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -501,9 +499,9 @@ def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         (f"sqlite:///{tmp_path}/abs/ledger.db", tmp_path / "abs" / "ledger.db"),  # sqlite:////abs/...
         ("bare/ledger.db", tmp_path / "bare" / "ledger.db"),
     ]:
-        store = open_store(url)
+        store = SqlLedgerStore(url)
         try:
-            assert isinstance(store, SqliteLedgerStore)
+            assert isinstance(store, SqlLedgerStore)
             assert store.append([record("x")]) == 1
         finally:
             store.close()
@@ -515,7 +513,7 @@ def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 )
 def test_open_store_rejects_unknown_urls(url: str) -> None:
     with pytest.raises(ValueError) as excinfo:
-        open_store(url)
+        SqlLedgerStore(url)
     assert "s3cret" not in str(excinfo.value)
 
 
@@ -523,9 +521,9 @@ def test_open_store_rejects_unknown_urls(url: str) -> None:
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_open_store_postgres_urls(scheme: str) -> None:
     with fresh_schema("ledger_test") as url:
-        store = open_store(scheme + url[url.index("://") :])
+        store = SqlLedgerStore(scheme + url[url.index("://") :])
         try:
-            assert isinstance(store, PostgresLedgerStore)
+            assert isinstance(store, SqlLedgerStore)
             assert store.append([record("x")]) == 1
             assert store.verify().ok
         finally:
@@ -533,7 +531,7 @@ def test_open_store_postgres_urls(scheme: str) -> None:
 
 
 def test_a_payload_without_a_person_is_never_stored_in_clear(tmp_path: Path) -> None:
-    with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+    with SqlLedgerStore(tmp_path / "ledger.db") as store:
         with pytest.raises(ValueError, match="person pseudonym"):
             store.append([NewRecord("e1", "fr.cepbus.IntakeRegistered", "t", 0, None, b"\xc3\x01boeth")])
         assert store.size() == 0
@@ -549,7 +547,7 @@ def test_what_reveals_a_disability_stays_sealed_in_the_leaves(tmp_path: Path) ->
     boeth = intake(person="psn-carol", boeth=True)
     derived = [out.event for out in RouterHandlers(load_reference()).on_intake(boeth)]
     assert any("R-CAPEMPLOI-BOETH" in getattr(e, "rules", ()) for e in derived)
-    with SqliteLedgerStore(tmp_path / "ledger.db") as store:
+    with SqlLedgerStore(tmp_path / "ledger.db") as store:
         store.append([event_record(boeth), *(event_record(e) for e in derived)])
         for entry in store.entries():
             assert not {"inform", "rules", "competent_operator", "boeth"} & set(entry.record.facts)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cepbus.auditlog.report import build_report
 from cepbus.contract import codec
 from cepbus.contract.models import (
     Event,
@@ -36,8 +37,7 @@ from cepbus.reference.producers import ProducerCatalog
 from cepbus.runtime.messages import Incoming, Outgoing, Received, Refusal
 from cepbus.trust.development import dev_private_key
 from cepbus.trust.ids import DEVELOPMENT_IDS
-from services.ledger.report import build_report
-from services.ledger.store import SqliteLedgerStore
+from services.ledger.store import SqlLedgerStore
 from services.ledger.writer import LedgerWriter
 from services.router.referrals.deadlines import DeadlinePolicy
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
@@ -49,14 +49,14 @@ PARTNER = "opco-sante"  # a local partner with credentials to the status topic
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteLedgerStore]:
-    opened = SqliteLedgerStore(tmp_path / "ledger.db")
+def store(tmp_path: Path) -> Iterator[SqlLedgerStore]:
+    opened = SqlLedgerStore(tmp_path / "ledger.db")
     yield opened
     opened.close()
 
 
 @pytest.fixture
-def writer(store: SqliteLedgerStore) -> LedgerWriter:
+def writer(store: SqlLedgerStore) -> LedgerWriter:
     producers = ProducerCatalog.build(load_reference(), load_directory())
     return LedgerWriter(store, producers, {spec.name: spec for spec in LEDGER_TOPICS})
 
@@ -88,7 +88,7 @@ def sent(outputs: Sequence[Outgoing], writer: LedgerWriter) -> list[Outgoing | R
     )
 
 
-def report_of(store: SqliteLedgerStore) -> dict:  # type: ignore[type-arg]
+def report_of(store: SqlLedgerStore) -> dict:  # type: ignore[type-arg]
     return build_report(entry.record for entry in store.entries())
 
 
@@ -97,7 +97,7 @@ def refusal_reasons(outputs: Sequence[Outgoing | Refusal]) -> list[str]:
 
 
 def test_an_unsigned_accepted_never_counts_as_an_acceptance(
-    writer: LedgerWriter, store: SqliteLedgerStore, lifecycle: ReferralLifecycle
+    writer: LedgerWriter, store: SqlLedgerStore, lifecycle: ReferralLifecycle
 ) -> None:
     ref = referral()
     writer.append_batch([received(REFERRAL_REQUESTED.name, ref)])  # sent by the router in real life
@@ -125,7 +125,7 @@ def test_an_unsigned_accepted_never_counts_as_an_acceptance(
 
 
 def test_a_signed_accepted_is_counted_once_from_the_routers_verdict(
-    writer: LedgerWriter, store: SqliteLedgerStore, lifecycle: ReferralLifecycle
+    writer: LedgerWriter, store: SqlLedgerStore, lifecycle: ReferralLifecycle
 ) -> None:
     ref = referral()
     writer.append_batch([received(REFERRAL_REQUESTED.name, ref)])
@@ -149,7 +149,7 @@ def test_a_signed_accepted_is_counted_once_from_the_routers_verdict(
     ],
 )
 def test_events_on_the_wrong_topic_or_from_the_wrong_producer_never_reach_the_ledger(
-    writer: LedgerWriter, store: SqliteLedgerStore, topic: str, event: Event | None, reason: str
+    writer: LedgerWriter, store: SqlLedgerStore, topic: str, event: Event | None, reason: str
 ) -> None:
     the_intake = intake()
     forged = event or RegulationBreach(
@@ -198,7 +198,7 @@ def breach_for(ref_id: str, event_id: uuid.UUID, producer: str, person: str) -> 
 
 
 def test_a_pre_claimed_id_does_not_hide_the_routers_breach(
-    writer: LedgerWriter, store: SqliteLedgerStore, lifecycle: ReferralLifecycle
+    writer: LedgerWriter, store: SqlLedgerStore, lifecycle: ReferralLifecycle
 ) -> None:
     ref = referral()
     lifecycle.on_requested(ref)
@@ -216,7 +216,7 @@ def test_a_pre_claimed_id_does_not_hide_the_routers_breach(
 
 
 def test_the_same_id_with_other_content_is_a_collision_never_a_duplicate(
-    writer: LedgerWriter, store: SqliteLedgerStore
+    writer: LedgerWriter, store: SqlLedgerStore
 ) -> None:
     ref_id, event_id = str(uuid.uuid4()), DEVELOPMENT_IDS.derive("x", "y")
     real = breach_for(ref_id, event_id, "cep-bus-router", "p-1")
@@ -275,7 +275,7 @@ def test_a_second_booking_after_a_no_show_is_applied(lifecycle: ReferralLifecycl
 
 
 def test_an_update_backdated_by_its_sender_gives_no_negative_delay(
-    writer: LedgerWriter, store: SqliteLedgerStore, lifecycle: ReferralLifecycle
+    writer: LedgerWriter, store: SqlLedgerStore, lifecycle: ReferralLifecycle
 ) -> None:
     ref = referral()
     writer.append_batch([received(REFERRAL_REQUESTED.name, ref)])

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ledger.merkle import (
+from cepbus.auditlog.merkle import (
     EMPTY_ROOT,
     CompactRange,
     NodeId,

@@ -8,7 +8,7 @@ import base64
 
 import pytest
 
-from services.ledger.note import (
+from cepbus.auditlog.note import (
     Checkpoint,
     NoteError,
     Signer,

@@ -31,7 +31,9 @@ from PIL import Image, ImageStat
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
-from cepbus.contract.codec import encode
+from cepbus.auditlog.document import ATTACHMENT_NAME, delay_chart_svg, number, render_html, render_pdf
+from cepbus.auditlog.note import Signer
+from cepbus.auditlog.report import build_report
 from cepbus.contract.models import (
     Event,
     ReferralRequested,
@@ -42,12 +44,9 @@ from cepbus.contract.models import (
 from cepbus.reference.sites import load_sites
 from cepbus_app.cli import app
 from cepbus_app.demo.loop import plan_demo
-from services.ledger.note import Signer
-from services.ledger.record import NewRecord
-from services.ledger.report import build_report
-from services.ledger.report_document import ATTACHMENT_NAME, delay_chart_svg, number, render_html, render_pdf
-from services.ledger.store import SqliteLedgerStore
+from services.ledger.store import SqlLedgerStore
 from tests.support import ROOT
+from tests.support.ledger import ledger_record
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -127,12 +126,11 @@ def build_ledger(path: Path, events: list[Event], signer: Signer) -> None:
     """Each event recorded by the ledger when it occurred (the store's clock set to it), so that delays
     on the bus's clock are the real ones; then a checkpoint signed over all of them."""
     now = [0]
-    store = SqliteLedgerStore(path, clock=lambda: now[0], synchronous="OFF")
+    store = SqlLedgerStore(path, clock=lambda: now[0], synchronous="OFF")
     try:
         for event in sorted(events, key=lambda e: e.envelope.occurred_at):
             now[0] = int(event.envelope.occurred_at.timestamp() * 1000)
-            store.append([NewRecord(str(event.event_id), event.avro_name, "t", now[0],
-                                    event.envelope.person_pseudonym, encode(event))])  # fmt: skip
+            store.append([ledger_record(event, "t", occurred_ms=now[0])])
         assert store.checkpoint(signer) is not None
     finally:
         store.close()
@@ -396,7 +394,7 @@ def test_an_unwritable_out_is_one_line_and_exit_2(rendered: Rendered, target: st
 
 
 def test_a_pdf_that_cannot_be_pdf_a_is_still_written_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.ledger import report_document
+    from cepbus.auditlog import document as report_document
 
     report = {"source": {"kind": "ledger", "tree_size": 0, "root_b64": None}, **build_report([])}
     monkeypatch.setattr(report_document, "PDF_VARIANT", "pdf/a-not-a-variant")

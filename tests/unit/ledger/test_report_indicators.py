@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ledger.record import NON_PERSONAL_FIELDS, LedgerRecord
-from services.ledger.report import (
+from cepbus.auditlog.leaf import LedgerRecord
+from cepbus.auditlog.report import (
     DELAY_BINS_S,
     NOTICE_ON_TIME_S,
     SILENCE_THRESHOLD_DAYS,
@@ -18,7 +18,8 @@ from services.ledger.report import (
     local_period,
     report_csv,
 )
-from services.notifier.metrics import NOTICE_ON_TIME_S as NOTIFIER_ON_TIME_S
+from services.ledger.facts import NON_PERSONAL_FIELDS
+from services.notifier.metrics import INTAKE_TO_NOTICE_SECONDS
 from tests.unit.ledger.test_audit_report import T0, journey, rec
 
 DAY_MIN = 24 * 60
@@ -167,7 +168,9 @@ def test_silent_operators_in_the_period_and_the_six_months_rule() -> None:
 
 
 def test_notices_on_time_and_the_figures_per_region_and_operator_kind() -> None:
-    assert NOTICE_ON_TIME_S == NOTIFIER_ON_TIME_S  # the report's "on time" is the dashboard's
+    # the report's "on time" is the dashboard's: the contract's threshold, a bucket of the notifier's
+    # histogram
+    assert NOTICE_ON_TIME_S in INTAKE_TO_NOTICE_SECONDS._upper_bounds
     records = [
         *journey(1, "84", 0, 0.5, choice="stay"),  # 30 s: on time
         *journey(2, "84", 10, 2, choice="switch"),  # 2 min: late
@@ -199,3 +202,17 @@ def test_distributions_are_binned_per_region_and_flatten_to_csv() -> None:
     lines = report_csv(report).splitlines()
     assert "delay_distributions.bins_s.3,60" in lines
     assert "delay_distributions.intake_to_notice.by_region.84.recorded.2,1" in lines
+
+
+def test_every_type_the_ledger_records_is_counted_or_known_not_to_be() -> None:
+    """The report classifies by the contract's types: a type added to a ledger topic without a decision
+    here fails this test instead of being silently listed as unknown."""
+    from cepbus.auditlog.report import EVENT_KINDS, NOT_COUNTED, classify, is_known
+    from cepbus.contract.topics import LEDGER_TOPICS
+
+    for spec in LEDGER_TOPICS:
+        assert spec.payload in EVENT_KINDS or spec.payload in NOT_COUNTED, spec.payload.__name__
+        assert is_known(spec.payload.avro_name)
+    assert classify("fr.cepbus.RegulationBreach") == "regulation_breach"
+    assert classify("fr.cepbus.ReferralDeadlineBreached") == "deadline_breach"
+    assert classify("fr.cepbus.SomethingNew") is None and not is_known("fr.cepbus.SomethingNew")

@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
+from cepbus.auditlog.context import reference_period, region_zones
+from cepbus.auditlog.leaf import LedgerRecord
+from cepbus.auditlog.report import FALLBACK_ZONE, LocalPeriod, build_report, local_period
 from cepbus.reference import load_reference
 from cepbus_app.cli import app
-from services.ledger.audit_context import reference_period, region_zones
-from services.ledger.record import LedgerRecord
-from services.ledger.report import FALLBACK_ZONE, LocalPeriod, build_report, local_period
 from tests.unit.ledger.test_audit_report import MIN, T0, rec
 
 ZONES = region_zones(load_reference())
@@ -154,9 +154,9 @@ def test_a_period_open_at_one_end_and_bad_periods() -> None:
 def ledger_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A ledger database holding intakes a minute either side of local midnights in La Réunion and
     Guyane, exported to a signed bundle."""
-    from services.ledger.note import Signer
-    from services.ledger.record import NewRecord
-    from services.ledger.store import open_store
+    from cepbus.auditlog.note import Signer
+    from services.ledger.records import NewRecord
+    from services.ledger.store import SqlLedgerStore
     from tests.support.factories import intake
     from tests.unit.ledger.test_ledger_bundle import event_record
 
@@ -177,7 +177,7 @@ def ledger_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
                 intake(region=region, departement=dep, occurred_at=moment, person=f"p-{region}-{name}")
             )
     records: list[NewRecord] = [event_record(e) for e in events]
-    with open_store(f"sqlite:///{db}") as store:
+    with SqlLedgerStore(f"sqlite:///{db}") as store:
         store.append(records)
     runner = CliRunner()
     exported = runner.invoke(app, ["ledger", "export", "--out", str(bundle)])

@@ -11,11 +11,11 @@ def test_the_router_store_remembers_each_operators_last_event(tmp_path: Path) ->
     from datetime import UTC, datetime
 
     from services.router.handlers import RouterHandlers
-    from services.router.store import open_router_store
+    from services.router.store import RouterStore
     from tests.support.factories import intake
 
     url = f"sqlite:///{tmp_path / 'router.db'}"
-    store = open_router_store(url)
+    store = RouterStore(url)
     handlers = RouterHandlers(load_reference(), store=store)
     with store.transaction():
         handlers.on_intake(
@@ -27,7 +27,7 @@ def test_the_router_store_remembers_each_operators_last_event(tmp_path: Path) ->
     first = store.silence_seed()
     store.close()
     assert first.last_seen == {"cep-r84": datetime(2026, 3, 5, tzinfo=UTC).timestamp()}
-    reopened = open_router_store(url)  # a new process: the same listening start
+    reopened = RouterStore(url)  # a new process: the same listening start
     try:
         assert reopened.silence_seed() == first and first.listening_since is not None
     finally:

@@ -41,7 +41,7 @@ from services.notifier.handlers import NotifierHandlers
 from services.router.evidence import volet_cep_evidence
 from services.router.handlers import RouterHandlers
 from services.router.regulation import check_level_2, choices_overdue, shared_profile_for
-from services.router.store import ChoiceRecord, RouterStore, open_router_store, to_ms
+from services.router.store import ChoiceRecord, RouterStore, to_ms
 from tests.support.factories import intake
 from tests.support.postgres import fresh_schema
 
@@ -54,12 +54,12 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterStore]:
     if request.param == "sqlite":
-        opened = open_router_store(f"sqlite:///{tmp_path / 'state' / 'router.db'}")
+        opened = RouterStore(f"sqlite:///{tmp_path / 'state' / 'router.db'}")
         yield opened
         opened.close()
         return
     with fresh_schema("router_test") as url:
-        opened = open_router_store(url)
+        opened = RouterStore(url)
         try:
             yield opened
         finally:
@@ -466,7 +466,7 @@ def test_evidence_command(tmp_path: Path) -> None:
     from cepbus_app.cli import app
 
     url = f"sqlite:///{tmp_path / 'router.db'}"
-    store = open_router_store(url)
+    store = RouterStore(url)
     person = "p-dr-cli"
     try:
         router(store).on_intake(reconversion(person, date(2026, 1, 5)))
@@ -519,9 +519,9 @@ def test_store_writes_are_idempotent_on_event_id(store: RouterStore) -> None:
 def test_store_survives_a_restart(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'router.db'}"
     source = intake(cadre=True)
-    with open_router_store(url) as first:
+    with RouterStore(url) as first:
         router(first).on_intake(source)
-    with open_router_store(url) as second:
+    with RouterStore(url) as second:
         record = second.intake(str(source.event_id))
         assert record is not None and record.profile == source.profile
 
@@ -529,7 +529,7 @@ def test_store_survives_a_restart(tmp_path: Path) -> None:
 @pytest.mark.parametrize("url", ["", "sqlite:/x.db", "sqlite:///", "mysql://u:secret@h/db"])
 def test_bad_store_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError) as error:
-        open_router_store(url)
+        RouterStore(url)
     assert "secret" not in str(error.value)
 
 

@@ -18,18 +18,17 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from cepbus.contract.codec import encode
-from cepbus.runtime.progress import ENV_VAR, progress, progress_enabled, track
+from cepbus.auditlog import bundle as bundle_module
+from cepbus.auditlog.bundle import export_bundle
+from cepbus.auditlog.note import Signer
+from cepbus.progress import ENV_VAR, progress, progress_enabled, track
 from cepbus_app.cli import app
 from cepbus_app.demo.loop import wait_until_known
-from services.ledger import bundle as bundle_module
 from services.ledger import store as store_module
 from services.ledger.audit_cli import ledger_report
-from services.ledger.bundle import export_bundle
-from services.ledger.note import Signer
-from services.ledger.record import NewRecord
-from services.ledger.store import open_store
+from services.ledger.store import SqlLedgerStore
 from tests.support.factories import intake
+from tests.support.ledger import ledger_record
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -144,11 +143,9 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     events = [intake(person=f"psn-{i % 4}", region=("11", "84", "53")[i % 3]) for i in range(11)]
-    with open_store(env["CEPBUS_LEDGER_DATABASE_URL"]) as store:
+    with SqlLedgerStore(env["CEPBUS_LEDGER_DATABASE_URL"]) as store:
         store.append([
-            NewRecord(str(e.event_id), e.avro_name, "cep.intake.registered",
-                      int(e.envelope.occurred_at.timestamp() * 1000), e.envelope.person_pseudonym, encode(e))
-            for e in events
+            ledger_record(e) for e in events
         ])  # fmt: skip
         store.checkpoint(signer)
         root = store.root()
@@ -184,7 +181,7 @@ def test_verify_and_export_give_the_same_results_with_progress(
     monkeypatch.setattr(store_module, "PROGRESS_EVERY", 4)
     monkeypatch.setattr(bundle_module, "_PROGRESS_EVERY", 4)
     verifier = ledger["signer"].verifier()
-    with open_store(ledger["url"]) as store:
+    with SqlLedgerStore(ledger["url"]) as store:
         verified: list[int] = []
         assert store.verify(verifier, progress=verified.append) == store.verify(verifier)
         latest = store.latest_checkpoint()

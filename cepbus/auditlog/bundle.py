@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -34,10 +33,20 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.ledger import merkle
-from services.ledger.note import NoteError, Verifier, open_checkpoint
-from services.ledger.record import LedgerRecord, LedgerRecordError
-from services.ledger.store import LedgerStore, StoredCheckpoint
+from cepbus.auditlog import merkle
+from cepbus.auditlog.leaf import LedgerRecord, LedgerRecordError
+from cepbus.auditlog.note import NoteError, Verifier, open_checkpoint
+from cepbus.auditlog.reading import LogReader, StoredCheckpoint
+from cepbus.untrusted_json import (
+    EmptyInput,
+    MalformedJson,
+    UnreadableInput,
+    clip,
+    loads_strict,
+    one_line,
+    read_capped,
+    short,
+)
 
 FORMAT = "cep-bus-ledger-bundle/1"
 
@@ -74,7 +83,7 @@ def _in_period(occurred_ms: int, from_ms: int | None, to_ms: int | None) -> bool
 
 
 def export_bundle(
-    store: LedgerStore,
+    store: LogReader,
     checkpoint: StoredCheckpoint,
     verifier: Verifier,
     *,
@@ -150,39 +159,9 @@ class BundleDocument(_Strict):
     entries: list[BundleEntry]
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """A short, one-line description of a JSON value (never the repr of a whole huge value)."""
-    if isinstance(value, str):
-        text = repr(value[:limit]) + ("..." if len(value) > limit else "")
-    elif isinstance(value, list):
-        text = f"an array of {len(value)}"
-    elif isinstance(value, dict):
-        text = f"an object of {len(value)} fields"
-    else:
-        text = repr(value)
-    return _clip(text, limit + 10)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def describe_validation(error: ValidationError, *, limit: int = 3) -> str:
     """One line naming each failing field (at most `limit` of them), inputs shortened."""
-    items = error.errors()
-    parts = []
-    for item in items[:limit]:
-        where = ".".join(str(p) for p in item["loc"]) or "document"
-        if item["type"] == "extra_forbidden":
-            parts.append(f"unknown field {where!r}")
-        elif item["type"] == "missing":
-            parts.append(f"missing field {where!r}")
-        else:
-            parts.append(f"{where}: {item['msg']} (got {_short(item.get('input'))})")
-    if len(items) > limit:
-        parts.append(f"and {len(items) - limit} more")
-    return _clip("; ".join(parts), 600)
+    return one_line(error, limit=limit)
 
 
 def parse_document(document: Any) -> BundleDocument:
@@ -190,7 +169,7 @@ def parse_document(document: Any) -> BundleDocument:
     if not isinstance(document, dict):
         raise BundleError(f"not a {FORMAT} document: a JSON object is needed, got {type(document).__name__}")
     if document.get("format") != FORMAT:
-        raise BundleError(f"not a {FORMAT} document (format is {_short(document.get('format'))})")
+        raise BundleError(f"not a {FORMAT} document (format is {short(document.get('format'))})")
     try:
         return BundleDocument.model_validate(document)
     except ValidationError as exc:
@@ -204,38 +183,19 @@ def parse_document(document: Any) -> BundleDocument:
 
 def _read_capped(path: Path, cap: int, what: str) -> bytes:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(cap + 1)
-    except OSError as exc:
-        raise BundleUsageError(f"cannot read the {what} {str(path)!r}: {exc.strerror or exc}") from None
-    if len(data) > cap:
-        raise BundleUsageError(f"the {what} {str(path)!r} is larger than {cap} bytes")
-    return data
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {_short(key, 40)}")
-        result[key] = value
-    return result
+        return read_capped(path, cap, what)
+    except UnreadableInput as exc:
+        raise BundleUsageError(str(exc)) from None
 
 
 def parse_json(data: bytes) -> Any:
     """Strict UTF-8, JSON with no duplicate key and bounded nesting; BundleError otherwise."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BundleError(f"not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise BundleError("empty file: a JSON bundle is needed")
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
-    except RecursionError:  # the C parser counts its depth against the recursion limit and stops cleanly
-        raise BundleError("JSON nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, duplicate keys, integers too long to convert
-        raise BundleError(f"not JSON: {_clip(str(exc), 160)}") from None
+        return loads_strict(data)
+    except EmptyInput:
+        raise BundleError("empty file: a JSON bundle is needed") from None
+    except MalformedJson as exc:
+        raise BundleError(str(exc)) from None
 
 
 def read_bundle(path: Path) -> Any:
@@ -296,10 +256,6 @@ class VerifiedBundle:
     verified_by: Verifier  # the pinned key whose signature verified the checkpoint
     days: tuple[str | None, str | None] | None = None  # an export of whole days: local days per region
 
-    def records_in_period(self) -> Iterator[LedgerRecord]:
-        start, end = self.period
-        return (r for r in self.records if _in_period(r.occurred_at_ms, start, end))
-
 
 def _pinned(trusted: str | Verifier | Iterable[str | Verifier]) -> tuple[Verifier, ...]:
     items: Sequence[str | Verifier] = [trusted] if isinstance(trusted, str | Verifier) else list(trusted)
@@ -351,7 +307,7 @@ def verify_bundle(document: Any, trusted: str | Verifier | Iterable[str | Verifi
             leaf = base64.b64decode(item.leaf_b64, validate=True)
             record = LedgerRecord.decode(leaf)
         except (binascii.Error, ValueError, LedgerRecordError) as exc:
-            raise BundleError(f"entry {position}: leaf unreadable ({_clip(str(exc), 120)})") from None
+            raise BundleError(f"entry {position}: leaf unreadable ({clip(str(exc), 120)})") from None
         if record.index != position:
             raise BundleError(f"entry {position}: the leaf says index {record.index}")
         if "content" in item.model_fields_set and item.content != record.content():

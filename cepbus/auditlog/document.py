@@ -1,7 +1,7 @@
 """The audit report as a document for France compétences' auditors: HTML, and PDF through a real layout
 engine (WeasyPrint, PDF/A-3b where it can, the report's JSON attached).
 
-Rendered from the report's JSON alone (`services.ledger.report.build_report` plus its `source`), so the
+Rendered from the report's JSON alone (`cepbus.auditlog.report.build_report` plus its `source`), so the
 operator's database and an auditor's verified bundle give the same document, and the JSON attached to
 the PDF is exactly what it shows. The reference data only supplies names (regions, départements,
 operators). Charts are matplotlib SVG: inline in the HTML, SVG images in the PDF, vector either way
@@ -22,8 +22,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from services.ledger import report as indicators
-from services.ledger.report import report_json
+from cepbus.auditlog import report as indicators
+from cepbus.auditlog.report import report_json
+from cepbus.contract.regulation import NOTICE_ON_TIME_S
 
 TEMPLATES = Path(__file__).parent / "templates"
 ATTACHMENT_NAME = "rapport-audit.json"
@@ -430,7 +431,7 @@ def document_context(
             for code, row in ((report.get("period") or {}).get("regions") or {}).items()
         ],
         "constants": {
-            "notice_on_time_s": number(indicators.NOTICE_ON_TIME_S),
+            "notice_on_time_s": number(NOTICE_ON_TIME_S),
             "silence_days": indicators.SILENCE_THRESHOLD_DAYS,
             "fallback_zone": indicators.FALLBACK_ZONE,
             "bins": ", ".join(bin_label(edge) for edge in bins),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 HASH_LEN = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # MTH({}) = SHA-256()
@@ -266,11 +265,3 @@ def verify_consistency(m: int, n: int, old_root: bytes, new_root: bytes, proof: 
         raise ProofError("consistency proof does not lead to the old root")
     if sr != new_root:
         raise ProofError("consistency proof does not lead to the new root")
-
-
-@dataclass(frozen=True)
-class InclusionProof:
-    index: int
-    size: int
-    leaf_hash: bytes
-    path: list[bytes]

@@ -2,7 +2,7 @@
 at local midnight in each region) and operators (who must report, for the silence check), and what the
 figures were computed from and how that was verified, for the document's cover.
 
-Kept out of `services.ledger.report`, which stays pure (leaves and arguments in, a dict out); everything
+Kept out of `cepbus.auditlog.report`, which stays pure (leaves and arguments in, a dict out); everything
 here reads files: the reference data, the ledger's database, its signing key.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from cepbus.auditlog.report import KnownOperator, KnownSite, LocalPeriod, local_period
 from cepbus.contract.models import CEP_OPERATOR_KINDS
 from cepbus.reference import ReferenceData, load_reference
 from cepbus.reference.sites import SiteRegistry, load_sites
-from services.ledger.report import KnownOperator, KnownSite, LocalPeriod, local_period
 
 
 def region_zones(reference: ReferenceData | None = None) -> dict[str, str]:
@@ -60,52 +60,6 @@ def reference_sites(registry: SiteRegistry | None = None) -> list[KnownSite]:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def ledger_attestation(database_url: str) -> dict[str, Any]:
-    """The ledger's latest signed checkpoint and the result of a full `store.verify()` (as `cep-bus ledger
-    verify` runs it: checkpoint signatures checked with the ledger's own key when its file exists)."""
-    from services.ledger.settings import LedgerSettings
-    from services.ledger.signing import load_signer
-    from services.ledger.store import open_store
-
-    settings = LedgerSettings()
-    problem = None
-    verifier = None
-    if settings.signing_key_path.exists():
-        try:
-            verifier = load_signer(settings, allow_generate=False).verifier()
-        except (OSError, ValueError) as exc:
-            problem = f"signing key unusable, signatures not checked: {exc}"
-    from cepbus.runtime.progress import progress
-
-    with open_store(database_url) as store:
-        with progress("verifying ledger entries", store.size()) as update:
-            result = store.verify(verifier, progress=update)
-        latest = store.latest_checkpoint()
-    checkpoint = None
-    if latest is not None:
-        checkpoint = {
-            "origin": latest.checkpoint.origin,
-            "tree_size": latest.checkpoint.size,
-            "root_b64": _b64(latest.checkpoint.root),
-            "signed_at_ms": latest.signed_at_ms,
-            "note": latest.note,
-        }
-    return {
-        "origin": latest.checkpoint.origin if latest is not None else settings.origin,
-        "checkpoint": checkpoint,
-        "verification": {
-            "method": "ledger",
-            "ok": result.ok,
-            "entries_checked": result.entries_checked,
-            "root_b64": _b64(result.root),
-            "first_bad_index": result.first_bad_index,
-            "reason": result.reason,
-            "signatures_checked_with": None if verifier is None else str(verifier),
-            "key_problem": problem,
-        },
-    }
 
 
 def bundle_attestation(document: Any, source: dict[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,9 @@ its journey (`correlation_id`, shared by every event derived from one intake). C
 anchored on the event that starts them: notices and the intake -> notice delay on the intakes in scope
 (whenever the notice came), acceptance and the delay to first appointment on the referrals in scope.
 
-Event types are classified by a small registry (`EVENT_KINDS`) then by name patterns
-(`NAME_PATTERNS`: "...Deadline...Breach..." is a deadline breach, any other "...Breach..." a regulation
-breach), so event types added later are counted without a change here; a type neither knows is listed
-under `unknown_event_types` with its count, never dropped.
+Event types are classified by the contract's own types (`EVENT_KINDS`, keyed by model class; a test
+fails when the ledger can record a type neither counted nor `NOT_COUNTED`); a type the contract does
+not know (from a newer writer) is listed under `unknown_event_types` with its count, never dropped.
 
 Periods of days (`LocalPeriod`) are cut at local midnight in each region's time zone (La Réunion UTC+4,
 Guyane UTC-3...): an event is in the period when its local date, in its own region's zone, is one of the
@@ -40,20 +39,45 @@ import csv
 import io
 import json
 import math
-import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from cepbus.auditlog.leaf import ERASURE_EVENT_TYPE
+from cepbus.contract.models import (
+    EVENT_MODELS,
+    Channel,
+    Choice,
+    ChoiceRecorded,
+    ChoiceReminderDue,
+    Event,
+    IntakeDecided,
+    IntakeRegistered,
+    NoticeIssued,
+    NoticeObligation,
+    NoticeRequested,
+    ReferralDeadlineBreached,
+    ReferralRegulationAlert,
+    ReferralRequested,
+    ReferralStatusChanged,
+    ReferralUpdateVerdict,
+    RegulationBreach,
+    ServiceLevel,
+    ServiceLevelStarted,
+    UpdateVerdict,
+)
+from cepbus.contract.models import ReferralStatus as S
+from cepbus.contract.regulation import NOTICE_ON_TIME_S
+
 REPORT_FORMAT = "cep-bus-audit-report/1"
 
 
 class ReportRecord(Protocol):
-    """What the report reads of a leaf (`services.ledger.record.LedgerRecord` has it)."""
+    """What the report reads of a leaf (`cepbus.auditlog.leaf.LedgerRecord` has it)."""
 
     @property
     def event_id(self) -> str: ...
@@ -67,41 +91,37 @@ class ReportRecord(Protocol):
     def facts(self) -> Mapping[str, str]: ...
 
 
-#: Short event type name (after the last dot) -> what the report does with it.
-EVENT_KINDS: dict[str, str] = {
-    "IntakeRegistered": "intake",
-    "IntakeDecided": "decision",
-    "NoticeRequested": "notice_due",
-    "NoticeIssued": "notice_issued",
-    "ChoiceRecorded": "choice",
-    "ReferralRequested": "referral",
-    "ReferralStatusChanged": "referral_claim",  # a raw update (ledgers from before verdicts): not counted
-    "ReferralUpdateVerdict": "referral_verdict",
-    "ServiceLevelStarted": "service_level",
-    "LedgerErasure": "erasure",
+#: Event type -> what the report does with it, by the contract's own types.
+EVENT_KINDS: dict[type[Event], str] = {
+    IntakeRegistered: "intake",
+    IntakeDecided: "decision",
+    NoticeRequested: "notice_due",
+    NoticeIssued: "notice_issued",
+    ChoiceRecorded: "choice",
+    ReferralRequested: "referral",
+    ReferralStatusChanged: "referral_claim",  # a raw update (ledgers from before verdicts): not counted
+    ReferralUpdateVerdict: "referral_verdict",
+    ServiceLevelStarted: "service_level",
+    RegulationBreach: "regulation_breach",
+    ReferralDeadlineBreached: "deadline_breach",
 }
-
-#: Tried in order on short names the registry does not know.
-NAME_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Deadline.*(Breach|Missed|Exceeded)|(Breach|Missed|Exceeded).*Deadline"), "deadline_breach"),
-    (re.compile(r"Breach"), "regulation_breach"),
-)
+#: Types the ledger records that no indicator counts (a reminder is not yet a breach; an alert is a
+#: signal for people, the breaches it may lead to are counted): known, never "unknown".
+NOT_COUNTED: frozenset[type[Event]] = frozenset({ChoiceReminderDue, ReferralRegulationAlert})
 
 #: Referral statuses that mean the recipient took the person on (a later step implies the acceptance).
-ACCEPTED_STATUSES = frozenset({"accepted", "appointment_booked", "first_appointment_held", "completed"})
-DECLINED_STATUSES = frozenset({"declined"})
-FIRST_APPOINTMENT_STATUS = "first_appointment_held"
-CHOICES = ("stay", "switch", "undecided")
+ACCEPTED_STATUSES = frozenset({S.ACCEPTED, S.APPOINTMENT_BOOKED, S.FIRST_APPOINTMENT_HELD, S.COMPLETED})
+DECLINED_STATUSES = frozenset({S.DECLINED})
+FIRST_APPOINTMENT_STATUS = S.FIRST_APPOINTMENT_HELD
+CHOICES = tuple(Choice)
+APPLIED = UpdateVerdict.APPLIED
 
-#: A notice is on time when issued within this many seconds of its intake, on the bus's clock (the
-#: notifier's dashboard and alerts use the same threshold, `services/notifier/metrics.py`).
-NOTICE_ON_TIME_S = 60.0
 #: An operator that sent nothing for more than six months gets a formal notice (L6111-6-1 reporting).
 SILENCE_THRESHOLD_DAYS = 183
 #: Channels of remote delivery (allowed by the cahier des charges with the same requirements).
-REMOTE_CHANNELS = frozenset({"phone", "video"})
+REMOTE_CHANNELS = frozenset({Channel.PHONE, Channel.VIDEO})
 #: Service levels that end the wait for a CEP appointment.
-SERVICE_LEVELS = frozenset({"level_1", "level_2"})
+SERVICE_LEVELS = frozenset(ServiceLevel)
 #: Where an event that names no region has its local midnight (France compétences' own zone).
 FALLBACK_ZONE = "Europe/Paris"
 #: Lower edges (seconds) of the bins of every delay distribution; the last bin is open-ended.
@@ -111,18 +131,22 @@ DELAY_BINS_S: tuple[int, ...] = (
 
 
 def short_name(event_type: str) -> str:
+    """How the report names a type in its tables (`RegulationBreach`): display only."""
     return event_type.rsplit(".", 1)[-1]
 
 
 def classify(event_type: str) -> str | None:
-    """The report's kind for an event type, or None when neither the registry nor a pattern knows it."""
-    name = short_name(event_type)
-    if name in EVENT_KINDS:
-        return EVENT_KINDS[name]
-    for pattern, kind in NAME_PATTERNS:
-        if pattern.search(name):
-            return kind
-    return None
+    """The report's kind for an event type: by the contract's type of that name (`EVENT_MODELS`); None
+    for a type no indicator counts, or one the contract does not know (listed as unknown by the report)."""
+    if event_type == ERASURE_EVENT_TYPE:
+        return "erasure"
+    model = EVENT_MODELS.get(event_type)
+    return None if model is None else EVENT_KINDS.get(model)
+
+
+def is_known(event_type: str) -> bool:
+    """A type of the contract (or the ledger's erasure): not listed as unknown even when not counted."""
+    return event_type == ERASURE_EVENT_TYPE or event_type in EVENT_MODELS
 
 
 def delay_stats(delays_ms: Iterable[int]) -> dict[str, float | int | None]:
@@ -345,6 +369,255 @@ class _Groups:
 
 # -- the report -------------------------------------------------------------------------------------
 
+Span = tuple[Stamp, Stamp]
+
+
+@dataclass
+class _Scope:
+    """Which region each record belongs to (its own `region_code`, else its referral's, else its
+    journey's) and whether it is in the report's scope."""
+
+    region: str | None
+    period: LocalPeriod | None
+    from_ms: int | None
+    to_ms: int | None
+    of_journey: dict[str, str] = field(default_factory=dict)
+    of_referral: dict[str, str] = field(default_factory=dict)
+
+    def learn(self, ordered: Sequence[ReportRecord]) -> None:
+        for record in ordered:
+            facts, code = record.facts, record.facts.get("region_code")
+            if code is None:
+                continue
+            if facts.get("correlation_id"):
+                self.of_journey.setdefault(facts["correlation_id"], code)
+            if classify(record.event_type) == "referral" and facts.get("referral_id"):
+                self.of_referral.setdefault(facts["referral_id"], code)
+
+    def region_for(self, record: ReportRecord) -> str | None:
+        facts = record.facts
+        return (
+            facts.get("region_code")
+            or self.of_referral.get(facts.get("referral_id", ""))
+            or self.of_journey.get(facts.get("correlation_id", ""))
+        )
+
+    def contains(self, record: ReportRecord) -> bool:
+        code = self.region_for(record)
+        if self.region is not None and code != self.region:
+            return False
+        when = record.occurred_at_ms
+        if self.period is not None:
+            return self.period.contains(when, code)
+        return not (
+            (self.from_ms is not None and when < self.from_ms)
+            or (self.to_ms is not None and when >= self.to_ms)
+        )
+
+
+@dataclass
+class _Links:
+    """What links events, whenever they happened: first notice request / notice per intake, statuses per
+    referral, service levels per intake; and each intake's operator kind (for the choice that follows)."""
+
+    notice_due_at: dict[str, int] = field(default_factory=dict)
+    notice_issued_at: dict[str, Stamp] = field(default_factory=dict)
+    obligation_of: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, list[tuple[Stamp, str]]] = field(default_factory=lambda: defaultdict(list))
+    refused: Counter[str] = field(default_factory=Counter)
+    levels: dict[str, list[tuple[Stamp, Mapping[str, str]]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    intake_kind: dict[str, str | None] = field(default_factory=dict)
+
+    def learn(self, ordered: Sequence[ReportRecord]) -> None:
+        for record in ordered:
+            kind, facts = classify(record.event_type), record.facts
+            if kind == "intake":
+                self.intake_kind[record.event_id] = facts.get("operator_kind")
+            elif kind == "notice_due" and facts.get("intake_event_id"):
+                self.notice_due_at.setdefault(facts["intake_event_id"], record.recorded_at_ms)
+                obligation = facts.get("obligation", NoticeObligation.MANDATORY)
+                self.obligation_of.setdefault(facts["intake_event_id"], obligation)
+            elif kind == "notice_issued" and facts.get("intake_event_id"):
+                self.notice_issued_at.setdefault(facts["intake_event_id"], Stamp.of(record))
+            elif kind == "referral_verdict" and facts.get("referral_id") and facts.get("status"):
+                if facts.get("verdict") == APPLIED:
+                    claimed = _instant_ms(facts.get("claimed_occurred_at"), record.occurred_at_ms)
+                    stamp = Stamp(record.recorded_at_ms, claimed)
+                    self.statuses[facts["referral_id"]].append((stamp, facts["status"]))
+                else:
+                    self.refused[facts.get("reason_code") or "?"] += 1
+            elif (
+                kind == "service_level"
+                and facts.get("intake_event_id")
+                and facts.get("level") in SERVICE_LEVELS
+            ):
+                self.levels[facts["intake_event_id"]].append((Stamp.of(record), facts))
+
+
+def _breach_counters() -> dict[str, Counter[str]]:
+    return {"deadline_breach": Counter(), "regulation_breach": Counter()}
+
+
+@dataclass
+class _Tally:
+    """What the events in scope count."""
+
+    by_region: Counter[str] = field(default_factory=Counter)
+    by_operator: Counter[str] = field(default_factory=Counter)
+    by_operator_kind: Counter[str] = field(default_factory=Counter)
+    by_channel: Counter[str] = field(default_factory=Counter)
+    intakes: dict[str, Stamp] = field(default_factory=dict)
+    intake_facts: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    choices: Counter[str] = field(default_factory=lambda: Counter({choice: 0 for choice in CHOICES}))
+    switch_to: Counter[str] = field(default_factory=Counter)
+    matrix: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    by_recipient_kind: Counter[str] = field(default_factory=Counter)
+    referrals: dict[str, Stamp] = field(default_factory=dict)
+    referral_group: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    decisions: Counter[str] = field(default_factory=Counter)
+    breaches: dict[str, Counter[str]] = field(default_factory=_breach_counters)
+    breach_rules: dict[str, Counter[str]] = field(default_factory=_breach_counters)
+    by_type: Counter[str] = field(default_factory=Counter)
+    unknown: Counter[str] = field(default_factory=Counter)
+    erasures: int = 0
+    without_region: int = 0
+
+    def count(self, record: ReportRecord, code: str | None, links: _Links, groups: _Groups) -> None:
+        facts, kind = record.facts, classify(record.event_type)
+        self.by_type[record.event_type] += 1
+        if code is None:
+            self.without_region += 1
+        if kind == "intake":
+            self._intake(record, groups)
+        elif kind == "decision":
+            self.decisions[facts.get("decision") or facts.get("status", "?")] += 1
+        elif kind == "choice":
+            self.choices[facts.get("choice", "?")] += 1
+            if facts.get("choice") == Choice.SWITCH:
+                self.switch_to[facts.get("chosen_operator_kind", "?")] += 1
+            if facts.get("choice") in CHOICES:
+                operator_kind = links.intake_kind.get(facts.get("intake_event_id", ""))
+                groups.add(code, operator_kind, f"choices_{facts['choice']}")
+        elif kind == "referral":
+            self._referral(record, code, groups)
+        elif kind in self.breaches:
+            self._breach(record, kind, code, groups)
+        elif kind == "erasure":
+            self.erasures += 1
+        elif kind is None and not is_known(record.event_type):
+            self.unknown[record.event_type] += 1
+
+    def _intake(self, record: ReportRecord, groups: _Groups) -> None:
+        facts = record.facts
+        self.intakes[record.event_id] = Stamp.of(record)
+        self.intake_facts[record.event_id] = facts
+        self.by_region[facts.get("region_code", "?")] += 1
+        self.by_operator[facts.get("operator_id", "?")] += 1
+        self.by_operator_kind[facts.get("operator_kind", "?")] += 1
+        self.by_channel[facts.get("channel", "?")] += 1
+        groups.add(facts.get("region_code"), facts.get("operator_kind"), "intakes")
+
+    def _referral(self, record: ReportRecord, code: str | None, groups: _Groups) -> None:
+        facts = record.facts
+        referral_id = facts.get("referral_id", record.event_id)
+        self.referrals[referral_id] = Stamp.of(record)
+        self.referral_group[referral_id] = (code, facts.get("recipient_kind"))
+        self.matrix[facts.get("requester_org_id", "?")][facts.get("recipient_org_id", "?")] += 1
+        self.by_recipient_kind[facts.get("recipient_kind", "?")] += 1
+        groups.add(code, facts.get("recipient_kind"), "referrals")
+
+    def _breach(self, record: ReportRecord, kind: str, code: str | None, groups: _Groups) -> None:
+        facts = record.facts
+        self.breaches[kind][short_name(record.event_type)] += 1
+        rule = (
+            facts.get("rule_id") or facts.get("breach_kind") or facts.get("breach") or facts.get("deadline")
+        )
+        self.breach_rules[kind][rule or "?"] += 1
+        who = facts.get("operator_kind") or facts.get("recipient_kind")
+        groups.add(code, who, "deadline_breaches" if kind == "deadline_breach" else "regulation_breaches")
+
+
+def _notices(tally: _Tally, links: _Links, groups: _Groups) -> tuple[dict[str, Any], list[str]]:
+    """The notices section, and the intakes whose notice was issued (in order)."""
+    intakes, due_at, issued_at = tally.intakes, links.notice_due_at, links.notice_issued_at
+    due = [i for i in intakes if i in due_at]
+    issued = [i for i in intakes if i in issued_at]
+    mandatory = [i for i in due if links.obligation_of.get(i) != NoticeObligation.INFORMATIVE]
+    on_time = 0
+    for intake_id in intakes:
+        facts = tally.intake_facts[intake_id]
+        where, who = facts.get("region_code"), facts.get("operator_kind")
+        if intake_id in due_at:
+            groups.add(where, who, "notices_due")
+            if intake_id not in issued_at:
+                groups.add(where, who, "notices_due_not_issued")
+        if intake_id in issued_at:
+            pair = (intakes[intake_id], issued_at[intake_id])
+            groups.add(where, who, "notices_issued")
+            groups.span(where, who, "intake_to_notice_delay", pair)
+            if pair[1].recorded_ms - pair[0].recorded_ms <= NOTICE_ON_TIME_S * 1000:
+                on_time += 1
+                groups.add(where, who, "notices_on_time")
+    section = {
+        "due": len(due),
+        "mandatory": len(mandatory),
+        "informative": len(due) - len(mandatory),
+        "issued": len(issued),
+        "due_not_issued": len(set(due) - set(issued)),
+        "intake_to_notice_delay": delay_pair([(intakes[i], issued_at[i]) for i in issued]),
+        "on_time": on_time,
+        "on_time_within_s": NOTICE_ON_TIME_S,
+    }
+    return section, issued
+
+
+def _referrals(
+    tally: _Tally, links: _Links, groups: _Groups
+) -> tuple[dict[str, Any], list[tuple[str | None, Span]]]:
+    """The referrals section (outcomes from applied verdicts only), and each first appointment's delay
+    with its region."""
+    accepted = declined = 0
+    first_appointment: list[tuple[str | None, Span]] = []
+    for referral_id, requested_at in tally.referrals.items():
+        where, who = tally.referral_group[referral_id]
+        seen = sorted(links.statuses.get(referral_id, []), key=lambda item: item[0].recorded_ms)
+        names = {status for _, status in seen}
+        if names & ACCEPTED_STATUSES:
+            accepted += 1
+            groups.add(where, who, "referrals_accepted")
+        elif names & DECLINED_STATUSES:
+            declined += 1
+            groups.add(where, who, "referrals_declined")
+        else:
+            groups.add(where, who, "referrals_awaiting_answer")
+        held = [when for when, status in seen if status == FIRST_APPOINTMENT_STATUS]
+        if held:
+            first_appointment.append((where, (requested_at, held[0])))
+            groups.span(where, who, "delay_to_first_appointment", (requested_at, held[0]))
+    total = len(tally.referrals)
+    section = {
+        "total": total,
+        "matrix": {source: _counter(targets) for source, targets in sorted(tally.matrix.items())},
+        "by_recipient_kind": _counter(tally.by_recipient_kind),
+        "accepted": accepted,
+        "declined": declined,
+        "awaiting_answer": total - accepted - declined,
+        "acceptance_rate": _rate(accepted, accepted + declined),
+        "delay_to_first_appointment": delay_pair([pair for _, pair in first_appointment]),
+        "updates_refused": _counter(links.refused),
+    }
+    return section, first_appointment
+
+
+def _breach_section(tally: _Tally, kind: str) -> dict[str, Any]:
+    return {
+        "total": sum(tally.breaches[kind].values()),
+        "by_event_type": _counter(tally.breaches[kind]),
+        "by_rule": _counter(tally.breach_rules[kind]),
+    }
+
 
 def build_report(
     records: Iterable[ReportRecord],
@@ -362,185 +635,29 @@ def build_report(
     The scope in time is either `period` (days cut at local midnight per region) or the instants
     [`from_ms`, `to_ms`), not both. `operators` (the operators that must report) enables the silence
     check; without it `silent_operators` is null. `sites` (the registry of reception sites) lets the report
-count, per département, the registered sites beside those in use and name site ids it does not know."""
+    count, per département, the registered sites beside those in use and name site ids it does not know."""
     if period is not None and (from_ms is not None or to_ms is not None):
         raise ValueError("give a period of days or instants (from_ms, to_ms), not both")
     ordered = sorted(records, key=lambda r: (r.occurred_at_ms, r.event_id))
-    region_of_journey: dict[str, str] = {}
-    region_of_referral: dict[str, str] = {}
+    scope, links, tally, groups = _Scope(region, period, from_ms, to_ms), _Links(), _Tally(), _Groups()
+    scope.learn(ordered)
+    links.learn(ordered)
     for record in ordered:
-        facts, code = record.facts, record.facts.get("region_code")
-        if code is None:
-            continue
-        if facts.get("correlation_id"):
-            region_of_journey.setdefault(facts["correlation_id"], code)
-        if short_name(record.event_type) == "ReferralRequested" and facts.get("referral_id"):
-            region_of_referral.setdefault(facts["referral_id"], code)
-
-    def region_for(record: ReportRecord) -> str | None:
-        facts = record.facts
-        return (
-            facts.get("region_code")
-            or region_of_referral.get(facts.get("referral_id", ""))
-            or region_of_journey.get(facts.get("correlation_id", ""))
-        )
-
-    def in_scope(record: ReportRecord) -> bool:
-        code = region_for(record)
-        if region is not None and code != region:
-            return False
-        when = record.occurred_at_ms
-        if period is not None:
-            return period.contains(when, code)
-        return not ((from_ms is not None and when < from_ms) or (to_ms is not None and when >= to_ms))
-
-    # Linking events, whenever they happened: first notice request / notice per intake, statuses per
-    # referral, service levels per intake; and each intake's operator kind (for the choice that follows).
-    notice_due_at: dict[str, int] = {}
-    notice_issued_at: dict[str, Stamp] = {}
-    obligation_of: dict[str, str] = {}
-    statuses: dict[str, list[tuple[Stamp, str]]] = defaultdict(list)
-    refused: Counter[str] = Counter()
-    levels: dict[str, list[tuple[Stamp, Mapping[str, str]]]] = defaultdict(list)
-    intake_kind: dict[str, str | None] = {}
-    for record in ordered:
-        kind, facts = classify(record.event_type), record.facts
-        if kind == "intake":
-            intake_kind[record.event_id] = facts.get("operator_kind")
-        elif kind == "notice_due" and facts.get("intake_event_id"):
-            notice_due_at.setdefault(facts["intake_event_id"], record.recorded_at_ms)
-            obligation_of.setdefault(facts["intake_event_id"], facts.get("obligation", "mandatory"))
-        elif kind == "notice_issued" and facts.get("intake_event_id"):
-            notice_issued_at.setdefault(facts["intake_event_id"], Stamp.of(record))
-        elif kind == "referral_verdict" and facts.get("referral_id") and facts.get("status"):
-            if facts.get("verdict") == "applied":
-                claimed = _instant_ms(facts.get("claimed_occurred_at"), record.occurred_at_ms)
-                stamp = Stamp(record.recorded_at_ms, claimed)
-                statuses[facts["referral_id"]].append((stamp, facts["status"]))
-            else:
-                refused[facts.get("reason_code") or "?"] += 1
-        elif (
-            kind == "service_level" and facts.get("intake_event_id") and facts.get("level") in SERVICE_LEVELS
-        ):
-            levels[facts["intake_event_id"]].append((Stamp.of(record), facts))
-
-    by_region: Counter[str] = Counter()
-    by_operator: Counter[str] = Counter()
-    by_operator_kind: Counter[str] = Counter()
-    by_channel: Counter[str] = Counter()
-    intakes: dict[str, Stamp] = {}
-    intake_facts: dict[str, Mapping[str, str]] = {}
-    choices: Counter[str] = Counter({choice: 0 for choice in CHOICES})
-    switch_to: Counter[str] = Counter()
-    matrix: dict[str, Counter[str]] = defaultdict(Counter)
-    by_recipient_kind: Counter[str] = Counter()
-    referrals: dict[str, Stamp] = {}
-    referral_group: dict[str, tuple[str | None, str | None]] = {}
-    decisions: Counter[str] = Counter()
-    breaches: dict[str, Counter[str]] = {"deadline_breach": Counter(), "regulation_breach": Counter()}
-    breach_rules: dict[str, Counter[str]] = {"deadline_breach": Counter(), "regulation_breach": Counter()}
-    by_type: Counter[str] = Counter()
-    unknown: Counter[str] = Counter()
-    groups = _Groups()
-    erasures = 0
-    without_region = 0
-
-    for record in ordered:
-        if not in_scope(record):
-            continue
-        facts, kind, code = record.facts, classify(record.event_type), region_for(record)
-        by_type[record.event_type] += 1
-        if code is None:
-            without_region += 1
-        if kind == "intake":
-            intakes[record.event_id] = Stamp.of(record)
-            intake_facts[record.event_id] = facts
-            by_region[facts.get("region_code", "?")] += 1
-            by_operator[facts.get("operator_id", "?")] += 1
-            by_operator_kind[facts.get("operator_kind", "?")] += 1
-            by_channel[facts.get("channel", "?")] += 1
-            groups.add(facts.get("region_code"), facts.get("operator_kind"), "intakes")
-        elif kind == "decision":
-            decisions[facts.get("decision") or facts.get("status", "?")] += 1
-        elif kind == "choice":
-            choices[facts.get("choice", "?")] += 1
-            if facts.get("choice") == "switch":
-                switch_to[facts.get("chosen_operator_kind", "?")] += 1
-            if facts.get("choice") in CHOICES:
-                operator_kind = intake_kind.get(facts.get("intake_event_id", ""))
-                groups.add(code, operator_kind, f"choices_{facts['choice']}")
-        elif kind == "referral":
-            referral_id = facts.get("referral_id", record.event_id)
-            referrals[referral_id] = Stamp.of(record)
-            referral_group[referral_id] = (code, facts.get("recipient_kind"))
-            matrix[facts.get("requester_org_id", "?")][facts.get("recipient_org_id", "?")] += 1
-            by_recipient_kind[facts.get("recipient_kind", "?")] += 1
-            groups.add(code, facts.get("recipient_kind"), "referrals")
-        elif kind in breaches:
-            breaches[kind][short_name(record.event_type)] += 1
-            rule = (
-                facts.get("rule_id")
-                or facts.get("breach_kind")
-                or facts.get("breach")
-                or facts.get("deadline")
-            )
-            breach_rules[kind][rule or "?"] += 1
-            who = facts.get("operator_kind") or facts.get("recipient_kind")
-            groups.add(code, who, "deadline_breaches" if kind == "deadline_breach" else "regulation_breaches")
-        elif kind == "erasure":
-            erasures += 1
-        elif kind is None:
-            unknown[record.event_type] += 1
-
-    due = [i for i in intakes if i in notice_due_at]
-    issued = [i for i in intakes if i in notice_issued_at]
-    mandatory = [i for i in due if obligation_of.get(i) != "informative"]
-    on_time = 0
-    for intake_id in intakes:
-        facts = intake_facts[intake_id]
-        where, who = facts.get("region_code"), facts.get("operator_kind")
-        if intake_id in notice_due_at:
-            groups.add(where, who, "notices_due")
-            if intake_id not in notice_issued_at:
-                groups.add(where, who, "notices_due_not_issued")
-        if intake_id in notice_issued_at:
-            pair = (intakes[intake_id], notice_issued_at[intake_id])
-            groups.add(where, who, "notices_issued")
-            groups.span(where, who, "intake_to_notice_delay", pair)
-            if pair[1].recorded_ms - pair[0].recorded_ms <= NOTICE_ON_TIME_S * 1000:
-                on_time += 1
-                groups.add(where, who, "notices_on_time")
-    accepted = declined = 0
-    first_appointment: list[tuple[Stamp, Stamp]] = []
-    first_appointment_located: list[tuple[str | None, tuple[Stamp, Stamp]]] = []
-    for referral_id, requested_at in referrals.items():
-        where, who = referral_group[referral_id]
-        seen = sorted(statuses.get(referral_id, []), key=lambda item: item[0].recorded_ms)
-        names = {status for _, status in seen}
-        if names & ACCEPTED_STATUSES:
-            accepted += 1
-            groups.add(where, who, "referrals_accepted")
-        elif names & DECLINED_STATUSES:
-            declined += 1
-            groups.add(where, who, "referrals_declined")
-        else:
-            groups.add(where, who, "referrals_awaiting_answer")
-        held = [when for when, status in seen if status == FIRST_APPOINTMENT_STATUS]
-        if held:
-            first_appointment.append((requested_at, held[0]))
-            first_appointment_located.append((where, (requested_at, held[0])))
-            groups.span(where, who, "delay_to_first_appointment", (requested_at, held[0]))
-    notice_delays = [(intakes[i], notice_issued_at[i]) for i in issued]
-    appointments = _cep_appointments(intakes, intake_facts, levels, groups)
+        if scope.contains(record):
+            tally.count(record, scope.region_for(record), links, groups)
+    notices, issued = _notices(tally, links, groups)
+    referrals, first_appointment = _referrals(tally, links, groups)
+    intakes, intake_facts = tally.intakes, tally.intake_facts
+    appointments = _cep_appointments(intakes, intake_facts, links.levels, groups)
     silent = None
     if operators is not None:
         expected = [op for op in operators if region is None or op.region_code == region]
         silent = _silent_operators(ordered, expected, period, from_ms, to_ms, groups)
     located = {
         "intake_to_notice": [
-            (intake_facts[i].get("region_code"), pair) for i, pair in zip(issued, notice_delays, strict=True)
+            (intake_facts[i].get("region_code"), (intakes[i], links.notice_issued_at[i])) for i in issued
         ],
-        "referral_to_first_appointment": first_appointment_located,
+        "referral_to_first_appointment": first_appointment,
         "cep_appointment": [(intake_facts[i].get("region_code"), pair) for i, pair, _ in appointments],
     }
     distributions: dict[str, Any] = {"bins_s": list(DELAY_BINS_S)}
@@ -549,56 +666,28 @@ count, per département, the registered sites beside those in use and name site 
     if period is not None:
         from_ms_out, to_ms_out = period.bounds_ms(region) if region is not None else period.envelope_ms()
     described = [region] if region is not None else list(period.zones) if period is not None else []
-
     return {
         "format": REPORT_FORMAT,
         "scope": {"region": region, "from_ms": from_ms_out, "to_ms": to_ms_out},
         "period": _describe_period(period, from_ms, to_ms, described),
-        "events_in_scope": sum(by_type.values()),
-        "events_by_type": _counter(by_type),
-        "events_without_region": without_region,
+        "events_in_scope": sum(tally.by_type.values()),
+        "events_by_type": _counter(tally.by_type),
+        "events_without_region": tally.without_region,
         "intakes": {
             "total": len(intakes),
-            "by_region": _counter(by_region),
-            "by_operator": _counter(by_operator),
-            "by_operator_kind": _counter(by_operator_kind),
-            "by_channel": _counter(by_channel),
+            "by_region": _counter(tally.by_region),
+            "by_operator": _counter(tally.by_operator),
+            "by_operator_kind": _counter(tally.by_operator_kind),
+            "by_channel": _counter(tally.by_channel),
         },
-        "decisions": _counter(decisions),
-        "notices": {
-            "due": len(due),
-            "mandatory": len(mandatory),
-            "informative": len(due) - len(mandatory),
-            "issued": len(issued),
-            "due_not_issued": len(set(due) - set(issued)),
-            "intake_to_notice_delay": delay_pair(notice_delays),
-            "on_time": on_time,
-            "on_time_within_s": NOTICE_ON_TIME_S,
-        },
-        "choices": {**_counter(choices), "switch_to": _counter(switch_to)},
-        "referrals": {
-            "total": len(referrals),
-            "matrix": {source: _counter(targets) for source, targets in sorted(matrix.items())},
-            "by_recipient_kind": _counter(by_recipient_kind),
-            "accepted": accepted,
-            "declined": declined,
-            "awaiting_answer": len(referrals) - accepted - declined,
-            "acceptance_rate": _rate(accepted, accepted + declined),
-            "delay_to_first_appointment": delay_pair(first_appointment),
-            "updates_refused": _counter(refused),
-        },
-        "deadline_breaches": {
-            "total": sum(breaches["deadline_breach"].values()),
-            "by_event_type": _counter(breaches["deadline_breach"]),
-            "by_rule": _counter(breach_rules["deadline_breach"]),
-        },
-        "regulation_breaches": {
-            "total": sum(breaches["regulation_breach"].values()),
-            "by_event_type": _counter(breaches["regulation_breach"]),
-            "by_rule": _counter(breach_rules["regulation_breach"]),
-        },
-        "erasures": erasures,
-        "unknown_event_types": _counter(unknown),
+        "decisions": _counter(tally.decisions),
+        "notices": notices,
+        "choices": {**_counter(tally.choices), "switch_to": _counter(tally.switch_to)},
+        "referrals": referrals,
+        "deadline_breaches": _breach_section(tally, "deadline_breach"),
+        "regulation_breaches": _breach_section(tally, "regulation_breach"),
+        "erasures": tally.erasures,
+        "unknown_event_types": _counter(tally.unknown),
         "cep_appointment_delay": _appointment_section(len(intakes), intake_facts, appointments),
         "reception_sites": _reception_sites(intake_facts, sites, region),
         "silent_operators": silent,
@@ -610,7 +699,6 @@ count, per département, the registered sites beside those in use and name site 
 
 # -- the indicators the audit d'initialisation looked at ---------------------------------------------
 
-Span = tuple[Stamp, Stamp]
 #: (intake event id, (intake, first level start), the first start's facts)
 Appointment = tuple[str, Span, Mapping[str, str]]
 DAY_MS = 86_400_000
@@ -783,7 +871,7 @@ def _silent_operators(
     for record in ordered:
         facts = record.facts
         senders = {facts.get("producer_org_id", "")}
-        if classify(record.event_type) == "referral_verdict" and facts.get("verdict") == "applied":
+        if classify(record.event_type) == "referral_verdict" and facts.get("verdict") == APPLIED:
             senders.add(facts.get("signer_org_id", ""))
         for org_id in senders & known.keys():
             start, end = bounds(known[org_id])
