@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -34,8 +34,7 @@ class ErasedData(LookupError):
     """The person's key was destroyed: the sealed data can no longer be read."""
 
 
-@dataclass(frozen=True)
-class PersonKey:
+class PersonKey(NamedTuple):
     key_id: str
     key: bytes
 
@@ -83,6 +82,7 @@ class PersonKeys:
     ) -> None:
         self._db = db
         self.table = f"{prefix}_person_keys"
+        self._by_person = f"SELECT key_id, aes_key FROM {self.table} WHERE pseudonym = ?"
         self._key_id_hex = key_id_hex
         self._clock = clock or (lambda: time.time_ns() // 1_000_000)
         db.add_missing_columns(self.table, [("created_at_ms", "BIGINT")])  # a table from before it
@@ -118,9 +118,14 @@ class PersonKeys:
             [(person, k.key_id, k.key, now) for person, k in keys.items()],
         )
 
+    def get(self, person: str) -> PersonKey | None:
+        """One person's live key (one indexed read: the hot path of every seal)."""
+        rows = self._db.query(self._by_person, (person,))
+        return PersonKey(rows[0][0], bytes(rows[0][1])) if rows else None
+
     def get_or_create(self, person: str) -> PersonKey:
         """The person's key, created if they have none (safe against a concurrent creator)."""
-        found = self.find([person]).get(person)
+        found = self.get(person)
         if found is not None:
             return found
         fresh = self.new_key()
@@ -130,7 +135,9 @@ class PersonKeys:
                 "ON CONFLICT (pseudonym) DO NOTHING",
                 (person, fresh.key_id, fresh.key, self._clock()),
             )
-        return self.find([person])[person]
+        created = self.get(person)
+        assert created is not None  # inserted above, or by a concurrent creator
+        return created
 
     def by_key_id(self, key_id: str) -> bytes | None:
         rows = self._db.query(f"SELECT aes_key FROM {self.table} WHERE key_id = ?", (key_id,))
