@@ -72,6 +72,14 @@ HEADER_DESCRIPTIONS: Mapping[str, str] = {
     "dead letter it replays, so that a replay that fails again is linked to the first failure.",
     "TRACEPARENT_HEADER": "W3C Trace Context `traceparent` (`00-<trace id>-<span id>-<flags>`) of the span "
     "that produced the message; every service continues the trace (cepbus/contract/tracecontext.py).",
+    "SIGNATURE_HEADER": "REQUIRED. The author's statement signature (cepbus/contract/statements.py, "
+    'docs/contract.md): compact JSON `{"v":1,"key":<directory key id>,"sig":<base64 Ed25519>,'
+    '"n":<batch size>,"i":<index>,"path":<base64 of the inclusion path>}`. The digest of a statement is '
+    'SHA-256("cep-bus/statement/v1" 0x00 || the single-object bytes); the key of its author signs '
+    '"cep-bus/statement-batch/v1" 0x00 || n (8 bytes) || the RFC 9162 root of the n statements it sends '
+    "together, and `path` leads from this one's leaf to that root. Every consumer verifies it against "
+    "the signed directory before any handler: the signer must be envelope.producer_org_id and every field "
+    "naming who acts; an unsigned or mis-signed event is dead-lettered. Golden vectors: schemas/vectors.",
 }
 
 #: The partition key of each catalog key (`TopicSpec.key`): the UTF-8 bytes of one field, raw (not Avro).

@@ -135,6 +135,8 @@ def writer_schema(data: bytes) -> tuple[EventSchema, int]:
 def single_object(data: bytes) -> bytes:
     """The same event as an Avro single-object frame (unchanged if it is one): what the ledger keeps,
     so that its leaves name their writer schema without any registry."""
+    if data[:2] == MARKER:  # already one (the decoder checks its fingerprint)
+        return bytes(data)
     schema, start = writer_schema(data)
     if start == HEADER_LEN:
         return bytes(data)

@@ -22,6 +22,25 @@ ORG_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 #: An id of the reception sites registry (cepbus/reference/data/reception_sites.json).
 RECEPTION_SITE_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
+# Bounds of the fields a party controls (issue #23: no single message halts a route). Every string,
+# bytes and array field of an event an operator or a partner may write, its envelope and its nested
+# records included, has one: `codec.decode` refuses an event over a bound as `invalid_content` naming the
+# field and the bound (the consumer dead-letters it, before any handler), and the publishing SDK refuses
+# it before sending (`InvalidEvent`). Without them a valid, signed event carrying a megabyte of note was
+# copied into outputs too large to send. The `.avsc` field docs state them for other implementations;
+# `tests/unit/contract/test_field_bounds.py` fails on a party-written field without one.
+#: An id (event, referral, intake, organisation, pseudonym, correlation): the read side's id pattern
+#: allows 128 characters (`cepbus/contract/identifiers.py`).
+ID_MAX_LENGTH = 128
+#: A code (region, département, reason code).
+CODE_MAX_LENGTH = 64
+#: Free text a person writes: a referral's reason, a status update's note.
+TEXT_MAX_LENGTH = 2000
+#: The free text naming a reception site (an address line at most).
+SITE_TEXT_MAX_LENGTH = 200
+#: An Ed25519 signature.
+SIGNATURE_MAX_BYTES = 64
+
 #: Namespace of derived event ids: a service that re-processes an event emits the same ids.
 _DERIVED_ID_NAMESPACE = uuid.UUID("5b0e7d7e-6a1e-4b8e-9a59-0c2d6c1e8c11")
 
@@ -131,12 +150,12 @@ class _Frozen(BaseModel):
 
 class Envelope(_Frozen):
     event_id: uuid.UUID
-    event_type: str
+    event_type: str = Field(max_length=ID_MAX_LENGTH)
     occurred_at: datetime
-    producer_org_id: str = Field(min_length=1)
-    correlation_id: str = Field(min_length=1)
-    person_pseudonym: str | None = Field(default=None, min_length=1)
-    causation_id: str | None = None
+    producer_org_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH)
+    correlation_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH)
+    person_pseudonym: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH)
+    causation_id: str | None = Field(default=None, max_length=ID_MAX_LENGTH)
 
     @field_validator("occurred_at")
     @classmethod
@@ -192,16 +211,16 @@ class Event(_Frozen):
 
 
 class IntakeRegistered(Event):
-    operator_id: str = Field(pattern=ORG_ID)
+    operator_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
     operator_kind: OrganisationKind
-    region_code: str = Field(pattern=REGION_CODE)
-    departement_code: str = Field(pattern=DEPARTEMENT_CODE)
-    reception_site: str = Field(min_length=1)
+    region_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=REGION_CODE)
+    departement_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=DEPARTEMENT_CODE)
+    reception_site: str = Field(min_length=1, max_length=SITE_TEXT_MAX_LENGTH)
     channel: Channel
     profile: Profile
     purpose: IntakePurpose | None = None
     cep_requested_on: date | None = None
-    reception_site_id: str | None = Field(default=None, pattern=RECEPTION_SITE_ID)
+    reception_site_id: str | None = Field(default=None, max_length=ID_MAX_LENGTH, pattern=RECEPTION_SITE_ID)
 
     @field_validator("cep_requested_on")
     @classmethod
@@ -246,9 +265,9 @@ class NoticeIssued(Event):
 
 
 class ChoiceRecorded(Event):
-    intake_event_id: str
-    operator_id: str = Field(pattern=ORG_ID)
-    region_code: str = Field(pattern=REGION_CODE)
+    intake_event_id: str = Field(max_length=ID_MAX_LENGTH)
+    operator_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
+    region_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=REGION_CODE)
     choice: Choice
     chosen_operator_kind: OrganisationKind | None = None
     consent_to_share: bool
@@ -265,12 +284,12 @@ class ChoiceRecorded(Event):
 
 
 class ReferralRequested(Event):
-    referral_id: str
-    requester_org_id: str = Field(pattern=ORG_ID)
-    recipient_org_id: str = Field(pattern=ORG_ID)
+    referral_id: str = Field(max_length=ID_MAX_LENGTH)
+    requester_org_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
+    recipient_org_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
     recipient_kind: OrganisationKind
-    region_code: str = Field(pattern=REGION_CODE)
-    reason: str = Field(min_length=1)
+    region_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=REGION_CODE)
+    reason: str = Field(min_length=1, max_length=TEXT_MAX_LENGTH)
     consent_to_share: bool
     shared_profile: Profile | None = None
 
@@ -283,13 +302,15 @@ class ReferralRequested(Event):
 
 
 class ReferralStatusChanged(Event):
-    referral_id: str
+    referral_id: str = Field(max_length=ID_MAX_LENGTH)
     status: ReferralStatus
-    actor_org_id: str = Field(pattern=ORG_ID)
-    reason_code: str | None = None
-    note: str | None = None
-    signer_org_id: str | None = None
-    signature: bytes | None = None
+    actor_org_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
+    reason_code: str | None = Field(default=None, max_length=CODE_MAX_LENGTH)
+    note: str | None = Field(default=None, max_length=TEXT_MAX_LENGTH)
+    # superseded by the statement signature (header cepbus-signature, cepbus.contract.statements), which
+    # covers the update's bytes and names its signer: never filled, kept so that older events decode
+    signer_org_id: str | None = Field(default=None, max_length=ID_MAX_LENGTH)
+    signature: bytes | None = Field(default=None, max_length=SIGNATURE_MAX_BYTES)
 
 
 class DeadLetter(Event):
@@ -306,6 +327,7 @@ class DeadLetter(Event):
     original_sha256: str | None = None
     original_size: int | None = None
     replay_of: str | None = None
+    original_signature: bytes | None = None
 
 
 class IntakeDecided(Event):
@@ -346,10 +368,10 @@ class ChoiceReminderDue(Event):
 
 
 class ServiceLevelStarted(Event):
-    intake_event_id: str
-    operator_id: str = Field(pattern=ORG_ID)
+    intake_event_id: str = Field(max_length=ID_MAX_LENGTH)
+    operator_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
     operator_kind: OrganisationKind
-    region_code: str = Field(pattern=REGION_CODE)
+    region_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=REGION_CODE)
     level: ServiceLevel
     channel: Channel
 
@@ -441,6 +463,7 @@ class ReferralUpdateVerdict(Event):
     state_after: ReferralStatus | None = None
     claimed_occurred_at: datetime
     signed_update: bytes | None = None
+    update_digest: bytes | None = None
 
     @field_validator("claimed_occurred_at")
     @classmethod

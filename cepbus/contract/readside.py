@@ -33,7 +33,9 @@ class _ReadSideAnswer(BaseModel):
 
 class ReferralRecordView(_ReadSideAnswer):
     """A referral's current state, with the deadline it is waiting on (`pending_deadline`, None when
-    none is running)."""
+    none is running). `requested_at_ms` is when the requester says it asked (its claim, shown);
+    `received_at_ms` when the router received the request, on its own clock, from which every deadline
+    counts (None from a router that did not keep it yet)."""
 
     referral_id: str
     request_event_id: str
@@ -50,10 +52,13 @@ class ReferralRecordView(_ReadSideAnswer):
     updated_at_ms: int
     pending_deadline: str | None
     pending_deadline_due_at_ms: int | None
+    received_at_ms: int | None = None
 
 
 class HistoryEntryView(_ReadSideAnswer):
-    """One status update the router applied, with the signature it verified and the directory key."""
+    """One status update the router applied, with the signature it verified and the directory key;
+    `occurred_at_ms` is when its sender says it happened, `received_at_ms` when the router applied it
+    (its own clock; None from a router that did not keep it yet)."""
 
     seq: int
     event_id: str
@@ -66,6 +71,7 @@ class HistoryEntryView(_ReadSideAnswer):
     signer_org_id: str | None
     signature_hex: str | None
     key_id: str | None
+    received_at_ms: int | None = None
 
 
 class BreachView(_ReadSideAnswer):

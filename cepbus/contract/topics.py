@@ -51,10 +51,14 @@ class ProducerKind(enum.StrEnum):
     ROUTER = "router"
     NOTIFIER = "notifier"
     LEDGER = "ledger"
+    DEADLETTERS = "deadletters"  # the dead-letter archive (a dead letter of what it cannot read)
 
 
 OPERATOR, PARTNER = ProducerKind.OPERATOR, ProducerKind.PARTNER
 ROUTER, NOTIFIER, LEDGER = ProducerKind.ROUTER, ProducerKind.NOTIFIER, ProducerKind.LEDGER
+DEADLETTERS = ProducerKind.DEADLETTERS
+#: The bus's own services: only they may sign a dead letter.
+SERVICE_KINDS = frozenset({ROUTER, NOTIFIER, LEDGER, DEADLETTERS})
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ DEAD_LETTER = TopicSpec(
     "original key",
     "Messages a service could not process, with the reason",
     1,
-    writers=frozenset({ROUTER, NOTIFIER, LEDGER}),
+    writers=SERVICE_KINDS,
 )
 INTAKE_DECIDED = TopicSpec(
     "cep.intake.decided",
@@ -200,10 +204,11 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 #: What the ledger records: the regulation trail France compétences audits. Every core topic but the
-#: dead letters (not regulation events), the ledger's own checkpoints, and the raw status updates: those
-#: are claims, the ledger records the router's verdicts on them (`REFERRAL_VERDICT`).
+#: dead letters (not regulation events) and the ledger's own checkpoints. The status updates are
+#: recorded as their authors signed them; the report counts a step only from the router's verdict
+#: (`REFERRAL_VERDICT`) that references the signed update it applies (by its statement digest).
 LEDGER_TOPICS: tuple[TopicSpec, ...] = tuple(
-    spec for spec in CORE_TOPICS if spec not in (DEAD_LETTER, LEDGER_CHECKPOINTS, REFERRAL_STATUS)
+    spec for spec in CORE_TOPICS if spec not in (DEAD_LETTER, LEDGER_CHECKPOINTS)
 )
 
 
@@ -256,6 +261,12 @@ def catalog(org_ids: Iterable[str], operator_ids: Iterable[str] = ()) -> list[To
 
 
 _TOPIC_BY_PAYLOAD = {spec.payload: spec for spec in CORE_TOPICS}
+_CORE_BY_NAME = {spec.name: spec for spec in CORE_TOPICS}
+
+
+def core_topic(name: str) -> TopicSpec | None:
+    """The core topic of this name (None for a per-organisation topic or an unknown name)."""
+    return _CORE_BY_NAME.get(name)
 
 
 def topic_for(event: Event) -> TopicSpec:

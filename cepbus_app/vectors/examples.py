@@ -2,10 +2,14 @@
 (ids, times, texts) so that `cep-bus vectors` rewrites the same bytes until the contract changes.
 
 The journeys: a cadre received by the regional operator of Bourgogne-Franche-Comté in Besançon who
-chooses Apec (the regulation loop, then the referral and its signed updates), an intake in
+chooses Apec (the regulation loop, then the referral and its status updates), an intake in
 Seine-Saint-Denis that says nothing optional, and a level-2 start in Guadeloupe without a recorded choice
 (reminder, breach); then the ledger's checkpoint and a dead letter. Each event is built by one function
 from the events it derives from, as the services would derive it.
+
+Every event's statement is signed by a test key of its producer (`statement_test_key`), alone (a batch
+of one) and, for the `BATCHES`, together with others of the same producer, so that an implementer
+checks its Merkle path code on paths of several lengths.
 """
 
 from __future__ import annotations
@@ -53,16 +57,32 @@ from cepbus.contract.models import (
     UpdateVerdict,
     new_envelope,
 )
-from cepbus.contract.signatures import public_key_b64, sign_status
-from cepbus.trust.keys import key_id
+from cepbus.contract.statements import StatementSigner, statement_digest
+from cepbus.trust.keys import key_id, raw_public_key
 
-__all__ = ["TEST_KEY_TAG", "TEST_SEED", "Example", "examples", "vector_test_key"]
+__all__ = [
+    "BATCHES",
+    "STATEMENT_KEY_TAG",
+    "TEST_KEY_TAG",
+    "TEST_SEED",
+    "Batch",
+    "Example",
+    "examples",
+    "statement_test_key",
+    "statement_test_seed",
+    "statement_test_signer",
+    "vector_test_key",
+]
 
 #: TEST KEY, PUBLIC ON PURPOSE: the seed is SHA-256 of this tag, so anyone can sign with it. It signs
-#: the vectors' status updates (and checkpoint note) and nothing else; it is no development key
-#: (`cepbus.trust.development`) and no directory lists it, so the bus refuses what it signs.
+#: the vectors' checkpoint note and nothing else; it is no development key (`cepbus.trust.development`)
+#: and no directory lists it, so the bus refuses what it signs.
 TEST_KEY_TAG = b"cep-bus golden-vector test key v1"
 TEST_SEED = hashlib.sha256(TEST_KEY_TAG).digest()
+#: TEST KEYS, PUBLIC ON PURPOSE: an organisation's statement test key has the seed SHA-256 of this tag
+#: followed by its id. They sign the vectors' statements and nothing else; no directory lists them (they
+#: are not the development keys of `cepbus.trust.development`), so the bus refuses what they sign.
+STATEMENT_KEY_TAG = b"cep-bus golden-vector statement key v1:"
 
 _ROUTER, _NOTIFIER, _LEDGER = "cep-bus-router", "cep-bus-notifier", "cep-bus-ledger"
 _RULESET, _REFERENCE = "2020-2023.1", "2020-2023.1"
@@ -76,8 +96,23 @@ _BESANCON_RULES = ("R-APEC-CADRE", "R-REGIONAL-COMPETENT", "R-NO-SELF-INFORM", "
 
 
 def vector_test_key() -> Ed25519PrivateKey:
-    """The vectors' Ed25519 key (see `TEST_KEY_TAG`)."""
+    """The vectors' checkpoint note key (see `TEST_KEY_TAG`)."""
     return Ed25519PrivateKey.from_private_bytes(TEST_SEED)
+
+
+def statement_test_seed(org_id: str) -> bytes:
+    """The 32-byte seed of `org_id`'s statement test key (see `STATEMENT_KEY_TAG`)."""
+    return hashlib.sha256(STATEMENT_KEY_TAG + org_id.encode()).digest()
+
+
+def statement_test_key(org_id: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(statement_test_seed(org_id))
+
+
+def statement_test_signer(org_id: str) -> StatementSigner:
+    """`org_id`'s statement signer with its test key, under the key id a directory would give it."""
+    key = statement_test_key(org_id)
+    return StatementSigner(org_id, key_id(org_id, raw_public_key(key)), key)
 
 
 @dataclass(frozen=True)
@@ -87,6 +122,37 @@ class Example:
     name: str
     description: str
     event: Event
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Examples of one producer signed together, in this order (as its outbox relay would send them)."""
+
+    name: str
+    description: str
+    members: tuple[str, ...]
+
+
+#: The batch vectors (`statement-batches.json`): sizes 5 and 3, whose RFC 9162 trees are unbalanced, so
+#: the paths have several lengths (3 and 1 for five leaves; 2 and 1 for three).
+BATCHES = (
+    Batch(
+        "router-batch-of-5",
+        "the router's Besançon outputs, signed as one batch of five",
+        (
+            "besancon-decided",
+            "besancon-notice-requested",
+            "besancon-referral-to-apec",
+            "besancon-ping-pong",
+            "besancon-update-rejected",
+        ),
+    ),
+    Batch(
+        "router-batch-of-3",
+        "a deadline breach and the Guadeloupe reminder and breach, signed as one batch of three",
+        ("besancon-first-appointment-late", "guadeloupe-choice-reminder", "guadeloupe-breach"),
+    ),
+)
 
 
 def _at(text: str) -> datetime:
@@ -321,8 +387,9 @@ def _besancon_referral(choice: ChoiceRecorded, profile: Profile) -> ReferralRequ
     )
 
 
-def _besancon_accepted(referral: ReferralRequested, key: Ed25519PrivateKey) -> ReferralStatusChanged:
-    update = ReferralStatusChanged(
+def _besancon_accepted(referral: ReferralRequested) -> ReferralStatusChanged:
+    """Signed by its statement (the in-body `signer_org_id` and `signature` are superseded: null)."""
+    return ReferralStatusChanged(
         envelope=_envelope(
             ReferralStatusChanged,
             "b1f4e7a2-6c38-4d95-8e0b-2a5c9f3d6e71",
@@ -334,11 +401,10 @@ def _besancon_accepted(referral: ReferralRequested, key: Ed25519PrivateKey) -> R
         status=ReferralStatus.ACCEPTED,
         actor_org_id="apec-r27",
     )
-    return sign_status(update, "apec-r27", key)
 
 
-def _besancon_booked(referral: ReferralRequested, key: Ed25519PrivateKey) -> ReferralStatusChanged:
-    update = ReferralStatusChanged(
+def _besancon_booked(referral: ReferralRequested) -> ReferralStatusChanged:
+    return ReferralStatusChanged(
         envelope=_envelope(
             ReferralStatusChanged,
             "d8c3b0f5-9a41-4e27-b6d8-5f1a0c7e3b92",
@@ -352,10 +418,11 @@ def _besancon_booked(referral: ReferralRequested, key: Ed25519PrivateKey) -> Ref
         reason_code="in_person",
         note="Rendez-vous fixé à Besançon le 9 mars 2026 à 14 h, centre Apec Franche-Comté",
     )
-    return sign_status(update, "apec-r27", key)
 
 
-def _besancon_verdict(accepted: ReferralStatusChanged, key: Ed25519PrivateKey) -> ReferralUpdateVerdict:
+def _besancon_verdict(accepted: ReferralStatusChanged) -> ReferralUpdateVerdict:
+    """Names the update by its statement digest (`signed_update`, superseded, stays null) and the key
+    the edge verified: apec-r27's statement test key."""
     return ReferralUpdateVerdict(
         envelope=_envelope(
             ReferralUpdateVerdict,
@@ -369,11 +436,11 @@ def _besancon_verdict(accepted: ReferralStatusChanged, key: Ed25519PrivateKey) -
         verdict=UpdateVerdict.APPLIED,
         status=ReferralStatus.ACCEPTED,
         signer_org_id="apec-r27",
-        signer_key_id=key_id("apec-r27", base64.b64decode(public_key_b64(key))),
+        signer_key_id=statement_test_signer("apec-r27").key_id,
         state_before=ReferralStatus.RECEIVED,
         state_after=ReferralStatus.ACCEPTED,
         claimed_occurred_at=accepted.envelope.occurred_at,
-        signed_update=codec.encode(accepted),
+        update_digest=statement_digest(codec.encode(accepted)),
     )
 
 
@@ -515,7 +582,9 @@ def _ledger_checkpoint(key: Ed25519PrivateKey) -> CheckpointPublished:
 
 
 def _router_dead_letter() -> DeadLetter:
+    """A poison message, which its sender (cep-r11) signed all the same: the dead letter keeps its header."""
     poison = b"\xc3\x01" + bytes.fromhex("0123456789abcdef") + b"\x48not an event of the contract"
+    [signature] = statement_test_signer("cep-r11").sign([poison])
     return DeadLetter(
         envelope=_envelope(
             DeadLetter, "93c6f0a2-d5e8-4b17-a94c-0e3b7d1f6a58", "2026-03-02T10:30:00.001Z", _ROUTER
@@ -532,6 +601,7 @@ def _router_dead_letter() -> DeadLetter:
         original_sha256=hashlib.sha256(poison).hexdigest(),
         original_size=len(poison),
         replay_of="0c5e8b3f-a7d2-4169-8e4b-f1d6a9c2b037",
+        original_signature=signature.header(),
     )
 
 
@@ -544,7 +614,7 @@ def examples() -> list[Example]:
     issued = _besancon_notice_issued(intake, requested)
     choice = _besancon_choice(intake, issued)
     referral = _besancon_referral(choice, profile)
-    accepted = _besancon_accepted(referral, key)
+    accepted = _besancon_accepted(referral)
     minimal, late = _bobigny_minimal(), _besancon_deadline_breached(referral)
     gp_start = _guadeloupe_level_2()
     return [
@@ -555,12 +625,14 @@ def examples() -> list[Example]:
         Example("besancon-notice-issued", "a multi-line French text and its SHA-256", issued),
         Example("besancon-switch-to-apec", "a switch naming the chosen operator", choice),
         Example("besancon-referral-to-apec", "a shared profile (a record in a union)", referral),
-        Example("besancon-accepted", "signed; reason_code and note null", accepted),
-        Example("besancon-appointment-booked", "signed; a non-ASCII note", _besancon_booked(referral, key)),
+        Example("besancon-accepted", "a partner's update; reason_code and note null", accepted),
+        Example(
+            "besancon-appointment-booked", "a partner's update; a non-ASCII note", _besancon_booked(referral)
+        ),
         Example(
             "besancon-verdict-applied",
-            "carries the accepted update's single-object bytes",
-            _besancon_verdict(accepted, key),
+            "names the accepted update by its statement digest",
+            _besancon_verdict(accepted),
         ),
         Example("besancon-update-rejected", "a refused step", _besancon_update_rejected(referral)),
         Example("besancon-first-appointment-late", "a deadline missed", late),

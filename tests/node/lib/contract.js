@@ -9,8 +9,18 @@
 //   decode(contract, buf)          either framing -> {type, value, framing, writer}
 //   encodeSingleObject(type, v)    C3 01 | 8-byte LE fingerprint | Avro binary body
 //   encodeConfluent(type, v)       00 | 4-byte BE schema id | Avro binary body
-//   canonicalStatusBytes(update)   the bytes an organisation signs for a ReferralStatusChanged
-//   signStatus(update, org, seed)  that update, with signer_org_id set and an Ed25519 signature
+//   statementOf(contract, buf)     a message's statement: its single-object bytes (either framing)
+//   statementDigest(S), leafHash(d), nodeHash(l, r), batchTree(leaves), rootFromPath(...),
+//   signedMessage(n, root)         the statement signature's pieces (docs/contract.md)
+//   statementSigner(org, seed), signStatements(signer, statements)
+//                                  one Ed25519 signature per batch; each message's header value
+//   parseStatementHeader(raw), verifyStatement(S, header, keys, {at})
+//                                  a received header, checked against the keys one trusts
+//   directoryKeys(document), loadDirectoryKeys(file)
+//                                  the keys of a directory file (signed.keys): key id -> key, window
+//   verifyAuthor(S, header, keys, producer, {at})
+//                                  verifyStatement, then the signer held to be the event's producer
+//   keyId(org, raw), ed25519PrivateKey(seed), ed25519PublicKey(raw), rawPublicKey(key)
 //
 // Values. The registry is built without any logical type, so values are what the bytes carry:
 // `timestamp-millis` fields (envelope.occurred_at, ...) are JS numbers of milliseconds since the
@@ -277,71 +287,343 @@ function decode(contract, buf) {
   return {type, value, framing, writer};
 }
 
-// -- signed status updates ----------------------------------------------------------------------
+// -- statement signatures (docs/contract.md, "Every statement signed by its author") ------------------
+//
+// An event's statement S is its single-object encoding (a Confluent frame's body re-framed as one); its
+// digest d = SHA-256("cep-bus/statement/v1" 0x00 || S). An author signs the statements it sends
+// together as a batch of n >= 1: leaf i = SHA-256(0x00 || d_i), the root R is the RFC 9162 Merkle tree
+// hash of the leaves (n = 1: the leaf), and the Ed25519 signature covers
+// "cep-bus/statement-batch/v1" 0x00 || n (8 bytes, big-endian) || R. Each message carries, in the
+// Kafka header `cepbus-signature`, {"v":1,"key":<key id>,"sig":<base64>,"n":n,"i":i,"path":<base64>},
+// `path` being leaf i's inclusion proof (32-byte hashes concatenated, leaf side first; empty for n = 1).
 
-const SIGNATURE_TAG = 'cep-bus/referral-status/v1';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const SIGNATURE_HEADER = 'cepbus-signature';
+const STATEMENT_TAG = Buffer.from('cep-bus/statement/v1\x00', 'latin1');
+const BATCH_TAG = Buffer.from('cep-bus/statement-batch/v1\x00', 'latin1');
+const KEY_ID_TAG = Buffer.from('cep-bus/partner-key/v1\n', 'latin1');
+const MAX_BATCH = 1 << 16;  // a path of at most 16 hashes
+const MAX_PATH_HASHES = 16;
+const MAX_HEADER_BYTES = 2048;
+const KEY_ID = /^[0-9a-f]{16}$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/**
- * The exact bytes an organisation signs for a ReferralStatusChanged (docs/referrals.md, "Signatures"):
- * the ASCII tag `cep-bus/referral-status/v1`, then each of these fields as a 4-byte big-endian length
- * and its UTF-8 bytes (an absent value is the empty string), in this order:
- *   event_id, event_type, occurred_at (ms since the epoch, decimal), producer_org_id, correlation_id,
- *   person_pseudonym, causation_id, referral_id, status, actor_org_id, reason_code, note, signer_org_id
- * `signature` itself is not signed. The verifier re-renders the event id as a UUID (lowercase,
- * hyphenated) and the time as an integer of milliseconds, so only those forms are accepted here.
- */
-function canonicalStatusBytes(update) {
-  const e = update.envelope;
-  if (!UUID.test(e.event_id)) throw new Error(`event_id must be a lowercase hyphenated UUID, got ${e.event_id}`);
-  if (!Number.isSafeInteger(e.occurred_at)) {
-    throw new Error(`occurred_at must be integer milliseconds, got ${e.occurred_at}`);
+class StatementError extends Error {
+  /** A statement signature that does not hold; `reason` is the bus's dead-letter reason for it. */
+  constructor(reason, detail) {
+    super(`${reason}: ${detail}`);
+    this.reason = reason;
+    this.detail = detail;
   }
-  const fields = [
-    e.event_id, e.event_type, String(e.occurred_at), e.producer_org_id, e.correlation_id,
-    e.person_pseudonym, e.causation_id, update.referral_id, update.status, update.actor_org_id,
-    update.reason_code, update.note, update.signer_org_id,
-  ];
-  const parts = [Buffer.from(SIGNATURE_TAG, 'ascii')];
-  for (const field of fields) {
-    const raw = Buffer.from(field == null ? '' : String(field), 'utf8');
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(raw.length);
-    parts.push(length, raw);
-  }
-  return Buffer.concat(parts);
 }
 
-// An Ed25519 private key in PKCS#8 DER is this fixed prefix followed by the raw 32-byte seed (RFC 8410).
+const sha256 = (...parts) => crypto.createHash('sha256').update(Buffer.concat(parts)).digest();
+
+/** The statement of a message value of either framing: its single-object bytes (a Confluent frame's
+ * body behind the 10-byte header of the schema it was written with). */
+function statementOf(contract, buf) {
+  const {writer, framing} = decode(contract, buf);
+  if (framing === 'single-object') return buf;
+  return Buffer.concat([SINGLE_OBJECT_MARKER, fingerprint(writer), buf.subarray(CONFLUENT_HEADER)]);
+}
+
+/** d: SHA-256 of the tag and the single-object bytes. */
+function statementDigest(singleObject) {
+  return sha256(STATEMENT_TAG, singleObject);
+}
+
+/** RFC 9162 hashes: a leaf (here a statement digest) and an interior node. */
+function leafHash(digest) {
+  return sha256(Buffer.from([0x00]), digest);
+}
+function nodeHash(left, right) {
+  return sha256(Buffer.from([0x01]), left, right);
+}
+
+/** k: the largest power of two strictly smaller than n (n >= 2), where RFC 9162 splits a tree. */
+function split(n) {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** The RFC 9162 Merkle tree hash of these leaf hashes and each leaf's inclusion path (leaf side
+ * first): what an author signing a batch gives each message. */
+function batchTree(leaves) {
+  if (!leaves.length) throw new Error('a batch has at least one statement');
+  const paths = leaves.map(() => []);
+  const subtree = (lo, hi) => {
+    if (hi - lo === 1) return leaves[lo];
+    const k = split(hi - lo);
+    const left = subtree(lo, lo + k);
+    const right = subtree(lo + k, hi);
+    for (let i = lo; i < lo + k; i++) paths[i].push(right);
+    for (let i = lo + k; i < hi; i++) paths[i].push(left);
+    return nodeHash(left, right);
+  };
+  return {root: subtree(0, leaves.length), paths};
+}
+
+/** The root an inclusion path leads to from leaf `index` of a tree of `size` (RFC 9162 2.1.3.2); null
+ * when it cannot be a path of such a tree. */
+function rootFromPath(leaf, index, size, path) {
+  if (!(Number.isInteger(index) && Number.isInteger(size) && index >= 0 && index < size)) return null;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of path) {
+    if (p.length !== 32 || sn === 0) return null;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, r);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 ? r : null;
+}
+
+/** The exact bytes an author's key signs for a batch of `size` statements whose tree has `root`. */
+function signedMessage(size, root) {
+  const n = Buffer.alloc(8);
+  n.writeBigUInt64BE(BigInt(size));
+  return Buffer.concat([BATCH_TAG, n, root]);
+}
+
+// An Ed25519 key in DER is a fixed prefix followed by the raw 32 bytes (RFC 8410): PKCS#8 for a private
+// key (its seed), SPKI for a public key.
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 /** A node:crypto Ed25519 private key from its raw 32-byte seed (a Buffer or 64 hex characters). */
 function ed25519PrivateKey(seed) {
-  const raw = Buffer.isBuffer(seed) ? seed : Buffer.from(seed, 'hex');
-  if (raw.length !== 32) throw new Error(`an Ed25519 seed is 32 bytes, got ${raw.length}`);
+  const raw = Buffer.isBuffer(seed) ? seed : Buffer.from(String(seed), 'hex');
+  if (raw.length !== 32 || (!Buffer.isBuffer(seed) && !/^[0-9a-fA-F]{64}$/.test(String(seed)))) {
+    throw new Error(`an Ed25519 seed is 32 bytes (64 hex characters), got ${raw.length} bytes`);
+  }
   return crypto.createPrivateKey({key: Buffer.concat([ED25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8'});
 }
 
-/** The update with `signer_org_id` set and `signature` the Ed25519 signature (64 bytes) of its
- * canonical bytes under `seed` (the signer's private key). */
-function signStatus(update, signerOrgId, seed) {
-  const unsigned = Object.assign({}, update, {signer_org_id: signerOrgId, signature: null});
-  const signature = crypto.sign(null, canonicalStatusBytes(unsigned), ed25519PrivateKey(seed));
-  return Object.assign(unsigned, {signature});
+/** A node:crypto Ed25519 public key from its raw 32 bytes (a Buffer, or base64 as the directory writes it). */
+function ed25519PublicKey(raw) {
+  const bytes = Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw), 'base64');
+  if (bytes.length !== 32) throw new Error(`an Ed25519 public key is 32 bytes, got ${bytes.length}`);
+  return crypto.createPublicKey({key: Buffer.concat([ED25519_SPKI_PREFIX, bytes]), format: 'der', type: 'spki'});
+}
+
+/** The raw 32 bytes of a key's public half (a private or public KeyObject). */
+function rawPublicKey(key) {
+  const pub = key.type === 'private' ? crypto.createPublicKey(key) : key;
+  return pub.export({format: 'der', type: 'spki'}).subarray(ED25519_SPKI_PREFIX.length);
+}
+
+/** A directory key id: 16 hex characters of SHA-256("cep-bus/partner-key/v1\n" || org id || "\n" || raw
+ * public key); it binds the key to its organisation. */
+function keyId(orgId, rawPublic) {
+  return sha256(KEY_ID_TAG, Buffer.from(orgId, 'utf8'), Buffer.from('\n'), rawPublic).toString('hex').slice(0, 16);
+}
+
+/** The `cepbus-signature` header value of one message (compact JSON, members in this order). */
+function statementHeader({keyId: key, signature, size, index, path}) {
+  return JSON.stringify({
+    v: 1, key, sig: signature.toString('base64'), n: size, i: index, path: Buffer.concat(path).toString('base64'),
+  });
+}
+
+/** An author's signer: its organisation and its key (seed), under its directory key id. */
+function statementSigner(orgId, seed) {
+  const privateKey = ed25519PrivateKey(seed);
+  return {orgId, privateKey, keyId: keyId(orgId, rawPublicKey(privateKey))};
+}
+
+/** One signature for these single-object statements, in the order they will be sent: for each, its
+ * {keyId, signature, size, index, path, root, header}. */
+function signStatements(signer, statements) {
+  if (statements.length > MAX_BATCH) throw new Error(`at most ${MAX_BATCH} statements in a batch`);
+  const leaves = statements.map((s) => leafHash(statementDigest(s)));
+  const {root, paths} = batchTree(leaves);
+  const signature = crypto.sign(null, signedMessage(leaves.length, root), signer.privateKey);
+  return paths.map((path, index) => {
+    const signed = {keyId: signer.keyId, signature, size: leaves.length, index, path, root};
+    return Object.assign(signed, {header: statementHeader(signed)});
+  });
+}
+
+/** The signature a header carries; StatementError `unsigned` (none) or `malformed_signature`. */
+function parseStatementHeader(raw) {
+  if (raw === undefined || raw === null || raw.length === 0) throw new StatementError('unsigned', 'no cepbus-signature header');
+  const bytes = Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw), 'utf8');
+  const bad = (detail) => new StatementError('malformed_signature', detail);
+  if (bytes.length > MAX_HEADER_BYTES) throw bad(`header of ${bytes.length} bytes (at most ${MAX_HEADER_BYTES})`);
+  let doc;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw bad('the header is not JSON');
+  }
+  if (!doc || typeof doc !== 'object' || doc.v !== 1) throw bad('not a version 1 statement signature');
+  const {key, sig, n, i, path} = doc;
+  if (typeof key !== 'string' || !KEY_ID.test(key)) throw bad('key: not a key id');
+  if (!Number.isInteger(n) || n < 1 || n > MAX_BATCH) throw bad(`n: a batch size from 1 to ${MAX_BATCH}`);
+  if (!Number.isInteger(i) || i < 0 || i >= n) throw bad('i: an index in the batch');
+  if (typeof sig !== 'string' || !BASE64.test(sig)) throw bad('sig: not base64');
+  if (typeof path !== 'string' || !BASE64.test(path)) throw bad('path: not base64');
+  const signature = Buffer.from(sig, 'base64');
+  if (signature.length !== 64) throw bad(`sig: ${signature.length} bytes, an Ed25519 signature is 64`);
+  const hashes = Buffer.from(path, 'base64');
+  if (hashes.length % 32 || hashes.length > MAX_PATH_HASHES * 32) throw bad('path: at most 16 hashes of 32 bytes');
+  const nodes = [];
+  for (let at = 0; at < hashes.length; at += 32) nodes.push(hashes.subarray(at, at + 32));
+  return {keyId: key, signature, size: n, index: i, path: nodes};
+}
+
+/** An instant of the directory (ISO-8601 with its zone: `2026-03-01T00:00:00Z`) in ms since the epoch;
+ * null stays null. */
+function directoryTime(text, what) {
+  if (text === null || text === undefined) return null;
+  if (typeof text !== 'string' || !/^\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:\d{2})$/.test(text) ||
+      Number.isNaN(Date.parse(text))) {
+    throw new Error(`${what}: ${JSON.stringify(text)} is not an ISO-8601 time with its zone`);
+  }
+  return Date.parse(text);
+}
+
+/**
+ * The keys of a directory document (docs/contract.md; `cepbus/reference/data/directory.json`, format
+ * cep-bus-directory/N): a Map key id -> {orgId, keyId, publicKey, notBefore, notAfter, revokedAt} of every
+ * entry of `signed.keys`, the organisations' and the bus's services' alike (times in ms since the epoch,
+ * null when open). Each entry is checked as the bus checks it at load: a 32-byte Ed25519 public key whose
+ * key id is derived from its organisation and raw bytes, a window that is not empty. Throws an Error
+ * naming the offending entry otherwise. (The directory authority's signature over `signed` is not
+ * checked here: the file is the client's configuration, as the bus's is.)
+ */
+function directoryKeys(document) {
+  const signed = document && typeof document === 'object' ? document.signed : undefined;
+  if (!signed || typeof signed !== 'object' || typeof signed.format !== 'string' ||
+      !signed.format.startsWith('cep-bus-directory/')) {
+    throw new Error('not a cep-bus directory (no "signed" member of format cep-bus-directory/N)');
+  }
+  if (!Array.isArray(signed.keys) || !signed.keys.length) throw new Error('the directory lists no keys');
+  const keys = new Map();
+  signed.keys.forEach((entry, i) => {
+    const at = `keys[${i}]`;
+    if (!entry || typeof entry !== 'object') throw new Error(`${at}: not an object`);
+    const {org_id: orgId, key_id: keyIdText, public_key: publicText} = entry;
+    if (typeof orgId !== 'string' || !orgId) throw new Error(`${at}: no org_id`);
+    if (typeof keyIdText !== 'string' || !KEY_ID.test(keyIdText)) throw new Error(`${at}: key_id is not a key id`);
+    if (typeof publicText !== 'string' || !BASE64.test(publicText)) throw new Error(`${at}: public_key is not base64`);
+    const raw = Buffer.from(publicText, 'base64');
+    let publicKey;
+    try {
+      publicKey = ed25519PublicKey(raw);
+    } catch (err) {
+      throw new Error(`${at} (${orgId}): ${err.message}`);
+    }
+    if (keyId(orgId, raw) !== keyIdText) {
+      throw new Error(`${at}: key id ${keyIdText} of ${orgId} does not match its public key (${keyId(orgId, raw)})`);
+    }
+    const notBefore = directoryTime(entry.not_before, `${at}.not_before`);
+    if (notBefore === null) throw new Error(`${at}: no not_before`);
+    const notAfter = directoryTime(entry.not_after, `${at}.not_after`);
+    const revokedAt = directoryTime(entry.revoked_at, `${at}.revoked_at`);
+    if (notAfter !== null && notAfter <= notBefore) throw new Error(`${at}: not_after is not after not_before`);
+    if (keys.has(keyIdText)) throw new Error(`${at}: key id ${keyIdText} listed twice`);
+    keys.set(keyIdText, {orgId, keyId: keyIdText, publicKey, notBefore, notAfter, revokedAt});
+  });
+  return keys;
+}
+
+/** directoryKeys of a directory file; an Error saying which file and what is wrong otherwise. */
+function loadDirectoryKeys(file) {
+  let document;
+  try {
+    document = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${file}: ${err.code ? `cannot read it (${err.code})` : 'not JSON'}`);
+  }
+  try {
+    return directoryKeys(document);
+  } catch (err) {
+    throw new Error(`${file}: ${err.message}`);
+  }
+}
+
+/** Whether a key may sign at `at` (ms): from notBefore (included) to notAfter (excluded), never from
+ * revokedAt on; a key given without a window (one pinned outright) always may. */
+function keyValidAt(key, at) {
+  return (key.notBefore == null || key.notBefore <= at) && (key.notAfter == null || at < key.notAfter) &&
+    (key.revokedAt == null || at < key.revokedAt);
+}
+
+/**
+ * Who signed these single-object bytes, per their header: {orgId, keyId, digest, root}. `keys` maps a
+ * key id to {orgId, publicKey} and, for a directory's keys, its window (notBefore, notAfter, revokedAt:
+ * directoryKeys); the key must be valid at `at` (ms since the epoch, default now: when the message is
+ * read). StatementError (`unsigned`, `malformed_signature`, `unknown_key`, `key_not_valid`,
+ * `bad_signature`) otherwise. A caller then holds the event to its signer (verifyAuthor): the key's
+ * organisation must be the envelope's producer.
+ */
+function verifyStatement(singleObject, header, keys, {at = Date.now()} = {}) {
+  const signed = parseStatementHeader(header);
+  const key = keys.get(signed.keyId);
+  if (!key) throw new StatementError('unknown_key', `key ${signed.keyId} is not one this client trusts`);
+  if (!keyValidAt(key, at)) {
+    throw new StatementError('key_not_valid', `key ${signed.keyId} of ${key.orgId} may not sign at ${new Date(at).toISOString()}`);
+  }
+  const digest = statementDigest(singleObject);
+  const root = rootFromPath(leafHash(digest), signed.index, signed.size, signed.path);
+  if (!root) throw new StatementError('bad_signature', 'the inclusion path fits no batch of that size');
+  if (!crypto.verify(null, signedMessage(signed.size, root), key.publicKey, signed.signature)) {
+    throw new StatementError('bad_signature', `not signed by key ${signed.keyId}`);
+  }
+  return {orgId: key.orgId, keyId: signed.keyId, digest, root};
+}
+
+/** verifyStatement, then the event held to its signer: the key's organisation must be `producer` (the
+ * decoded event's envelope.producer_org_id), else StatementError `misattributed`. An event the router
+ * passes on keeps its author's signature, so the author is whoever produced it, never the forwarder. */
+function verifyAuthor(singleObject, header, keys, producer, options = {}) {
+  const author = verifyStatement(singleObject, header, keys, options);
+  if (author.orgId !== producer) {
+    throw new StatementError('misattributed', `signed by ${author.orgId} (key ${author.keyId}) but produced as ${producer}`);
+  }
+  return author;
 }
 
 module.exports = {
   DecodeError,
-  SIGNATURE_TAG,
-  canonicalStatusBytes,
+  SIGNATURE_HEADER,
+  StatementError,
+  batchTree,
   confluentId,
   crc64Avro,
   decode,
+  directoryKeys,
   ed25519PrivateKey,
+  ed25519PublicKey,
   encodeConfluent,
   encodeSingleObject,
   fingerprint,
+  keyId,
+  keyValidAt,
+  leafHash,
   loadContract,
+  loadDirectoryKeys,
+  nodeHash,
+  parseStatementHeader,
   parsingCanonicalForm,
-  signStatus,
+  rawPublicKey,
+  rootFromPath,
+  signStatements,
+  signedMessage,
+  statementDigest,
+  statementHeader,
+  statementOf,
+  statementSigner,
+  verifyAuthor,
+  verifyStatement,
 };

@@ -143,6 +143,9 @@ def test_release_refuses_an_incompatible_change_and_numbers_versions(
     copy_dir = tmp_path / "avro"
     shutil.copytree(schemas.schema_dir(), copy_dir)
     monkeypatch.setenv("CEPBUS_SCHEMA_DIR", str(copy_dir))
+    # from no released version (the committed v1 may differ from the current file by its docs alone)
+    shutil.rmtree(copy_dir / "released" / "fr.cepbus.ChoiceRecorded")
+    assert compat.release("fr.cepbus.ChoiceRecorded").name == "v1.avsc"
     with pytest.raises(ValueError, match="unchanged since v1"):
         compat.release("fr.cepbus.ChoiceRecorded")
     path = copy_dir / "fr.cepbus.ChoiceRecorded.avsc"
