@@ -4,8 +4,11 @@ An organisation generates its key pair (`keys generate`), keeps the private key 
 sends the printed public entry to the directory authority. The authority has its own key
 (`directory keygen`, whose printed pinned form goes into every deployment's
 CEPBUS_DIRECTORY_AUTHORITY_KEY), adds entries (`directory add-key`, `--rotate` to close the previous
-key), revokes compromised keys (`directory revoke`), signs (`directory sign`) and publishes the file;
-anyone can check it (`directory verify`). Editing the body drops the signatures: sign again.
+key), lists the bus's own services with their keys (`directory add-service`), revokes compromised keys
+(`directory revoke`), renews before expiry (`directory renew`), signs (`directory sign`) and publishes
+the file; anyone can check it (`directory verify`). Every edit makes a new version (the next serial,
+issued now: a service refuses a serial older than the newest it ran with) and drops the signatures:
+sign again. `directory upgrade` rewrites a format-2 directory in format 3.
 
 Every failure is one line on stderr: exit 2 for a malformed argument, 1 for anything else.
 """
@@ -18,7 +21,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,9 +33,11 @@ from pydantic import ValidationError
 from cepbus.contract.models import ORG_ID
 from cepbus.reference import load_reference
 from cepbus.reference.directory import (
+    FORMAT,
     MAX_DOCUMENT_BYTES,
     Directory,
     DirectoryKey,
+    ServiceEntry,
     format_time,
     key_entry,
     load_directory_from,
@@ -161,6 +166,23 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
         raise
 
 
+def _new_version(body: dict[str, Any], path: Path) -> int:
+    """An edit makes a new version: the next serial, issued now (services refuse an older serial than
+    the newest they ran with, so every signed version needs its own). Returns the new serial."""
+    serial = body.get("serial")
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 1:
+        _fail(f'{path}: "serial" must be a positive integer')
+    body["serial"] = serial + 1
+    body["issued_at"] = format_time(datetime.now(UTC))
+    return serial + 1
+
+
+def _expires_in(days: int) -> str:
+    if days < 1:
+        _fail("--expires-in: at least 1 day", USAGE)
+    return format_time(datetime.now(UTC) + timedelta(days=days))
+
+
 def _keys_list(body: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     keys = body.get("keys")
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
@@ -264,11 +286,15 @@ def directory_verify(
         keys = directory.all_keys()
         revoked = sum(1 for k in keys if k.revoked_at is not None)
         issued = format_time(directory.issued_at) if directory.issued_at else "?"
+        expires = format_time(directory.expires_at) if directory.expires_at else "?"
+        if directory.expired():
+            _fail(f"{file}: the directory expired at {expires}: renew it (cep-bus directory renew)")
         print(
             f"OK {file}: directory {directory.version}{' (DEVELOPMENT)' if directory.development else ''},"
-            f" issued {issued}, {len(directory.org_ids())} organisations, {len(keys)} keys"
-            f" ({revoked} revoked), signed by authority {pinned.key_id}"
+            f" serial {directory.serial}, issued {issued}, expires {expires}, {len(directory.org_ids())}"
+            f" organisations, {len(keys)} keys ({revoked} revoked), signed by authority {pinned.key_id}"
         )
+
         for warning in _development_warnings(directory):
             typer.echo(warning, err=True)
 
@@ -303,12 +329,13 @@ def directory_add_key(
                 closed.append(str(k.get("key_id")))
         keys.append(new.to_json())
         keys.sort(key=lambda k: (str(k.get("org_id")), str(k.get("not_before")), str(k.get("key_id"))))
+        serial = _new_version(body, file)
         _validated(body, file)
         _write_json(file, {"signed": body, "signatures": []})
         retired = f", closed {', '.join(closed)} at {format_time(new.not_before)}" if closed else ""
         typer.echo(
             f"added key {new.key_id} of {new.org_id} (from {format_time(new.not_before)}){retired};"
-            " signatures dropped: sign again (cep-bus directory sign)",
+            f" serial {serial}; signatures dropped: sign again (cep-bus directory sign)",
             err=True,
         )
 
@@ -334,10 +361,101 @@ def directory_revoke(
         if found[0].get("revoked_at") is not None:
             _fail(f"{file}: key {key_id} of {org_id} is already revoked at {found[0]['revoked_at']}")
         found[0]["revoked_at"] = format_time(when)
+        serial = _new_version(body, file)
         _validated(body, file)
         _write_json(file, {"signed": body, "signatures": []})
         typer.echo(
-            f"revoked key {key_id} of {org_id} at {format_time(when)}; signatures dropped: sign again"
-            " (cep-bus directory sign)",
+            f"revoked key {key_id} of {org_id} at {format_time(when)}; serial {serial}; signatures"
+            " dropped: sign again (cep-bus directory sign)",
+            err=True,
+        )
+
+
+@directory_app.command("add-service")
+def directory_add_service(
+    file: Annotated[Path, typer.Option("--file", help="The directory to edit (rewritten, unsigned)")],
+    org: Annotated[str, typer.Option("--org", help="The service's organisation id, e.g. cep-bus-router")],
+    role: Annotated[str, typer.Option("--role", help="router, notifier, ledger or deadletters")],
+    entry: Annotated[Path, typer.Option("--entry", help="Its public key entry (JSON, from keys generate)")],
+    name: Annotated[str | None, typer.Option("--name", help="A readable name")] = None,
+) -> None:
+    """List one of the bus's own services with its key: what it signs (decisions, notices, verdicts,
+    dead letters) verifies against it. A new version: sign again."""
+    with _one_line_errors():
+        org_id = _org_option(org)
+        body, _ = _read_body(file)
+        try:
+            service = ServiceEntry(org_id=org_id, role=role, name=name or org_id)
+        except ValidationError as exc:
+            _fail(f"--role: {one_line(exc, limit=2)}", USAGE)
+        raw_entry = _read_json(entry, "key entry")
+        try:
+            key = DirectoryKey.model_validate(raw_entry)
+        except ValidationError as exc:
+            _fail(f"{entry}: not a key entry: {one_line(exc, limit=6)}")
+        if key.org_id != org_id:
+            _fail(f"{entry}: the key is {key.org_id}'s, not {org_id}'s")
+        services = body.setdefault("services", [])
+        if not isinstance(services, list) or any(
+            isinstance(x, dict) and x.get("org_id") == org_id for x in services
+        ):
+            _fail(f"{file}: {org_id} is already listed (add a key to it with add-key --rotate)")
+        services.append(service.model_dump(mode="json"))
+        _keys_list(body, file).append(key.to_json())
+        serial = _new_version(body, file)
+        _validated(body, file)
+        _write_json(file, {"signed": body, "signatures": []})
+        typer.echo(
+            f"listed the {role} service {org_id} with key {key.key_id}; serial {serial}; signatures"
+            " dropped: sign again (cep-bus directory sign)",
+            err=True,
+        )
+
+
+@directory_app.command("renew")
+def directory_renew(
+    file: Annotated[Path, typer.Option("--file", help="The directory to edit (rewritten, unsigned)")],
+    expires_in: Annotated[int, typer.Option("--expires-in", help="Days until the new version expires")] = 90,
+) -> None:
+    """A new version of the same content, issued now and expiring in `--expires-in` days: production
+    refuses an expired directory, so the authority renews before it expires. Sign again."""
+    with _one_line_errors():
+        body, _ = _read_body(file)
+        serial = _new_version(body, file)
+        body["expires_at"] = _expires_in(expires_in)
+        _validated(body, file)
+        _write_json(file, {"signed": body, "signatures": []})
+        typer.echo(
+            f"renewed: serial {serial}, expires {body['expires_at']}; sign again (cep-bus directory sign)",
+            err=True,
+        )
+
+
+@directory_app.command("upgrade")
+def directory_upgrade(
+    input_path: Annotated[Path, typer.Option("--in", help="A directory of format cep-bus-directory/2")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the format-3 body (unsigned)")],
+    expires_in: Annotated[int, typer.Option("--expires-in", help="Days until it expires")] = 90,
+) -> None:
+    """Rewrite a format-2 directory in format 3: serial 1, issued now, an expiry, no service yet (list
+    each of the bus's services with add-service, then sign)."""
+    with _one_line_errors():
+        document = _read_json(input_path, "directory")
+        inner = document.get("signed", document)
+        if not isinstance(inner, dict) or inner.get("format") != "cep-bus-directory/2":
+            _fail(f"{input_path}: not a directory of format cep-bus-directory/2")
+        body = dict(inner)
+        body.update(
+            format=FORMAT,
+            serial=1,
+            issued_at=format_time(datetime.now(UTC)),
+            expires_at=_expires_in(expires_in),
+            services=[],
+        )
+        _validated(body, input_path)
+        _write_json(out, {"signed": body, "signatures": []})
+        typer.echo(
+            f"wrote {out} in {FORMAT} (serial 1, expires {body['expires_at']}); list the bus's services"
+            " (cep-bus keys generate, cep-bus directory add-service), then sign (cep-bus directory sign)",
             err=True,
         )

@@ -1,5 +1,5 @@
 """Regenerate cepbus/reference/data/directory.json, the packaged EXAMPLE directory (format
-cep-bus-directory/2): the local partners and one key per organisation. Every key here is an INSECURE
+cep-bus-directory/3): the local partners and one key per organisation. Every key here is an INSECURE
 development key (`cepbus.trust.development.dev_private_key`, derivable from the organisation id), valid
 from 2020-01-01, and the file is signed by the INSECURE development directory authority
 (`dev_authority_key()`): it says `"development": true`, and production refuses it. A real deployment
@@ -39,6 +39,8 @@ OPCO = [
 EXAMPLE_REGIONS = ("11", "84", "04")
 DEV_KEYS_NOT_BEFORE = datetime(2020, 1, 1, tzinfo=UTC)
 ISSUED_AT = "2026-01-01T00:00:00Z"
+# A development directory does not expire before its tests do; production refuses it anyway.
+EXPIRES_AT = "2099-12-31T00:00:00Z"
 
 
 def main() -> None:
@@ -103,12 +105,24 @@ def main() -> None:
                 "note": "Exemple fictif, pour la démonstration et les tests.",
             }
         )
+    services = [
+        {"org_id": org_id, "role": role, "name": name}
+        for org_id, role, name in (
+            ("cep-bus-router", "router", "cep-bus — routeur (décisions, orientations)"),
+            ("cep-bus-notifier", "notifier", "cep-bus — avis de choix éclairé"),
+            ("cep-bus-ledger", "ledger", "cep-bus — registre de régulation"),
+            ("cep-bus-deadletters", "deadletters", "cep-bus — archive des lettres mortes"),
+        )
+    ]
     ids = [org.org_id for org in reference.organisations()] + [str(p["org_id"]) for p in partners]
+    ids += [str(service["org_id"]) for service in services]
     body = {
         "format": FORMAT,
         "version": "2026.1",
+        "serial": 1,
         "development": True,
         "issued_at": ISSUED_AT,
+        "expires_at": EXPIRES_AT,
         "source": (
             "EXEMPLE DE DÉVELOPPEMENT. Partenaires locaux du CEP : Transitions Pro (AT-pro), les 11 OPCO, "
             "points de contact du SPRO ; organismes de formation et partenaires santé-social : EXEMPLES "
@@ -118,6 +132,7 @@ def main() -> None:
             "signé (CEPBUS_DIRECTORY_PATH, CEPBUS_DIRECTORY_AUTHORITY_KEY)."
         ),
         "partners": partners,
+        "services": services,
         "keys": [key_entry(org_id, dev_private_key(org_id), DEV_KEYS_NOT_BEFORE) for org_id in sorted(ids)],
     }
     document = sign_document(body, dev_authority_key())

@@ -1,5 +1,5 @@
 """The referral directory: every organisation a referral can be addressed to, with its inbox topic and
-the Ed25519 public keys it signs status updates with, over time.
+the Ed25519 public keys it signs its statements with, over time.
 
 It joins the CEP operators of the reference data (`organisations.json`) with the local partners of the
 directory: Transitions Pro (one per region), the 11 OPCO (national), SPRO contact points, and
@@ -17,9 +17,9 @@ whitespace, UTF-8, no floats). Its public key is pinned apart from the software
 (`CEPBUS_DIRECTORY_AUTHORITY_KEY`, the root of trust, as in TUF or Sigstore); the directory file is
 configuration too (`CEPBUS_DIRECTORY_PATH`). Each organisation has one key or more: a rotation adds a
 key with a later `not_before` and closes the old one with `not_after`; a compromised key gets
-`revoked_at`. A status update is checked against the keys valid *when the bus recorded it*
-(`Directory.verify_status`), so history stays verifiable after a rotation while an old key cannot sign
-anything new.
+`revoked_at`. A statement signature is checked against the key valid *when the bus recorded the
+event* (`cepbus.reference.authorship`, with `key_by_id` and `DirectoryKey.valid_at`), so history stays
+verifiable after a rotation while an old key cannot sign anything new.
 
 Everything is validated at load: an organisation without a key, a key that is not an Ed25519 public
 key or whose id does not match, an OPCO list that is not the 11 OPCO, a signature that does not verify
@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,9 +60,7 @@ from cepbus.contract.models import (
     ORG_ID,
     REGION_CODE,
     OrganisationKind,
-    ReferralStatusChanged,
 )
-from cepbus.contract.signatures import signature_valid
 from cepbus.contract.topics import referral_inbox, referral_rejections
 from cepbus.reference import ReferenceData, load_reference
 from cepbus.trust.development import is_development_authority_key, is_development_key
@@ -77,7 +76,7 @@ from cepbus.untrusted_json import (
     read_capped,
 )
 
-FORMAT = "cep-bus-directory/2"
+FORMAT = "cep-bus-directory/3"
 
 #: The 11 opérateurs de compétences approved since 2019 (arrêtés d'agrément).
 OPCO_NAMES = frozenset(
@@ -239,14 +238,35 @@ class DirectoryEntry(_Frozen):
         return referral_rejections(self.org_id).name
 
 
+#: What each of the bus's own services does: the producer kinds of the topic catalog.
+ServiceRole = Literal["router", "notifier", "ledger", "deadletters"]
+
+
+class ServiceEntry(_Frozen):
+    """One of the bus's own services, which signs what it emits with its keys in this directory."""
+
+    org_id: str = Field(pattern=ORG_ID)
+    role: ServiceRole
+    name: str = Field(min_length=1)
+
+
 class _SignedBody(_Frozen):
-    format: Literal["cep-bus-directory/2"]
+    format: Literal["cep-bus-directory/3"]
     version: str = Field(min_length=1)
+    serial: int = Field(ge=1)  # monotonic: a service refuses a version older than the newest it has seen
     development: StrictBool
     issued_at: AwareDatetime
+    expires_at: AwareDatetime  # production refuses an expired directory
     source: str | None = None
     partners: list[PartnerEntry]
+    services: list[ServiceEntry]
     keys: list[DirectoryKey]
+
+    @model_validator(mode="after")
+    def _expires_after_issue(self) -> _SignedBody:
+        if self.expires_at <= self.issued_at:
+            raise ValueError("expires_at must be after issued_at")
+        return self
 
 
 class _Signature(_Frozen):
@@ -305,6 +325,13 @@ def split_document(document: Mapping[str, Any]) -> tuple[dict[str, Any], list[di
         raise DirectoryError(
             "directory format 1 (`public_keys`) is no longer read: regenerate it in format"
             f" {FORMAT} (scripts/generate_directory.py, cep-bus keys generate / directory add-key)"
+        )
+    inner = document.get("signed", document)
+    body_format = inner.get("format") if isinstance(inner, Mapping) else None
+    if body_format == "cep-bus-directory/2":
+        raise DirectoryError(
+            "directory format 2 has no serial, expiry nor service keys: the authority re-signs it in"
+            f" {FORMAT} (`cep-bus directory upgrade`, then `cep-bus directory sign`)"
         )
     if "signed" not in document:
         if "format" not in document:
@@ -400,17 +427,31 @@ class Directory:
         source: str | None = None,
         signatures: Sequence[str] = (),
         verified_by: str | None = None,
+        serial: int = 0,
+        expires_at: datetime | None = None,
+        services: Iterable[ServiceEntry] = (),
+        document: Mapping[str, Any] | None = None,
     ) -> None:
+        """`document`: the signed document as read (`signed` body and `signatures`); its `digest` is
+        the SHA-256 of the body's canonical bytes, what names this version in a service's history and
+        in the ledger."""
         self.version = version
+        self.serial = serial
+        self.document = document
+        self.digest = hashlib.sha256(canonical_bytes(document["signed"])).hexdigest() if document else ""
+        self.expires_at = expires_at
         self.development = development
         self.issued_at = issued_at
+        self.services = {service.org_id: service for service in services}
         self.source = source
         self.signatures = tuple(signatures)  # the key ids of the authorities that signed it
         self.verified_by = verified_by  # the pinned authority key id it was verified with, if any
         self._entries = {entry.org_id: entry for entry in entries}
         self._keys: dict[str, list[DirectoryKey]] = {}
+        self._by_id: dict[str, DirectoryKey] = {}
         for key in sorted(keys, key=lambda k: (k.not_before, k.key_id)):
             self._keys.setdefault(key.org_id, []).append(key)
+            self._by_id[key.key_id] = key
         self._parsed: dict[str, Ed25519PublicKey] = {}
 
     @classmethod
@@ -437,6 +478,7 @@ class Directory:
         errors: list[str] = []
         operators = reference.organisations()
         ids = [org.org_id for org in operators] + [p.org_id for p in parsed.partners]
+        ids += [service.org_id for service in parsed.services]
         if dup := sorted(i for i, n in Counter(ids).items() if n > 1):
             errors.append(f"duplicate organisation ids: {', '.join(dup)}")
         regions = set(reference.regions)
@@ -492,6 +534,10 @@ class Directory:
             source=parsed.source,
             signatures=signers,
             verified_by=pinned.key_id if pinned is not None else None,
+            serial=parsed.serial,
+            expires_at=parsed.expires_at.astimezone(UTC),
+            services=parsed.services,
+            document={"signed": body, "signatures": [dict(s) for s in signatures]},
         )
 
     @property
@@ -514,6 +560,18 @@ class Directory:
         except KeyError:
             raise DirectoryError(f"{org_id!r} is not in the referral directory") from None
 
+    def key_by_id(self, key_id: str) -> DirectoryKey | None:
+        """The key with this id, of any organisation or service; None if the directory has none."""
+        return self._by_id.get(key_id)
+
+    def public_of(self, key: DirectoryKey) -> Ed25519PublicKey:
+        """The parsed public key (parsed once per directory)."""
+        return self._public(key)
+
+    def expired(self, at: datetime | None = None) -> bool:
+        """True once `expires_at` has passed (a directory from before expiries never expires)."""
+        return self.expires_at is not None and (at or datetime.now(UTC)) >= self.expires_at
+
     def all_keys(self) -> list[DirectoryKey]:
         """Every key of every organisation, by organisation then `not_before`."""
         return [key for org_id in sorted(self._keys) for key in self._keys[org_id]]
@@ -529,22 +587,6 @@ class Directory:
         _require_aware(at)
         return [key for key in self.keys_of(org_id) if key.valid_at(at)]
 
-    def verify_status(self, update: ReferralStatusChanged, at: datetime) -> DirectoryKey | None:
-        """The key of `update.signer_org_id`, valid at `at`, whose signature of the update verifies;
-        None if there is none (unsigned, unknown signer, no key valid then, bad signature).
-
-        `at` is when the bus recorded the update, never the sender's `occurred_at`: a sender could
-        otherwise backdate an update into the validity of a key that has since been retired or
-        revoked. Checked at its recording time, every past update stays verifiable after a rotation.
-        """
-        signer = update.signer_org_id
-        if not signer or not update.signature or signer not in self:
-            return None
-        for key in reversed(self.keys_valid_at(signer, at)):
-            if signature_valid(update, self._public(key)):
-                return key
-        return None
-
     def current_key(self, org_id: str, at: datetime | None = None) -> DirectoryKey:
         """The newest key valid at `at` (default: now); DirectoryError when none is."""
         when = at or datetime.now(UTC)
@@ -555,7 +597,7 @@ class Directory:
 
     def public_key(self, org_id: str) -> Ed25519PublicKey:
         """The organisation's newest currently valid public key (parsed once); DirectoryError when
-        it has none valid now. Checking an update at its recording time: `verify_status`."""
+        it has none valid now. Checking a signature at its recording time: `cepbus.reference.authorship`."""
         return self._public(self.current_key(org_id))
 
     def _public(self, key: DirectoryKey) -> Ed25519PublicKey:
@@ -661,6 +703,14 @@ def directory_trust_problems(
                 "sign it with the authority key (cep-bus directory sign) and pin that key",
             )
         )
+    if directory.expired():
+        expired_at = format_time(directory.expires_at) if directory.expires_at else "?"
+        problems.append(
+            TrustProblem(
+                f"the referral directory (serial {directory.serial}) expired at {expired_at}",
+                "install the authority's current signed directory (CEPBUS_DIRECTORY_PATH)",
+            )
+        )
     derivable = sorted({k.org_id for k in directory.all_keys() if is_development_key(k.org_id, k.raw)})
     if derivable:
         shown = ", ".join(derivable[:5]) + (f" and {len(derivable) - 5} more" if len(derivable) > 5 else "")
@@ -684,6 +734,7 @@ __all__ = [
     "DirectoryError",
     "DirectoryKey",
     "PartnerEntry",
+    "ServiceEntry",
     "canonical_bytes",
     "check_signature",
     "clear_directory_cache",

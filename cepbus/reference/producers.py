@@ -24,6 +24,7 @@ DEFAULT_SERVICE_PRODUCERS: Mapping[str, ProducerKind] = {
     "cep-bus-router": ProducerKind.ROUTER,
     "cep-bus-notifier": ProducerKind.NOTIFIER,
     "cep-bus-ledger": ProducerKind.LEDGER,
+    "cep-bus-deadletters": ProducerKind.DEADLETTERS,
 }
 
 #: Fields naming the organisation an event speaks for, when an organisation (not a service) sends it.
@@ -45,15 +46,19 @@ class ProducerCatalog:
         cls,
         reference: ReferenceData,
         directory: Directory,
-        services: Mapping[str, ProducerKind] = DEFAULT_SERVICE_PRODUCERS,
+        services: Mapping[str, ProducerKind] | None = None,
     ) -> ProducerCatalog:
+        """Organisations by the reference and the directory; the bus's services by the directory's
+        `services` (their roles), `services` (a service's settings) and the defaults."""
         kinds: dict[str, ProducerKind] = {}
         operators = {org.org_id for org in reference.organisations()}
         for org_id in directory.org_ids():
             kinds[org_id] = ProducerKind.OPERATOR if org_id in operators else ProducerKind.PARTNER
         for org_id in operators:
             kinds[org_id] = ProducerKind.OPERATOR
-        kinds.update(services)
+        kinds.update(DEFAULT_SERVICE_PRODUCERS)
+        kinds.update((org_id, ProducerKind(entry.role)) for org_id, entry in directory.services.items())
+        kinds.update(services or {})
         return cls(kinds)
 
     def kind_of(self, org_id: str) -> ProducerKind | None:

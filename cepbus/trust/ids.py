@@ -4,8 +4,9 @@ A service that re-processes an event after a crash must emit the same ids (the l
 them), so derived ids are a function of the cause and a purpose. If that function were public, anyone
 could compute the id of an event the router has not emitted yet (a deadline breach, say) and send
 junk under it first. So the function is keyed: HMAC-SHA-256 with the service's secret key, truncated
-to a UUID. The key is a file named by `<SERVICE>_ID_KEY_PATH` (at least 32 bytes); without one, a
-development key is used, which production refuses.
+to a UUID. The key is a file named by `<SERVICE>_ID_KEY_PATH` (at least 32 bytes; in production
+readable by its owner only, `cepbus.trust.keyfiles`); without one, a development key is used, which
+production refuses.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cepbus.trust.keyfiles import read_key_bytes
 from cepbus.trust.modes import TrustProblem
 
 MIN_KEY_BYTES = 32
@@ -37,14 +39,13 @@ class EventIds:
 DEVELOPMENT_IDS = EventIds(_DEVELOPMENT_ID_KEY, development=True)
 
 
-def load_event_ids(path: Path | None) -> EventIds:
-    """The service's keyed ids from its key file; the development ids when no file is configured."""
+def load_event_ids(path: Path | None, *, production: bool | None = None) -> EventIds:
+    """The service's keyed ids from its key file; the development ids when no file is configured.
+    ValueError (`KeyFileError`) for a file production refuses: others may read it (`CEPBUS_ENV`, or
+    `production`)."""
     if path is None:
         return DEVELOPMENT_IDS
-    try:
-        key = path.read_bytes().strip()
-    except OSError as exc:
-        raise ValueError(f"event-id key {path}: {exc.strerror or exc}") from exc
+    key = read_key_bytes(path, "event-id key", production=production).strip()
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"event-id key {path}: {len(key)} bytes, at least {MIN_KEY_BYTES} needed")
     return EventIds(key)

@@ -3,7 +3,8 @@ short ids that name public keys in the directory and in the pinned authority key
 
 - Private keys are PEM PKCS#8, unencrypted, created with mode 0600 in one step (`O_CREAT | O_EXCL`)
   and never overwritten: a second `write_private_key` to the same path fails rather than destroying
-  the only copy of a key whose public half is already in a directory.
+  the only copy of a key whose public half is already in a directory. In production a key file others
+  may read is refused when loaded (`cepbus.trust.keyfiles`).
 - `key_id(org_id, raw)` is 16 hex chars of SHA-256 over `cep-bus/partner-key/v1\\n`, the organisation
   id, `\\n` and the 32 raw bytes of the public key: it binds the key to its organisation.
 - The directory authority's public key is pinned as one string,
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from cepbus.trust.keyfiles import read_key_bytes
 
 PARTNER_KEY_TAG = b"cep-bus/partner-key/v1\n"
 AUTHORITY_KEY_TAG = b"cep-bus/directory-authority-key/v1\n"
@@ -109,9 +112,10 @@ def parse_authority_key(text: str) -> AuthorityKey:
     return AuthorityKey(kid, raw)
 
 
-def load_private_key(path: Path) -> Ed25519PrivateKey:
-    """An organisation's own key from a PEM file (PKCS#8, unencrypted)."""
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+def load_private_key(path: Path, *, production: bool | None = None) -> Ed25519PrivateKey:
+    """An organisation's own key from a PEM file (PKCS#8, unencrypted); in production (`CEPBUS_ENV`, or
+    `production`) ValueError (`KeyFileError`) for a file others may read."""
+    key = serialization.load_pem_private_key(read_key_bytes(path, "private key", production=production), None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} holds a {type(key).__name__}, not an Ed25519 private key")
     return key

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cepbus.reference.directory import (
     DirectoryError,
+    DirectoryKey,
     canonical_bytes,
     directory_trust_problems,
     key_entry,
@@ -26,7 +27,7 @@ from cepbus.trust.development import dev_authority_key, dev_private_key
 from cepbus.trust.keys import format_authority_key
 from cepbus.trust.modes import TrustError, enforce
 from cepbus.trust.settings import Environment, TrustSettings
-from tests.unit.trust.conftest import APEC, T0, accepted, build, packaged_body, production_body
+from tests.unit.trust.conftest import APEC, T0, accepted, build, packaged_body, production_body, verdict
 
 ROTATED = datetime(2025, 6, 1, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -47,20 +48,19 @@ def test_rotation_keeps_history_and_retires_the_old_key() -> None:
     old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     directory = build(rotated(old, new))
     before, after = ROTATED - timedelta(days=30), ROTATED + SECOND
+    old_entry, new_entry = directory.keys_of(APEC)
     assert [k.not_before for k in directory.keys_of(APEC)] == [T0, ROTATED]
-    assert [k.key_id for k in directory.keys_valid_at(APEC, before)] == [directory.keys_of(APEC)[0].key_id]
-    assert [k.key_id for k in directory.keys_valid_at(APEC, ROTATED)] == [directory.keys_of(APEC)[1].key_id]
+    assert [k.key_id for k in directory.keys_valid_at(APEC, before)] == [old_entry.key_id]
+    assert [k.key_id for k in directory.keys_valid_at(APEC, ROTATED)] == [new_entry.key_id]
     old_update, new_update = accepted(APEC, old), accepted(APEC, new)
     # an update recorded before the rotation still verifies with the old key, after it
-    found = directory.verify_status(old_update, before)
-    assert found is not None and found.key_id == directory.keys_of(APEC)[0].key_id
+    assert verdict(directory, old_update, before) == old_entry
     # a new update verifies with the new key
-    found = directory.verify_status(new_update, after)
-    assert found is not None and found.key_id == directory.keys_of(APEC)[1].key_id
+    assert verdict(directory, new_update, after) == new_entry
     # the old key signs nothing recorded from its not_after on, the new one nothing before its not_before
-    assert directory.verify_status(old_update, ROTATED) is None
-    assert directory.verify_status(old_update, after) is None
-    assert directory.verify_status(new_update, before) is None
+    assert verdict(directory, old_update, ROTATED) == "key_not_valid"
+    assert verdict(directory, old_update, after) == "key_not_valid"
+    assert verdict(directory, new_update, before) == "key_not_valid"
     # the compatibility accessor is the newest currently valid key
     assert directory.public_key(APEC).public_bytes_raw() == new.public_key().public_bytes_raw()
 
@@ -69,8 +69,8 @@ def test_verification_uses_the_recording_time_not_the_claimed_time() -> None:
     old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     directory = build(rotated(old, new))
     backdated = accepted(APEC, old)  # occurred_at (MONDAY, 2026) is the sender's claim: irrelevant
-    assert directory.verify_status(backdated, ROTATED + timedelta(days=1)) is None
-    assert directory.verify_status(backdated, ROTATED - timedelta(days=1)) is not None
+    assert verdict(directory, backdated, ROTATED + timedelta(days=1)) == "key_not_valid"
+    assert verdict(directory, backdated, ROTATED - timedelta(days=1)) == directory.keys_of(APEC)[0]
 
 
 def test_revocation_cuts_a_key_from_its_time_on() -> None:
@@ -78,34 +78,34 @@ def test_revocation_cuts_a_key_from_its_time_on() -> None:
     revoked = ROTATED + timedelta(days=10)
     directory = build(rotated(old, new, revoked_at=revoked))
     update = accepted(APEC, new)
-    assert directory.verify_status(update, revoked - SECOND) is not None
-    assert directory.verify_status(update, revoked) is None
-    assert directory.verify_status(update, revoked + timedelta(days=1)) is None
+    assert verdict(directory, update, revoked - SECOND) == directory.keys_of(APEC)[1]
+    assert verdict(directory, update, revoked) == "key_not_valid"
+    assert verdict(directory, update, revoked + timedelta(days=1)) == "key_not_valid"
     assert directory.keys_valid_at(APEC, revoked) == []
     with pytest.raises(DirectoryError, match="no key valid"):
         directory.public_key(APEC)
 
 
-def test_verify_status_refuses_what_proves_nothing() -> None:
+def test_the_edge_refuses_what_proves_nothing() -> None:
     key = Ed25519PrivateKey.generate()
     directory = build(production_body({APEC: [key_entry(APEC, key, T0)]}))
     now = datetime.now(UTC)
     good = accepted(APEC, key)
-    assert directory.verify_status(good, now) is not None
-    assert directory.verify_status(good.model_copy(update={"signature": None}), now) is None
-    assert directory.verify_status(good.model_copy(update={"note": "altered"}), now) is None
-    assert directory.verify_status(accepted("not-in-directory", key), now) is None
-    assert directory.verify_status(good, T0 - SECOND) is None
+    assert verdict(directory, good, now) == directory.keys_of(APEC)[0]
+    assert verdict(directory, good.unsigned(), now) == "unsigned"
+    assert verdict(directory, good.altered(note="altered"), now) == "bad_signature"
+    assert verdict(directory, accepted("not-in-directory", key), now) == "unknown_key"
+    assert verdict(directory, good, T0 - SECOND) == "key_not_valid"
     with pytest.raises(ValueError, match="timezone"):
-        directory.verify_status(good, datetime(2026, 1, 1))
+        verdict(directory, good, datetime(2026, 1, 1))
 
 
 def test_the_forged_accepted_with_the_derivable_apec_key_is_refused() -> None:
     directory = build(production_body())
     forged = accepted(APEC, dev_private_key(APEC))
-    assert directory.verify_status(forged, datetime.now(UTC)) is None
+    assert verdict(directory, forged, datetime.now(UTC)) == "unknown_key"
     # ...while the packaged example directory would take it: that is why production refuses it
-    assert load_directory().verify_status(forged, datetime.now(UTC)) is not None
+    assert isinstance(verdict(load_directory(), forged, datetime.now(UTC)), DirectoryKey)
 
 
 @pytest.mark.parametrize(
@@ -242,7 +242,7 @@ def test_trust_problems_list_the_example_directory_and_production_refuses_it() -
     whats = [p.what for p in directory_trust_problems(load_directory(dev), dev)]
     assert any("packaged example" in w for w in whats)
     assert any("no directory authority key" in w for w in whats)
-    assert any("143 organisations have a derivable development key" in w for w in whats)
+    assert any("147 organisations have a derivable development key" in w for w in whats)  # and the 4 services
     assert all(p.fix for p in directory_trust_problems(load_directory(dev), dev))
     assert enforce(directory_trust_problems(load_directory(dev), dev), dev)  # development: only warned
     prod = settings(None, None, "production")

@@ -32,7 +32,7 @@ from cepbus.trust.keys import (
 def test_every_packaged_key_is_a_detectable_development_key() -> None:
     directory = load_directory()
     keys = directory.all_keys()
-    assert len(keys) == len(directory.org_ids())
+    assert len(keys) == len(directory.org_ids()) + len(directory.services)  # one each, services too
     assert all(is_development_key(k.org_id, k.raw) for k in keys)
     assert all(is_development_key(k.org_id, k.public_key) for k in keys)  # base64 form too
     assert is_development_key("apec-r11", dev_private_key("apec-r11").public_key())

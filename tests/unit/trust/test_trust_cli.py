@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from cepbus.reference.directory import (
     DirectoryError,
+    DirectoryKey,
     clear_directory_cache,
     directory_trust_problems,
     load_directory,
@@ -26,7 +27,7 @@ from cepbus.trust.keys import load_private_key, parse_authority_key, write_priva
 from cepbus.trust.modes import enforce
 from cepbus.trust.settings import Environment, TrustSettings
 from cepbus_app.cli import app
-from tests.unit.trust.conftest import APEC, accepted, packaged_body
+from tests.unit.trust.conftest import APEC, accepted, packaged_body, verdict
 
 runner = CliRunner()
 NOT_BEFORE = "2024-01-01T00:00:00Z"
@@ -108,7 +109,7 @@ def test_verify_accepts_the_signed_directory(ceremony: Ceremony) -> None:
     assert done.exit_code == 0, done.stderr
     assert done.stdout.count("\n") == 1 and done.stdout.startswith("OK ")
     assert f"signed by authority {parse_authority_key(ceremony.pinned).key_id}" in done.stdout
-    assert "143 keys" in done.stdout
+    assert "147 keys" in done.stdout  # 143 organisations and the 4 services
 
 
 def test_verify_refuses_a_tampered_directory(ceremony: Ceremony, tmp_path: Path) -> None:
@@ -133,10 +134,10 @@ def test_the_forged_accepted_with_apecs_derivable_key_is_refused(ceremony: Cerem
     assert enforce(directory_trust_problems(directory, settings), settings) == []  # production is happy
     now = datetime.now(UTC)
     forged = accepted(APEC, dev_private_key(APEC))
-    assert directory.verify_status(forged, now) is None
+    assert verdict(directory, forged, now) == "unknown_key"
     genuine = accepted(APEC, load_private_key(ceremony.keys[APEC]))
-    found = directory.verify_status(genuine, now)
-    assert found is not None and found.key_id == ceremony.entries[APEC]["key_id"]
+    found = verdict(directory, genuine, now)
+    assert isinstance(found, DirectoryKey) and found.key_id == ceremony.entries[APEC]["key_id"]
 
 
 def test_rotation_and_revocation_through_the_commands(ceremony: Ceremony, tmp_path: Path) -> None:
@@ -162,9 +163,9 @@ def test_rotation_and_revocation_through_the_commands(ceremony: Ceremony, tmp_pa
     assert old.not_after == rotated_at and new.not_before == rotated_at and new.not_after is None
     old_update = accepted(APEC, load_private_key(ceremony.keys[APEC]))
     new_update = accepted(APEC, load_private_key(new_key))
-    assert directory.verify_status(old_update, rotated_at - timedelta(days=1)) == old
-    assert directory.verify_status(old_update, rotated_at + timedelta(days=1)) is None
-    assert directory.verify_status(new_update, rotated_at + timedelta(days=1)) == new
+    assert verdict(directory, old_update, rotated_at - timedelta(days=1)) == old
+    assert verdict(directory, old_update, rotated_at + timedelta(days=1)) == "key_not_valid"
+    assert verdict(directory, new_update, rotated_at + timedelta(days=1)) == new
 
     revoke_at = "2025-07-01T00:00:00Z"
     revoked = run(
@@ -180,8 +181,8 @@ def test_rotation_and_revocation_through_the_commands(ceremony: Ceremony, tmp_pa
     assert resigned.exit_code == 0, resigned.stderr
     clear_directory_cache()  # load_directory caches per (path, key): the file changed under it
     directory = load_directory(ceremony.settings(working))
-    assert directory.verify_status(new_update, datetime(2025, 6, 30, tzinfo=UTC)) is not None
-    assert directory.verify_status(new_update, datetime(2025, 7, 1, tzinfo=UTC)) is None
+    assert verdict(directory, new_update, datetime(2025, 6, 30, tzinfo=UTC)) == directory.keys_of(APEC)[1]
+    assert verdict(directory, new_update, datetime(2025, 7, 1, tzinfo=UTC)) == "key_not_valid"
 
 
 def test_bad_inputs_are_one_line_errors(ceremony: Ceremony, tmp_path: Path) -> None:
@@ -253,3 +254,101 @@ def test_loading_a_production_directory_without_its_signature_fails(
     stripped.write_text(json.dumps({"signed": document["signed"], "signatures": []}), encoding="utf-8")
     with pytest.raises(DirectoryError, match="unsigned"):
         load_directory(ceremony.settings(stripped))
+
+
+def serial_of(path: Path) -> int:
+    return int(json.loads(path.read_text(encoding="utf-8"))["signed"]["serial"])
+
+
+def test_every_edit_is_a_new_version_and_renew_moves_the_expiry(ceremony: Ceremony, tmp_path: Path) -> None:
+    working = tmp_path / "directory.json"
+    working.write_bytes(ceremony.directory.read_bytes())
+    first = serial_of(working)
+    router_key = tmp_path / "router-2.pem"
+    generated = run("keys", "generate", "--org", APEC, "--out", router_key, "--not-before", ROTATION)
+    entry = tmp_path / "apec-2.json"
+    entry.write_text(generated.stdout, encoding="utf-8")
+    assert run("directory", "add-key", "--file", working, "--entry", entry).exit_code == 0
+    assert serial_of(working) == first + 1
+    renewed = run("directory", "renew", "--file", working, "--expires-in", "30")
+    assert renewed.exit_code == 0, renewed.stderr
+    assert serial_of(working) == first + 2
+    expires = datetime.fromisoformat(
+        json.loads(working.read_text())["signed"]["expires_at"].replace("Z", "+00:00")
+    )
+    assert timedelta(days=29) < expires - datetime.now(UTC) <= timedelta(days=30)
+    assert (
+        run("directory", "sign", "--key", ceremony.authority_key, "--in", working, "--out", working).exit_code
+        == 0
+    )
+    verified = run("directory", "verify", "--file", working, "--authority", ceremony.pinned)
+    assert verified.exit_code == 0 and f"serial {first + 2}" in verified.stdout
+    assert_fails(run("directory", "renew", "--file", working, "--expires-in", "0"), 2, "at least 1 day")
+
+
+def test_an_expired_directory_does_not_verify(ceremony: Ceremony, tmp_path: Path) -> None:
+    document = json.loads(ceremony.directory.read_text(encoding="utf-8"))
+    document["signed"].update(issued_at="2024-01-01T00:00:00Z", expires_at="2024-02-01T00:00:00Z")
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(document), encoding="utf-8")
+    assert (
+        run("directory", "sign", "--key", ceremony.authority_key, "--in", stale, "--out", stale).exit_code
+        == 0
+    )
+    assert_fails(run("directory", "verify", "--file", stale, "--authority", ceremony.pinned), 1, "expired")
+
+
+def test_a_format_2_directory_is_upgraded_and_its_services_listed(ceremony: Ceremony, tmp_path: Path) -> None:
+    body = json.loads(ceremony.directory.read_text(encoding="utf-8"))["signed"]
+    services = body.pop("services")
+    for field in ("serial", "expires_at"):
+        body.pop(field)
+    service_ids = {s["org_id"] for s in services}
+    body["keys"] = [k for k in body["keys"] if k["org_id"] not in service_ids]
+    body["format"] = "cep-bus-directory/2"
+    old = tmp_path / "v2.json"
+    old.write_text(json.dumps({"signed": body, "signatures": []}), encoding="utf-8")
+    assert_fails(
+        run("directory", "verify", "--file", old, "--authority", ceremony.pinned), 1, "directory upgrade"
+    )
+    new = tmp_path / "v3.json"
+    upgraded = run("directory", "upgrade", "--in", old, "--out", new)
+    assert upgraded.exit_code == 0, upgraded.stderr
+    assert serial_of(new) == 1
+    for service in services:
+        entry = tmp_path / f"{service['org_id']}.json"
+        entry.write_text(json.dumps(ceremony.entries[service["org_id"]]), encoding="utf-8")
+        listed = run(
+            "directory",
+            "add-service",
+            "--file",
+            new,
+            "--org",
+            service["org_id"],
+            "--role",
+            service["role"],
+            "--entry",
+            entry,
+        )
+        assert listed.exit_code == 0, listed.stderr
+    assert serial_of(new) == 1 + len(services)
+    assert_fails(
+        run(
+            "directory",
+            "add-service",
+            "--file",
+            new,
+            "--org",
+            "cep-bus-x",
+            "--role",
+            "janitor",
+            "--entry",
+            entry,
+        ),
+        2,
+        "--role",
+    )
+    assert run("directory", "sign", "--key", ceremony.authority_key, "--in", new, "--out", new).exit_code == 0
+    clear_directory_cache()
+    directory = load_directory(ceremony.settings(new))
+    assert {s.org_id for s in directory.services.values()} == service_ids
