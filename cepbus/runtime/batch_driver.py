@@ -38,8 +38,9 @@ from cepbus.runtime.messages import Incoming, Outgoing
 from cepbus.runtime.operations import Operations, directory_silence
 from cepbus.runtime.outbox import Outbox
 from cepbus.runtime.processing import EventProcessor, timer_decisions, timer_failed
+from cepbus.runtime.refusals import permanent_refusal
 from cepbus.runtime.retry import RouteRetry
-from cepbus.runtime.sending import OutboxRelay, SendSide, WireMessage
+from cepbus.runtime.sending import OutboxRelay, Refusals, SendSide, WireMessage
 from cepbus.runtime.service import Route, ServiceDefinition, Timer
 from cepbus.runtime.settings import BrokerSettings, StreamSettings
 
@@ -92,9 +93,11 @@ def incoming(message: Message) -> Incoming:
 
 @dataclass
 class _Acks:
-    """Delivery reports of one send: which messages the broker acknowledged, and the first failure."""
+    """Delivery reports of one send: which messages the broker acknowledged, which it refused for good
+    (too large, invalid: `cepbus.runtime.refusals`), and the other failures (retried)."""
 
     acked: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
 
     def callback(self, index: int) -> Callable[[KafkaError | None, Message], None]:
@@ -102,9 +105,16 @@ class _Acks:
             if error is None:
                 self.acked.append(index)
             else:
-                self.failed.append(str(error))
+                self.error(index, error)
 
         return report
+
+    def error(self, index: int, error: KafkaError) -> None:
+        reason = permanent_refusal(error.code(), error.str())
+        if reason is None:
+            self.failed.append(str(error))
+        else:
+            self.refused[index] = reason
 
 
 class BatchDriver:
@@ -140,10 +150,17 @@ class BatchDriver:
             silence = directory_silence(self.name)
             silence.seed(definition.silence_seed())
         self.processor = EventProcessor(
-            self.name, definition.producer_org_id, silence, max_message_bytes=self.broker.max_message_bytes
+            self.name,
+            definition.producer_org_id,
+            silence,
+            max_message_bytes=self.broker.max_message_bytes,
+            authorship=definition.authorship,
         )
-        self.side = SendSide(self.name, Framing.from_settings(self.broker), instruments)
-        self._relays = {id(outbox): OutboxRelay(outbox, self.side) for outbox in definition.outboxes()}
+        self.side = SendSide(self.name, Framing.from_settings(self.broker), instruments, definition.signer)
+        self._relays = {
+            id(outbox): OutboxRelay(outbox, self.side, self.processor.undeliverable)
+            for outbox in definition.outboxes()
+        }
         self._route_of = {spec.name: r for r in definition.routes for spec in r.topics}
         self._retries = {r.name: RouteRetry(self.name, r.name, health) for r in definition.routes}
         self.batch_max = max([r.batch_max or self.stream.batch_max for r in definition.routes] or [1])
@@ -175,10 +192,11 @@ class BatchDriver:
 
     # -- sending ---------------------------------------------------------------------------------------
 
-    def transmit(self, messages: Sequence[WireMessage]) -> None:
-        """Produce in order and block until the broker acknowledged every message; DeliveryFailed if not."""
+    def transmit(self, messages: Sequence[WireMessage]) -> Refusals:
+        """Produce in order and block until the broker took every message: the ones it refused for good,
+        by position; DeliveryFailed if any other is not acknowledged (an outage: the send is retried)."""
         if not messages:
-            return
+            return {}
         acks = _Acks()
         for index, m in enumerate(messages):
             while True:
@@ -189,30 +207,34 @@ class BatchDriver:
                     break
                 except BufferError:  # the local queue is full: let deliveries drain
                     self.producer.poll(0.05)
+                except KafkaException as exc:  # refused before it left (larger than message.max.bytes)
+                    acks.error(index, exc.args[0])
+                    break
         remaining = self.producer.flush(self.broker.request_timeout_s)
         if acks.failed or remaining:
             raise DeliveryFailed(
                 f"{len(acks.failed) + remaining} of {len(messages)} not acknowledged: {acks.failed[:1]}"
             )
+        return acks.refused
 
     def send(self, outputs: Sequence[Outgoing]) -> None:
-        """Send decided events that no outbox holds (a batch route's dead letters, a timer's events)."""
-        messages = self.side.outputs(outputs)
-        if not messages:
-            return
-        self.side.before(messages)
-        self.transmit(messages)
-        self.side.acknowledged(messages)
+        """Send decided events that no outbox holds (a batch route's dead letters, a timer's events); one
+        the broker refuses for good is replaced by its dead letter, sent in its place."""
+        while outputs:
+            messages = self.side.outputs(outputs)
+            self.side.before(messages)
+            refused = self.transmit(messages)
+            self.side.acknowledged([m for i, m in enumerate(messages) if i not in refused])
+            outputs = [self.processor.undeliverable(messages[i].undeliverable(r)) for i, r in refused.items()]
 
     def relay(self, outbox: Outbox) -> int:
         """Send what the outbox holds unsent, in order, and mark it sent once acknowledged."""
         relay = self._relays.get(id(outbox)) or self._relays.setdefault(
-            id(outbox), OutboxRelay(outbox, self.side)
+            id(outbox), OutboxRelay(outbox, self.side, self.processor.undeliverable)
         )
         sent = 0
         while (batch := relay.next_batch()) is not None:
-            self.transmit(batch.messages)
-            relay.sent(batch)
+            relay.sent(batch, self.transmit(batch.messages))
             sent += len(batch.rows)
         return sent
 

@@ -9,6 +9,8 @@ Broker quirks are settings (`cepbus.runtime.settings`); how each client spells t
 from __future__ import annotations
 
 import ssl
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from cepbus.runtime.settings import BrokerSettings, ServiceSettings
@@ -94,6 +96,9 @@ def faust_app_options(settings: ServiceSettings, broker: BrokerSettings) -> dict
         "topic_replication_factor": broker.replication_factor,
         "web_enabled": False,
         "store": "memory://",
+        # Faust keeps nothing of ours on disk (tables are in memory), but it insists on a data
+        # directory; its default is the working directory, which litters checkouts and images.
+        "datadir": str(Path(tempfile.gettempdir()) / "cep-bus-faust" / settings.group_id),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import faust
@@ -27,8 +28,9 @@ from cepbus.runtime.messages import Incoming, Outgoing
 from cepbus.runtime.operations import Operations, directory_silence
 from cepbus.runtime.outbox import Outbox
 from cepbus.runtime.processing import EventProcessor, timer_decisions, timer_failed
+from cepbus.runtime.refusals import permanent_refusal
 from cepbus.runtime.retry import RouteRetry
-from cepbus.runtime.sending import OutboxRelay, SendSide, WireMessage
+from cepbus.runtime.sending import OutboxRelay, Refusals, SendSide, WireMessage
 from cepbus.runtime.service import Route, ServiceDefinition, Timer
 from cepbus.runtime.settings import BrokerSettings, ServiceSettings, StreamSettings
 
@@ -64,11 +66,21 @@ def _patch_fetch_max_wait(fetch_max_wait_ms: int, fetch_min_bytes: int = 1) -> N
 def make_app(settings: ServiceSettings, broker: BrokerSettings) -> faust.App:
     _patch_fetch_max_wait(broker.fetch_max_wait_ms, broker.fetch_min_bytes)
     context = ssl_context(broker)
+    options = faust_app_options(settings, broker)
+    Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     return faust.App(
         settings.group_id,
         broker_credentials=faust.SSLCredentials(context) if context else None,
-        **faust_app_options(settings, broker),
+        **options,
     )
+
+
+def _permanent(exc: BaseException) -> str:
+    """The reason the broker refused a record for good; any other failure propagates (retried)."""
+    reason = permanent_refusal(getattr(exc, "errno", None), f"{type(exc).__name__}: {exc}")
+    if reason is None:
+        raise exc
+    return reason
 
 
 class FaustDriver:
@@ -106,10 +118,17 @@ class FaustDriver:
             silence = directory_silence(self.name)
             silence.seed(definition.silence_seed())
         self.processor = EventProcessor(
-            self.name, definition.producer_org_id, silence, max_message_bytes=broker.max_message_bytes
+            self.name,
+            definition.producer_org_id,
+            silence,
+            max_message_bytes=broker.max_message_bytes,
+            authorship=definition.authorship,
         )
-        self.side = SendSide(self.name, Framing.from_settings(broker), instruments)
-        self._relays = {id(outbox): OutboxRelay(outbox, self.side) for outbox in definition.outboxes()}
+        self.side = SendSide(self.name, Framing.from_settings(broker), instruments, definition.signer)
+        self._relays = {
+            id(outbox): OutboxRelay(outbox, self.side, self.processor.undeliverable)
+            for outbox in definition.outboxes()
+        }
         self._relay_locks: dict[int, asyncio.Lock] = {}
         self._retries = {r.name: RouteRetry(self.name, r.name, health) for r in definition.routes}
         self._install_operations()
@@ -123,32 +142,44 @@ class FaustDriver:
 
     # -- sending ---------------------------------------------------------------------------------------
 
-    async def transmit(self, messages: Sequence[WireMessage]) -> None:
-        """Hand the messages to the producer in order and wait until the broker acknowledged them all."""
-        futures = [
-            await self.app.producer.send(m.topic, m.key, m.value, None, None, m.headers) for m in messages
-        ]
-        await asyncio.gather(*futures)
+    async def transmit(self, messages: Sequence[WireMessage]) -> Refusals:
+        """Hand the messages to the producer in order and wait until the broker took them all: the ones
+        it refused for good, by position; any other failure raises (an outage: the send is retried)."""
+        refused: dict[int, str] = {}
+        pending: list[tuple[int, Awaitable[Any]]] = []
+        for index, m in enumerate(messages):
+            try:
+                pending.append(
+                    (index, await self.app.producer.send(m.topic, m.key, m.value, None, None, m.headers))
+                )
+            except Exception as exc:  # refused before it left (larger than max_request_size)
+                refused[index] = _permanent(exc)
+        outcomes = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+        for (index, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                refused[index] = _permanent(outcome)
+        return refused
 
     async def send(self, outputs: Sequence[Outgoing]) -> None:
-        messages = self.side.outputs(outputs)
-        if not messages:
-            return
-        self.side.before(messages)
-        await self.transmit(messages)
-        self.side.acknowledged(messages)
+        """Send decided events that no outbox holds; one the broker refuses for good is replaced by its
+        dead letter, sent in its place."""
+        while outputs:
+            messages = self.side.outputs(outputs)
+            self.side.before(messages)
+            refused = await self.transmit(messages)
+            self.side.acknowledged([m for i, m in enumerate(messages) if i not in refused])
+            outputs = [self.processor.undeliverable(messages[i].undeliverable(r)) for i, r in refused.items()]
 
     async def relay(self, outbox: Outbox) -> int:
         """Send what the outbox holds unsent, in order; mark it sent once the broker acknowledged it.
         One relay at a time per outbox (routes and timers share one), so nothing is sent twice here."""
         relay = self._relays.get(id(outbox)) or self._relays.setdefault(
-            id(outbox), OutboxRelay(outbox, self.side)
+            id(outbox), OutboxRelay(outbox, self.side, self.processor.undeliverable)
         )
         sent = 0
         async with self._relay_locks.setdefault(id(outbox), asyncio.Lock()):
             while (batch := relay.next_batch()) is not None:
-                await self.transmit(batch.messages)
-                relay.sent(batch)
+                relay.sent(batch, await self.transmit(batch.messages))
                 sent += len(batch.rows)
         return sent
 

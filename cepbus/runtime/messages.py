@@ -10,19 +10,28 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from cepbus.contract import tracecontext
-from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER, TRACEPARENT_HEADER
+from cepbus.contract.headers import (
+    CORRELATION_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    TRACEPARENT_HEADER,
+)
 from cepbus.contract.models import Event
 from cepbus.contract.tracecontext import TraceContext
+from cepbus.reference.authorship import Author
 
 
 @dataclass(frozen=True)
 class Outgoing:
     """An event to send to `topic`, keyed and headed as the contract says. `trace` is the context of
-    the event it was derived from: by default the one being handled when it was built."""
+    the event it was derived from: by default the one being handled when it was built. `signature`: the
+    author's own `cepbus-signature` header, for an event passed on unchanged (an inbox delivery,
+    `cepbus.runtime.processing.forwarded`); without it the sending service signs the event."""
 
     topic: str
     event: Event
     trace: TraceContext | None = field(default_factory=tracecontext.current)
+    signature: bytes | None = None
 
     def key(self) -> bytes | None:
         return self.event.partition_key()
@@ -36,6 +45,8 @@ class Outgoing:
             headers.append(
                 (TRACEPARENT_HEADER, self.trace.child(self.event.envelope.event_id).header.encode())
             )
+        if self.signature is not None:
+            headers.append((SIGNATURE_HEADER, self.signature))
         return headers
 
 
@@ -50,6 +61,13 @@ class Incoming:
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
 
+    def raw_header(self, name: str) -> bytes | None:
+        """A header's value as bytes, or None when absent."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
     def header(self, name: str) -> str | None:
         """A header's value as text, or None when absent or not UTF-8."""
         for key, value in self.headers:
@@ -63,11 +81,12 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Received:
-    """A decoded event with the message it came in (a batch handler needs both: the ledger keeps the
-    exact bytes and the topic)."""
+    """A decoded event with the message it came in and its verified author (a batch handler needs them
+    all: the ledger keeps the exact bytes, the topic and the signature)."""
 
     message: Incoming
     event: Event
+    author: Author | None = None  # None only where the runtime verifies no authorship (unit tests)
 
 
 @dataclass(frozen=True)

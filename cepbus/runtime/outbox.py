@@ -5,6 +5,21 @@ acknowledged it (the Debezium/Eventuate outbox pattern).
 So a crash at any point re-sends the same events, never loses one, and a message handled again after a
 redelivery changes nothing: the first decision is the one stored (`INSERT ... ON CONFLICT DO NOTHING` on
 the event id), so the ledger sees the same bytes again, a duplicate, never a collision.
+
+What waits in an outbox is personal (a decision with the rules that fired, a notice and its text, a
+referral with the shared profile, keyed by the person's pseudonym), so an outbox keeps it only until the
+broker acknowledged it: `mark_sent` then deletes the row's content (key, value, headers, topic, person)
+and keeps a tombstone, the event id with its sequence number and times. The tombstone is what keeps the
+first decision the only one: a redelivered input whose output was already sent (a crash, or a lost
+offset commit, between the acknowledgement and the commit) is decided again with other bytes under the
+same derived event id (a new `occurred_at`, a notice stamped later); were the row gone, that second
+version would be sent and the ledger, which dedupes on id *and* content, would count an id collision
+and raise its alert. With the tombstone, `add` sees the id and sends nothing. A tombstone holds nothing
+of a person: a keyed event id, two times.
+
+Unsent rows are erased with the person (`person` column, the pseudonym of the event: `personal_data`).
+A store created by an older version gains the `person` column (rows still unsent get it from their Kafka
+key, the pseudonym on every person topic) and loses the content of the rows it had already sent.
 """
 
 from __future__ import annotations
@@ -16,7 +31,7 @@ from dataclasses import dataclass
 
 from cepbus.contract import codec
 from cepbus.runtime.messages import Outgoing
-from cepbus.runtime.sqldb import Database
+from cepbus.runtime.sqldb import Database, PersonalData
 
 
 @dataclass(frozen=True)
@@ -42,20 +57,57 @@ def outbox_schema(name: str, dialect: str) -> list[str]:
             msg_value {blob} NOT NULL,
             headers TEXT NOT NULL,
             created_at_ms BIGINT NOT NULL,
-            sent_at_ms BIGINT
+            sent_at_ms BIGINT,
+            person TEXT
         )""",
         f"CREATE INDEX IF NOT EXISTS {name}_outbox_unsent ON {name}_outbox (sent_at_ms, seq)",
     ]
+
+
+def outbox_personal_data(name: str) -> PersonalData:
+    """The declaration of the `<name>_outbox` table, for the store that holds it."""
+    return PersonalData(
+        f"{name}_outbox",
+        "events decided and not yet acknowledged by the broker, in clear (a decision and its rules, a "
+        "notice and its text, a referral with the shared profile), keyed by the person's pseudonym; "
+        "once acknowledged, only a tombstone (event id, times)",
+        "delete_rows",
+        where="person = ?",
+    )
+
+
+_BLANK = "topic = '', msg_key = NULL, msg_value = ?, headers = '[]', person = NULL"
 
 
 class Outbox:
     def __init__(self, db: Database, name: str) -> None:
         self._db = db
         self._table = f"{name}_outbox"
+        db.add_missing_columns(self._table, [("person", "TEXT")])  # a table from before it
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """An outbox an older version filled: rows it sent kept their content (blank it), unsent rows
+        have no `person` (take it from the Kafka key, the pseudonym on every person topic)."""
+        with self._db.transaction():
+            self._db.execute(
+                f"UPDATE {self._table} SET {_BLANK} WHERE sent_at_ms IS NOT NULL AND topic <> ''", (b"",)
+            )
+            rows = self._db.query(
+                f"SELECT seq, msg_key FROM {self._table} "
+                "WHERE sent_at_ms IS NULL AND person IS NULL AND msg_key IS NOT NULL"
+            )
+            for seq, key in rows:
+                try:
+                    person = bytes(key).decode()
+                except UnicodeDecodeError:
+                    continue
+                self._db.execute(f"UPDATE {self._table} SET person = ? WHERE seq = ?", (person, seq))
 
     def add(self, outputs: Sequence[Outgoing]) -> int:
-        """Store `outputs` in order; an event id already stored keeps its first version. Call it inside
-        the transaction that records the decision. Returns how many were new."""
+        """Store `outputs` in order; an event id already stored (unsent, or sent: its tombstone) keeps
+        its first version. Call it inside the transaction that records the decision. Returns how many
+        were new."""
         if not outputs:
             return 0
         now = time.time_ns() // 1_000_000
@@ -71,11 +123,14 @@ class Outbox:
                 known.add(event_id)
                 seq += 1
                 headers = json.dumps([[name, value.hex()] for name, value in out.headers()])
-                rows.append((seq, event_id, out.topic, out.key(), codec.encode(out.event), headers, now))
+                person = out.event.envelope.person_pseudonym
+                rows.append(
+                    (seq, event_id, out.topic, out.key(), codec.encode(out.event), headers, now, person)
+                )
             if rows:
                 self._db.executemany(
                     f"INSERT INTO {self._table} (seq, event_id, topic, msg_key, msg_value, headers, "
-                    "created_at_ms, sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                    "created_at_ms, sent_at_ms, person) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                     rows,
                 )
             new = len(rows)
@@ -109,17 +164,60 @@ class Outbox:
         ]
 
     def mark_sent(self, messages: Sequence[StoredMessage]) -> None:
+        """The broker acknowledged these: delete their content, keep their tombstones (module doc)."""
         if not messages:
             return
         now = time.time_ns() // 1_000_000
         with self._db.transaction():
             self._db.executemany(
-                f"UPDATE {self._table} SET sent_at_ms = ? WHERE seq = ? AND sent_at_ms IS NULL",
-                [(now, m.seq) for m in messages],
+                f"UPDATE {self._table} SET {_BLANK}, sent_at_ms = ? WHERE seq = ? AND sent_at_ms IS NULL",
+                [(b"", now, m.seq) for m in messages],
             )
+
+    def replace(self, refused: Sequence[tuple[StoredMessage, Outgoing]]) -> None:
+        """Rows the broker refused for good, each replaced by its dead letter in one transaction: the
+        row becomes a tombstone (so a redelivered input decides nothing again), the letter goes to the
+        end of the outbox, erased with the person the row was about."""
+        if not refused:
+            return
+        now = time.time_ns() // 1_000_000
+        with self._db.transaction():
+            seq = int(self._db.query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}")[0][0])
+            known = self._known([str(letter.event.event_id) for _, letter in refused])
+            for row, letter in refused:
+                found = self._db.query(f"SELECT person FROM {self._table} WHERE seq = ?", (row.seq,))
+                person = found[0][0] if found else None
+                self._db.execute(
+                    f"UPDATE {self._table} SET {_BLANK}, sent_at_ms = ? WHERE seq = ? AND sent_at_ms IS NULL",
+                    (b"", now, row.seq),
+                )
+                event_id = str(letter.event.event_id)
+                if event_id in known:
+                    continue
+                known.add(event_id)
+                seq += 1
+                headers = json.dumps([[name, value.hex()] for name, value in letter.headers()])
+                self._db.execute(
+                    f"INSERT INTO {self._table} (seq, event_id, topic, msg_key, msg_value, headers, "
+                    "created_at_ms, sent_at_ms, person) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    (
+                        seq,
+                        event_id,
+                        letter.topic,
+                        letter.key(),
+                        codec.encode(letter.event),
+                        headers,
+                        now,
+                        person,
+                    ),
+                )
 
     def count_pending(self) -> int:
         return int(self._db.query(f"SELECT COUNT(*) FROM {self._table} WHERE sent_at_ms IS NULL")[0][0])
 
+    def count_stored(self) -> int:
+        """Rows that still hold an event's content (unsent): what the outbox keeps of anyone."""
+        return int(self._db.query(f"SELECT COUNT(*) FROM {self._table} WHERE topic <> ''")[0][0])
 
-__all__ = ["Outbox", "StoredMessage", "outbox_schema"]
+
+__all__ = ["Outbox", "StoredMessage", "outbox_personal_data", "outbox_schema"]

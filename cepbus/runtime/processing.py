@@ -7,6 +7,7 @@ least once: a crash replays events, so handlers derive output event ids from the
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import time
@@ -16,9 +17,16 @@ from typing import Any, cast
 import structlog
 
 from cepbus.contract import codec, tracecontext
-from cepbus.contract.headers import CORRELATION_HEADER, REPLAY_OF_HEADER, TRACEPARENT_HEADER
+from cepbus.contract.headers import (
+    CORRELATION_HEADER,
+    REPLAY_OF_HEADER,
+    SIGNATURE_HEADER,
+    TRACEPARENT_HEADER,
+)
 from cepbus.contract.models import DeadLetter, Event, derived_event_id, new_envelope
-from cepbus.contract.topics import DEAD_LETTER
+from cepbus.contract.statements import MAX_HEADER_BYTES, statement_digest
+from cepbus.contract.topics import DEAD_LETTER, core_topic
+from cepbus.reference.authorship import Author, Authorship, AuthorshipError
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import (
     BatchHandler,
@@ -32,11 +40,15 @@ from cepbus.runtime.messages import (
 )
 from cepbus.runtime.metrics import DEAD_LETTERS, EVENTS_IN, PROCESSING_ERRORS, PROCESSING_SECONDS
 from cepbus.runtime.outbox import Outbox
+from cepbus.runtime.refusals import Undeliverable
 from cepbus.runtime.service import Route, Timer
 from cepbus.runtime.silence import OperatorSilence
 from cepbus.runtime.sqldb import is_unavailable
 
 log = get_logger()
+
+#: The verified author of the event being handled (a handler that needs its signer reads it here).
+CURRENT_AUTHOR: contextvars.ContextVar[Author | None] = contextvars.ContextVar("cepbus_author", default=None)
 
 #: Room kept in a dead letter for its envelope, reason (at most 2,000 characters) and other fields.
 DEAD_LETTER_OVERHEAD_BYTES = 16_384
@@ -57,6 +69,27 @@ def bounded_original(
     return kept_key, value[: min(OVERSIZE_PREFIX_BYTES, room // 2)], True
 
 
+def _bounded_correlation(header: str | None) -> str | None:
+    """A message's correlation header if it can be an envelope's (1 to 128 printable characters): a
+    junk message's own header must never keep its dead letter from being built."""
+    if header and len(header) <= 128 and header.isprintable():
+        return header
+    return None
+
+
+def _keeps_nothing(statement: bytes) -> bool:
+    """A dead letter that already keeps no original (nothing smaller can replace it)."""
+    try:
+        letter = codec.decode(statement)
+    except codec.DecodeError:
+        return False
+    return isinstance(letter, DeadLetter) and not letter.original_value
+
+
+class LettersRefused(RuntimeError):
+    """The broker refused a dead letter that keeps no original: a misconfigured broker, not a message."""
+
+
 class EventProcessor:
     """Turns consumed messages into outputs for one service; every failure becomes a dead letter."""
 
@@ -67,27 +100,44 @@ class EventProcessor:
         silence: OperatorSilence | None = None,
         *,
         max_message_bytes: int = 1_000_000,
+        authorship: Authorship | None = None,
     ) -> None:
+        """`authorship`: the signed directory's judgement of who said what; every service runs with it
+        (None only in unit tests of the processing itself)."""
         self.service = service
         self.producer_org_id = producer_org_id
         self.silence = silence
+        self.authorship = authorship
         self.max_message_bytes = max_message_bytes
         # label children per topic, looked up once (prometheus_client's labels() costs microseconds)
         self._events_in: dict[str, Any] = {}
         self._processing_seconds: dict[str, Any] = {}
 
-    def dead_letter(self, message: Incoming, reason: str, detail: str, error_class: str) -> Outgoing:
-        """A dead letter keeping the original bytes; its id is derived from the message's position,
-        so the same poison message redelivered yields the same dead letter."""
-        position = f"{message.topic}/{message.partition}/{message.offset}"
+    def dead_letter(
+        self,
+        message: Incoming,
+        reason: str,
+        detail: str,
+        error_class: str,
+        *,
+        position: str | None = None,
+        keep_original: bool = True,
+    ) -> Outgoing:
+        """A dead letter keeping the original bytes; its id is derived from the message's position (or
+        `position`), so the same poison message redelivered yields the same dead letter."""
+        position = position or f"{message.topic}/{message.partition}/{message.offset}"
         event_id = derived_event_id(position, f"dead-letter:{self.service}")
         envelope = new_envelope(
             DeadLetter,
             producer_org_id=self.producer_org_id,
             event_id=event_id,
-            correlation_id=message.header(CORRELATION_HEADER) or str(event_id),
+            correlation_id=_bounded_correlation(message.header(CORRELATION_HEADER)) or str(event_id),
         )
-        key, value, truncated = bounded_original(message.key, message.value, self.max_message_bytes)
+        if keep_original:
+            key, value, truncated = bounded_original(message.key, message.value, self.max_message_bytes)
+        else:
+            key, value, truncated = message.key, b"", True
+        signature = message.raw_header(SIGNATURE_HEADER)
         letter = DeadLetter(
             envelope=envelope,
             service=self.service,
@@ -102,6 +152,7 @@ class EventProcessor:
             original_sha256=hashlib.sha256(message.value).hexdigest(),
             original_size=len(message.value),
             replay_of=message.header(REPLAY_OF_HEADER),
+            original_signature=signature if signature and len(signature) <= MAX_HEADER_BYTES else None,
         )
         DEAD_LETTERS.labels(self.service, reason).inc()
         PROCESSING_ERRORS.labels(self.service, reason).inc()
@@ -109,6 +160,28 @@ class EventProcessor:
             "dead_letter", reason=reason, detail=detail[:500], topic=message.topic, offset=message.offset
         )
         return Outgoing(DEAD_LETTER.name, letter, tracecontext.parse(message.header(TRACEPARENT_HEADER)))
+
+    def undeliverable(self, refused: Undeliverable) -> Outgoing:
+        """The dead letter that replaces an output the broker refused for good (too large, invalid):
+        sent in its place, so the route and the outbox behind it go on. Its id derives from the output's
+        event id. A refused dead letter is replaced by one that keeps only its digest and size, which
+        always fits."""
+        letter_refused = refused.topic == DEAD_LETTER.name
+        if letter_refused and _keeps_nothing(refused.statement):
+            # a dead letter that keeps no original was refused: the broker refuses what any letter is,
+            # no replacement would fare better. An error, retried and logged, until the broker is fixed.
+            raise LettersRefused(
+                f"the broker refuses a dead letter of {len(refused.statement)} bytes ({refused.reason}): "
+                "its message size limit is below the bus's (CEPBUS_BROKER_MAX_MESSAGE_BYTES)"
+            )
+        return self.dead_letter(
+            Incoming(refused.topic, -1, -1, refused.key, refused.statement, refused.headers),
+            "output_refused",
+            f"{refused.event_type} {refused.event_id} to {refused.topic}: {refused.reason}",
+            "OutputRefused",
+            position=f"output/{refused.event_id}",
+            keep_original=not letter_refused,
+        )
 
     def decode(self, message: Incoming) -> Event | Outgoing:
         """The event, or the dead letter that replaces it."""
@@ -133,33 +206,47 @@ class EventProcessor:
                 offset=message.offset,
                 event_type=event.avro_name,
                 event_id=str(envelope.event_id),
-                correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
+                correlation_id=_bounded_correlation(message.header(CORRELATION_HEADER))
+                or envelope.correlation_id,
                 traceparent=message.header(TRACEPARENT_HEADER),
             )
         return event
 
-    def decode_expected(self, message: Incoming, expected: type[Event]) -> Event | Outgoing:
-        """The event if it is of the type the route takes, else its dead letter."""
-        header_correlation = message.header(CORRELATION_HEADER)
+    def decode_expected(self, message: Incoming, expected: type[Event]) -> Received | Outgoing:
+        """The event and its author if it is of the type the route takes and its author's word, else its
+        dead letter: nothing reaches a handler before its signature and attribution are checked."""
+        header_correlation = _bounded_correlation(message.header(CORRELATION_HEADER))
         with structlog.contextvars.bound_contextvars(
             **({"correlation_id": header_correlation} if header_correlation else {})
         ):
             decoded = self.decode(message)
-        if isinstance(decoded, Outgoing | expected):
+        if isinstance(decoded, Outgoing):
             return decoded
-        return self.dead_letter(
-            message,
-            "unexpected_event_type",
-            f"{decoded.avro_name} on {message.topic}, which carries {expected.avro_name}",
-            "TypeError",
-        )
+        if not isinstance(decoded, expected):
+            return self.dead_letter(
+                message,
+                "unexpected_event_type",
+                f"{decoded.avro_name} on {message.topic}, which carries {expected.avro_name}",
+                "TypeError",
+            )
+        if self.authorship is None:
+            return Received(message, decoded)
+        try:
+            author = self.authorship.verify(
+                codec.single_object(message.value), message.raw_header(SIGNATURE_HEADER)
+            )
+            self.authorship.judge(decoded, author, core_topic(message.topic))
+        except AuthorshipError as exc:
+            return self.dead_letter(message, exc.reason, exc.detail, "AuthorshipError")
+        return Received(message, decoded, author)
 
     def _run(self, message: Incoming, expected: type[Event], handler: Handler[Any]) -> list[Outgoing]:
         """Decode and handle one message; a refusal becomes its dead letter, other exceptions propagate."""
         started = time.perf_counter()
-        decoded = self.decode_expected(message, expected)
-        if isinstance(decoded, Outgoing):
-            return [decoded]
+        received = self.decode_expected(message, expected)
+        if isinstance(received, Outgoing):
+            return [received]
+        decoded = received.event
         envelope = decoded.envelope
         # the trace it came in (a valid `traceparent`), else a new one started here: what it derives
         # carries it on (Outgoing reads tracecontext.CURRENT), and its log lines name it
@@ -168,10 +255,12 @@ class EventProcessor:
             envelope.event_id
         )
         token = tracecontext.CURRENT.set(trace)
+        author_token = CURRENT_AUTHOR.set(received.author)
         try:
             with structlog.contextvars.bound_contextvars(
                 event_id=str(envelope.event_id),
-                correlation_id=message.header(CORRELATION_HEADER) or envelope.correlation_id,
+                correlation_id=_bounded_correlation(message.header(CORRELATION_HEADER))
+                or envelope.correlation_id,
             ):
                 try:
                     outputs = list(handler(decoded))
@@ -179,6 +268,7 @@ class EventProcessor:
                     return [*exc.also, self.dead_letter(message, exc.reason, exc.detail, "Rejected")]
         finally:
             tracecontext.CURRENT.reset(token)
+            CURRENT_AUTHOR.reset(author_token)
         histogram = self._processing_seconds.get(message.topic)
         if histogram is None:
             histogram = PROCESSING_SECONDS.labels(self.service, message.topic)
@@ -257,7 +347,7 @@ class EventProcessor:
             if isinstance(decoded, Outgoing):
                 letters.append(decoded)
             else:
-                received.append(Received(message, decoded))
+                received.append(decoded)
         return received, letters
 
     def refused(self, decided: Sequence[Outgoing | Refusal]) -> list[Outgoing]:
@@ -281,6 +371,16 @@ class EventProcessor:
         return [*self.refused(decided), *letters]
 
 
+def forwarded(topic: str, event: Event) -> Outgoing:
+    """`event`, the one being handled, passed on unchanged to `topic` (an inbox) with its author's own
+    signature: whoever reads it verifies the author's word, not the forwarder's. Signed by this service
+    instead should its bytes differ from what the author signed (never for an event passed on as is)."""
+    author = CURRENT_AUTHOR.get()
+    if author is not None and statement_digest(codec.encode(event)) == author.digest:
+        return Outgoing(topic, event, signature=author.signature.header())
+    return Outgoing(topic, event)
+
+
 def timer_decisions(timer: Timer) -> list[Outgoing]:
     """What a timer's tick decides. With an outbox, the tick runs inside the timer's transaction and its
     events are stored with what it recorded: the driver then relays the outbox (and sends nothing from
@@ -298,4 +398,11 @@ def timer_failed(service: str, timer: Timer, exc: Exception) -> None:
     log.error("timer_failed", timer=timer.name, error=f"{type(exc).__name__}: {exc}")
 
 
-__all__ = ["EventProcessor", "timer_decisions", "timer_failed"]
+__all__ = [
+    "CURRENT_AUTHOR",
+    "EventProcessor",
+    "LettersRefused",
+    "forwarded",
+    "timer_decisions",
+    "timer_failed",
+]

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cepbus.contract.models import Event
+from cepbus.contract.statements import StatementSigner
 from cepbus.contract.topics import TopicSpec
+from cepbus.reference.authorship import Authorship
 from cepbus.runtime.messages import BatchHandler, Handler, Outgoing, Transaction
 from cepbus.runtime.outbox import Outbox
 from cepbus.runtime.settings import ServiceSettings
@@ -95,6 +97,10 @@ class ServiceDefinition:
     # When each organisation was last heard of, from the service's stores: the silence gauges start from
     # there instead of from zero at every restart (a 30-day silence outlives deployments).
     silence_seed: Callable[[], SilenceSeed] | None = None  # what the stores remember (silence.py)
+    # Its key, which signs everything it sends, and its judge of who said what in everything it reads
+    # (cepbus.runtime.identity): every service has both; None only in unit tests of the runtime.
+    signer: StatementSigner | None = None
+    authorship: Authorship | None = None
 
     @property
     def producer_org_id(self) -> str:

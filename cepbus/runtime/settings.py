@@ -107,3 +107,6 @@ class ServiceSettings(BaseSettings):
     service_org_id: str = ""
     # The secret key its derived event ids are keyed with (cepbus.trust.ids); None: the development key.
     id_key_path: Path | None = None
+    # The Ed25519 key it signs everything it emits with (cepbus.runtime.identity), listed in the signed
+    # directory for `service_org_id`; None: the derivable development key (refused in production).
+    statement_key_path: Path | None = None

@@ -11,6 +11,7 @@ connection, so threads (an executor, an HTTP server) can share a `Database`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -127,6 +128,27 @@ class Database(ABC):
         self.close()
 
 
+#: The files next to a SQLite database in WAL mode: the log of recent writes and its shared-memory index.
+SQLITE_SIDE_FILES = ("-wal", "-shm")
+STORE_FILE_MODE = 0o600
+
+
+def _owner_only(path: Path, *, create: bool) -> None:
+    """A store file readable and writable by its owner only: it holds personal data (sealed or not yet
+    erased) and the keys that seal it. Created with that mode before SQLite opens it (so there is no
+    moment it is readable by others); an existing file we own is tightened (one from an older version,
+    or a WAL created before the database's mode was)."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STORE_FILE_MODE))
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return
+    if status.st_uid == os.geteuid() and status.st_mode & 0o077:
+        path.chmod(status.st_mode & 0o700)
+
+
 class SqliteDatabase(Database):
     """One SQLite file in WAL mode (or `:memory:`), so readers in other processes never block the writer;
     writers in several processes serialise on `BEGIN IMMEDIATE`, waiting up to `busy_timeout_s`.
@@ -148,6 +170,7 @@ class SqliteDatabase(Database):
         in_memory = str(path) == ":memory:"
         if not in_memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(Path(path), create=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so the lock is taken exactly where we say.
         self._conn = sqlite3.connect(
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -158,6 +181,9 @@ class SqliteDatabase(Database):
             with self.transaction():
                 for statement in schema:
                     self._conn.execute(statement)
+            if not in_memory:  # SQLite gives them the database's mode; a file from an older version may not
+                for suffix in SQLITE_SIDE_FILES:
+                    _owner_only(Path(f"{path}{suffix}"), create=False)
         except BaseException:
             self._conn.close()
             raise
@@ -336,6 +362,69 @@ def open_database(
     )
 
 
+#: How erasure reaches what a table holds of a person:
+#: - `destroy_key`: it is sealed under the person's key (`cepbus.runtime.vault`); erasure destroys the key
+#:   (the declaration of the keys table itself says which rows: `where`), the ciphertext becomes noise;
+#: - `delete_rows`: the rows about the person (`where`) are deleted;
+#: - `blank_column`: the rows about the person keep what is not personal, `columns` are blanked;
+#: - `nothing_personal`: nothing of a person (`holds` says why).
+Erasure = Literal["destroy_key", "delete_rows", "blank_column", "nothing_personal"]
+ERASURES: tuple[Erasure, ...] = ("destroy_key", "delete_rows", "blank_column", "nothing_personal")
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """What one table of a store holds of a person, in words, and how erasure reaches it: a store
+    declares every table it creates, so that an erasure, a review and a test all read the same list.
+
+    `where` selects the rows about the person (each `?` is the pseudonym; a subquery may follow links to
+    other tables of the store). `columns` are set to NULL by `blank_column`, or to the SQL expression
+    `neutral` gives for a NOT NULL one. A table may have several declarations (a sealed column and a
+    clear one); they run in the order given, so a statement that finds rows through another table's
+    pseudonym comes before the one that blanks it."""
+
+    table: str
+    holds: str
+    erasure: Erasure
+    where: str = ""
+    columns: tuple[str, ...] = ()
+    neutral: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.erasure not in ERASURES:
+            raise ValueError(f"{self.table}: erasure must be one of {ERASURES}, got {self.erasure!r}")
+        if not self.holds.strip():
+            raise ValueError(f"{self.table}: say what the table holds of a person (or why nothing)")
+        if self.erasure == "blank_column" and not (self.where and (self.columns or self.neutral)):
+            raise ValueError(f"{self.table}: blank_column needs the rows (`where`) and the columns")
+        if self.erasure == "nothing_personal" and (self.where or self.columns or self.neutral):
+            raise ValueError(f"{self.table}: nothing personal, nothing to erase")
+
+    def statement(self) -> str | None:
+        """The statement that erases the person's part of the table (None: nothing to run here)."""
+        if not self.where or self.erasure == "nothing_personal":
+            return None
+        if self.erasure == "blank_column":
+            sets = [f"{column} = NULL" for column in self.columns]
+            sets += [f"{column} = {expression}" for column, expression in self.neutral]
+            return f"UPDATE {self.table} SET {', '.join(sets)} WHERE {self.where}"
+        return f"DELETE FROM {self.table} WHERE {self.where}"
+
+
+@dataclass(frozen=True)
+class ErasureCount:
+    """What one store's erasure reached: rows per table (deleted or blanked), keys destroyed, and the
+    ledger's erasure entry when the store records one."""
+
+    store: str
+    rows: dict[str, int]
+    keys_destroyed: int = 0
+    erasure_entry: int | None = None
+
+    def of(self, table: str) -> int:
+        return self.rows.get(table, 0)
+
+
 class SqlStore:
     """The one way a store opens its database: `Store(url)` with a SQLite path or URL, or a PostgreSQL
     URL. A store says its name (for messages), its DDL per dialect (`schema`) and, if it needs them, its
@@ -358,6 +447,35 @@ class SqlStore:
     @classmethod
     def options(cls, dialect: Dialect) -> StoreOptions:
         return StoreOptions()
+
+    @classmethod
+    def personal_data(cls) -> Sequence[PersonalData]:
+        """What each table of the store holds of a person and how erasure reaches it: every table the
+        schema creates is declared (tests/unit/runtime/test_personal_data_declarations.py fails on one
+        that is not). None by default: a store that declares nothing fails that test."""
+        return ()
+
+    def erase_person(self, pseudonym: str) -> ErasureCount:
+        """Erase the person as the declarations say, in one transaction, then purge the files (SQLite
+        WAL checkpointed and truncated with secure_delete on; PostgreSQL vacuumed) so that neither the
+        deleted rows nor the destroyed keys remain on disk."""
+        rows: dict[str, int] = {}
+        keys = 0
+        with self._db.transaction():
+            for item in self.personal_data():
+                statement = item.statement()
+                if statement is None:
+                    continue
+                params = (pseudonym,) * item.where.count("?")
+                found = self._db.query(f"SELECT COUNT(*) FROM {item.table} WHERE {item.where}", params)
+                count = int(found[0][0])
+                if not count:
+                    continue
+                self._db.execute(statement, params)
+                rows[item.table] = rows.get(item.table, 0) + count
+                keys += count if item.erasure == "destroy_key" else 0
+        self._db.purge_deleted()
+        return ErasureCount(self.store_name, rows, keys)
 
     @property
     def database(self) -> Database:

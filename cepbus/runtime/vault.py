@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cepbus.runtime.sqldb import Database
+from cepbus.runtime.sqldb import Database, PersonalData
 
 NONCE_BYTES = 12
 _IN_CHUNK = 500
@@ -67,6 +67,17 @@ def person_keys_schema(prefix: str, dialect: str) -> list[str]:
         f"pseudonym TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, aes_key {blob} NOT NULL, "
         "created_at_ms BIGINT)"
     ]
+
+
+def person_keys_personal_data(prefix: str) -> PersonalData:
+    """The declaration of the `<prefix>_person_keys` table: erasing a person destroys their key there,
+    which is what makes everything a store sealed under it unreadable."""
+    return PersonalData(
+        f"{prefix}_person_keys",
+        "each person's pseudonym and AES-256 key (and its id), which every value sealed for them needs",
+        "destroy_key",
+        where="pseudonym = ?",
+    )
 
 
 class PersonKeys:
@@ -168,6 +179,13 @@ class PersonVault:
         nonce, ciphertext = seal(key.key, about, plaintext)
         return key.key_id.encode() + nonce + ciphertext
 
+    def seal_many(self, person: str, items: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        """`seal` for several values of one person: their key read (or created) once, one cipher."""
+        key = self.keys.get_or_create(person)
+        seal_one = sealer(key.key)
+        prefix = key.key_id.encode()
+        return [prefix + b"".join(seal_one(about, plaintext)) for about, plaintext in items]
+
     def open(self, blob: bytes, about: str) -> bytes:
         """The clear data, or ErasedData once the key is gone."""
         blob = bytes(blob)
@@ -194,6 +212,7 @@ __all__ = [
     "PersonKey",
     "PersonKeys",
     "PersonVault",
+    "person_keys_personal_data",
     "person_keys_schema",
     "seal",
     "sealer",

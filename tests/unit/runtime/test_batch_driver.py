@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from cepbus.contract import codec
 from cepbus.contract.models import DeadLetter, Event, IntakeRegistered
@@ -108,13 +108,21 @@ class FakeConsumer:
 
 @dataclass
 class FakeProducer:
-    """Queues produced messages; `flush` acknowledges them, unless `fail_flushes` says otherwise."""
+    """Queues produced messages; `flush` acknowledges them, unless `fail_flushes` says otherwise (an
+    outage) or `refuse` returns the error the broker refuses one with (`at_produce`: librdkafka's own
+    check, raised by `produce` itself)."""
 
     acknowledged: list[tuple[str, bytes]] = field(default_factory=list)
     fail_flushes: int = 0
+    refuse: Callable[[str, bytes], KafkaError | None] = lambda topic, value: None
+    at_produce: bool = False
+    refused: list[tuple[str, bytes]] = field(default_factory=list)
     _queued: list[tuple[str, bytes, Any]] = field(default_factory=list)
 
     def produce(self, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None:
+        if self.at_produce and (error := self.refuse(topic, value)) is not None:
+            self.refused.append((topic, value))
+            raise KafkaException(error)
         self._queued.append((topic, value, kwargs["on_delivery"]))
 
     def poll(self, timeout: float = 0) -> int:
@@ -127,6 +135,9 @@ class FakeProducer:
         for topic, value, report in queued:
             if failing:
                 report(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+            elif (error := self.refuse(topic, value)) is not None:
+                self.refused.append((topic, value))
+                report(error, None)
             else:
                 self.acknowledged.append((topic, value))
                 report(None, None)
@@ -282,3 +293,87 @@ def test_an_unavailable_store_is_retried_never_dead_lettered(harness: Harness) -
     assert harness.sent(DEAD_LETTER.name) == []
     assert [e.event_id for e in harness.sent(NOTICE_REQUESTED.name)] == [event.event_id]
     assert harness.consumer.commits == [[(INTAKE_REGISTERED.name, 0, 1)]]
+
+
+def refuse_once(
+    event: Event, topic: str = NOTICE_REQUESTED.name
+) -> Callable[[str, bytes], KafkaError | None]:
+    """The broker refuses, for good, the first message carrying `event` (too large)."""
+    statement = codec.encode(event)
+    done: list[bool] = []
+
+    def refuse(sent_topic: str, value: bytes) -> KafkaError | None:
+        if sent_topic == topic and value == statement and not done:
+            done.append(True)
+            return KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+        return None
+
+    return refuse
+
+
+@pytest.mark.parametrize("at_produce", [False, True], ids=["broker", "client"])
+def test_an_output_refused_for_good_becomes_a_dead_letter_and_the_outbox_goes_on(
+    harness: Harness, at_produce: bool
+) -> None:
+    events = [intake() for _ in range(3)]
+    harness.producer.refuse, harness.producer.at_produce = refuse_once(events[1]), at_produce
+    harness.deliver([intake_message(e, offset) for offset, e in enumerate(events)])
+    # the two others went out, in order, and the batch was committed once: no retry, nothing blocked
+    assert [e.event_id for e in harness.sent(NOTICE_REQUESTED.name)] == [
+        events[0].event_id,
+        events[2].event_id,
+    ]
+    assert harness.consumer.commits == [[(INTAKE_REGISTERED.name, 0, 3)]]
+    assert harness.consumer.paused == []
+    [letter] = harness.sent(DEAD_LETTER.name)
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason.startswith("output_refused: fr.cepbus.IntakeRegistered")
+    assert "MESSAGE_TOO_LARGE" in letter.reason and letter.error_class == "OutputRefused"
+    assert letter.source_topic == NOTICE_REQUESTED.name and letter.source_offset == -1
+    assert letter.original_value == codec.encode(events[1])  # the statement as decided, for an operator
+    assert harness.outbox.count_pending() == 0 and harness.outbox.count_stored() == 0
+    # the refused row stays a tombstone: the same decision made again (a redelivery) is not stored again
+    with harness.db.transaction():
+        assert harness.outbox.add([decision(events[1])]) == 0
+    later = intake()
+    harness.deliver([intake_message(later, 3)])
+    assert harness.sent(NOTICE_REQUESTED.name)[-1].event_id == later.event_id
+
+
+def test_a_refused_dead_letter_is_replaced_by_one_that_keeps_only_the_digest(harness: Harness) -> None:
+    """A broker whose limit is below the bus's refuses the letter too (it keeps the original): its own
+    letter keeps no original, and goes."""
+    event = intake()
+
+    def refuse(topic: str, value: bytes) -> KafkaError | None:
+        if topic == NOTICE_REQUESTED.name and value == codec.encode(event):
+            return KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+        if topic == DEAD_LETTER.name and codec.encode(event) in value:
+            return KafkaError(KafkaError.INVALID_RECORD)
+        return None
+
+    harness.producer.refuse = refuse
+    harness.deliver([intake_message(event, 0)])
+    [letter] = harness.sent(DEAD_LETTER.name)
+    assert isinstance(letter, DeadLetter) and letter.original_value == b"" and letter.original_truncated
+    assert letter.source_topic == DEAD_LETTER.name and "INVALID_RECORD" in letter.reason
+    assert harness.consumer.commits == [[(INTAKE_REGISTERED.name, 0, 1)]]
+
+
+def test_an_event_sent_without_an_outbox_is_replaced_by_its_dead_letter_when_refused(
+    harness: Harness,
+) -> None:
+    events = [intake(), intake()]
+    harness.producer.refuse = refuse_once(events[0])
+    harness.driver.send([decision(e) for e in events])
+    assert [e.event_id for e in harness.sent(NOTICE_REQUESTED.name)] == [events[1].event_id]
+    [letter] = harness.sent(DEAD_LETTER.name)
+    assert isinstance(letter, DeadLetter) and letter.original_value == codec.encode(events[0])
+
+
+def test_an_outage_is_not_mistaken_for_a_refusal(harness: Harness) -> None:
+    harness.producer.fail_flushes = 1  # a timeout: retried, never dead-lettered
+    event = intake()
+    harness.deliver([intake_message(event, 0)])
+    assert harness.sent(DEAD_LETTER.name) == [] and harness.producer.refused == []
+    assert [e.event_id for e in harness.sent(NOTICE_REQUESTED.name)] == [event.event_id]

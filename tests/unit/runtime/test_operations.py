@@ -156,4 +156,3 @@ def test_operator_silence_is_seeded_from_what_the_stores_remember() -> None:
     assert silence.silent_seconds("cep-r84") == 86400.0  # its last intake, a day ago
     assert silence.silent_seconds("cap-emploi-r84") == 39 * 86400.0  # never heard of since day 1
     assert silence.silent_seconds("apec-r84") == 0.0  # a date in the future never moves the baseline on
-

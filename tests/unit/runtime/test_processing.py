@@ -235,3 +235,50 @@ def test_a_replayed_message_that_fails_again_names_the_dead_letter_it_replays(
     replayed = Incoming(INTAKE_REGISTERED.name, 1, 9, b"p-1", b"junk", (("cepbus-replay-of", b"dl-1"),))
     letter = only_dead_letter(runtime.handle(replayed, IntakeRegistered, lambda e: []))
     assert letter.replay_of == "dl-1"
+
+
+def test_a_signed_update_with_a_megabyte_note_is_dead_lettered_naming_the_field_and_the_route_goes_on(
+    runtime: EventProcessor,
+) -> None:
+    """Issue #23, finding 1: a valid update, signed by its partner, with a note of 1 MB. Refused at the
+    edge (no handler sees it) with a reason that names the field and its bound, in a dead letter that
+    fits; the next update of the route is handled."""
+    from cepbus.contract.models import ReferralStatus, ReferralStatusChanged
+    from cepbus.contract.topics import REFERRAL_STATUS
+    from tests.support.authorship import signed_headers
+    from tests.support.factories import referral, update
+
+    ref = referral()
+    noted = update(ref, ReferralStatus.INTERIM_UPDATE).model_copy(update={"note": "n" * 1_000_000})
+    poison, signature = codec.encode(noted), tuple(signed_headers([noted]))  # signed by the recipient
+    handled: list[ReferralStatusChanged] = []
+
+    def handler(event: ReferralStatusChanged) -> list[Outgoing]:
+        handled.append(event)
+        return []
+
+    letter = only_dead_letter(
+        runtime.handle(
+            Incoming(REFERRAL_STATUS.name, 0, 7, b"p-1", poison, signature), ReferralStatusChanged, handler
+        )
+    )
+    assert handled == []
+    assert letter.reason == (
+        "invalid_content: ReferralStatusChanged: note: String should have at most 2000 characters"
+    )
+    assert letter.original_truncated and letter.original_size == len(poison)
+    assert len(codec.encode(letter)) <= runtime.max_message_bytes
+    following = update(ref, ReferralStatus.RECEIVED)
+    next_message = Incoming(REFERRAL_STATUS.name, 0, 8, b"p-1", codec.encode(following))
+    assert runtime.handle(next_message, ReferralStatusChanged, handler) == []
+    assert handled == [following]
+
+
+def test_a_correlation_header_over_the_envelopes_bound_still_gets_its_dead_letter(
+    runtime: EventProcessor,
+) -> None:
+    """The header is the sender's, not the contract's: a junk message with a 129-character correlation
+    header must still become a dead letter (an exception here retries the batch forever)."""
+    junk = Incoming(INTAKE_REGISTERED.name, 1, 3, b"p-1", b"junk", (("cepbus-correlation-id", b"c" * 129),))
+    letter = only_dead_letter(runtime.handle(junk, IntakeRegistered, lambda e: []))
+    assert letter.reason.startswith("truncated_header") and len(letter.envelope.correlation_id) <= 128

@@ -89,3 +89,13 @@ def test_the_deployments_mount_the_files_the_settings_name() -> None:
             ("CEPBUS_SSL_CERTFILE", "kafka-user"),
         ):
             assert literals[variable].startswith(mounts[volume] + "/")
+
+
+def test_faust_keeps_its_data_directory_out_of_the_working_directory() -> None:
+    from cepbus.runtime.client_config import faust_app_options
+
+    options = faust_app_options(RouterSettings(group_id="cepbus-router-x"), BrokerSettings())
+    datadir = Path(options["datadir"])
+    assert datadir.is_absolute()
+    assert not datadir.resolve().is_relative_to(Path.cwd().resolve())
+    assert datadir.name == "cepbus-router-x"
