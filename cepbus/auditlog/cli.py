@@ -3,7 +3,11 @@ runtime, no service): verify an export bundle offline against a pinned key, and 
 audit report from a verified bundle (JSON, CSV, HTML, PDF/A).
 
     cep-bus-audit verify BUNDLE --key VKEY            exit 0 verified, 1 it does not, 2 no key or no file
+    cep-bus-audit verify BUNDLE --key VKEY --not-older-than 24h    and its checkpoint signed within 24 h
     cep-bus-audit report BUNDLE --key VKEY --format pdf --out audit.pdf
+
+A verifier prints the checkpoint's size and the time the ledger signed it (inside the signature), and
+whether the bundle's period is signed (``cep-bus-ledger-bundle/2``) or not (``/1``).
 
 `cep-bus audit report` and `cep-bus ledger verify --bundle` (the bus's own command, which can also read
 the ledger's database) run the same functions.
@@ -12,7 +16,9 @@ the ledger's database) run the same functions.
 from __future__ import annotations
 
 import base64
+import os
 import sys
+import time
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -46,6 +52,17 @@ ToDate = Annotated[
 Out = Annotated[
     Path | None, typer.Option("--out", help="Write to this file (pdf: required when stdout is a terminal)")
 ]
+NotOlderThan = Annotated[
+    str | None,
+    typer.Option(
+        "--not-older-than",
+        help="Refuse a checkpoint the ledger signed longer ago than this (e.g. 24h, 7d; s, m, h or d)",
+    ),
+]
+
+
+#: The directory authority's key, as every deployment pins it: an auditor pins it the same way.
+AUTHORITY_ENV = "CEPBUS_DIRECTORY_AUTHORITY_KEY"
 
 
 class ReportFormat(StrEnum):
@@ -62,21 +79,95 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def verify_bundle_file(bundle: Path, key: str | None, trust: Path | None, command: str) -> None:
+def verify_bundle_file(
+    bundle: Path,
+    key: str | None,
+    trust: Path | None,
+    command: str,
+    not_older_than: str | None = None,
+    now_ms: int | None = None,
+) -> None:
     """Offline, against a pinned key (`key` and/or the keys of the `trust` file; never the bundle's own):
-    return when the bundle verifies (after printing what), else exit 1 naming what failed, or 2 without a
-    usable pinned key or bundle file. Every failure is one line on stderr."""
+    return when the bundle verifies (after printing what, with the checkpoint's size and signed time and
+    whether its period is signed), else exit 1 naming what failed (a checkpoint older than
+    `not_older_than` included), or 2 without a usable pinned key, bundle file or duration. Every failure
+    is one line on stderr."""
     from cepbus.auditlog.bundle import BundleError, BundleUsageError, read_bundle, trusted_keys, verify_bundle
+    from cepbus.auditlog.freshness import parse_duration, signed_time_line, staleness
 
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        limit_s = None if not_older_than is None else parse_duration(not_older_than)
+    except ValueError as exc:
+        print(f"{command}: --not-older-than: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    authority = directory_authority(command)
     try:
         pinned = trusted_keys(key, trust)
-        verified = verify_bundle(read_bundle(bundle), pinned)
+        verified = verify_bundle(read_bundle(bundle), pinned, directory_authority=authority)
     except BundleError as exc:
         kind = command if isinstance(exc, BundleUsageError) else "BUNDLE VERIFICATION FAILED"
         print(f"{kind}: {exc}", file=sys.stderr)
         raise typer.Exit(exc.exit_code) from None
+    if limit_s is not None and not_older_than is not None:
+        stale = staleness(verified.signed_at_ms, limit_s, not_older_than, now_ms)
+        if stale is not None:
+            print(f"STALE CHECKPOINT: {stale}", file=sys.stderr)
+            raise typer.Exit(1)
     print(f"bundle verified: {verified.size} entries, origin {verified.origin}, root {_b64(verified.root)}, "
           f"signed by the pinned key {verified.verified_by}")  # fmt: skip
+    print(signed_time_line(verified.size, verified.signed_at_ms, now_ms))
+    print(_period_line(verified))
+    print(_authors_line(verified))
+
+
+def directory_authority(command: str) -> Any:
+    """The directory authority key the auditor pins (CEPBUS_DIRECTORY_AUTHORITY_KEY), with which each
+    directory version the log holds is checked too; None when unset; exit 2 when malformed."""
+    from cepbus.trust.keys import parse_authority_key
+
+    text = os.environ.get(AUTHORITY_ENV)
+    if not text:
+        return None
+    try:
+        return parse_authority_key(text)
+    except ValueError as exc:
+        print(f"{command}: {AUTHORITY_ENV}: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def _authors_line(verified: Any) -> str:
+    """Who said what: how many statements verified against the directory version in force."""
+    authors = verified.authors
+    serials = ", ".join(map(str, authors.directory_serials)) or "none"
+    checked = (
+        "each checked against the pinned directory authority"
+        if authors.authority_checked
+        else f"their signatures not checked: set {AUTHORITY_ENV} to pin the directory authority"
+    )
+    return (
+        f"authors: {authors.signed} statements signed by their producer's key in the directory in force,"
+        f" {authors.digest_only} with a sealed signer (digest only), {authors.unsigned} without a statement;"
+        f" directory versions in the log: {serials} ({checked})"
+    )
+
+
+def _period_line(verified: Any) -> str:
+    """What the verifier says of the bundle's period: signed by the ledger, or outside any signature."""
+    days, (start, end) = verified.days, verified.period
+    what = (
+        f"days {days[0] or '...'} to {days[1] or '...'}"
+        if days is not None
+        else "every entry"
+        if start is None and end is None
+        else f"instants [{start}, {end})"
+    )
+    if verified.period_signed:
+        return f"period: {what}, signed by the ledger with the checkpoint"
+    return (
+        f"period: {what}, NOT covered by a signature (cep-bus-ledger-bundle/1): a report from this bundle "
+        "does not use it (pass --from/--to)"
+    )
 
 
 def check_output(output_format: ReportFormat, out: Path | None, command: str) -> None:
@@ -102,7 +193,13 @@ def report_from_bundle_file(
 ) -> dict[str, Any]:
     """The report from a bundle file, only once it verifies against a pinned key (exit 1 if it does not,
     2 without a key); the result names what was verified, for the document's cover."""
-    from cepbus.auditlog.bundle import BundleError, BundleUsageError, read_bundle, trusted_keys
+    from cepbus.auditlog.bundle import (
+        BundleError,
+        BundleUsageError,
+        PeriodNotSigned,
+        read_bundle,
+        trusted_keys,
+    )
     from cepbus.auditlog.context import (
         bundle_attestation,
         reference_operators,
@@ -122,6 +219,9 @@ def report_from_bundle_file(
         result = bundle_report(document, pinned_key=pinned, region=region, from_ms=None, to_ms=None,
                                use_bundle_period=own_period, period=period,
                                operators=reference_operators(), sites=reference_sites())  # fmt: skip
+    except PeriodNotSigned as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
     except BundleError as exc:
         kind = command if isinstance(exc, BundleUsageError) else "BUNDLE VERIFICATION FAILED"
         print(f"{kind}: {exc}; no report from an unverified bundle", file=sys.stderr)
@@ -145,11 +245,18 @@ def bundle_report(
     """The report over a bundle's leaves, only once the bundle verifies against a pinned key (raises
     BundleError otherwise; BundleUsageError when no key is pinned). Without dates of its own the report
     covers the bundle's period: its days cut at local midnight per region when it is an export of whole
-    days, else its instants."""
-    from cepbus.auditlog.bundle import verify_bundle
+    days, else its instants; only a period the ledger signed (``/2``): a ``/1`` bundle's bounded period is
+    anyone's edit, so PeriodNotSigned (an unbounded one covers the whole signed log, and says so)."""
+    from cepbus.auditlog.bundle import FORMAT, PeriodNotSigned, verify_bundle
     from cepbus.auditlog.report import build_report
 
-    verified = verify_bundle(document, pinned_key)
+    verified = verify_bundle(document, pinned_key, directory_authority=directory_authority("audit"))
+    bounded = verified.days is not None or verified.period != (None, None)
+    if use_bundle_period and bounded and not verified.period_signed:
+        raise PeriodNotSigned(
+            "the bundle verifies, but its period is outside any signature (cep-bus-ledger-bundle/1), so "
+            f"the report does not use it: pass --from/--to, or ask for a new export ({FORMAT} signs it)"
+        )
     if use_bundle_period and verified.days is not None:  # an export of whole days: cut per region
         from cepbus.auditlog.context import reference_period
 
@@ -165,6 +272,8 @@ def bundle_report(
         "origin": verified.origin,
         "key_pinned": True,  # always: a bundle is only ever verified against a pinned key
         "verified_by": str(verified.verified_by),
+        "checkpoint_signed_at_ms": verified.signed_at_ms,  # inside the signature (None: not carried)
+        "period_signed": verified.period_signed,
     }
     return {"source": source, **report}
 
@@ -214,11 +323,13 @@ def emit(result: dict[str, Any], output_format: ReportFormat, out: Path | None, 
 
 @app.command("verify")
 def verify(bundle: Annotated[Path, typer.Argument(help="The export bundle (JSON)")], key: BundleKey = None,
-           trust: TrustFile = None) -> None:  # fmt: skip
+           trust: TrustFile = None, not_older_than: NotOlderThan = None) -> None:  # fmt: skip
     """Verify an export bundle offline against a pinned key: the checkpoint's signature, the root
-    recomputed from every leaf, each entry's content against its leaf. Exit 1 if it does not verify,
-    2 without a pinned key (--key or --trust; the key inside the bundle is never trusted)."""
-    verify_bundle_file(bundle, key, trust, "cep-bus-audit verify")
+    recomputed from every leaf, each entry's content against its leaf, the signed period. Prints the
+    checkpoint's size and signed time. Exit 1 if it does not verify (or its checkpoint is older than
+    --not-older-than), 2 without a pinned key (--key or --trust; the key inside the bundle is never
+    trusted)."""
+    verify_bundle_file(bundle, key, trust, "cep-bus-audit verify", not_older_than)
 
 
 @app.command("report")
@@ -248,6 +359,7 @@ def main() -> None:
 
 __all__ = [
     "BundleKey",
+    "NotOlderThan",
     "ReportFormat",
     "TrustFile",
     "app",

@@ -70,7 +70,7 @@ def bundle_attestation(document: Any, source: dict[str, Any]) -> dict[str, Any]:
             "origin": source["origin"],
             "tree_size": source["tree_size"],
             "root_b64": source["root_b64"],
-            "signed_at_ms": None,
+            "signed_at_ms": source.get("checkpoint_signed_at_ms"),  # inside the signature, or None
             "note": document["checkpoint"],
         },
         "verification": {

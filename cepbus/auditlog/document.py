@@ -477,9 +477,7 @@ def _site_rows(sites: Mapping[str, Any], labels: Labels) -> list[dict[str, Any]]
     return rows
 
 
-def _site_list(
-    sites: Mapping[str, Any], delays: Mapping[str, Any], labels: Labels
-) -> list[dict[str, Any]]:
+def _site_list(sites: Mapping[str, Any], delays: Mapping[str, Any], labels: Labels) -> list[dict[str, Any]]:
     """Each site in use, by département then id: its name from the registry, its intakes and the CEP's
     appointment delay there (people seen, median)."""
     rows = []

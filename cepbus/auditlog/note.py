@@ -8,7 +8,10 @@
 * a signed note = text (ending in a newline) + a blank line + signature lines
   ``— <name> <base64(key id || 64-byte Ed25519 signature of the text)>`` (U+2014 EM DASH, a space);
 * a checkpoint text = origin line, decimal tree size line, base64 root hash line, then optional
-  extension lines.
+  extension lines. cep-bus writes one, ``time 2026-12-07T10:00:00Z`` (UTC, to the second): when the log
+  signed the checkpoint, inside the signature, so that a verifier can tell an old checkpoint from a fresh
+  one (`Checkpoint.signed_at_ms`). A checkpoint without it (signed before the line existed) still reads.
+  The line does not start with the em dash, so that no reader takes it for a signature line.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -26,8 +31,19 @@ ALG_ED25519 = 0x01
 SIG_PREFIX = "\u2014 "  # em dash, space
 
 
+#: The checkpoint extension line that carries its signing time, and the time's format (UTC, seconds).
+TIME_PREFIX = "time "
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
 class NoteError(ValueError):
     """A note, key or checkpoint that is malformed or does not verify; the message says which."""
+
+
+def time_extension(at_ms: int) -> str:
+    """The extension line saying a checkpoint was signed at `at_ms` (Unix ms; kept to the second)."""
+    return TIME_PREFIX + datetime.fromtimestamp(at_ms // 1000, UTC).strftime(_TIME_FORMAT)
 
 
 def _valid_name(name: str) -> bool:
@@ -162,6 +178,23 @@ class Checkpoint:
     def text(self) -> str:
         lines = [self.origin, str(self.size), base64.b64encode(self.root).decode(), *self.extensions]
         return "".join(f"{line}\n" for line in lines)
+
+    def signed_at_ms(self) -> int | None:
+        """When the log signed this checkpoint (Unix ms, to the second), from its `time` extension line,
+        which the signature covers; None for a checkpoint signed before cep-bus wrote the line.
+        NoteError for a malformed time or more than one."""
+        found = [line[len(TIME_PREFIX) :] for line in self.extensions if line.startswith(TIME_PREFIX)]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise NoteError("checkpoint carries more than one time line")
+        try:
+            if not _TIME.fullmatch(found[0]):
+                raise ValueError(found[0])
+            moment = datetime.strptime(found[0], _TIME_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            raise NoteError(f"checkpoint time line {found[0][:40]!r} is not YYYY-MM-DDTHH:MM:SSZ") from None
+        return int(moment.timestamp()) * 1000
 
     @classmethod
     def parse(cls, text: str) -> Checkpoint:

@@ -1,16 +1,22 @@
 """The audit report France compétences follows, computed from ledger records alone.
 
-Pure: it reads only what every leaf carries in clear (event id and type, occurred-at, the non-personal
-`facts`), never a sealed payload, so the operator's database and an auditor's verified export bundle give
-the same report from the same leaves.
+Pure: it reads only what every leaf carries in clear (event id and type, recorded-at and occurred-at,
+the non-personal `facts`), never a sealed payload, so the operator's database and an auditor's verified
+export bundle give the same report from the same leaves.
 
 Verdicts, not claims, and the bus's own clock. Referral outcomes are counted from the router's verdicts
-(`ReferralUpdateVerdict`), applied ones only: an update the router refused (unsigned, forged, out of
-order) counts for nothing. Delays are measured on the times the ledger recorded the events
-(`recorded_at_ms`), never on the `occurred_at` a sender claims; where the claimed delay differs, it is
-shown beside (`claimed`), so a backdated update is visible instead of giving a negative delay.
+(`ReferralUpdateVerdict`), applied ones only, and only when the update a verdict applies is itself in
+the ledger, signed by its author (its statement digest, `update_digest`, is that of a recorded update):
+an update the router refused (unsigned, forged, out of order) counts for nothing, and neither does a
+verdict without its update (`applied_without_update`). Periods and delays are on the times the ledger
+recorded the events (`recorded_at_ms`), never on the `occurred_at` a sender claims: an event claimed
+last month but recorded today is in today's period. Where the claimed delay differs, it is shown beside
+(`claimed`), so a backdated update is visible instead of giving a negative delay; the events in scope
+whose claimed time lies outside the period are counted (`events_claimed_outside_period`), so backdating
+is visible too.
 
-Scope. An event is in scope when it occurred in [from_ms, to_ms) and belongs to the region asked for.
+Scope. An event is in scope when the ledger recorded it in [from_ms, to_ms) and it belongs to the region
+asked for.
 An event's region is its own `region_code` fact, else that of its referral (`referral_id`), else that of
 its journey (`correlation_id`, shared by every event derived from one intake). Chained indicators are
 anchored on the event that starts them: notices and the intake -> notice delay on the intakes in scope
@@ -21,9 +27,9 @@ fails when the ledger can record a type neither counted nor `NOT_COUNTED`); a ty
 not know (from a newer writer) is listed under `unknown_event_types` with its count, never dropped.
 
 Periods of days (`LocalPeriod`) are cut at local midnight in each region's time zone (La Réunion UTC+4,
-Guyane UTC-3...): an event is in the period when its local date, in its own region's zone, is one of the
-days; an event with no region is cut in `FALLBACK_ZONE`. Raw instants (`from_ms`/`to_ms`) are still taken,
-for a bundle's own period.
+Guyane UTC-3...): an event is in the period when the local date it was recorded on, in its own region's
+zone, is one of the days; an event with no region is cut in `FALLBACK_ZONE`. Raw instants
+(`from_ms`/`to_ms`) are still taken, for a bundle's own period.
 
 Beside the figures per region and operator kind, the report computes what France compétences' audit
 d'initialisation looked at: the CEP's own appointment delay (intake -> first level-1 or level-2 start at
@@ -47,7 +53,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from cepbus.auditlog.leaf import ERASURE_EVENT_TYPE
+from cepbus.auditlog.leaf import DIRECTORY_EVENT_TYPE, ERASURE_EVENT_TYPE
 from cepbus.contract.models import (
     EVENT_MODELS,
     Channel,
@@ -140,13 +146,15 @@ def classify(event_type: str) -> str | None:
     for a type no indicator counts, or one the contract does not know (listed as unknown by the report)."""
     if event_type == ERASURE_EVENT_TYPE:
         return "erasure"
+    if event_type == DIRECTORY_EVENT_TYPE:
+        return "directory"
     model = EVENT_MODELS.get(event_type)
     return None if model is None else EVENT_KINDS.get(model)
 
 
 def is_known(event_type: str) -> bool:
     """A type of the contract (or the ledger's erasure): not listed as unknown even when not counted."""
-    return event_type == ERASURE_EVENT_TYPE or event_type in EVENT_MODELS
+    return event_type in (ERASURE_EVENT_TYPE, DIRECTORY_EVENT_TYPE) or event_type in EVENT_MODELS
 
 
 def delay_stats(delays_ms: Iterable[int]) -> dict[str, float | int | None]:
@@ -403,10 +411,14 @@ class _Scope:
         )
 
     def contains(self, record: ReportRecord) -> bool:
+        """In the region asked for and recorded in the period: the ledger's clock, never the claim."""
         code = self.region_for(record)
         if self.region is not None and code != self.region:
             return False
-        when = record.occurred_at_ms
+        return self.covers(record.recorded_at_ms, code)
+
+    def covers(self, when: int, code: str | None) -> bool:
+        """`when` (Unix ms) lies in the period, for an event of region `code`."""
         if self.period is not None:
             return self.period.contains(when, code)
         return not (
@@ -425,12 +437,21 @@ class _Links:
     obligation_of: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, list[tuple[Stamp, str]]] = field(default_factory=lambda: defaultdict(list))
     refused: Counter[str] = field(default_factory=Counter)
+    # applied verdicts whose update (its statement digest) is not in the ledger: never counted
+    unproven: int = 0
     levels: dict[str, list[tuple[Stamp, Mapping[str, str]]]] = field(
         default_factory=lambda: defaultdict(list)
     )
     intake_kind: dict[str, str | None] = field(default_factory=dict)
 
     def learn(self, ordered: Sequence[ReportRecord]) -> None:
+        # the updates the ledger holds, by their authors' statement digests: a verdict may come before
+        # its update in the log (two topics), so all of them first
+        updates = {
+            record.facts["statement_digest"]
+            for record in ordered
+            if classify(record.event_type) == "referral_claim" and "statement_digest" in record.facts
+        }
         for record in ordered:
             kind, facts = classify(record.event_type), record.facts
             if kind == "intake":
@@ -442,7 +463,9 @@ class _Links:
             elif kind == "notice_issued" and facts.get("intake_event_id"):
                 self.notice_issued_at.setdefault(facts["intake_event_id"], Stamp.of(record))
             elif kind == "referral_verdict" and facts.get("referral_id") and facts.get("status"):
-                if facts.get("verdict") == APPLIED:
+                if facts.get("verdict") == APPLIED and facts.get("update_digest") not in updates:
+                    self.unproven += 1  # the router's word alone: without its author's signed update
+                elif facts.get("verdict") == APPLIED:
                     claimed = _instant_ms(facts.get("claimed_occurred_at"), record.occurred_at_ms)
                     stamp = Stamp(record.recorded_at_ms, claimed)
                     self.statuses[facts["referral_id"]].append((stamp, facts["status"]))
@@ -607,6 +630,7 @@ def _referrals(
         "acceptance_rate": _rate(accepted, accepted + declined),
         "delay_to_first_appointment": delay_pair([pair for _, pair in first_appointment]),
         "updates_refused": _counter(links.refused),
+        "applied_without_update": links.unproven,
     }
     return section, first_appointment
 
@@ -638,13 +662,16 @@ def build_report(
     count, per département, the registered sites beside those in use and name site ids it does not know."""
     if period is not None and (from_ms is not None or to_ms is not None):
         raise ValueError("give a period of days or instants (from_ms, to_ms), not both")
-    ordered = sorted(records, key=lambda r: (r.occurred_at_ms, r.event_id))
+    ordered = sorted(records, key=lambda r: (r.recorded_at_ms, r.event_id))  # in the ledger's order
     scope, links, tally, groups = _Scope(region, period, from_ms, to_ms), _Links(), _Tally(), _Groups()
     scope.learn(ordered)
     links.learn(ordered)
+    claimed_outside = 0
     for record in ordered:
         if scope.contains(record):
-            tally.count(record, scope.region_for(record), links, groups)
+            code = scope.region_for(record)
+            tally.count(record, code, links, groups)
+            claimed_outside += not scope.covers(record.occurred_at_ms, code)
     notices, issued = _notices(tally, links, groups)
     referrals, first_appointment = _referrals(tally, links, groups)
     intakes, intake_facts = tally.intakes, tally.intake_facts
@@ -673,6 +700,7 @@ def build_report(
         "events_in_scope": sum(tally.by_type.values()),
         "events_by_type": _counter(tally.by_type),
         "events_without_region": tally.without_region,
+        "events_claimed_outside_period": claimed_outside,
         "intakes": {
             "total": len(intakes),
             "by_region": _counter(tally.by_region),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +36,27 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _write_owner_only(path: Path, text: str) -> None:
+    """Write a file only its owner reads: an export bundle holds no personal data in clear, but it holds
+    every person's sealed events and the key ids that link them, for the operator to hand to an auditor
+    on purpose (a copy or a chmod), never for whoever shares the host. An existing file is tightened."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(text)
+
+
+def _signer(settings: Any) -> Any:
+    """The ledger's signer (`load_signer`), or one line and exit 2: a missing key, a key production refuses
+    (generated, shared, development material), another log's key."""
+    from services.ledger.signing import SigningKeyError, load_signer
+
+    try:
+        return load_signer(settings)
+    except SigningKeyError as exc:
+        raise _fail(f"cep-bus ledger: {exc}", 2) from None
+
+
 def _open(database_url: str | None) -> Any:
     from services.ledger.settings import LedgerSettings
     from services.ledger.store import SqlLedgerStore
@@ -46,11 +68,11 @@ def checkpoint(database_url: DatabaseUrl = None) -> None:
     """Sign a checkpoint of the current tree now (after checking it extends the last one)."""
     from cepbus.auditlog.merkle import ProofError
     from services.ledger.settings import LedgerSettings
-    from services.ledger.signing import load_signer
 
+    signer = _signer(LedgerSettings())  # before opening the store: a refused key touches nothing
     with _open(database_url) as store:
         try:
-            made = store.checkpoint(load_signer(LedgerSettings()))
+            made = store.checkpoint(signer)
         except ProofError as exc:
             raise _fail(f"REFUSED to sign: {exc}") from exc
         latest = made or store.latest_checkpoint()
@@ -66,8 +88,8 @@ def prove(
     """Print (JSON) the inclusion proof of an event against the latest signed checkpoint."""
     from cepbus.auditlog import merkle
     from services.ledger.settings import LedgerSettings
-    from services.ledger.signing import load_signer
 
+    verifier = _signer(LedgerSettings()).verifier()
     with _open(database_url) as store:
         index = store.index_of(event)
         if index is None:
@@ -85,7 +107,7 @@ def prove(
         "event_id": event, "index": index, "tree_size": size,
         "leaf_b64": _b64(leaf), "leaf_hash_b64": _b64(leaf_hash),
         "inclusion_path_b64": [_b64(h) for h in path],
-        "checkpoint": latest.note, "verifier_key": str(load_signer(LedgerSettings()).verifier()),
+        "checkpoint": latest.note, "verifier_key": str(verifier),
     }, indent=2))  # fmt: skip
 
 
@@ -126,9 +148,9 @@ def export(
     """Write an offline-verifiable bundle: the latest signed checkpoint, the verifier key, every leaf."""
     from cepbus.auditlog.bundle import export_bundle
     from cepbus.auditlog.context import reference_period
+    from cepbus.auditlog.note import NoteError
     from cepbus.progress import progress
     from services.ledger.settings import LedgerSettings
-    from services.ledger.signing import load_signer
 
     try:
         days = reference_period(from_date, to_date)
@@ -137,24 +159,27 @@ def export(
     # the instants that hold every region's days: each region's entries are cut at its own midnights
     # when the report is computed from the bundle (the days travel with it)
     from_ms, to_ms = days.envelope_ms() if days is not None else (None, None)
-    signer = load_signer(LedgerSettings())
+    signer = _signer(LedgerSettings())
     with _open(database_url) as store:
         if sign:
             store.checkpoint(signer)
         latest = store.latest_checkpoint()
         if latest is None:
             raise _fail("no checkpoint to export against (empty ledger?)")
-        with progress("exporting ledger entries", latest.checkpoint.size) as update:
-            document = export_bundle(
-                store,
-                latest,
-                signer.verifier(),
-                from_ms=from_ms,
-                to_ms=to_ms,
-                days=None if days is None else (from_date, to_date),
-                progress=update,
-            )
-    out.write_text(json.dumps(document))
+        try:
+            with progress("exporting ledger entries", latest.checkpoint.size) as update:
+                document = export_bundle(
+                    store,
+                    latest,
+                    signer,  # signs the period with the checkpoint (cep-bus-ledger-bundle/2)
+                    from_ms=from_ms,
+                    to_ms=to_ms,
+                    days=None if days is None else (from_date, to_date),
+                    progress=update,
+                )
+        except NoteError as exc:  # the latest checkpoint is not this key's: no period signed for it
+            raise _fail(f"REFUSED to export: the latest checkpoint is not the ledger key's: {exc}") from None
+    _write_owner_only(out, json.dumps(document))
     print(f"wrote {out}: {latest.checkpoint.size} entries, checkpoint root {_b64(latest.checkpoint.root)}")
 
 
@@ -189,25 +214,34 @@ def verify(
     ] = None,
     key: BundleKey = None,
     trust: TrustFile = None,
+    not_older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--not-older-than",
+            help="With --bundle: refuse a checkpoint signed longer ago than this (24h, 7d)",
+        ),
+    ] = None,
 ) -> None:
     """Recompute the whole Merkle tree and check the checkpoints; exit 1 on any mismatch. With --bundle,
-    verify an export bundle offline against a pinned key: exit 1 if it does not verify, 2 without a key."""
+    verify an export bundle offline against a pinned key, print its checkpoint's size and signed time:
+    exit 1 if it does not verify or its checkpoint is older than --not-older-than, 2 without a key."""
     if bundle is not None:
         from cepbus.auditlog.cli import verify_bundle_file
 
-        verify_bundle_file(bundle, key, trust, "cep-bus ledger verify")
+        verify_bundle_file(bundle, key, trust, "cep-bus ledger verify", not_older_than)
         return
-    if key is not None or trust is not None:
-        raise _fail("cep-bus ledger verify: --key and --trust go with --bundle", 2)
+    if key is not None or trust is not None or not_older_than is not None:
+        raise _fail("cep-bus ledger verify: --key, --trust and --not-older-than go with --bundle", 2)
     from cepbus.progress import progress
     from services.ledger.settings import LedgerSettings
-    from services.ledger.signing import load_signer
 
     settings = LedgerSettings()
-    with _open(database_url or settings.database_url) as store:
-        verifier = load_signer(settings).verifier() if settings.signing_key_path.exists() else None
-        with progress("verifying ledger entries", store.size()) as update:
-            result = store.verify(verifier, progress=update)
+    verifier = _signer(settings).verifier() if settings.signing_key_path.exists() else None
+    with (
+        _open(database_url or settings.database_url) as store,
+        progress("verifying ledger entries", store.size()) as update,
+    ):
+        result = store.verify(verifier, progress=update)
     if result.ok:
         print(f"ledger verified: {result.entries_checked} entries, root {result.root.hex()}")
         return

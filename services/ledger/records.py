@@ -6,6 +6,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cepbus.auditlog.leaf import StatementProof
+
 
 @dataclass(frozen=True)
 class NewRecord:
@@ -21,6 +23,8 @@ class NewRecord:
     payload: bytes
     facts: Mapping[str, str] = field(default_factory=dict)
     content_digest: str | None = None  # what tells a redelivery from a collision; default: the bytes'
+    statement: StatementProof | None = None  # its author's signature, as the bus verified it
+    public: bool = False  # a public document (a directory version): its payload is kept in clear
 
     def digest(self) -> str:
         return self.content_digest or hashlib.sha256(self.payload).hexdigest()

@@ -6,35 +6,59 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cepbus.auditlog.note import Signer
+from cepbus.auditlog.note import NoteError, Signer
+from cepbus.trust.keyfiles import KeyFileError, mark_development, read_key_file, without_comments
 from cepbus.trust.modes import TrustProblem
+from cepbus.trust.settings import TrustSettings
 from services.ledger.settings import LedgerSettings
 
 DEFAULT_KEY_PATH = LedgerSettings.model_fields["signing_key_path"].default
+SETTING = "CEPBUS_LEDGER_SIGNING_KEY_PATH"
 
 
-def load_signer(settings: LedgerSettings, *, allow_generate: bool = True) -> Signer:
+class SigningKeyError(ValueError):
+    """The ledger's signing key cannot be used (missing, refused in production, malformed, another log's):
+    one line naming the file and the fix; the commands exit 2 with it, the service refuses to start."""
+
+
+def load_signer(
+    settings: LedgerSettings, *, allow_generate: bool = True, production: bool | None = None
+) -> Signer:
     """The signer key in `signing_key_path` (Go sumdb/note `PRIVATE+KEY+...` text), e.g. a mounted Secret.
 
-    Generated, readable by the owner only, on first use at the development default path when
-    `allow_generate` (never in production); a configured path that does not exist is an error, so a
-    ledger never silently signs with a fresh key that cannot extend its checkpoints.
+    Generated on first use at the development default path when `allow_generate`, readable by the owner
+    only and marked as development material (`cepbus.trust.keyfiles`); never in production
+    (`CEPBUS_ENV`, or `production`), whatever the caller asks: a key is created apart, by the organisation
+    (docs/runbook.md). A configured path that does not exist is an error, so a ledger never silently signs
+    with a fresh key that cannot extend its checkpoints. In production the file must be readable by its
+    owner only and not development material.
     """
+    production = TrustSettings().production if production is None else production
     path = Path(settings.signing_key_path)
     if path.exists():
-        signer = Signer.parse(path.read_text())
+        try:
+            signer = Signer.parse(without_comments(read_key_file(path, SETTING, production=production)))
+        except KeyFileError as exc:
+            raise SigningKeyError(str(exc)) from None
+        except NoteError as exc:
+            raise SigningKeyError(f"{SETTING} {path}: {exc}") from None
         if signer.name != settings.origin:
-            raise ValueError(
+            raise SigningKeyError(
                 f"{path} holds the key of {signer.name!r}, the ledger origin is {settings.origin!r}"
             )
         return signer
+    if production:
+        raise SigningKeyError(
+            f"ledger signing key {path} does not exist, and production never generates one: create it "
+            f"apart (docs/runbook.md) and set {SETTING} to it"
+        )
     if path != DEFAULT_KEY_PATH or not allow_generate:
-        raise FileNotFoundError(f"ledger signing key {path} does not exist (CEPBUS_LEDGER_SIGNING_KEY_PATH)")
+        raise SigningKeyError(f"ledger signing key {path} does not exist ({SETTING})")
     signer = Signer.generate(settings.origin)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(str(signer) + "\n")
+        out.write(mark_development(str(signer) + "\n"))
     return signer
 
 

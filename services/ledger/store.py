@@ -33,9 +33,10 @@ from cepbus.auditlog.leaf import (
     SealedPayload,
     leaf_encoder,
 )
-from cepbus.auditlog.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
+from cepbus.auditlog.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint, time_extension
 from cepbus.auditlog.reading import LogReader, StoredCheckpoint, StoredEntry
-from cepbus.runtime.sqldb import Dialect, Row, SqlStore, StoreOptions
+from cepbus.runtime.directory_history import directory_history_personal_data, directory_history_schema
+from cepbus.runtime.sqldb import Dialect, ErasureCount, PersonalData, Row, SqlStore, StoreOptions
 from cepbus.runtime.vault import PersonKey, PersonKeys, sealer, unseal
 from services.ledger.records import NewRecord
 
@@ -126,9 +127,10 @@ class SqlLedgerStore(SqlStore):
 
     @classmethod
     def schema(cls, dialect: Dialect) -> list[str]:
+        history = directory_history_schema("ledger", dialect)
         if dialect == "postgresql":
-            return list(_PG_SCHEMA)
-        return [statement for statement in _SQLITE_SCHEMA.split(";\n") if statement.strip()]
+            return [*_PG_SCHEMA, *history]
+        return [statement for statement in _SQLITE_SCHEMA.split(";\n") if statement.strip()] + history
 
     # -- database primitives (the benchmark and the tests use them too) ----------------------------
 
@@ -158,7 +160,7 @@ class SqlLedgerStore(SqlStore):
         collision: not appended, returned, so that no event can be made a "duplicate" of junk sent
         under its id before it (the caller dead-letters and counts collisions)."""
         for record in records:
-            if record.payload and not record.person_pseudonym:
+            if record.payload and not record.person_pseudonym and not record.public:
                 raise ValueError(
                     f"{record.event_id}: a payload needs a person pseudonym (the ledger stores none in clear)"
                 )
@@ -241,6 +243,8 @@ class SqlLedgerStore(SqlStore):
                     person_pseudonym=None,  # never in clear: the sealed payload holds it, the key id links it
                     facts=record.facts,
                     sealed=sealed,
+                    clear_payload=record.payload if record.public else None,
+                    statement=record.statement,
                 )
             )
             leaves.append((tree.size, record.event_id, record.event_type, record.occurred_at_ms, None, leaf))
@@ -265,17 +269,80 @@ class SqlLedgerStore(SqlStore):
 
     # -- erasure ------------------------------------------------------------------------------------
 
+    @classmethod
+    def personal_data(cls) -> Sequence[PersonalData]:
+        """The ledger's erasure is its own (`erase_person`): its three tree tables are append-only."""
+        return (
+            PersonalData(
+                LEAVES,
+                "each event as received (profile, notice text, rules, referral), sealed under the person's "
+                "key, with the key's id; beside it only the clear facts of services/ledger/facts.py, which "
+                "tell no person's situation from another's (the pseudonym column stays empty)",
+                "destroy_key",
+            ),
+            PersonalData(NODES, "Merkle tree hashes", "nothing_personal"),
+            PersonalData(CHECKPOINTS, "signed tree heads (size, root, time)", "nothing_personal"),
+            PersonalData(
+                DIGESTS,
+                "the SHA-256 of each event's bytes (redelivery or collision): whoever knows the rest of "
+                "an event could match it against a dictionary of notices; the erased person's are deleted",
+                "delete_rows",
+            ),
+            PersonalData(
+                KEYS, "each person's pseudonym and AES-256 key", "destroy_key", where="pseudonym = ?"
+            ),
+            directory_history_personal_data("ledger"),
+        )
+
+    def erase_person(self, pseudonym: str) -> ErasureCount:
+        """`erase`, as every store's erasure is called; nothing to erase is no error here."""
+        try:
+            return self._erase(pseudonym)
+        except KeyError:
+            return ErasureCount(self.store_name, {})
+
     def erase(self, person_pseudonym: str) -> int:
         """Destroy the person's key and record the erasure as a ledger entry; returns its index.
 
         The leaves keep their ciphertext, so every proof still holds; without the key it is noise. The
-        erasure entry names only the destroyed key's id, never the pseudonym. A later event about the same
+        erasure entry names only the destroyed key's id, never the pseudonym. The content digests of the
+        person's events go (a dictionary of notices could match them). A later event about the same
         pseudonym gets a fresh key.
         """
+        index = self._erase(person_pseudonym).erasure_entry
+        assert index is not None  # _erase records one or raises
+        return index
+
+    def _sealed_under(self, key_id: str, start: int, end: int) -> set[str]:
+        """The event ids of the leaves in [start, end) sealed under `key_id` (a scan: erasure is rare)."""
+        marker = key_id.encode()
+        found: set[str] = set()
+        for row in self._raw_rows(start, end):
+            leaf = bytes(row[5])
+            if marker in leaf:  # a cheap filter before decoding
+                sealed = LedgerRecord.decode(leaf).sealed
+                if sealed is not None and sealed.key_id == key_id:
+                    found.add(str(row[1]))
+        return found
+
+    def _erase(self, person_pseudonym: str) -> ErasureCount:
+        known = self._query(f"SELECT key_id FROM {KEYS} WHERE pseudonym = ?", (person_pseudonym,))
+        scanned = self.size()
+        # outside the appenders' lock: the scan reads the whole log; what is appended meanwhile is read below
+        sealed = self._sealed_under(str(known[0][0]), 0, scanned) if known else set()
         with self._write_transaction():
             key_id = self._keys.destroy(person_pseudonym)
             if key_id is None:
                 raise KeyError(f"no live key for person {person_pseudonym!r} (unknown, or already erased)")
+            if not known or key_id != known[0][0]:  # erased and re-keyed meanwhile: scan again, locked
+                sealed, scanned = set(), 0
+            sealed |= self._sealed_under(key_id, scanned, self.size())
+            ids, digests = sorted(sealed), 0
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                where = f"WHERE event_id IN ({', '.join('?' * len(chunk))})"
+                digests += int(self._query(f"SELECT COUNT(*) FROM {DIGESTS} {where}", chunk)[0][0])
+                self._db.execute(f"DELETE FROM {DIGESTS} {where}", chunk)
             now = self._clock()
             erasure = NewRecord(
                 event_id=str(uuid.uuid5(_ERASURE_NAMESPACE, key_id)),  # unlinkable to the pseudonym
@@ -289,7 +356,7 @@ class SqlLedgerStore(SqlStore):
             index = self.size()
             self._append_locked([erasure])
         self._db.purge_deleted()  # the key's bytes must not survive in the WAL or in free pages
-        return index
+        return ErasureCount(self.store_name, {KEYS: 1, DIGESTS: digests}, 1, index)
 
     def open_payload(self, index: int) -> bytes:
         """The event as received, decrypted; ErasedError once the person's key is gone."""
@@ -416,9 +483,11 @@ class SqlLedgerStore(SqlStore):
                 merkle.verify_consistency(
                     old.size, size, old.root, root, self.consistency_proof(old.size, size)
                 )
-            checkpoint = Checkpoint(signer.name, size, root)
+            # the signing time goes inside the signature (to the second), so that a verifier tells an
+            # old checkpoint from a fresh one; the stored time is the same second
+            signed_at = self._clock() // 1000 * 1000
+            checkpoint = Checkpoint(signer.name, size, root, (time_extension(signed_at),))
             note = signer.sign(checkpoint.text())
-            signed_at = self._clock()
             self._insert_many(
                 f"INSERT INTO {CHECKPOINTS} (size, root, note, signed_at_ms) VALUES (?, ?, ?, ?)",
                 [(size, root, note, signed_at)],
@@ -506,7 +575,6 @@ class SqlLedgerStore(SqlStore):
                         f"stored tree node (level {level}, index {idx}) does not match the leaves",
                     )
         return None
-
 
 
 def _sqlite_guard(table: str, key: str) -> str:

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from cepbus.auditlog.leaf import StatementProof
 from cepbus.contract import codec
 from cepbus.contract.models import Event
 from cepbus.contract.topics import TopicSpec
@@ -26,7 +27,7 @@ from cepbus.reference.producers import ClaimProblem, ProducerCatalog
 from cepbus.runtime.messages import Incoming, Outgoing, Received, Refusal
 from cepbus.runtime.metrics import DUPLICATES
 from services.ledger.checkpointing import Checkpointing
-from services.ledger.facts import regulation_facts
+from services.ledger.facts import SIGNER_SEALED_ON, regulation_facts
 from services.ledger.metrics import LEDGER_APPENDED, LEDGER_ID_COLLISIONS, LEDGER_REFUSED
 from services.ledger.records import NewRecord
 from services.ledger.store import LedgerStore
@@ -55,6 +56,13 @@ def content_digest(event: Event) -> str:
 
 def new_record(item: Received) -> NewRecord:
     envelope = item.event.envelope
+    facts = regulation_facts(item.event)  # from the event already decoded: the bytes are read once
+    statement = None
+    if item.author is not None:
+        if envelope.event_type in SIGNER_SEALED_ON:  # its signer names the person's public: digest only
+            facts["statement_digest"] = item.author.digest.hex()
+        else:
+            statement = StatementProof.of(item.author.digest, item.author.signature)
     return NewRecord(
         event_id=str(envelope.event_id),
         event_type=envelope.event_type,
@@ -64,8 +72,9 @@ def new_record(item: Received) -> NewRecord:
         # as single-object whatever the framing it came in: a leaf names its writer schema by
         # fingerprint, so an auditor reads it from schemas/avro without the bus's schema registry
         payload=codec.single_object(item.message.value),
-        facts=regulation_facts(item.event),  # from the event already decoded: the bytes are read once
+        facts=facts,
         content_digest=content_digest(item.event),
+        statement=statement,
     )
 
 
@@ -95,9 +104,12 @@ class LedgerWriter:
         for item in batch:
             topic = self.topics.get(item.message.topic)
             problem = (
-                self.producers.judge(item.event, topic)
-                if topic is not None
-                else ClaimProblem("not_a_ledger_topic", f"{item.message.topic} is not recorded by the ledger")
+                ClaimProblem("not_a_ledger_topic", f"{item.message.topic} is not recorded by the ledger")
+                if topic is None
+                # the runtime's edge judged an event it verified against the same catalog: not twice
+                else None
+                if item.author is not None
+                else self.producers.judge(item.event, topic)
             )
             if problem is not None:
                 refusals.append(Refusal(item.message, problem.reason, problem.detail))

@@ -1,13 +1,34 @@
 """Ledger records as the ledger service builds them from a delivered event, for tests that fill a ledger
-store directly (without the writer): the payload is the event's bytes, the facts those the writer keeps
-in clear, computed from the event decoded from those bytes (as the runtime hands it to the writer)."""
+store directly (without the writer's route): made by the writer's own `new_record` (its facts; with its
+author's statement proof when signed by its producer's development key, as the runtime admits it); and
+a partner's applied update as the ledger holds it, the update with its verdict."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 from cepbus.contract import codec
-from cepbus.contract.models import Event
-from services.ledger.facts import regulation_facts
+from cepbus.contract.models import (
+    Event,
+    ReferralRequested,
+    ReferralStatus,
+    ReferralStatusChanged,
+    ReferralUpdateVerdict,
+    UpdateVerdict,
+    new_envelope,
+)
+from cepbus.contract.statements import statement_digest
+from cepbus.reference.directory import load_directory
+from services.ledger.directory_log import record_directory
 from services.ledger.records import NewRecord
+from services.ledger.store import SqlLedgerStore
+from services.ledger.writer import new_record
+from tests.support.authorship import received
+from tests.support.factories import update
 
 
 def ledger_record(
@@ -16,15 +37,48 @@ def ledger_record(
     *,
     occurred_ms: int | None = None,
     person: str | None = None,
+    signed: bool = False,
 ) -> NewRecord:
-    payload = codec.encode(event)
-    envelope = event.envelope
-    return NewRecord(
-        str(envelope.event_id),
-        event.avro_name,
-        topic,
-        int(envelope.occurred_at.timestamp() * 1000) if occurred_ms is None else occurred_ms,
-        person or envelope.person_pseudonym,
-        payload,
-        facts=regulation_facts(codec.decode(payload)),
+    """`signed`: with its author's statement proof, as the ledger records it from the bus (then open the
+    store with `open_ledger`, which logs the directory the proof verifies against); else as from before
+    statements, which store-level tests that need no author use."""
+    admitted = received(event, topic)
+    record = new_record(admitted if signed else replace(admitted, author=None))
+    return replace(
+        record,
+        occurred_at_ms=record.occurred_at_ms if occurred_ms is None else occurred_ms,
+        person_pseudonym=person or record.person_pseudonym,
     )
+
+
+def applied_update(
+    referral: ReferralRequested, status: ReferralStatus, at: datetime
+) -> tuple[ReferralStatusChanged, ReferralUpdateVerdict]:
+    """The recipient's update and the router's verdict applying it, naming it by its statement digest:
+    what the report needs in the ledger to count the step."""
+    step = update(referral, status, sender=referral.recipient_org_id, at=at)
+    verdict = ReferralUpdateVerdict(
+        envelope=new_envelope(
+            ReferralUpdateVerdict,
+            producer_org_id="cep-bus-router",
+            causation=referral.envelope,
+            occurred_at=at,
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"verdict:{step.event_id}"),
+        ),
+        update_event_id=str(step.event_id),
+        referral_id=referral.referral_id,
+        verdict=UpdateVerdict.APPLIED,
+        status=status,
+        signer_org_id=referral.recipient_org_id,
+        claimed_occurred_at=at,
+        update_digest=statement_digest(codec.encode(step)),
+    )
+    return step, verdict
+
+
+def open_ledger(url: str | Path, **options: Any) -> SqlLedgerStore:
+    """A ledger store as the ledger service opens it: the directory version it runs with logged first
+    (`services.ledger.directory_log`), so that every statement after it verifies offline."""
+    store = SqlLedgerStore(url, **options)
+    record_directory(store, load_directory())
+    return store

@@ -20,17 +20,14 @@ from cepbus.contract.models import (
     NoticeRequested,
     ReferralRequested,
     ReferralStatus,
-    ReferralUpdateVerdict,
-    new_envelope,
 )
 from cepbus.reference import load_reference
 from cepbus.runtime.messages import Rejected
 from cepbus_app.cli import app
 from cepbus_app.demo.simulator import Simulator
-from services.ledger.store import SqlLedgerStore
 from services.notifier.handlers import NotifierHandlers
 from services.router.handlers import RouterHandlers
-from tests.support.ledger import ledger_record
+from tests.support.ledger import applied_update, ledger_record, open_ledger
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000
@@ -75,9 +72,13 @@ def referral(
     out = [rec("ReferralRequested", at_min, referral_id=ref, requester_org_id=f"cep-r{region}",
                recipient_org_id=recipient, recipient_kind="apec", region_code=region,
                correlation_id=f"corr-ref-{ref}")]  # fmt: skip
-    # the router's verdicts carry no region: the report finds it through the referral
-    out += [rec("ReferralUpdateVerdict", at_min + after, referral_id=ref, status=status, verdict="applied",
-                signer_org_id=recipient) for status, after in statuses]  # fmt: skip
+    # the router's verdicts carry no region: the report finds it through the referral; each names the
+    # update it applies by its statement digest, and the update is in the ledger too
+    for status, after in statuses:
+        digest = f"{ref}-{status}-digest"
+        out.append(rec("ReferralStatusChanged", at_min + after, referral_id=ref, statement_digest=digest))
+        out.append(rec("ReferralUpdateVerdict", at_min + after, referral_id=ref, status=status,
+                       verdict="applied", signer_org_id=recipient, update_digest=digest))  # fmt: skip
     return out
 
 
@@ -207,26 +208,9 @@ def loop_events(count: int, seed: int) -> list[Event]:
                 events.append(referral_event)
                 assert isinstance(referral_event, ReferralRequested)
                 status = ReferralStatus.ACCEPTED if n % 3 else ReferralStatus.DECLINED
-                recipient = referral_event.recipient_org_id
                 answered_at = referral_event.envelope.occurred_at + timedelta(days=2)
-                # what the ledger holds of the recipient's answer: the router's verdict on it
-                envelope = new_envelope(
-                    ReferralUpdateVerdict,
-                    producer_org_id="cep-bus-router",
-                    causation=referral_event.envelope,
-                    occurred_at=answered_at,
-                )
-                events.append(
-                    ReferralUpdateVerdict(
-                        envelope=envelope,
-                        update_event_id=str(uuid.uuid4()),
-                        referral_id=referral_event.referral_id,
-                        verdict="applied",
-                        status=status,
-                        signer_org_id=recipient,
-                        claimed_occurred_at=answered_at,
-                    )
-                )
+                # what the ledger holds of the recipient's answer: its signed update, the router's verdict
+                events += applied_update(referral_event, status, answered_at)
     return events
 
 
@@ -241,9 +225,9 @@ def test_report_from_the_database_equals_the_report_from_its_bundle(
     monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
     monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", "cep-bus.test/ledger")
     events = loop_events(120, seed=3)
-    with SqlLedgerStore(f"sqlite:///{db}") as store:
+    with open_ledger(f"sqlite:///{db}") as store:
         store.append([
-            ledger_record(e, "t") for e in events
+            ledger_record(e, "t", signed=True) for e in events
         ])  # fmt: skip
     runner = CliRunner()
     assert runner.invoke(app, ["ledger", "export", "--out", str(bundle)]).exit_code == 0

@@ -56,7 +56,7 @@ def genuine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         store.checkpoint(signer)
         latest = store.latest_checkpoint()
         assert latest is not None
-        document = export_bundle(store, latest, signer.verifier())
+        document = export_bundle(store, latest, signer)  # cep-bus-ledger-bundle/2: its period signed
     return {"document": document, "vkey": str(signer.verifier()), "signer": signer}
 
 
@@ -98,6 +98,8 @@ def _forged(genuine: dict[str, Any]) -> tuple[dict[str, Any], Signer]:
     text, _, _ = document["checkpoint"].partition("\n\n")
     attacker = Signer.generate(ORIGIN)
     document["checkpoint"] = attacker.sign(Checkpoint.parse(text + "\n").text())
+    period, _, _ = document["period_note"].partition("\n\n")  # the signed period too: a whole forgery
+    document["period_note"] = attacker.sign(period + "\n")
     document["verifier_key"] = str(attacker.verifier())
     return document, attacker
 
@@ -256,7 +258,7 @@ MALFORMED: list[Any] = [
     pytest.param(lambda d: d["entries"][0].pop("leaf_b64"), "entries.0.leaf_b64", id="leaf-missing"),
     pytest.param(lambda d: d["entries"][0].update(content=None), "entry 0: content", id="content-null"),
     pytest.param(lambda d: d["entries"][0].update(content=[1]), "entries.0.content", id="content-array"),
-    pytest.param(lambda d: d.update(format=1), "not a cep-bus-ledger-bundle/1", id="format-int"),
+    pytest.param(lambda d: d.update(format=1), "not a cep-bus-ledger-bundle/2", id="format-int"),
     pytest.param(lambda d: d.update(extra="x"), "unknown field 'extra'", id="extra-field"),
 ]
 
@@ -280,7 +282,7 @@ def test_malformed_fields_are_named_not_tracebacks(
         pytest.param("[1, 2]", "a JSON object is needed", id="json-array"),
         pytest.param('"bundle"', "a JSON object is needed", id="json-string"),
         pytest.param("null", "a JSON object is needed", id="json-null"),
-        pytest.param("{}", "not a cep-bus-ledger-bundle/1", id="empty-object"),
+        pytest.param("{}", "not a cep-bus-ledger-bundle/2", id="empty-object"),
         pytest.param(b"\xff\xfe{}", "not UTF-8", id="invalid-utf8"),
         pytest.param("", "empty file", id="empty-file"),
         pytest.param("{", "not JSON", id="truncated"),

@@ -19,7 +19,8 @@ import pytest
 from cepbus.auditlog import merkle
 from cepbus.auditlog.leaf import LedgerRecord, record_schema
 from cepbus.contract.codec import MARKER, DecodeError, decode_record
-from services.ledger.facts import NON_PERSONAL_FIELDS
+from cepbus.contract.statements import statement_digest
+from services.ledger.facts import CLEAR_ONLY_WHEN, HEX_FACTS, NON_PERSONAL_FIELDS, SEALED_ON, SIGNER_SEALED_ON
 from services.ledger.records import NewRecord
 from services.ledger.store import NODES, SqlLedgerStore
 from tests.support.factories import S as Status
@@ -60,13 +61,16 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 def reference_facts(payload: bytes) -> dict[str, str]:
     """The facts as the ledger always extracted them (the original algorithm, kept here as the oracle)."""
     try:
-        _, record = decode_record(payload)
+        schema, record = decode_record(payload)
     except DecodeError:
         return {}
     flat = {**record, **(record.get("envelope") or {})}
     facts = {}
-    for name in NON_PERSONAL_FIELDS & flat.keys():
+    for name in (NON_PERSONAL_FIELDS - SEALED_ON.get(schema.name, frozenset())) & flat.keys():
         value = flat[name]
+        if name in HEX_FACTS and isinstance(value, bytes):  # a digest, in hex
+            facts[name] = value.hex()
+            continue
         if value is None or isinstance(value, bytes | dict):
             continue
         if isinstance(value, bool):
@@ -77,6 +81,11 @@ def reference_facts(payload: bytes) -> dict[str, str]:
             facts[name] = str(value.isoformat())
         else:
             facts[name] = str(value)
+    for name, (other, wanted) in CLEAR_ONLY_WHEN.items():  # a fact whose author depends on another
+        if name in facts and flat.get(other) != wanted:
+            del facts[name]
+    if schema.name in SIGNER_SEALED_ON:  # its signature sealed: its statement digest kept instead
+        facts["statement_digest"] = statement_digest(payload).hex()
     return facts
 
 
@@ -92,7 +101,7 @@ def fastavro_leaf(record: LedgerRecord) -> bytes:
 def event_record(event: Any, topic: str) -> NewRecord:
     envelope = event.envelope
     occurred_ms = int(envelope.occurred_at.timestamp() * 1000)
-    return ledger_record(event, topic, occurred_ms=occurred_ms)
+    return ledger_record(event, topic, occurred_ms=occurred_ms, signed=True)
 
 
 def mixed_records(count: int) -> list[NewRecord]:
@@ -206,5 +215,3 @@ def test_batched_appends_build_what_one_entry_at_a_time_builds(open_store: Any) 
             merkle.verify_consistency(old, size, merkle.root_of(hashes[:old]), root, proof)
     result = batched.verify()
     assert result.ok, result.reason
-
-

@@ -22,7 +22,7 @@ from cepbus.contract.models import (
     derived_event_id,
     new_envelope,
 )
-from cepbus.contract.signatures import sign_status
+from cepbus.contract.statements import statement_digest
 from cepbus.contract.topics import (
     INTAKE_REGISTERED,
     LEDGER_TOPICS,
@@ -42,6 +42,8 @@ from services.ledger.writer import LedgerWriter
 from services.router.referrals.deadlines import DeadlinePolicy
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
 from services.router.referrals.store import ReferralStore
+from tests.support.authorship import Admitted
+from tests.support.authorship import received as admitted_received
 from tests.support.factories import MONDAY, RECIPIENT, intake, referral, update
 from tests.support.fakes import MovableClock
 
@@ -64,7 +66,7 @@ def writer(store: SqlLedgerStore) -> LedgerWriter:
 @pytest.fixture
 def lifecycle(tmp_path: Path) -> Iterator[ReferralLifecycle]:
     referrals = ReferralStore(f"sqlite:///{tmp_path / 'referrals.db'}")
-    yield ReferralLifecycle(
+    yield Admitted(
         referrals,
         load_directory(),
         load_reference(),
@@ -79,6 +81,15 @@ _offsets = iter(range(10**9))
 
 def received(topic: str, event: Event) -> Received:
     return Received(Incoming(topic, 0, next(_offsets), event.partition_key(), codec.encode(event)), event)
+
+
+def answered(
+    lifecycle: ReferralLifecycle, step: ReferralStatusChanged, writer: LedgerWriter
+) -> list[Outgoing | Refusal]:
+    """A partner's update as the bus carries it: the ledger records the update itself (signed by its
+    author, cep.referral.status), the router handles it and the ledger records what it decided."""
+    recorded = writer.append_batch([admitted_received(step, REFERRAL_STATUS.name)])
+    return [*recorded, *sent(lifecycle.on_status(step), writer)]
 
 
 def sent(outputs: Sequence[Outgoing], writer: LedgerWriter) -> list[Outgoing | Refusal]:
@@ -110,12 +121,13 @@ def test_an_unsigned_accepted_never_counts_as_an_acceptance(
         status=ReferralStatus.ACCEPTED,
         actor_org_id="nobody-we-know",
     )
-    # the raw claim, sent straight to the ledger's topics, is refused: the status topic is not recorded
+    # the raw claim, sent straight to the ledger's topics, is refused: nobody we know may write it (the
+    # runtime's edge refuses it before any handler, for want of a directory key: tests/unit/runtime)
     assert refusal_reasons(writer.append_batch([received(REFERRAL_STATUS.name, forged)])) == [
-        "not_a_ledger_topic"
+        "producer_not_allowed"
     ]
     with pytest.raises(UpdateRefused) as refused:
-        lifecycle.on_status(forged)
+        ReferralLifecycle.on_status(lifecycle, forged)  # as if it reached the router unverified
     assert refused.value.reply is None  # nobody authenticated: no rejection notice to anyone
     assert not refusal_reasons(sent(refused.value.also, writer))  # the router's refused verdict is recorded
     report = report_of(store)
@@ -132,8 +144,8 @@ def test_a_signed_accepted_is_counted_once_from_the_routers_verdict(
     lifecycle.on_requested(ref)
     updates = [update(ref, ReferralStatus.RECEIVED), update(ref, ReferralStatus.ACCEPTED)]
     for step in updates:
-        assert not refusal_reasons(sent(lifecycle.on_status(step), writer))
-    again = sent(lifecycle.on_status(updates[-1]), writer)  # a redelivery
+        assert not refusal_reasons(answered(lifecycle, step, writer))
+    again = answered(lifecycle, updates[-1], writer)  # a redelivery
     assert not refusal_reasons(again)
     report = report_of(store)
     assert report["referrals"]["accepted"] == 1 and report["referrals"]["acceptance_rate"] == 1.0
@@ -143,7 +155,7 @@ def test_a_signed_accepted_is_counted_once_from_the_routers_verdict(
 @pytest.mark.parametrize(
     ("topic", "event", "reason"),
     [
-        (REFERRAL_STATUS.name, intake(), "not_a_ledger_topic"),  # an intake on the partner-writable topic
+        (REFERRAL_STATUS.name, intake(), "not_allowed_on_topic"),  # an intake on the partner-writable topic
         (INTAKE_REGISTERED.name, None, "not_allowed_on_topic"),  # a breach on the intake topic
         (REGULATION_BREACH.name, None, "producer_not_allowed"),  # a breach a partner writes itself
     ],
@@ -242,7 +254,6 @@ def test_pre_claiming_another_organisations_update_id_does_not_block_it(lifecycl
         status=ReferralStatus.RECEIVED,
         actor_org_id=PARTNER,
     )
-    squatter = sign_status(squatter, PARTNER, dev_private_key(PARTNER))
     with pytest.raises(UpdateRefused) as refused:
         lifecycle.on_status(squatter)
     assert refused.value.reason == "not_a_party"
@@ -287,7 +298,7 @@ def test_an_update_backdated_by_its_sender_gives_no_negative_delay(
         ReferralStatus.FIRST_APPOINTMENT_HELD,
     ]
     for status in steps:  # the partner claims every step happened a week before the referral
-        sent(lifecycle.on_status(update(ref, status, at=MONDAY - timedelta(days=7))), writer)
+        answered(lifecycle, update(ref, status, at=MONDAY - timedelta(days=7)), writer)
     delay = report_of(store)["referrals"]["delay_to_first_appointment"]
     assert delay["count"] == 1 and delay["p50_s"] >= 0  # on the bus's own recorded times
     assert delay["claimed"]["p50_s"] < 0  # the claim, shown beside
@@ -321,3 +332,34 @@ def test_every_kind_of_field_has_a_content_digest() -> None:
     events.append(update(referral(), ReferralStatus.RECEIVED))  # bytes: the signature
     digests = {content_digest(e) for e in events}
     assert len(digests) == len(events)
+
+
+def test_an_applied_verdict_without_its_signed_update_in_the_ledger_is_not_counted(
+    writer: LedgerWriter, store: SqlLedgerStore, lifecycle: ReferralLifecycle
+) -> None:
+    """The router's word alone (its verdict, the update never recorded: a verdict replayed or injected
+    on its own) counts for nothing; with the update recorded, the same verdict counts."""
+    ref = referral()
+    writer.append_batch([received(REFERRAL_REQUESTED.name, ref)])
+    lifecycle.on_requested(ref)
+    assert not refusal_reasons(answered(lifecycle, update(ref, ReferralStatus.RECEIVED), writer))
+    step = update(ref, ReferralStatus.ACCEPTED)
+    assert not refusal_reasons(sent(lifecycle.on_status(step), writer))  # the verdict only
+    report = report_of(store)["referrals"]
+    assert (report["accepted"], report["applied_without_update"]) == (0, 1)
+    writer.append_batch([admitted_received(step, REFERRAL_STATUS.name)])  # now the update itself
+    report = report_of(store)["referrals"]
+    assert (report["accepted"], report["applied_without_update"]) == (1, 0)
+
+
+def test_a_status_update_leaf_keeps_its_digest_but_never_its_signer_in_clear(
+    writer: LedgerWriter, store: SqlLedgerStore
+) -> None:
+    """Who signs an update is the recipient, i.e. the person's public: neither its key id nor its
+    signature (which anyone could try every directory key on) is in clear; the digest links the verdict."""
+    step = update(referral(), ReferralStatus.ACCEPTED)
+    writer.append_batch([admitted_received(step, REFERRAL_STATUS.name)])
+    [entry] = [e for e in store.entries() if e.record.event_type == step.avro_name]
+    assert entry.record.statement is None and "producer_org_id" not in entry.record.facts
+    assert entry.record.facts["statement_digest"] == statement_digest(codec.encode(step)).hex()
+    assert RECIPIENT.encode() not in entry.leaf

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,15 +37,14 @@ from cepbus.contract.models import (
     Event,
     ReferralRequested,
     ReferralStatus,
+    ReferralStatusChanged,
     ReferralUpdateVerdict,
-    new_envelope,
 )
 from cepbus.reference.sites import load_sites
 from cepbus_app.cli import app
 from cepbus_app.demo.loop import plan_demo
-from services.ledger.store import SqlLedgerStore
 from tests.support import ROOT
-from tests.support.ledger import ledger_record
+from tests.support.ledger import applied_update, ledger_record, open_ledger
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -93,18 +91,11 @@ def flat(text: str) -> str:
 # -- a realistic ledger ----------------------------------------------------------------------------------
 
 
-def verdict(referral: ReferralRequested, status: ReferralStatus, after: timedelta) -> ReferralUpdateVerdict:
-    """The router's verdict on the recipient's (signed) update, as the ledger records it."""
-    answered_at = referral.envelope.occurred_at + after
-    envelope = new_envelope(
-        ReferralUpdateVerdict, producer_org_id="cep-bus-router", causation=referral.envelope,
-        occurred_at=answered_at,
-    )  # fmt: skip
-    return ReferralUpdateVerdict(
-        envelope=envelope, update_event_id=str(uuid.uuid4()), referral_id=referral.referral_id,
-        verdict="applied", status=status, signer_org_id=referral.recipient_org_id,
-        claimed_occurred_at=answered_at,
-    )  # fmt: skip
+def verdict(
+    referral: ReferralRequested, status: ReferralStatus, after: timedelta
+) -> tuple[ReferralStatusChanged, ReferralUpdateVerdict]:
+    """The recipient's signed update and the router's verdict applying it, as the ledger records them."""
+    return applied_update(referral, status, referral.envelope.occurred_at + after)
 
 
 def audit_events(intakes: int, seed: int) -> list[Event]:
@@ -115,10 +106,10 @@ def audit_events(intakes: int, seed: int) -> list[Event]:
     referrals = [e for e in plan.expected.events if isinstance(e, ReferralRequested)]
     for n, referral in enumerate(referrals):
         if n % 3:
-            events.append(verdict(referral, ReferralStatus.ACCEPTED, timedelta(hours=20 + n)))
-            events.append(verdict(referral, ReferralStatus.FIRST_APPOINTMENT_HELD, timedelta(days=2 + n % 9)))
+            events.extend(verdict(referral, ReferralStatus.ACCEPTED, timedelta(hours=20 + n)))
+            events.extend(verdict(referral, ReferralStatus.FIRST_APPOINTMENT_HELD, timedelta(days=2 + n % 9)))
         else:
-            events.append(verdict(referral, ReferralStatus.DECLINED, timedelta(days=1)))
+            events.extend(verdict(referral, ReferralStatus.DECLINED, timedelta(days=1)))
     return events
 
 
@@ -126,11 +117,11 @@ def build_ledger(path: Path, events: list[Event], signer: Signer) -> None:
     """Each event recorded by the ledger when it occurred (the store's clock set to it), so that delays
     on the bus's clock are the real ones; then a checkpoint signed over all of them."""
     now = [0]
-    store = SqlLedgerStore(path, clock=lambda: now[0], synchronous="OFF")
+    store = open_ledger(path, clock=lambda: now[0], synchronous="OFF")
     try:
         for event in sorted(events, key=lambda e: e.envelope.occurred_at):
             now[0] = int(event.envelope.occurred_at.timestamp() * 1000)
-            store.append([ledger_record(event, "t", occurred_ms=now[0])])
+            store.append([ledger_record(event, "t", occurred_ms=now[0], signed=True)])
         assert store.checkpoint(signer) is not None
     finally:
         store.close()

@@ -148,8 +148,9 @@ def test_silent_operators_in_the_period_and_the_six_months_rule() -> None:
         rec("IntakeRegistered", -10 * DAY_MIN, producer_org_id="cep-r04", region_code="04"),
         intake(1, "84", "69", 60),
         # a partner's applied status update counts as hearing from it (the router produced the verdict)
+        rec("ReferralStatusChanged", 120, referral_id="r", statement_digest="d"),
         rec("ReferralUpdateVerdict", 120, referral_id="r", status="accepted", verdict="applied",
-            signer_org_id="cap-emploi-r04", producer_org_id="cep-bus-router"),
+            signer_org_id="cap-emploi-r04", producer_org_id="cep-bus-router", update_digest="d"),
     ]  # fmt: skip
     period = local_period("2026-01-01", "2026-01-01", {"84": "Europe/Paris", "04": "Indian/Reunion"})
     silent = build_report(records, period=period, operators=operators())["silent_operators"]

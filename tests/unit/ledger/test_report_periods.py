@@ -18,6 +18,7 @@ from cepbus.auditlog.leaf import LedgerRecord
 from cepbus.auditlog.report import FALLBACK_ZONE, LocalPeriod, build_report, local_period
 from cepbus.reference import load_reference
 from cepbus_app.cli import app
+from services.ledger.store import SqlLedgerStore
 from tests.unit.ledger.test_audit_report import MIN, T0, rec
 
 ZONES = region_zones(load_reference())
@@ -156,7 +157,6 @@ def ledger_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     Guyane, exported to a signed bundle."""
     from cepbus.auditlog.note import Signer
     from services.ledger.records import NewRecord
-    from services.ledger.store import SqlLedgerStore
     from tests.support.factories import intake
     from tests.unit.ledger.test_ledger_bundle import event_record
 
@@ -176,9 +176,12 @@ def ledger_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
             events.append(
                 intake(region=region, departement=dep, occurred_at=moment, person=f"p-{region}-{name}")
             )
-    records: list[NewRecord] = [event_record(e) for e in events]
-    with SqlLedgerStore(f"sqlite:///{db}") as store:
-        store.append(records)
+    records: list[NewRecord] = sorted((event_record(e) for e in events), key=lambda r: r.occurred_at_ms)
+    recording = [0]  # the ledger's clock: each intake recorded when it occurred (periods go by it)
+    with SqlLedgerStore(f"sqlite:///{db}", clock=lambda: recording[0]) as store:
+        for record in records:
+            recording[0] = record.occurred_at_ms
+            store.append([record])
     runner = CliRunner()
     exported = runner.invoke(app, ["ledger", "export", "--out", str(bundle)])
     assert exported.exit_code == 0, exported.output
