@@ -281,12 +281,14 @@ def erase(
     person: Annotated[str, typer.Option("--person", help="Person pseudonym")],
     as_json: Annotated[bool, typer.Option("--json", help="Print what was erased as JSON")] = False,
 ) -> None:
-    """Erase a person across the ledger, the router's and the referral stores and the dead letters."""
+    """Erase a person across every store: the ledger, the router's, the referrals', the notifier's (its
+    outbox) and the dead letters, as each store declares (cepbus_app/erasure.py)."""
     import dataclasses
 
     from cepbus_app.erasure import erase_person
     from services.deadletters.settings import DeadLetterSettings
     from services.ledger.settings import LedgerSettings
+    from services.notifier.settings import NotifierSettings
     from services.router.settings import ReferralSettings, RouterSettings
 
     report = erase_person(
@@ -294,6 +296,7 @@ def erase(
         ledger_url=LedgerSettings().database_url,
         router_url=RouterSettings().database_url,
         referrals_url=ReferralSettings().database_url,
+        notifier_url=NotifierSettings().database_url,
         deadletters_url=DeadLetterSettings().database_url,
     )
     print(json.dumps(dataclasses.asdict(report)) if as_json else report.summary())

@@ -22,7 +22,9 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from cepbus.contract import codec
-from cepbus.contract.headers import REPLAY_OF_HEADER
+from cepbus.contract.headers import REPLAY_OF_HEADER, SIGNATURE_HEADER
+from cepbus.contract.topics import topic_for
+from cepbus.contract.wiring import CONSUMED
 from cepbus.runtime.instruments import KafkaRequests, NotRecorded
 from services.deadletters.store import DeadLetterStore, ErasedData, StoredDeadLetter
 
@@ -214,15 +216,37 @@ def show_command(
     print(json.dumps(original, indent=1, ensure_ascii=False, default=str))
 
 
+def replay_target(value: bytes) -> str | None:
+    """Where an original goes back to: the core topic its type belongs to (never the topic the dead
+    letter claims, which anyone signing a dead letter could choose), if a service consumes it."""
+    try:
+        event = codec.decode(value)
+        topic = topic_for(event).name
+    except (codec.DecodeError, KeyError):
+        return None
+    return topic if topic in CONSUMED else None
+
+
 def _replay_one(store: DeadLetterStore, sender: RawSender, letter: StoredDeadLetter) -> str | None:
-    """Re-publish one original; the reason it cannot be, or None once the broker acknowledged it."""
+    """Re-publish one original as its author signed it (its own bytes and `cepbus-signature` header:
+    the consumer verifies it as any event, so a replay can create nothing its author could not); the
+    reason it cannot be, or None once the broker acknowledged it."""
     if not letter.replayable:
         return f"{letter.event_id}: the original was {letter.original_size} bytes, only a prefix is kept"
     try:
         key, value = store.original(letter.event_id)
     except ErasedData:
         return f"{letter.event_id}: the person was erased, the original can no longer be read"
-    sender.send(letter.source_topic, key, value, [(REPLAY_OF_HEADER, letter.event_id.encode())])
+    topic = replay_target(value)
+    if topic is None:
+        return (
+            f"{letter.event_id}: the original is no event a service consumes, replaying it would fail again"
+        )
+    headers = [(REPLAY_OF_HEADER, letter.event_id.encode())]
+    signature = store.original_signature(letter.event_id)
+    if signature is not None:
+        headers.append((SIGNATURE_HEADER, signature))
+    sender.send(topic, key, value, headers)
     store.mark_replayed(letter.event_id, time.time_ns() // 1_000_000)
     return None
 
@@ -236,7 +260,8 @@ def replay_command(
     ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Re-publish originals to their source topic (consumers dedupe, so this is safe to repeat)."""
+    """Re-publish originals, as their authors signed them, to the topic of their type (consumers dedupe
+    and verify the author's signature, so this is safe to repeat and can forge nothing)."""
     if (event_id is None) == (reason is None):
         raise _fail("give one dead letter id or --reason R", EXIT_NOT_FOUND)
     with _open(database_url) as store:
@@ -260,7 +285,9 @@ def replay_command(
                 problem = _replay_one(store, sender, letter)
                 if problem is None:
                     sent += 1
-                    print(f"replayed {letter.event_id} -> {letter.source_topic}")
+                    print(
+                        f"replayed {letter.event_id} -> {replay_target(store.original(letter.event_id)[1])}"
+                    )
                 else:
                     refused.append(problem)
         except (ConnectionError, OSError) as exc:

@@ -6,8 +6,8 @@ database of its own: a dead letter is no regulation event, so it stays out of th
 deadletters` lists, shows and replays them (`services/deadletters/cli.py`); a replay is recorded here, so
 replaying by reason twice re-sends nothing. The original key and bytes, which may hold a person's profile,
 are sealed under a key per person (the original key is the person pseudonym on every person topic;
-anything else gets a key of its own), so `erase` reaches them like every other store. The copy on the
-topic itself expires with the topic's retention (docs/operations.md).
+anything else gets a key of its own), so erasure (`personal_data`) reaches them like every other store.
+The copy on the topic itself expires with the topic's retention (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cepbus.contract.models import DeadLetter
-from cepbus.runtime.sqldb import Dialect, SqlStore, StoreOptions
-from cepbus.runtime.vault import ErasedData, PersonVault
+from cepbus.runtime.directory_history import directory_history_personal_data, directory_history_schema
+from cepbus.runtime.sqldb import Dialect, PersonalData, SqlStore, StoreOptions
+from cepbus.runtime.vault import ErasedData, PersonVault, person_keys_personal_data
 
 # The table keeps the name it had when the ledger kept the dead letters in its own database, so that a
 # database from then still reads (CEPBUS_DEADLETTERS_DATABASE_URL pointed at it, or a shared database).
@@ -107,11 +108,19 @@ class DeadLetterStore(SqlStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self._vault = PersonVault(self._db, "deadletter")
+        # the original's author signature (its cepbus-signature header), so a replay carries it
+        self._db.add_missing_columns(
+            _TABLE, [("original_signature", "BYTEA" if self._db.dialect == "postgresql" else "BLOB")]
+        )
 
     @classmethod
     def schema(cls, dialect: Dialect) -> list[str]:
         blob = "BYTEA" if dialect == "postgresql" else "BLOB"
-        return [sql.replace("{blob}", blob) for sql in _DDL] + PersonVault.schema("deadletter", dialect)
+        return [
+            *(sql.replace("{blob}", blob) for sql in _DDL),
+            *PersonVault.schema("deadletter", dialect),
+            *directory_history_schema("deadletters", dialect),
+        ]
 
     @classmethod
     def options(cls, dialect: Dialect) -> StoreOptions:
@@ -133,7 +142,7 @@ class DeadLetterStore(SqlStore):
                 )
                 value = self._vault.seal(person, f"{event_id}/value", letter.original_value)
                 self._db.execute(
-                    f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                    f"INSERT INTO {_TABLE} ({_COLUMNS}, original_signature) VALUES ({', '.join('?' * 16)})",
                     (
                         event_id,
                         recorded_at_ms,
@@ -150,6 +159,7 @@ class DeadLetterStore(SqlStore):
                         len(letter.original_value) if letter.original_size is None else letter.original_size,
                         int(letter.original_truncated),
                         letter.replay_of,
+                        letter.original_signature,
                     ),
                 )
                 new += 1
@@ -219,6 +229,11 @@ class DeadLetterStore(SqlStore):
             self._vault.open(bytes(value), f"{event_id}/value"),
         )
 
+    def original_signature(self, event_id: str) -> bytes | None:
+        """The original's `cepbus-signature` header, as it came (None: it had none, or an older row)."""
+        rows = self._db.query(f"SELECT original_signature FROM {_TABLE} WHERE event_id = ?", (event_id,))
+        return None if not rows or rows[0][0] is None else bytes(rows[0][0])
+
     def mark_replayed(self, event_id: str, at_ms: int) -> None:
         """Record that the original was re-published (after the broker acknowledged it)."""
         with self._db.transaction():
@@ -227,11 +242,27 @@ class DeadLetterStore(SqlStore):
                 (at_ms, event_id),
             )
 
-    def erase(self, person_pseudonym: str) -> int:
-        count = len(self._db.query(f"SELECT 1 FROM {_TABLE} WHERE person = ?", (person_pseudonym,)))
-        blank = f"UPDATE {_TABLE} SET person = NULL WHERE person = ?"
-        self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
-        return count
+    @classmethod
+    def personal_data(cls) -> Sequence[PersonalData]:
+        """A dead letter of the person goes whole: its original is sealed under their key (noise once
+        the key is gone, never replayable again) and its reason may quote a value of it (a validation
+        error names the field and what it held)."""
+        return (
+            PersonalData(
+                _TABLE,
+                "the original key and bytes (the person's event, profile included), sealed",
+                "destroy_key",
+            ),
+            PersonalData(
+                _TABLE,
+                "the person's pseudonym, the reason (which may quote the original), the original's digest, "
+                "size and signature header",
+                "delete_rows",
+                where="person = ?",
+            ),
+            person_keys_personal_data("deadletter"),
+            directory_history_personal_data("deadletters"),
+        )
 
 
 __all__ = ["DeadLetterStore", "ErasedData", "StoredDeadLetter"]

@@ -1,6 +1,6 @@
 """The notifier's route table.
 
-    cep.notice.requested  NoticeRequested  NotifierHandlers.on_notice_requested
+cep.notice.requested  NoticeRequested  NotifierHandlers.on_notice_requested
 """
 
 from __future__ import annotations

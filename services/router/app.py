@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from cepbus.contract.topics import ProducerKind
 from cepbus.reference import load_reference
 from cepbus.reference.directory import directory_trust_problems, load_directory
+from cepbus.runtime.directory_history import DirectoryHistory
+from cepbus.runtime.identity import service_identity
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing
 from cepbus.runtime.service import ServiceDefinition, Timer
@@ -33,8 +36,10 @@ def build_service(
     reference = load_reference()
     ids = load_event_ids(settings.id_key_path)
     directory = load_directory()
+    identity = service_identity(SERVICE, settings, directory, reference, ProducerKind.ROUTER)
     problems = [
         *directory_trust_problems(directory),
+        *identity.problems,
         *event_id_trust_problems(ids, "CEPBUS_ROUTER_ID_KEY_PATH"),
         *(read_side_trust_problems(referral_settings.tokens_path) if referral_settings.http_port else []),
     ]
@@ -47,6 +52,7 @@ def build_service(
         choice_reminder_delay_s=settings.choice_reminder_delay_s,
         ids=ids,
     )
+    DirectoryHistory(handlers.store.database, SERVICE).admit(directory)  # never an older directory
     referral_store = ReferralStore(referral_settings.database_url)
     lifecycle = ReferralLifecycle(
         referral_store,
@@ -110,4 +116,6 @@ def build_service(
         on_stop=[handlers.store.close, referral_store.close, *([read_store.close] if read_store else [])],
         trust_problems=problems,
         silence_seed=handlers.store.silence_seed,
+        signer=identity.signer,
+        authorship=identity.authorship,
     )

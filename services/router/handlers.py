@@ -36,6 +36,7 @@ from cepbus.contract.topics import (
 from cepbus.reference import ReferenceData, ReferenceDataError
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing, Rejected
+from cepbus.runtime.processing import forwarded
 from cepbus.trust.ids import DEVELOPMENT_IDS, EventIds
 from services.router.metrics import (
     CHOICE_REMINDERS,
@@ -149,7 +150,7 @@ class RouterHandlers:
         except ReferenceDataError:  # no inbox topic exists for it: never block the partition on one
             log.warning("notice_for_unknown_operator", operator_id=notice.operator_id)
             return []
-        return [Outgoing(notice_inbox(notice.operator_id).name, notice)]
+        return [forwarded(notice_inbox(notice.operator_id).name, notice)]  # as the notifier signed it
 
     def on_choice(self, choice: ChoiceRecorded) -> list[Outgoing]:
         """The choice is remembered; choosing another operator makes a referral to that operator in
@@ -270,4 +271,6 @@ class RouterHandlers:
                 "unknown_recipient", f"{referral.recipient_org_id} is not in the directory"
             ) from exc
         REFERRALS_ROUTED.labels(referral.region_code, referral.recipient_kind.value).inc()
-        return [Outgoing(referral_inbox(referral.recipient_org_id).name, referral)]
+        return [
+            forwarded(referral_inbox(referral.recipient_org_id).name, referral)
+        ]  # as its author signed it

@@ -59,7 +59,13 @@ def check_level_2(
     recorded, or the last one recorded before the start is "undecided").
 
     Judged on event times, not on arrival order: a notice issued after the start does not make the
-    start compliant, and a choice recorded after it does not either."""
+    start compliant, and a choice recorded after it does not either.
+
+    No clock starts here, so the claimed times stay (issue #23 moved every deadline to the bus's clock):
+    the check runs when the router handles the start, over what it had recorded by then, all of which
+    the router's clock would put before the start. A claimed time can only exclude a notice or a choice,
+    so a start's author can only add a breach against itself by backdating, never hide one; a notice's
+    time is the notifier's own clock."""
     if not notice_due:
         return None
     issued_before = [at for at in notices_at_ms if at <= started_at_ms]
@@ -91,7 +97,9 @@ def check_level_2(
 
 
 def choices_overdue(awaiting: Iterable[AwaitingChoice], now_ms: int, delay_ms: int) -> list[AwaitingChoice]:
-    """The intakes whose notice is at least `delay_ms` old with still no choice: each gets one reminder."""
+    """The intakes whose notice is at least `delay_ms` old with still no choice: each gets one reminder.
+    Both ends are the bus's clocks: the notice's issue time is the notifier's (it stamps `NoticeIssued`
+    when it renders it), `now_ms` the router's; no operator's claim starts this clock."""
     return [item for item in awaiting if now_ms - item.notice_issued_at_ms >= delay_ms]
 
 

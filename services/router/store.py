@@ -9,8 +9,10 @@ Every write is keyed by the event id that caused it and written with `ON CONFLIC
 at-least-once redelivery changes nothing. Queries use `?` placeholders, translated for psycopg.
 
 The profile (with its BOETH flag) and the rules that fired on it (which reveal a disability) are kept
-sealed under the person's key (`cepbus.runtime.vault.PersonVault`); `erase` destroys that key and blanks
-the pseudonym, so nothing of the person stays readable in the database files.
+sealed under the person's key (`cepbus.runtime.vault.PersonVault`); erasure (`personal_data`, run by
+`SqlStore.erase_person`) destroys that key, deletes what waits in the outbox for the person and blanks
+what stays in clear about them (pseudonym, purpose, démission date, journey id, the operator kind chosen),
+so nothing of the person stays readable in the database files.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from cepbus.contract.models import (
     ServiceLevel,
     ServiceLevelStarted,
 )
-from cepbus.runtime.outbox import Outbox, outbox_schema
+from cepbus.runtime.directory_history import directory_history_personal_data, directory_history_schema
+from cepbus.runtime.outbox import Outbox, outbox_personal_data, outbox_schema
 from cepbus.runtime.silence import SilenceSeed
-from cepbus.runtime.sqldb import Dialect, Row, SqlStore, StoreOptions
-from cepbus.runtime.vault import ErasedData, PersonVault
+from cepbus.runtime.sqldb import Dialect, PersonalData, Row, SqlStore, StoreOptions
+from cepbus.runtime.vault import ErasedData, PersonVault, person_keys_personal_data
 
 _SCHEMA = [
     """
@@ -200,6 +203,13 @@ class RouterStore(SqlStore):
             return text
         return _SEALED + self._vault.seal(person, about, text.encode()).hex()
 
+    def _seal_many(self, person: str | None, items: Sequence[tuple[str, str]]) -> list[str]:
+        """`_seal` for several values of one person: their key read once (the hot path of an intake)."""
+        if not person:
+            return [text for _, text in items]
+        sealed = self._vault.seal_many(person, [(about, text.encode()) for about, text in items])
+        return [_SEALED + blob.hex() for blob in sealed]
+
     def _open(self, value: str, about: str) -> str | None:
         """The clear text, or None once the person was erased."""
         if not value.startswith(_SEALED):
@@ -253,18 +263,53 @@ class RouterStore(SqlStore):
             notice_obligation=NoticeObligation(obligation) if obligation else None,
         )
 
-    def erase(self, person_pseudonym: str) -> int:
-        """Destroy the person's key (their sealed profile and rules become noise), blank the pseudonym
-        and the démission-reconversion date on their intakes, purge the files. Returns the intakes."""
-        count = len(
-            self._db.query("SELECT 1 FROM router_intakes WHERE person_pseudonym = ?", (person_pseudonym,))
+    @classmethod
+    def personal_data(cls) -> Sequence[PersonalData]:
+        """Erasure keeps the intake rows (operator, place, times, whether a notice was due: the
+        regulation's own facts, which the router's checks and operator silence read) and removes the
+        person from them; statements that find the person's intakes run before the pseudonym is blanked."""
+        of_person = (
+            "intake_event_id IN (SELECT intake_event_id FROM router_intakes WHERE person_pseudonym = ?)"
         )
-        blank = (
-            "UPDATE router_intakes SET person_pseudonym = NULL, cep_requested_on = NULL "
-            "WHERE person_pseudonym = ?"
+        return (
+            outbox_personal_data("router"),
+            PersonalData(
+                "router_choices",
+                "the person's choice after the notice (stay, switch, undecided; consent to share) and the "
+                "kind of operator they chose, which for Cap emploi reveals a disability: blanked",
+                "blank_column",
+                where=of_person,
+                columns=("chosen_operator_kind",),
+            ),
+            PersonalData(
+                "router_intakes",
+                "the profile (BOETH flag, birth year, status) and the rules that fired on it, sealed",
+                "destroy_key",
+            ),
+            PersonalData(
+                "router_intakes",
+                "in clear: the pseudonym, the purpose and démission date (a resignation to retrain), the "
+                "journey's correlation id (the operator's free text): blanked (the id becomes the intake's)",
+                "blank_column",
+                where="person_pseudonym = ?",
+                columns=("person_pseudonym", "cep_requested_on", "purpose"),
+                neutral=(("correlation_id", "intake_event_id"),),
+            ),
+            PersonalData(
+                "router_notices", "that a notice was issued for an intake, and when", "nothing_personal"
+            ),
+            PersonalData(
+                "router_service_levels",
+                "the level of service an operator says it started for an intake, when, and whether it was "
+                "a breach: the operator's own statement",
+                "nothing_personal",
+            ),
+            PersonalData(
+                "router_meta", "facts about the store itself (since when it listens)", "nothing_personal"
+            ),
+            person_keys_personal_data("router"),
+            directory_history_personal_data("router"),
         )
-        self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
-        return count
 
     # -- writes (idempotent on the causing event id) ----------------------------------------------
 
@@ -284,6 +329,13 @@ class RouterStore(SqlStore):
         with self._db.transaction():
             if self._db.query("SELECT 1 FROM router_intakes WHERE intake_event_id = ?", (intake_id,)):
                 return  # a redelivery: sealed once
+            profile, fired = self._seal_many(
+                person,
+                [
+                    (f"{intake_id}/profile", intake.profile.model_dump_json()),
+                    (f"{intake_id}/rules", json.dumps(list(rules))),
+                ],
+            )
             self._db.execute(
                 f"INSERT INTO router_intakes ({_INTAKE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
@@ -297,10 +349,10 @@ class RouterStore(SqlStore):
                     intake.region_code,
                     intake.departement_code,
                     to_ms(envelope.occurred_at),
-                    self._seal(person, f"{intake_id}/profile", intake.profile.model_dump_json()),
+                    profile,
                     status,
                     int(notice_due),
-                    self._seal(person, f"{intake_id}/rules", json.dumps(list(rules))),
+                    fired,
                     ruleset_version,
                     reference_version,
                     intake.purpose.value if intake.purpose else None,
@@ -467,4 +519,9 @@ class RouterStore(SqlStore):
 
     @classmethod
     def schema(cls, dialect: Dialect) -> list[str]:
-        return [*_SCHEMA, *PersonVault.schema("router", dialect), *outbox_schema("router", dialect)]
+        return [
+            *_SCHEMA,
+            *PersonVault.schema("router", dialect),
+            *outbox_schema("router", dialect),
+            *directory_history_schema("router", dialect),
+        ]

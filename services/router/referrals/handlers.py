@@ -33,6 +33,7 @@ from cepbus.contract.models import (
     UpdateVerdict,
     new_envelope,
 )
+from cepbus.contract.statements import statement_digest
 from cepbus.contract.topics import (
     REFERRAL_ALERT,
     REFERRAL_DEADLINE_BREACHED,
@@ -45,6 +46,7 @@ from cepbus.reference.directory import Directory
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing, Rejected
 from cepbus.runtime.metrics import DUPLICATES
+from cepbus.runtime.processing import CURRENT_AUTHOR, forwarded
 from cepbus.trust.ids import DEVELOPMENT_IDS, EventIds
 from services.router.metrics import (
     APPOINTMENT_DELAY,
@@ -87,6 +89,9 @@ def _from_ms(ms: int) -> datetime:
 
 #: Longest detail text sent back to a sender or put in a verdict.
 DETAIL_MAX = 200
+#: Most related referral ids a drift alert lists (the latest; `referrals_in_window` counts them all):
+#: a requester that refers one person thousands of times must not grow one alert past what a message holds.
+RELATED_MAX = 20
 
 
 def sanitised(text: str, limit: int = DETAIL_MAX) -> str:
@@ -138,6 +143,12 @@ def journey_departement(router: RouterStore) -> DepartementOf:
     return locate
 
 
+def _signature_hex() -> str | None:
+    """The verified author's statement signature (its batch's Ed25519 signature), in hex."""
+    author = CURRENT_AUTHOR.get()
+    return None if author is None else author.signature.signature.hex()
+
+
 @dataclass
 class ReferralLifecycle:
     store: ReferralStore
@@ -153,13 +164,16 @@ class ReferralLifecycle:
     # -- requests -----------------------------------------------------------------------------
 
     def on_requested(self, referral: ReferralRequested) -> list[Outgoing]:
-        """Start following a routed referral. A redelivered request changes nothing but re-emits the
-        same drift alerts (same ids, dropped downstream), so a crash before sending loses none."""
-        requested_at = referral.envelope.occurred_at
+        """Start following a routed referral, its deadlines counted from now on the router's clock: the
+        request's `occurred_at` is the requester's claim, kept and shown, never a clock (backdated by a
+        month, it would make the recipient late on arrival). A redelivered request changes nothing
+        (its first receipt counts) but re-emits the same drift alerts (same ids, dropped downstream), so
+        a crash before sending loses none."""
+        received_at = self.clock()
         zone = self.reference.region(referral.region_code).zone
         departement = self._departement(referral)
         due = pending_deadline(
-            self.deadlines, ReferralStatus.REQUESTED, requested_at, referral.region_code, zone, departement
+            self.deadlines, ReferralStatus.REQUESTED, received_at, referral.region_code, zone, departement
         )
         person = referral.envelope.person_pseudonym
         earlier = self.store.of_person(person) if person else []
@@ -173,24 +187,27 @@ class ReferralLifecycle:
             recipient_kind=referral.recipient_kind,
             region_code=referral.region_code,
             state=ReferralStatus.REQUESTED,
-            requested_at_ms=_ms(requested_at),
-            updated_at_ms=_ms(requested_at),
+            requested_at_ms=_ms(referral.envelope.occurred_at),
+            updated_at_ms=_ms(received_at),
             due_name=due.name if due else None,
             due_at_ms=_ms(due.due_at) if due else None,
             departement_code=departement,
+            received_at_ms=_ms(received_at),
         )
         added = self.store.add_referral(record)
         if added:
             REFERRALS_TRACKED.labels(referral.region_code, referral.recipient_kind.value).inc()
         else:
             DUPLICATES.labels(SERVICE).inc()
+            stored = self.store.get(referral.referral_id)  # a redelivery: its first receipt counts
+            received_at = _from_ms(stored.clock_start_ms) if stored is not None else received_at
         if not person:
             return []
         new = PastReferral(
-            referral.referral_id, referral.requester_org_id, referral.recipient_org_id, requested_at
+            referral.referral_id, referral.requester_org_id, referral.recipient_org_id, received_at
         )
         history = [
-            PastReferral(r.referral_id, r.requester_org_id, r.recipient_org_id, _from_ms(r.requested_at_ms))
+            PastReferral(r.referral_id, r.requester_org_id, r.recipient_org_id, _from_ms(r.clock_start_ms))
             for r in earlier
             if r.referral_id != referral.referral_id
         ]
@@ -211,7 +228,7 @@ class ReferralLifecycle:
                 requester_org_id=referral.requester_org_id,
                 recipient_org_id=referral.recipient_org_id,
                 region_code=referral.region_code,
-                related_referral_ids=list(alert.related_referral_ids),
+                related_referral_ids=list(alert.related_referral_ids[-RELATED_MAX:]),
                 referrals_in_window=alert.referrals_in_window,
                 window_days=self.drift.window_days,
                 detail=alert.detail,
@@ -277,27 +294,23 @@ class ReferralLifecycle:
         return self._apply(update, record, result.target, fingerprint, key_id)
 
     def _authenticate(self, update: ReferralStatusChanged, fingerprint: str) -> tuple[str, str]:
-        """The signer and the directory key that verified its signature, or an unauthenticated refusal
-        (no reply: nobody proved who sent it)."""
-        signer = update.signer_org_id
-        if not signer or not update.signature:
+        """The signer and its directory key, as the runtime verified them at the edge (the statement
+        signature of `cepbus.contract.statements`, held to the producer and `actor_org_id` there); an
+        update that reached this handler unverified (no runtime in front) is refused, with no reply:
+        nobody proved who sent it."""
+        author = CURRENT_AUTHOR.get()
+        if author is None:
             detail = "a status update must be signed by the organisation sending it"
             raise self._refuse(update, fingerprint, None, "unsigned", detail)
-        if signer not in self.directory:
+        if author.org_id not in self.directory:
             raise self._refuse(
-                update, fingerprint, None, "unknown_signer", f"{signer} is not in the referral directory"
+                update,
+                fingerprint,
+                None,
+                "unknown_signer",
+                f"{author.org_id} is not in the referral directory",
             )
-        if signer != update.envelope.producer_org_id or signer != update.actor_org_id:
-            detail = (
-                f"signed by {signer} but produced by {update.envelope.producer_org_id} "
-                f"for actor {update.actor_org_id}"
-            )
-            raise self._refuse(update, fingerprint, None, "impersonation", detail)
-        key = self.directory.verify_status(update, self.clock())
-        if key is None:
-            detail = f"the signature does not verify with a key of {signer} valid now"
-            raise self._refuse(update, fingerprint, None, "bad_signature", detail)
-        return signer, key.key_id
+        return author.org_id, author.key_id
 
     def _apply(
         self,
@@ -309,9 +322,9 @@ class ReferralLifecycle:
     ) -> list[Outgoing]:
         now = self.clock()
         zone = self.reference.region(record.region_code).zone
-        requested_at = _from_ms(record.requested_at_ms)
+        started_at = _from_ms(record.clock_start_ms)  # the router's receipt of the request, not its claim
         due = pending_deadline(
-            self.deadlines, target, requested_at, record.region_code, zone, record.departement_code
+            self.deadlines, target, started_at, record.region_code, zone, record.departement_code
         )
         entry = HistoryEntry(
             referral_id=record.referral_id,
@@ -322,9 +335,10 @@ class ReferralLifecycle:
             actor_org_id=update.actor_org_id,
             reason_code=update.reason_code,
             note=update.note,
-            occurred_at_ms=_ms(update.envelope.occurred_at),
-            signer_org_id=update.signer_org_id,
-            signature_hex=update.signature.hex() if update.signature else None,
+            occurred_at_ms=_ms(update.envelope.occurred_at),  # the sender's claim, shown beside
+            received_at_ms=_ms(now),  # the router's clock: what any timing of the step uses
+            signer_org_id=update.envelope.producer_org_id,  # the statement's signer (checked at the edge)
+            signature_hex=_signature_hex(),  # its batch signature; the whole proof is in the ledger's leaf
             key_id=key_id,
         )
         due_name, due_at_ms = (due.name, _ms(due.due_at)) if due else (None, None)
@@ -346,7 +360,7 @@ class ReferralLifecycle:
                 outputs.append(breach)
         if update.status == ReferralStatus.FIRST_APPOINTMENT_HELD:
             # measured on the bus's own times, not on the sender's claimed occurred_at
-            delay_s = max(0.0, (_ms(now) - record.requested_at_ms) / 1000)
+            delay_s = max(0.0, (_ms(now) - record.clock_start_ms) / 1000)
             APPOINTMENT_DELAY.labels(record.region_code, record.recipient_kind.value).observe(delay_s)
         return outputs
 
@@ -378,12 +392,14 @@ class ReferralLifecycle:
             verdict=UpdateVerdict(verdict),
             status=update.status,
             reason_code=sanitised(reason_code, 64) if reason_code else None,
-            signer_org_id=sanitised(update.signer_org_id, 64) if update.signer_org_id else None,
+            signer_org_id=update.envelope.producer_org_id if key_id else None,
             signer_key_id=key_id,
             state_before=before,
             state_after=after,
             claimed_occurred_at=update.envelope.occurred_at,
-            signed_update=codec.encode(update) if applied else None,
+            # by reference, never embedded: the update itself is in the ledger (cep.referral.status), and
+            # a verdict stays small whatever the update carried
+            update_digest=statement_digest(codec.encode(update)) if applied else None,
         )
         return Outgoing(REFERRAL_VERDICT.name, event)
 
@@ -402,9 +418,9 @@ class ReferralLifecycle:
         rejection topic and, with `remember`, recorded so that a redelivery gets the same verdict; an
         unauthenticated one only gets its verdict and its dead letter."""
         state = record.state if record else None
-        if key_id is not None and remember and update.signer_org_id:
+        if key_id is not None and remember:
             self.store.record_refusal(
-                update.signer_org_id,
+                update.envelope.producer_org_id,
                 str(update.event_id),
                 fingerprint,
                 code,
@@ -427,24 +443,25 @@ class ReferralLifecycle:
     ) -> UpdateRefused:
         UPDATES_REJECTED.labels(code).inc()
         answer = None
-        if reply and update.signer_org_id:
+        signer = update.envelope.producer_org_id  # authenticated when `reply` (the edge checked it)
+        if reply:
             event = ReferralUpdateRejected(
                 envelope=new_envelope(
                     ReferralUpdateRejected,
                     producer_org_id=self.service_org_id,
                     causation=update.envelope,
-                    event_id=self.ids.derive(f"{update.signer_org_id}/{update.event_id}", f"rejected:{code}"),
+                    event_id=self.ids.derive(f"{signer}/{update.event_id}", f"rejected:{code}"),
                     occurred_at=self.clock(),
                 ),
                 referral_id=sanitised(update.referral_id, 64),
                 rejected_event_id=str(update.event_id),
-                sender_org_id=update.signer_org_id,
+                sender_org_id=signer,
                 attempted_status=update.status,
                 current_status=current,
                 reason_code=code,
                 detail=sanitised(detail),
             )
-            answer = Outgoing(referral_rejections(update.signer_org_id).name, event)
+            answer = Outgoing(referral_rejections(signer).name, event)
         log.info(
             "referral_update_refused", reason=code, detail=sanitised(detail), referral_id=update.referral_id
         )
@@ -517,7 +534,7 @@ class RequestRouting:
         recipient = referral.recipient_org_id
         if recipient in self.lifecycle.directory and recipient not in self.operator_ids:
             REFERRALS_ROUTED.labels(referral.region_code, referral.recipient_kind.value).inc()
-            routed = [Outgoing(referral_inbox(recipient).name, referral)]
+            routed = [forwarded(referral_inbox(recipient).name, referral)]  # as its author signed it
         else:
             routed = list(self.route_to_operator(referral))
         return [*routed, *self.lifecycle.on_requested(referral)]

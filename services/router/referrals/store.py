@@ -5,6 +5,15 @@ status of each referral, its full history (with the signatures), the status upda
 Broker-side state (Faust tables) is not trusted here: Tansu's recovery is off by up to a batch
 (DEVELOPERS.md), and the read side (`cep-bus referral show`, the HTTP endpoint) needs a database anyway.
 Queries use `?` placeholders, translated for psycopg.
+
+Two times per referral and per step: the sender's claim (`requested_at_ms`, a step's `occurred_at_ms`),
+kept and shown, and when the router received it on its own clock (`received_at_ms`), from which every
+deadline, the drift window and the delays count: a sender's clock starts none of them.
+
+A referral names whom the person was sent to, which says the public they belong to (Cap emploi: a
+disability); erasure therefore deletes the person's referrals with their history, deadlines and the
+verdicts on their steps (`personal_data`), after which an update for one is refused as for an unknown
+referral. The partner keeps its own copy; the ledger keeps the sealed trail.
 """
 
 from __future__ import annotations
@@ -14,9 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cepbus.contract.models import OrganisationKind, ReferralStatus
-from cepbus.runtime.outbox import Outbox, outbox_schema
-from cepbus.runtime.sqldb import Dialect, SqlStore, StoreOptions
-from cepbus.runtime.vault import ErasedData, PersonVault
+from cepbus.runtime.outbox import Outbox, outbox_personal_data, outbox_schema
+from cepbus.runtime.sqldb import Dialect, PersonalData, SqlStore, StoreOptions
+from cepbus.runtime.vault import ErasedData, PersonVault, person_keys_personal_data
 from services.router.referrals.machine import TERMINAL
 
 _DDL = [
@@ -34,7 +43,8 @@ _DDL = [
         updated_at_ms BIGINT NOT NULL,
         due_name TEXT,
         due_at_ms BIGINT,
-        departement_code TEXT
+        departement_code TEXT,
+        received_at_ms BIGINT
     )""",
     "CREATE INDEX IF NOT EXISTS referrals_person ON referrals (person_pseudonym)",
     "CREATE INDEX IF NOT EXISTS referrals_due ON referrals (due_at_ms)",
@@ -55,6 +65,7 @@ _DDL = [
         signer_org_id TEXT,
         signature_hex TEXT,
         key_id TEXT,
+        received_at_ms BIGINT,
         PRIMARY KEY (referral_id, seq),
         UNIQUE (signer_org_id, event_id)
     )""",
@@ -80,16 +91,19 @@ _DDL = [
 
 #: Columns added since the first release (a store created before gains them, keeping its rows; a new
 #: store has them from its CREATE TABLE).
-_ADDED_COLUMNS = {"referrals": [("departement_code", "TEXT")]}
+_ADDED_COLUMNS = {
+    "referrals": [("departement_code", "TEXT"), ("received_at_ms", "BIGINT")],
+    "referral_steps": [("received_at_ms", "BIGINT")],
+}
 
 _REFERRAL_COLUMNS = (
     "referral_id, request_event_id, person_pseudonym, correlation_id, requester_org_id, recipient_org_id, "
     "recipient_kind, region_code, state, requested_at_ms, updated_at_ms, due_name, due_at_ms, "
-    "departement_code"
+    "departement_code, received_at_ms"
 )
 _HISTORY_COLUMNS = (
     "referral_id, seq, event_id, status, state_after, actor_org_id, reason_code, note, occurred_at_ms, "
-    "signer_org_id, signature_hex, key_id"
+    "signer_org_id, signature_hex, key_id, received_at_ms"
 )
 
 
@@ -104,16 +118,26 @@ class ReferralRecord:
     recipient_kind: OrganisationKind
     region_code: str
     state: ReferralStatus
+    # when the requester says it asked (its envelope's occurred_at): kept and shown, never a clock
     requested_at_ms: int
     updated_at_ms: int
     due_name: str | None = None
     due_at_ms: int | None = None
     # where the referral is handled, for its business-day calendar (None: the region's calendar)
     departement_code: str | None = None
+    # when the router received the request, on its own clock: every deadline counts from it (None: a row
+    # stored before the router kept it, whose deadlines were computed from the claim)
+    received_at_ms: int | None = None
 
     @property
     def open(self) -> bool:
         return self.state not in TERMINAL
+
+    @property
+    def clock_start_ms(self) -> int:
+        """Where the referral's deadlines, drift window and delays count from: the router's receipt, so
+        that a requester who backdates its request cannot make the recipient late on arrival."""
+        return self.requested_at_ms if self.received_at_ms is None else self.received_at_ms
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +156,7 @@ class ReferralRecord:
             "updated_at_ms": self.updated_at_ms,
             "pending_deadline": self.due_name,
             "pending_deadline_due_at_ms": self.due_at_ms,
+            "received_at_ms": self.received_at_ms,
         }
 
 
@@ -145,10 +170,12 @@ class HistoryEntry:
     actor_org_id: str
     reason_code: str | None
     note: str | None
-    occurred_at_ms: int
+    occurred_at_ms: int  # when the sender says the step happened: shown, never a clock
     signer_org_id: str | None
     signature_hex: str | None
     key_id: str | None = None  # the directory key that verified the signature
+    # when the router applied it, on its own clock (None: a step stored before the router kept it)
+    received_at_ms: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,6 +190,7 @@ class HistoryEntry:
             "signer_org_id": self.signer_org_id,
             "signature_hex": self.signature_hex,
             "key_id": self.key_id,
+            "received_at_ms": self.received_at_ms,
         }
 
 
@@ -195,6 +223,7 @@ def _record(row: Sequence[Any]) -> ReferralRecord:
         due_name=row[11],
         due_at_ms=None if row[12] is None else int(row[12]),
         departement_code=row[13],
+        received_at_ms=None if row[14] is None else int(row[14]),
     )
 
 
@@ -212,6 +241,7 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
         signer_org_id=row[9],
         signature_hex=row[10],
         key_id=row[11],
+        received_at_ms=None if row[12] is None else int(row[12]),
     )
 
 
@@ -229,6 +259,9 @@ _WITH_HISTORY_SQL = (
 _REFERRAL_WIDTH = len(_REFERRAL_COLUMNS.split(","))
 
 _SEALED = "sealed:"  # prefix of a sealed note (then hex of the vault blob)
+
+#: Referrals in the order the router received them (a row from before `received_at_ms`: its claimed time).
+_RECEIVED_ORDER = "COALESCE(received_at_ms, requested_at_ms)"
 
 _TERMINAL_SQL = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
 
@@ -265,13 +298,52 @@ class ReferralStore(SqlStore):
             note = None
         return replace(entry, note=note)
 
-    def erase(self, person_pseudonym: str) -> int:
-        """Destroy the person's key (their sealed notes become noise), blank the pseudonym on their
-        referrals and purge the files. Returns how many referrals were about the person."""
-        count = len(self._db.query("SELECT 1 FROM referrals WHERE person_pseudonym = ?", (person_pseudonym,)))
-        blank = "UPDATE referrals SET person_pseudonym = NULL WHERE person_pseudonym = ?"
-        self._vault.erase(person_pseudonym, [(blank, (person_pseudonym,))])
-        return count
+    @classmethod
+    def personal_data(cls) -> Sequence[PersonalData]:
+        """The person's referrals go with everything hanging from them (module doc); statements that
+        find them through `referrals` run before its rows are deleted."""
+        of_person = "referral_id IN (SELECT referral_id FROM referrals WHERE person_pseudonym = ?)"
+        their_step = (
+            "EXISTS (SELECT 1 FROM referral_steps s JOIN referrals r ON r.referral_id = s.referral_id "
+            "WHERE r.person_pseudonym = ? AND s.signer_org_id = referral_verdicts.signer_org_id "
+            "AND s.event_id = referral_verdicts.event_id)"
+        )
+        return (
+            outbox_personal_data("referral"),
+            PersonalData(
+                "referral_verdicts",
+                "the verdict on each status update by (signer, update id): for an applied step of the "
+                "person's referral, it names the partner, i.e. whom they were sent to: deleted with it (a "
+                "refused update keeps its row: signer, update id, the router's reason)",
+                "delete_rows",
+                where=their_step,
+            ),
+            PersonalData(
+                "referral_steps",
+                "the partners' free-text notes about the person, sealed",
+                "destroy_key",
+            ),
+            PersonalData(
+                "referral_steps",
+                "each step of the person's referral: who acted, the status, the reason code, the signature",
+                "delete_rows",
+                where=of_person,
+            ),
+            PersonalData(
+                "referral_breaches",
+                "the deadlines the person's referral missed",
+                "delete_rows",
+                where=of_person,
+            ),
+            PersonalData(
+                "referrals",
+                "the person's pseudonym, journey id, whom they were referred to (organisation and kind: "
+                "the public they belong to), where, its state and deadlines",
+                "delete_rows",
+                where="person_pseudonym = ?",
+            ),
+            person_keys_personal_data("referral"),
+        )
 
     # -- referrals ----------------------------------------------------------------------------
 
@@ -281,7 +353,7 @@ class ReferralStore(SqlStore):
             if self._db.query("SELECT 1 FROM referrals WHERE referral_id = ?", (record.referral_id,)):
                 return False
             self._db.execute(
-                f"INSERT INTO referrals ({_REFERRAL_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                f"INSERT INTO referrals ({_REFERRAL_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                 (
                     record.referral_id,
                     record.request_event_id,
@@ -297,6 +369,7 @@ class ReferralStore(SqlStore):
                     record.due_name,
                     record.due_at_ms,
                     record.departement_code,
+                    record.received_at_ms,
                 ),
             )
             return True
@@ -327,7 +400,8 @@ class ReferralStore(SqlStore):
 
     def of_person(self, person_pseudonym: str) -> list[ReferralRecord]:
         rows = self._db.query(
-            f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE person_pseudonym = ? ORDER BY requested_at_ms",
+            f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE person_pseudonym = ? "
+            f"ORDER BY {_RECEIVED_ORDER}",
             (person_pseudonym,),
         )
         return [_record(row) for row in rows]
@@ -336,7 +410,7 @@ class ReferralStore(SqlStore):
         """Open referrals the organisation sent or received."""
         rows = self._db.query(
             f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE (recipient_org_id = ? OR requester_org_id = ?) "
-            f"AND state NOT IN ({_TERMINAL_SQL}) ORDER BY requested_at_ms, referral_id",
+            f"AND state NOT IN ({_TERMINAL_SQL}) ORDER BY {_RECEIVED_ORDER}, referral_id",
             (org_id, org_id),
         )
         return [_record(row) for row in rows]
@@ -437,7 +511,7 @@ class ReferralStore(SqlStore):
                 ),
             )
             self._db.execute(
-                f"INSERT INTO referral_steps ({_HISTORY_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                f"INSERT INTO referral_steps ({_HISTORY_COLUMNS}) VALUES ({', '.join('?' * 13)})",
                 (
                     entry.referral_id,
                     entry.seq,
@@ -451,6 +525,7 @@ class ReferralStore(SqlStore):
                     entry.signer_org_id,
                     entry.signature_hex,
                     entry.key_id,
+                    entry.received_at_ms,
                 ),
             )
             self._db.execute(

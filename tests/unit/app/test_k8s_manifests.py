@@ -360,6 +360,18 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
         database = env[f"CEPBUS_{service.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
         # its own database Secret (the dev overlay generates them, with a hash suffix)
         assert database.startswith(f"{name}-database") and secrets["kafka-user"] == name
+        # every service signs what it emits with its own key, and verifies what it reads against the
+        # signed directory (issue #23): both from Secrets, the key readable by its owner only
+        statement_key = env[f"CEPBUS_{service.upper()}_STATEMENT_KEY_PATH"]["value"]
+        assert statement_key.startswith(mounted["statement-key"] + "/")
+        assert secrets["statement-key"] == f"{name}-statement-key"
+        # key files readable by root and the pod's group only: what production accepts of a key file
+        for volume in pod["volumes"]:
+            if volume["name"].endswith("-key"):
+                assert volume["secret"]["defaultMode"] == 0o440, (name, volume)
+        assert env["CEPBUS_DIRECTORY_PATH"]["value"].startswith(mounted["directory"] + "/")
+        assert secrets["directory"] == "cepbus-directory"
+        assert "secretKeyRef" in env["CEPBUS_DIRECTORY_AUTHORITY_KEY"]["valueFrom"]
         if service == "deadletters":  # it derives no event: no event-id key to hold
             assert "id-key" not in secrets and f"CEPBUS_{service.upper()}_ID_KEY_PATH" not in env
             continue
@@ -393,6 +405,8 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
     assert secrets["directory"] == "cepbus-directory"
     assert "secretKeyRef" in env["CEPBUS_DIRECTORY_AUTHORITY_KEY"]["valueFrom"]
     assert env["CEPBUS_INBOX_READ_SIDE_URL"]["value"].startswith("https://")
+    # behind the ingress, the failed-log-in throttle counts the address the ingress saw
+    assert env["CEPBUS_INBOX_CLIENT_ADDRESS_HEADER"]["value"] == "X-Forwarded-For"
     assert container["args"] == ["inbox"] and inbox["spec"]["replicas"] == 1
 
 

@@ -14,11 +14,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cepbus.auditlog.note import Signer
-from cepbus.reference.directory import clear_directory_cache, sign_document
+from cepbus.reference.directory import clear_directory_cache, key_entry, sign_document
 from cepbus.runtime.runner import CONFIGURATION_REFUSED, prepare
-from cepbus.trust.keys import format_authority_key
+from cepbus.trust.keys import format_authority_key, write_private_key
 from tests.support import ROOT
-from tests.unit.trust.conftest import production_body
+from tests.unit.trust.conftest import T0, production_body
+
+#: Each service's organisation id, and the service.
+SERVICE_ORGS = {f"cep-bus-{name}": name for name in ("router", "notifier", "ledger", "deadletters")}
 
 
 def run_service(service: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,12 +65,17 @@ def test_a_service_with_development_trust_material_refuses_to_start(
 def production_material(tmp_path: Path) -> dict[str, str]:
     """A signed directory of real keys, its pinned authority, event-id keys, a ledger key, tokens."""
     authority = Ed25519PrivateKey.generate()
+    # each service's own statement key, which the directory lists for it (cepbus.runtime.identity)
+    service_keys = {service: Ed25519PrivateKey.generate() for service in SERVICE_ORGS}
+    listed = {org: [key_entry(org, key, T0)] for org, key in service_keys.items()}
     directory = tmp_path / "directory.json"
-    directory.write_text(json.dumps(sign_document(production_body(), authority)))
+    directory.write_text(json.dumps(sign_document(production_body(listed), authority)))
     id_key = tmp_path / "id.key"
     id_key.write_bytes(os.urandom(32).hex().encode())
     ledger_key = tmp_path / "ledger.key"
     ledger_key.write_text(str(Signer.generate("cep-bus.test/prod")) + "\n")
+    for key_file in (id_key, ledger_key):  # production reads no key file others may read
+        key_file.chmod(0o600)
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"tokens": []}))
     env = {
@@ -83,11 +91,17 @@ def production_material(tmp_path: Path) -> dict[str, str]:
         "CEPBUS_ROUTER_DATABASE_URL": f"sqlite:///{tmp_path / 'router.db'}",
         "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{tmp_path / 'referrals.db'}",
         "CEPBUS_LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "CEPBUS_DEADLETTERS_DATABASE_URL": f"sqlite:///{tmp_path / 'deadletters.db'}",
+        "CEPBUS_NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
     }
+    for org, key in service_keys.items():
+        path = tmp_path / f"{org}.pem"
+        write_private_key(key, path)
+        env[f"CEPBUS_{SERVICE_ORGS[org].upper()}_STATEMENT_KEY_PATH"] = str(path)
     return env
 
 
-@pytest.mark.parametrize("service", ["router", "notifier", "ledger"])
+@pytest.mark.parametrize("service", ["router", "notifier", "ledger", "deadletters"])
 def test_with_real_trust_material_every_service_prepares(
     service: str, production_material: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,6 +17,7 @@ from cepbus.runtime.processing import EventProcessor
 from cepbus_app.cli import app
 from services.deadletters import cli as deadletters_cli
 from services.deadletters.store import DeadLetterStore
+from tests.support.authorship import message
 from tests.support.factories import intake
 
 runner = CliRunner()
@@ -37,10 +38,12 @@ class RecordingSender:
         pass
 
 
-def letter_for(value: bytes, offset: int, reason: str = "intake_rejected") -> DeadLetter:
+def letter_for(
+    value: bytes, offset: int, reason: str = "intake_rejected", headers: tuple[tuple[str, bytes], ...] = ()
+) -> DeadLetter:
     processor = EventProcessor("router", "cep-bus-router")
     out = processor.dead_letter(
-        Incoming(INTAKE_REGISTERED.name, 0, offset, b"p-1", value), reason, "why", "Rejected"
+        Incoming(INTAKE_REGISTERED.name, 0, offset, b"p-1", value, headers), reason, "why", "Rejected"
     )
     assert isinstance(out.event, DeadLetter)
     return out.event
@@ -60,8 +63,9 @@ def sender(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingSender]:
 
 @pytest.fixture
 def letters(url: str) -> list[DeadLetter]:
+    signed = message(intake())  # as its operator signed it
     made = [
-        letter_for(codec.encode(intake()), 1),
+        letter_for(signed.value, 1, headers=signed.headers),
         letter_for(b"not avro", 2, "bad_marker"),
         letter_for(b"\xc3\x01" + b"z" * 999_800, 3, "bad_marker"),  # oversize: a prefix is kept
     ]
@@ -111,20 +115,22 @@ def test_replay_sends_the_original_bytes_to_their_topic_once_per_reason_run(
     assert code == 0 and "1 replayed" in out
     topic, key, value, headers = sender.sent[0]
     assert (topic, key, value) == (INTAKE_REGISTERED.name, b"p-1", letters[0].original_value)
-    assert headers == [("cepbus-replay-of", str(letters[0].event_id).encode())]
+    # the author's own signature goes back with its bytes: the consumer verifies it as any event's
+    assert letters[0].original_signature is not None
+    assert headers == [
+        ("cepbus-replay-of", str(letters[0].event_id).encode()),
+        ("cepbus-signature", letters[0].original_signature),
+    ]
     with DeadLetterStore(url) as store:
         stored = store.get(str(letters[0].event_id))
         assert stored is not None and stored.replay_count == 1 and stored.replayed_at_ms is not None
 
-    # by reason: the oversize one is refused (exit 3), the other sent; a second run sends nothing
+    # by reason: neither bytes that are no event (they would only fail again) nor the oversize one
     code, out, err = run("deadletters", "replay", "--reason", "bad_marker", "--database-url", url)
-    assert code == 3 and "1 replayed, 1 not replayable" in out and "only a prefix is kept" in err
-    assert [s[2] for s in sender.sent[1:]] == [b"not avro"]
-    code, out, _ = run("deadletters", "replay", "--reason", "bad_marker", "--database-url", url)
-    assert [s[2] for s in sender.sent[1:]] == [b"not avro"]  # already replayed: not again
-    assert "1 not replayable" in out  # the oversize one is still listed as never replayed
+    assert code == 3 and "0 replayed, 2 not replayable" in out and "only a prefix is kept" in err
+    assert "is no event a service consumes" in err and len(sender.sent) == 1
     code, out, _ = run("deadletters", "replay", "--reason", "intake_rejected", "--database-url", url)
-    assert code == 0 and "nothing to replay" in out and len(sender.sent) == 2
+    assert code == 0 and "nothing to replay" in out and len(sender.sent) == 1  # already replayed
 
 
 def test_replay_that_the_broker_does_not_acknowledge_is_not_recorded(
@@ -149,8 +155,16 @@ def test_a_replay_that_failed_again_is_not_replayed_by_reason_unless_again(
     url: str, sender: RecordingSender
 ) -> None:
     processor = EventProcessor("router", "cep-bus-router")
+    signed = message(intake())
     refailed = processor.dead_letter(
-        Incoming(INTAKE_REGISTERED.name, 0, 9, b"p-1", b"junk", (("cepbus-replay-of", b"dl-first"),)),
+        Incoming(
+            INTAKE_REGISTERED.name,
+            0,
+            9,
+            b"p-1",
+            signed.value,
+            (("cepbus-replay-of", b"dl-first"), *signed.headers),
+        ),
         "bad_marker",
         "why",
         "DecodeError",
@@ -163,4 +177,4 @@ def test_a_replay_that_failed_again_is_not_replayed_by_reason_unless_again(
     code, out, _ = run("deadletters", "replay", "--reason", "bad_marker", "--database-url", url)
     assert code == 0 and "nothing to replay" in out and sender.sent == []
     code, out, _ = run("deadletters", "replay", "--reason", "bad_marker", "--again", "--database-url", url)
-    assert code == 0 and [s[2] for s in sender.sent] == [b"junk"]
+    assert code == 0 and [s[2] for s in sender.sent] == [signed.value]

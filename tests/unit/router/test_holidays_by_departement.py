@@ -32,6 +32,7 @@ from services.router.referrals.deadlines import (
 )
 from services.router.referrals.handlers import DepartementOf, ReferralLifecycle, journey_departement
 from services.router.referrals.store import ReferralStore
+from tests.support.authorship import Admitted
 from tests.support.factories import intake, update
 from tests.support.fakes import MovableClock
 
@@ -161,7 +162,7 @@ def routed_referral(router: RouterHandlers, departement: str, region: str = "44"
 
 
 def lifecycle_for(store: ReferralStore, router: RouterHandlers) -> ReferralLifecycle:
-    return ReferralLifecycle(
+    return Admitted(
         store,
         load_directory(),
         REFERENCE,

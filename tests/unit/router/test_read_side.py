@@ -20,10 +20,11 @@ from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
 from cepbus_app.cli import app as cli
 from services.router.referrals.auth import TokenBook, issue_token, read_side_trust_problems
-from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
+from services.router.referrals.handlers import UpdateRefused
 from services.router.referrals.http import build_read_side, referral_view
 from services.router.referrals.machine import DECLINE_REASONS, OUTCOMES, TRANSITIONS
 from services.router.referrals.store import ReferralStore
+from tests.support.authorship import Admitted
 from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock, RecordingProducer
 
@@ -33,7 +34,7 @@ A, B, C = "cep-r11", "apec-r11", "opco-sante"
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ReferralStore]:
     opened = ReferralStore(f"sqlite:///{tmp_path / 'referrals.db'}")
-    lifecycle = ReferralLifecycle(opened, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    lifecycle = Admitted(opened, load_directory(), load_reference(), clock=MovableClock(MONDAY))
     for requester, recipient in ((A, B), (B, C)):
         lifecycle.on_requested(referral(requester=requester, recipient=recipient))
     yield opened
@@ -132,7 +133,7 @@ def test_an_organisation_reads_the_routers_verdicts_on_its_own_updates_only(
     partner inbox); another organisation can neither ask under its own name nor under the signer's."""
     book, issued = tokens
     http = client(store, book)
-    lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    lifecycle = Admitted(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
     request = referral(requester=A, recipient=B)
     lifecycle.on_requested(request)
     partner = PartnerClient(B, dev_private_key(B), publisher=Publisher(producer=RecordingProducer()))
@@ -163,7 +164,7 @@ def test_a_referrals_status_and_history_come_from_one_snapshot(store: ReferralSt
     """A router applies an update while the read side answers: the status and the history it returns
     must agree (the inbox showed `received` as current beside an applied `accepted` and stopped waiting).
     The writer is let in after the read side's first statement, the worst moment for two reads."""
-    lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    lifecycle = Admitted(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
     request = referral(requester=A, recipient=B)
     lifecycle.on_requested(request)
     partner = PartnerClient(B, dev_private_key(B), publisher=Publisher(producer=RecordingProducer()))
@@ -250,7 +251,7 @@ def test_the_answers_are_byte_for_byte_the_stores_json(
     from `ReferralRecord.to_json()` and `HistoryEntry.to_json()` before."""
     book, issued = tokens
     http = client(store, book)
-    lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    lifecycle = Admitted(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
     request = referral(requester=A, recipient=B)
     lifecycle.on_requested(request)
     partner = PartnerClient(B, dev_private_key(B), publisher=Publisher(producer=RecordingProducer()))

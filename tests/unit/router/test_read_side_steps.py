@@ -13,10 +13,10 @@ from cepbus.contract.readside import ReferralParty
 from cepbus.reference import load_reference
 from cepbus.reference.directory import load_directory
 from services.router.referrals.auth import TokenBook
-from services.router.referrals.handlers import ReferralLifecycle
 from services.router.referrals.http import build_read_side, next_steps
 from services.router.referrals.machine import EVENTS, STATES, Actor, Moved, step
 from services.router.referrals.store import ReferralStore
+from tests.support.authorship import Admitted
 from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock
 
@@ -42,7 +42,7 @@ def test_the_steps_of_each_state_are_exactly_what_the_machine_applies(state: Ref
 def test_a_referral_view_carries_its_steps(tmp_path: Path) -> None:
     store = ReferralStore(f"sqlite:///{tmp_path / 'referrals.db'}")
     try:
-        lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+        lifecycle = Admitted(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
         request = referral(requester="cep-r11", recipient="apec-r11")
         lifecycle.on_requested(request)
         app = build_read_side(store, TokenBook.load(None, load_directory().org_ids()))

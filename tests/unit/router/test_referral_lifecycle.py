@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cepbus.contract import codec
 from cepbus.contract.models import (
     OrganisationKind,
     ReferralDeadlineBreached,
@@ -17,21 +18,22 @@ from cepbus.contract.models import (
     ReferralStatusChanged,
     ReferralUpdateRejected,
 )
-from cepbus.contract.signatures import canonical_status_bytes, sign_status
 from cepbus.contract.topics import (
     REFERRAL_ALERT,
     REFERRAL_DEADLINE_BREACHED,
     REFERRAL_VERDICT,
+    core_topic,
     referral_rejections,
 )
 from cepbus.reference import load_reference
+from cepbus.reference.authorship import AuthorshipError
 from cepbus.reference.directory import load_directory
 from cepbus.runtime.messages import Outgoing
-from cepbus.trust.development import dev_private_key
 from services.router.referrals.deadlines import DeadlinePolicy
 from services.router.referrals.drift import DriftPolicy
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
 from services.router.referrals.store import ReferralStore
+from tests.support.authorship import Admitted, authorship, signed_headers
 from tests.support.factories import MONDAY, RECIPIENT, REQUESTER, referral, update
 from tests.support.fakes import MovableClock
 from tests.support.postgres import fresh_schema
@@ -61,7 +63,7 @@ def clock() -> MovableClock:
 
 @pytest.fixture
 def lifecycle(store: ReferralStore, clock: MovableClock) -> ReferralLifecycle:
-    return ReferralLifecycle(
+    return Admitted(
         store,
         load_directory(),
         load_reference(),
@@ -88,6 +90,22 @@ def refused(lifecycle: ReferralLifecycle, event: ReferralStatusChanged) -> Updat
     with pytest.raises(UpdateRefused) as caught:
         lifecycle.on_status(event)
     return caught.value
+
+
+def unverified(lifecycle: ReferralLifecycle, event: ReferralStatusChanged) -> UpdateRefused:
+    """The router's own refusal of an update that reached it with no author verified at the edge."""
+    with pytest.raises(UpdateRefused) as caught:
+        ReferralLifecycle.on_status(lifecycle, event)
+    return caught.value
+
+
+def edge(event: ReferralStatusChanged, key_of: str | None = None, value: bytes | None = None) -> str:
+    """The reason the runtime's edge refuses `event` signed by `key_of` (sent as `value` if given)."""
+    [(_, header)] = signed_headers([event], key_of)
+    with pytest.raises(AuthorshipError) as caught:
+        found = authorship().verify(codec.encode(event) if value is None else value, header)
+        authorship().judge(event, found, core_topic("cep.referral.status"))
+    return caught.value.reason
 
 
 def test_full_lifecycle_with_history_and_signatures(lifecycle: ReferralLifecycle) -> None:
@@ -165,15 +183,13 @@ def test_same_event_twice_is_one_transition(lifecycle: ReferralLifecycle) -> Non
     received = update(ref, S.RECEIVED)
     lifecycle.on_status(received)
     assert applied(lifecycle.on_status(received)) == []  # the same verdict again, nothing else
-    # the same update re-sent later (new time, new signature, same event id and content): still one
+    # the same update re-sent later (new time, so other bytes and another statement signature when
+    # admitted; same event id and content): still one
     again = update(ref, S.RECEIVED, at=MONDAY + timedelta(hours=1))
-    again = sign_status(
-        again.model_copy(
-            update={"envelope": again.envelope.model_copy(update={"event_id": received.event_id})}
-        ),
-        RECIPIENT,
-        dev_private_key(RECIPIENT),
+    again = again.model_copy(
+        update={"envelope": again.envelope.model_copy(update={"event_id": received.event_id})}
     )
+    assert codec.encode(again) != codec.encode(received)
     assert applied(lifecycle.on_status(again)) == []
     assert len(lifecycle.store.history(ref.referral_id)) == 1
 
@@ -189,19 +205,21 @@ def test_valid_signature_is_accepted(lifecycle: ReferralLifecycle) -> None:
 
 
 def test_unsigned_update_is_refused(lifecycle: ReferralLifecycle) -> None:
+    """At the edge (no signature header), and by the router itself when nothing verified its author."""
     ref = referral()
     lifecycle.on_requested(ref)
-    unsigned = update(ref, S.RECEIVED).model_copy(update={"signature": None})
-    assert refused(lifecycle, unsigned).reason == "unsigned"
+    with pytest.raises(AuthorshipError, match="unsigned"):
+        authorship().verify(codec.encode(update(ref, S.RECEIVED)), None)
+    assert unverified(lifecycle, update(ref, S.RECEIVED)).reason == "unsigned"
     assert state(lifecycle, ref) == S.REQUESTED
 
 
 def test_wrong_key_is_refused(lifecycle: ReferralLifecycle) -> None:
     ref = referral()
     lifecycle.on_requested(ref)
-    forged = update(ref, S.RECEIVED, key_of="cap-emploi-r11")  # claims apec-r11, signed with another key
-    refusal = refused(lifecycle, forged)
-    assert refusal.reason == "bad_signature" and state(lifecycle, ref) == S.REQUESTED
+    forged = update(ref, S.RECEIVED)  # claims apec-r11, signed below with another organisation's key
+    assert edge(forged, key_of="cap-emploi-r11") == "misattributed"
+    assert state(lifecycle, ref) == S.REQUESTED
 
 
 def test_tampered_content_breaks_the_signature(lifecycle: ReferralLifecycle) -> None:
@@ -210,8 +228,8 @@ def test_tampered_content_breaks_the_signature(lifecycle: ReferralLifecycle) -> 
     lifecycle.on_status(update(ref, S.RECEIVED))
     signed = update(ref, S.DECLINED, reason_code="no_capacity")
     tampered = signed.model_copy(update={"reason_code": "out_of_public"})
-    assert canonical_status_bytes(tampered) != canonical_status_bytes(signed)
-    assert refused(lifecycle, tampered).reason == "bad_signature"
+    assert codec.encode(tampered) != codec.encode(signed)
+    assert edge(signed, value=codec.encode(tampered)) == "bad_signature"
     assert state(lifecycle, ref) == S.RECEIVED
 
 
@@ -220,12 +238,10 @@ def test_impersonation_is_refused(lifecycle: ReferralLifecycle) -> None:
     lifecycle.on_requested(ref)
     # opco-sante signs with its own valid key but says it acts for the recipient
     mine = update(ref, S.RECEIVED, sender="opco-sante")
-    posing = sign_status(
-        mine.model_copy(update={"actor_org_id": RECIPIENT}), "opco-sante", dev_private_key("opco-sante")
-    )
-    assert refused(lifecycle, posing).reason == "impersonation"
-    unknown = sign_status(update(ref, S.RECEIVED), "not-in-directory", dev_private_key("not-in-directory"))
-    assert refused(lifecycle, unknown).reason == "unknown_signer"
+    posing = mine.model_copy(update={"actor_org_id": RECIPIENT})
+    assert edge(posing) == "claim_mismatch"
+    stranger = update(ref, S.RECEIVED, sender="not-in-directory")
+    assert edge(stranger) == "unknown_key"
     assert state(lifecycle, ref) == S.REQUESTED
 
 
@@ -236,18 +252,15 @@ def test_replayed_event_id_with_other_content_is_refused(lifecycle: ReferralLife
     lifecycle.on_status(received)
     # a validly signed update that reuses an event id already applied, for another step
     reuse = update(ref, S.ACCEPTED)
-    reuse = sign_status(
-        reuse.model_copy(
-            update={"envelope": reuse.envelope.model_copy(update={"event_id": received.event_id})}
-        ),
-        RECIPIENT,
-        dev_private_key(RECIPIENT),
+    reuse = reuse.model_copy(
+        update={"envelope": reuse.envelope.model_copy(update={"event_id": received.event_id})}
     )
     assert refused(lifecycle, reuse).reason == "replayed_event_id"
     assert state(lifecycle, ref) == S.RECEIVED
-    # a signature lifted onto another event id does not verify
-    lifted = update(ref, S.ACCEPTED).model_copy(update={"signature": received.signature})
-    assert refused(lifecycle, lifted).reason == "bad_signature"
+    # a signature lifted onto another event does not verify
+    [(_, header)] = signed_headers([received])
+    with pytest.raises(AuthorshipError, match="bad_signature"):
+        authorship().verify(codec.encode(update(ref, S.ACCEPTED)), header)
 
 
 def test_update_for_unknown_referral_is_refused(lifecycle: ReferralLifecycle) -> None:
@@ -291,7 +304,8 @@ def test_deadline_breach_once_then_on_the_next_deadline(
 
 def test_public_holidays_are_not_business_days(lifecycle: ReferralLifecycle, clock: MovableClock) -> None:
     # Thursday 7 May 2026; Friday 8 May is a holiday: received is due end of Tuesday 12 May, not Monday 11
-    ref = referral(at=datetime(2026, 5, 7, 8, 0, tzinfo=UTC))
+    clock.now = datetime(2026, 5, 7, 8, 0, tzinfo=UTC)  # the router receives it then
+    ref = referral(at=clock.now)
     lifecycle.on_requested(ref)
     clock.now = datetime(2026, 5, 12, 12, 0, tzinfo=UTC)
     assert lifecycle.sweep() == []
@@ -355,11 +369,11 @@ def test_only_an_authenticated_sender_is_answered_and_with_sanitised_text(
     answered, and the values it chose come back printable and capped."""
     ref = referral()
     lifecycle.on_requested(ref)
-    unsigned = update(ref, S.RECEIVED).model_copy(update={"signature": None})
-    assert refused(lifecycle, unsigned).reply is None
-    forged = update(ref, S.RECEIVED, key_of="cap-emploi-r11")
-    assert refused(lifecycle, forged).reply is None
-    nasty = "\x1b[31mno_capacity\r\n" + "x" * 500
+    assert unverified(lifecycle, update(ref, S.RECEIVED)).reply is None  # nobody proved who sent it
+    assert edge(update(ref, S.RECEIVED), key_of="cap-emploi-r11") == "misattributed"  # never reaches it
+    nasty = "\x1b[31mno_capacity\r\n" + "x" * 46  # a code at its bound (64), with control characters
+    with pytest.raises(ValueError, match="at most 64 characters"):  # a longer one never gets this far
+        update(ref, S.DECLINED, reason_code=nasty + "x")
     early = update(ref, S.DECLINED, reason_code=nasty)  # declined before received: refused, answered
     refusal = refused(lifecycle, early)
     assert refusal.reply is not None and refusal.reply.topic == referral_rejections(RECIPIENT).name

@@ -15,6 +15,7 @@ from cepbus.runtime.processing import EventProcessor
 from cepbus_app.demo.partner import plan_steps
 from services.router.referrals.handlers import ReferralLifecycle
 from services.router.referrals.store import ReferralStore
+from tests.support.authorship import Admitted
 from tests.support.factories import MONDAY, RECIPIENT, referral, update
 from tests.support.fakes import MovableClock
 
@@ -26,7 +27,7 @@ def handle_status(runtime: EventProcessor, lifecycle: ReferralLifecycle, message
 
 def test_refused_update_gives_a_dead_letter_and_a_rejection(tmp_path: Path) -> None:
     store = ReferralStore(f"sqlite:///{tmp_path / 'r.db'}")
-    lifecycle = ReferralLifecycle(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
+    lifecycle = Admitted(store, load_directory(), load_reference(), clock=MovableClock(MONDAY))
     runtime = EventProcessor("router", "cep-bus-router")
     ref = referral()
     lifecycle.on_requested(ref)
