@@ -5,8 +5,9 @@
     GET  /referrals                      the organisation's open referrals, with their deadlines
     GET  /referrals/{id}                 one referral: status, deadline, signed history, the steps it may take
     POST /referrals/{id}/steps           prepare the unsigned update of a step (a draft, kept in the session)
-    GET  /referrals/{id}/sign/{event}    the page that signs it: the browser recomputes the bytes and signs
-    POST /referrals/{id}/sign/{event}    the signature: verified against the directory, then published
+    GET  /referrals/{id}/sign/{event}    the page that signs it: the browser rebuilds the Avro bytes and signs
+    POST /referrals/{id}/sign/{event}    the signature and key id: verified against the directory, then
+                                         published as the message's cepbus-signature header
     GET  /key                            load the organisation's key into this browser (never sent here)
     GET  /healthz, /readyz, /metrics     liveness, readiness (the read side answers), Prometheus
 
@@ -15,14 +16,16 @@ collaborators they share (`services/inbox/container.py`, on `app.state.inbox`).
 
 Why it is built this way (docs/inbox.md): the private key stays in the browser, as a non-extractable
 WebCrypto key, so the updates stay the organisation's own word (non-repudiation) even though a server
-renders the pages; the server only prepares what is to be signed, checks the signature with the
-directory's public key before publishing, and applies the router's rules (from the read side) so that
-it offers and accepts only what the router would apply.
+renders the pages; the server only prepares what is to be signed (the page rebuilds its Avro bytes
+itself), checks the browser's statement signature with the directory's public key before publishing it
+beside the update, never signs anything itself, and applies the router's rules (from the read side)
+so that it offers and accepts only what the router would apply.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +37,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from cepbus.reference import load_reference
+from cepbus.reference.authorship import Authorship
 from cepbus.reference.directory import Directory, directory_trust_problems, load_directory
+from cepbus.reference.producers import ProducerCatalog
 from cepbus.runtime.instruments import KafkaRequests
 from cepbus.runtime.logs import configure_logging, get_logger
 from cepbus.trust.modes import TrustError, TrustProblem, enforce
@@ -47,6 +52,7 @@ from services.inbox.readside import ReadSide
 from services.inbox.security_headers import security_headers
 from services.inbox.sessions import Sessions
 from services.inbox.settings import InboxSettings, inbox_trust_problems, load_session_secret
+from services.inbox.throttle import LoginThrottle
 
 HERE = Path(__file__).parent
 #: Exit code when the configuration is refused (as the bus's services: cepbus/runtime/runner.py).
@@ -56,6 +62,18 @@ CONFIGURATION_REFUSED = 2
 def inbox_problems(settings: InboxSettings, trust: TrustSettings, directory: Directory) -> list[TrustProblem]:
     """Everything production refuses here: the inbox's settings and the directory it verifies with."""
     return [*inbox_trust_problems(settings, trust), *directory_trust_problems(directory, trust)]
+
+
+def login_throttle(settings: InboxSettings, now: Callable[[], datetime] | None = None) -> LoginThrottle:
+    """The failed-log-in limiter the settings describe; on the monotonic clock, or on `now` when a
+    test gives one (so that moving it expires a lock)."""
+    return LoginThrottle(
+        throttle_after=settings.login_throttle_after,
+        lock_after=settings.login_lock_after,
+        window_s=settings.login_window_s,
+        lock_s=settings.login_lock_s,
+        clock=(lambda: now().timestamp()) if now is not None else time.monotonic,
+    )
 
 
 def build_app(
@@ -72,11 +90,13 @@ def build_app(
     settings = settings or InboxSettings()
     trust = trust or TrustSettings()
     secure = settings.secure_cookies(trust)
+    directory = directory or load_directory(trust)
+    reference = load_reference()
     inbox = Inbox(
         settings=settings,
         trust=trust,
-        directory=directory or load_directory(trust),
-        reference=load_reference(),
+        directory=directory,
+        reference=reference,
         read_side=read_side or ReadSide(settings.read_side_url, settings.read_side_timeout_s),
         publisher=publisher or LazyPublisher(),
         sessions=Sessions(
@@ -89,6 +109,9 @@ def build_app(
         # __Host-: a cookie only this origin over HTTPS can set (no subdomain can plant one)
         cookie_name="__Host-cepbus-inbox" if secure else "cepbus-inbox",
         secure=secure,
+        throttle=login_throttle(settings, now),
+        # the runtime's own check of who signed a statement: the same verdict as the router's edge
+        authorship=Authorship(directory, ProducerCatalog.build(reference, directory)),
     )
     app = FastAPI(title="cep-bus partner inbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.inbox = inbox

@@ -12,12 +12,14 @@ from zoneinfo import ZoneInfo
 from fastapi.templating import Jinja2Templates
 
 from cepbus.reference import ReferenceData
+from cepbus.reference.authorship import Authorship
 from cepbus.reference.directory import Directory
 from cepbus.trust.settings import TrustSettings
 from services.inbox.publishing import StatusPublisher
 from services.inbox.readside import ReadSide
 from services.inbox.sessions import Sessions
 from services.inbox.settings import InboxSettings
+from services.inbox.throttle import LoginThrottle
 
 #: The zone of a referral whose region is unknown to the reference data.
 _PARIS = ZoneInfo("Europe/Paris")
@@ -38,6 +40,8 @@ class Inbox:
     now: Callable[[], datetime]
     cookie_name: str
     secure: bool
+    throttle: LoginThrottle  # failed log-ins, per address and organisation
+    authorship: Authorship  # verifies the browsers' statement signatures against the directory
 
     def now_ms(self) -> int:
         return int(self.now().timestamp() * 1000)

@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cepbus.trust.modes import TrustProblem
@@ -35,6 +35,26 @@ class InboxSettings(BaseSettings):
     # How long a step the inbox published is shown as waiting for the router before the page says the
     # router did not apply it (refused, or the bus is slow).
     pending_window_s: float = Field(default=60.0, gt=0)
+    # Failed log-ins, per client address and per organisation (services/inbox/throttle.py): from this
+    # many failures within the window on, each attempt waits a doubling delay (429, Retry-After)...
+    login_throttle_after: int = Field(default=5, ge=1)
+    # ...and at this many the address or organisation is locked for `login_lock_s`, right token or not.
+    login_lock_after: int = Field(default=20, ge=2)
+    login_window_s: float = Field(default=900.0, gt=0)
+    login_lock_s: float = Field(default=900.0, gt=0)
+    # The header a trusted reverse proxy puts the client's address in (e.g. X-Forwarded-For: its last
+    # address is the one the proxy saw); None: the connection's peer. Set it only behind such a proxy,
+    # or any client names its own address.
+    client_address_header: str | None = None
+
+    @model_validator(mode="after")
+    def _lock_after_throttle(self) -> InboxSettings:
+        if self.login_lock_after <= self.login_throttle_after:
+            raise ValueError(
+                f"CEPBUS_INBOX_LOGIN_LOCK_AFTER ({self.login_lock_after}) must be more than "
+                f"CEPBUS_INBOX_LOGIN_THROTTLE_AFTER ({self.login_throttle_after})"
+            )
+        return self
 
     def secure_cookies(self, trust: TrustSettings) -> bool:
         return trust.production if self.cookie_secure is None else self.cookie_secure

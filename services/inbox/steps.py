@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cepbus.contract import codec
 from cepbus.contract.models import (
     Envelope,
     ReferralStatus,
@@ -25,6 +26,7 @@ from cepbus.contract.models import (
     derived_event_id,
 )
 from cepbus.contract.readside import ReferralParty, ReferralView, StepView
+from cepbus.contract.schemas import event_schema
 
 S = ReferralStatus
 
@@ -208,7 +210,9 @@ def draft(
 ) -> ReferralStatusChanged:
     """The unsigned update the organisation will sign: its id derived as the partner SDK derives it
     (referral, organisation, status, attempt), so that re-sending a step is the same update; the
-    envelope continues the referral's journey (correlation, person, the request as cause)."""
+    envelope continues the referral's journey (correlation, person, the request as cause); the in-body
+    `signer_org_id` and `signature` stay empty, as the SDK leaves them (the statement's signature,
+    beside the event, covers its exact bytes), so that both make the same update."""
     record = view.referral
     n = attempt(view, org_id, event)
     purpose = f"status:{org_id}:{event}" + (f":{n}" if n > 1 else "")
@@ -229,19 +233,35 @@ def draft(
         actor_org_id=org_id,
         reason_code=reason_code,
         note=note or None,
-        signer_org_id=org_id,
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def writer_fingerprint() -> str:
+    """The CRC-64-AVRO fingerprint (hex) of the schema a status update is written with: the page's
+    script encodes under it, and refuses to sign when it is not the one it knows."""
+    return event_schema(ReferralStatusChanged.avro_name).fingerprint.hex()
+
+
+def statement_of(update: ReferralStatusChanged) -> bytes:
+    """The update's statement, its Avro single-object bytes (fastavro): what the page rebuilds and signs,
+    and what the Publisher sends."""
+    return codec.encode(update)
+
+
 def browser_fields(update: ReferralStatusChanged) -> dict[str, Any]:
-    """The update as the page's script reads it to compute the signed bytes itself: the fields of
-    `canonical_status_bytes`, the time as integer milliseconds (as on the wire)."""
+    """The update as the page's script reads it to rebuild its Avro bytes itself (static/statement.js):
+    every field of the record, in the schema's order, the time as integer milliseconds (as on the wire:
+    floored, as fastavro writes a `timestamp-millis`)."""
     e = update.envelope
     return {
         "envelope": {
             "event_id": str(e.event_id),
             "event_type": e.event_type,
-            "occurred_at": int(e.occurred_at.timestamp() * 1000),
+            "occurred_at": (e.occurred_at - _EPOCH) // _MILLISECOND,
             "producer_org_id": e.producer_org_id,
             "correlation_id": e.correlation_id,
             "person_pseudonym": e.person_pseudonym,
@@ -253,17 +273,19 @@ def browser_fields(update: ReferralStatusChanged) -> dict[str, Any]:
         "reason_code": update.reason_code,
         "note": update.note,
         "signer_org_id": update.signer_org_id,
+        "signature": None if update.signature is None else update.signature.hex(),
     }
 
 
 def update_from_fields(fields: dict[str, Any]) -> ReferralStatusChanged:
     """The inverse of `browser_fields` (tests, and anyone checking what a page signed)."""
     e = fields["envelope"]
+    signature = fields.get("signature")
     return ReferralStatusChanged(
         envelope=Envelope(
             event_id=uuid.UUID(e["event_id"]),
             event_type=e["event_type"],
-            occurred_at=datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=e["occurred_at"]),
+            occurred_at=_EPOCH + e["occurred_at"] * _MILLISECOND,
             producer_org_id=e["producer_org_id"],
             correlation_id=e["correlation_id"],
             person_pseudonym=e["person_pseudonym"],
@@ -275,6 +297,7 @@ def update_from_fields(fields: dict[str, Any]) -> ReferralStatusChanged:
         reason_code=fields["reason_code"],
         note=fields["note"],
         signer_org_id=fields["signer_org_id"],
+        signature=None if signature is None else bytes.fromhex(signature),
     )
 
 

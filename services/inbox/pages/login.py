@@ -2,7 +2,9 @@
 
 The log-in form has no session to key its form token with: a short cookie carries a nonce, and the
 form's token is the nonce's MAC (`Sessions.login_nonce`), so a log-in form posted from another site
-(login CSRF) is refused. The read side decides whether the token is the organisation's.
+(login CSRF) is refused. The read side decides whether the token is the organisation's. Failed log-ins
+slow down and then lock, per client address and per organisation, before any token is checked
+(`services/inbox/throttle.py`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from fastapi.responses import RedirectResponse, Response
 
 from cepbus.runtime.logs import get_logger
 from services.inbox.container import Inbox
-from services.inbox.metrics import LOGINS
+from services.inbox.metrics import LOGIN_REFUSED, LOGINS
 from services.inbox.pages.answers import render, to_login
 from services.inbox.pages.dependencies import Guarded, InboxDep, MaybeSession, same_origin
 from services.inbox.readside import Unauthorized, Unavailable
+from services.inbox.throttle import LOCKED, Refusal
 
 LOGIN_COOKIE = "cepbus-inbox-login"
 
@@ -38,6 +41,41 @@ def login_page(inbox: Inbox, request: Request, status_code: int = 200, error: st
         LOGIN_COOKIE, nonce, max_age=900, httponly=True, samesite="strict", secure=inbox.secure
     )
     return response
+
+
+def client_address(request: Request, header: str | None) -> str:
+    """Whom a log-in attempt comes from: the connection's peer, or behind a trusted reverse proxy the
+    last address of the header it writes (`CEPBUS_INBOX_CLIENT_ADDRESS_HEADER`; the addresses before it
+    are the client's own say)."""
+    if header:
+        forwarded = request.headers.get(header, "").rsplit(",", 1)[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.client.host if request.client else "unknown"
+
+
+def held_back(inbox: Inbox, request: Request, held: Refusal) -> Response:
+    """The log-in page again, 429 with `Retry-After`, saying how long to wait."""
+    LOGIN_REFUSED.labels(held.reason).inc()
+    wait = _duration(held.retry_after_s)
+    if held.reason == LOCKED:
+        text = (
+            "Trop de tentatives de connexion ont échoué depuis cette adresse ou pour cette organisation : "
+            f"la connexion est bloquée pendant {wait}. Réessayez ensuite, ou demandez un nouveau jeton "
+            "d'accès si vous l'avez perdu."
+        )
+    else:
+        text = f"Trop de tentatives de connexion ont échoué : patientez {wait} avant de réessayer."
+    response = login_page(inbox, request, 429, text)
+    response.headers["Retry-After"] = str(held.retry_after_s)
+    return response
+
+
+def _duration(seconds: int) -> str:
+    """A wait in French words: "45 secondes", "15 minutes"."""
+    if seconds < 120:
+        return f"{seconds} seconde{'s' if seconds > 1 else ''}"
+    return f"{-(-seconds // 60)} minutes"
 
 
 @router.get("/login")
@@ -61,14 +99,21 @@ def login(
         LOGINS.labels("csrf").inc()
         return login_page(inbox, request, 403, "Formulaire expiré ou venu d'ailleurs : recommencez.")
     org_id = org_id.strip()
+    address = client_address(request, inbox.settings.client_address_header)
+    keys = inbox.throttle.keys(address, org_id if org_id in inbox.directory else None)
+    held = inbox.throttle.check(keys)
+    if held is not None:  # before the token is looked at: the answer says nothing of it
+        return held_back(inbox, request, held)
     refused = "Organisation ou jeton d'accès refusé."
     if org_id not in inbox.directory or not token:
         LOGINS.labels("refused").inc()
+        inbox.throttle.failed(keys)
         return login_page(inbox, request, 401, refused)
     try:
         inbox.read_side.open_referrals(org_id, token)
     except Unauthorized:
         LOGINS.labels("refused").inc()
+        inbox.throttle.failed(keys)
         log.info("inbox_login_refused", org_id=org_id)
         return login_page(inbox, request, 401, refused)
     except Unavailable as exc:
@@ -78,6 +123,7 @@ def login(
             inbox, request, 503, "Le suivi des orientations ne répond pas : réessayez plus tard."
         )
     LOGINS.labels("accepted").inc()
+    inbox.throttle.succeeded(address)
     _, cookie = inbox.sessions.open(org_id, token)
     log.info("inbox_login", org_id=org_id)
     response = RedirectResponse("/referrals", status_code=303)

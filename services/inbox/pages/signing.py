@@ -1,6 +1,9 @@
 """A step, from the button to the bus: the server prepares the unsigned update (a draft, kept in the
-session), the page's script recomputes its bytes and signs them in the browser, and the server checks
-the signature with the directory's key and the router's rules again before publishing it."""
+session); the page's script rebuilds its statement (the Avro single-object bytes) from the fields it
+shows and signs it in the browser; the server recomputes the same bytes from its own draft, verifies the
+signature as the router's edge will (`cepbus.reference.authorship`: a key of the organisation logged in,
+valid now), checks the router's rules again, and publishes the update with that signature as its
+`cepbus-signature` header. The server signs nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
 
 from cepbus.contract.models import ReferralStatusChanged
+from cepbus.contract.statements import KEY_ID_REGEX, StatementSignature
+from cepbus.contract.topics import core_topic, topic_for
+from cepbus.reference.authorship import AuthorshipError
 from cepbus.runtime.logs import get_logger
 from services.inbox import steps
 from services.inbox.metrics import UPDATES
@@ -69,6 +75,7 @@ def sign_page(visit: LoggedIn, referral_id: str, event_id: str) -> Response:
     data = {
         "org_id": org_id,
         "update": steps.browser_fields(draft),
+        "fingerprint": steps.writer_fingerprint(),  # the writer schema the page encodes the update with
         "directory_keys": visit.inbox.directory_keys(org_id),
         "key_page": f"/key?next=/referrals/{referral_id}/sign/{event_id}",
     }
@@ -90,27 +97,69 @@ def signature_bytes(signature: str) -> bytes | None:
     return raw if len(raw) == 64 else None
 
 
+#: Why a signature is refused, for the page (the code, the runtime's reason, follows in brackets).
+SIGNATURE_REFUSALS: dict[str, str] = {
+    "malformed_signature": "La signature envoyée n'en est pas une (64 octets et un identifiant de clé).",
+    "bad_signature": "La signature ne correspond pas à cette mise à jour : elle n'a pas été faite sur la "
+    "déclaration préparée ici.",
+    "unknown_key": "La clé qui a signé n'est pas dans l'annuaire des orientations.",
+    "key_not_valid": "La clé qui a signé n'est plus (ou pas encore) valide dans l'annuaire.",
+    "misattributed": "La signature est celle d'une autre organisation.",
+}
+#: Any other reason of `cepbus.reference.authorship` (the update speaks for someone else).
+_OTHER_REFUSAL = "Cette mise à jour ne peut pas être signée au nom de votre organisation."
+
+
+def checked_signature(
+    visit: Visit, draft: ReferralStatusChanged, signature: str, key_id: str
+) -> StatementSignature | str:
+    """The posted statement signature when the browser signed exactly this draft's statement with a
+    key of the organisation logged in, valid now, as the router's edge will check it; else the
+    refusal's reason code.
+
+    The browser signs a batch of one (n = 1, i = 0, no path). The statement is recomputed here from
+    the server's own draft (never from fields the browser sends), so a signature of anything else
+    (other fields, an earlier step, another draft) fails."""
+    raw = signature_bytes(signature)
+    if raw is None or not KEY_ID_REGEX.match(key_id):
+        return "malformed_signature"
+    signed = StatementSignature(key_id, raw)
+    authorship = visit.inbox.authorship
+    try:
+        author = authorship.verify(steps.statement_of(draft), signed.header(), at=visit.inbox.now())
+        authorship.judge(draft, author, core_topic(topic_for(draft).name))
+    except AuthorshipError as refused:
+        return refused.reason
+    return signed if author.org_id == visit.session.org_id else "misattributed"
+
+
 @router.post("/referrals/{referral_id}/sign/{event_id}")
 def sign(
     visit: Guarded,
     referral_id: str,
     event_id: str,
     signature: Annotated[str, Form(max_length=200)] = "",
+    key_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     inbox, session = visit.inbox, visit.session
     draft = draft_or_404(visit, referral_id, event_id)
     status = draft.status.value
-    signed = draft.model_copy(update={"signature": signature_bytes(signature)})
-    key = inbox.directory.verify_status(signed, inbox.now()) if signed.signature else None
-    if key is None:
-        UPDATES.labels(status, "bad_signature").inc()
-        log.warning("inbox_bad_signature", org_id=session.org_id, referral_id=referral_id, event_id=event_id)
+    signed = checked_signature(visit, draft, signature, key_id)
+    if isinstance(signed, str):
+        UPDATES.labels(status, signed).inc()
+        log.warning(
+            "inbox_signature_refused",
+            org_id=session.org_id,
+            referral_id=referral_id,
+            event_id=event_id,
+            reason=signed,
+        )
         return visit.problem(
             400,
             "Signature refusée",
-            f"La signature ne vérifie pas avec la clé de {inbox.org_name(session.org_id)} dans "
-            "l'annuaire des orientations : rien n'a été envoyé. Chargez la clé de votre organisation "
-            "et signez à nouveau. (bad_signature)",
+            f"{SIGNATURE_REFUSALS.get(signed, _OTHER_REFUSAL)} Rien n'a été envoyé. Vérifiez que la clé "
+            f"de {inbox.org_name(session.org_id)} est chargée dans ce navigateur et signez à nouveau. "
+            f"({signed})",
         )
     view = referral_or_404(visit, referral_id)  # the referral may have moved since
     refused = steps.refusal(view, session.org_id, status, draft.reason_code, draft.note)
@@ -118,7 +167,8 @@ def sign(
         UPDATES.labels(status, refused.code).inc()
         return refused_step(visit, refused)
     try:
-        inbox.publisher.publish(signed)
+        # the browser's signature, verified above, travels as the message's header: the inbox signs nothing
+        inbox.publisher.publish(draft, signed=signed)
     except Exception as exc:  # the broker's errors are many; nothing was acknowledged
         UPDATES.labels(status, "publish_failed").inc()
         log.warning("inbox_publish_failed", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
@@ -137,6 +187,6 @@ def sign(
         referral_id=referral_id,
         event_id=event_id,
         status=status,
-        key_id=key.key_id,
+        key_id=key_id,
     )
     return RedirectResponse(f"/referrals/{referral_id}", status_code=303)

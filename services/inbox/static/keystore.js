@@ -1,6 +1,6 @@
 // The organisation's signing key in this browser: read once from its PKCS#8 PEM file, kept in IndexedDB
 // as a non-extractable WebCrypto Ed25519 key (scripts can ask it to sign, nothing can read it back).
-import {fromBase64, toBase64, toHex} from './canonical.js';
+import {fromBase64, toBase64, toHex} from './statement.js';
 
 const DB_NAME = 'cepbus-inbox';
 const STORE = 'keys';

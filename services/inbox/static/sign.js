@@ -1,6 +1,8 @@
-// The signing page: show the fields, compute their canonical bytes here, sign them with the key kept in
-// this browser, post only the signature. The server checks it against the directory before publishing.
-import {canonicalStatusBytes, signedFields, toBase64, toHex} from './canonical.js';
+// The signing page: show the fields, rebuild here the update's statement (its Avro single-object bytes,
+// statement.js), sign the batch of one it makes with the key kept in this browser, post only the
+// signature and the key's id. The server recomputes the same bytes from its draft and verifies the
+// signature against the directory before publishing it as the message's cepbus-signature header.
+import {signedFields, toBase64, toHex, toSign} from './statement.js';
 import {loadKey, sign} from './keystore.js';
 
 const FIELD_LABELS = {
@@ -16,7 +18,8 @@ const FIELD_LABELS = {
   actor_org_id: 'Auteur',
   reason_code: 'Motif',
   note: 'Commentaire',
-  signer_org_id: 'Signataire',
+  signer_org_id: 'Signataire dans le corps (inutilisé)',
+  signature: 'Signature dans le corps (inutilisée)',
 };
 
 const data = JSON.parse(document.getElementById('page-data').textContent);
@@ -37,7 +40,7 @@ function keyLink(text) {
   status.append(' ', link);
 }
 
-async function main() {
+function showFields() {
   const tbody = document.querySelector('#signed-fields tbody');
   for (const [name, value] of signedFields(update)) {
     const row = tbody.insertRow();
@@ -47,14 +50,20 @@ async function main() {
     row.append(head);
     const cell = row.insertCell();
     const code = document.createElement('code');
-    code.textContent = value === '' ? '(vide)' : value;
+    code.textContent = value === null ? '(vide)' : String(value);
     cell.append(code);
-    if (name === 'occurred_at') cell.append(` (${new Date(Number(value)).toLocaleString('fr-FR')})`);
+    if (name === 'occurred_at') cell.append(` (${new Date(value).toLocaleString('fr-FR')})`);
   }
-  const bytes = canonicalStatusBytes(update);
-  document.getElementById('digest').textContent = toHex(await crypto.subtle.digest('SHA-256', bytes));
+}
+
+async function main() {
+  showFields();
+  // the bytes are rebuilt from the fields shown, under the one schema this page encodes
+  const {digest, message} = await toSign(update, data.fingerprint);
+  document.getElementById('digest').textContent = toHex(digest);
   const e = update.envelope;
-  if (![e.producer_org_id, update.actor_org_id, update.signer_org_id].every((org) => org === data.org_id)) {
+  const inName = [e.producer_org_id, update.actor_org_id].every((org) => org === data.org_id);
+  if (!inName || ![null, undefined, data.org_id].includes(update.signer_org_id)) {
     say(`Cette mise à jour n'est pas au nom de ${data.org_id} : signature refusée.`, true);
     return;
   }
@@ -78,7 +87,8 @@ async function main() {
     sent = true;
     button.disabled = true;
     try {
-      document.getElementById('signature').value = toBase64(await sign(record, bytes));
+      document.getElementById('signature').value = toBase64(await sign(record, message));
+      document.getElementById('key-id').value = record.key_id;
       form.submit();
     } catch (error) {
       sent = false;
@@ -88,4 +98,4 @@ async function main() {
   });
 }
 
-main().catch((error) => say(`Erreur : ${error.message}`, true));
+main().catch((error) => say(`Signature refusée : ${error.message}`, true));

@@ -6,6 +6,7 @@ helpers below do what a user's browser does (the page's script, for the signatur
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -17,11 +18,15 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cepbus.contract import codec
 from cepbus.contract.models import Event, ReferralRequested, ReferralStatusChanged
-from cepbus.contract.signatures import canonical_status_bytes
+from cepbus.contract.statements import StatementSignature
+from cepbus.contract.topics import core_topic, topic_for
 from cepbus.reference import load_reference
+from cepbus.reference.authorship import AuthorshipError
 from cepbus.reference.directory import load_directory
-from cepbus.trust.development import dev_private_key
+from cepbus.runtime.processing import CURRENT_AUTHOR
+from cepbus.sdk.publisher import development_signer
 from cepbus.trust.settings import TrustSettings
 from services.inbox.app import build_app
 from services.inbox.readside import ReadSide
@@ -31,6 +36,7 @@ from services.router.referrals.auth import TokenBook
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
 from services.router.referrals.http import build_read_side
 from services.router.referrals.store import ReferralStore
+from tests.support.authorship import Admitted, authorship
 from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock
 
@@ -54,23 +60,41 @@ class ClientReadSide(ReadSide):
 
 @dataclass
 class RouterPublisher:
-    """Records what the inbox publishes and lets the router's lifecycle judge it (`apply=False`: the
-    bus is slow, nothing reaches the router)."""
+    """Records what the inbox publishes, with the signature it publishes it with, and lets the router
+    judge it as the bus would: the edge verifies the signature over the update's bytes (a refusal
+    there is recorded with its reason, as the runtime dead-letters it), then the lifecycle applies it
+    (`apply=False`: the bus is slow, nothing reaches the router until `deliver`)."""
 
     lifecycle: ReferralLifecycle
     apply: bool = True
     published: list[ReferralStatusChanged] = field(default_factory=list)
+    signatures: list[StatementSignature] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
 
-    def publish(self, event: Event) -> Any:
-        assert isinstance(event, ReferralStatusChanged)
+    def publish(self, event: Event, *, signed: StatementSignature) -> Any:
+        assert isinstance(event, ReferralStatusChanged) and isinstance(signed, StatementSignature)
         self.published.append(event)
+        self.signatures.append(signed)
         if self.apply:
-            try:
-                self.lifecycle.on_status(event)
-            except UpdateRefused as refusal:
-                self.refused.append(refusal.reason)
+            self.deliver(len(self.published) - 1)
         return None
+
+    def deliver(self, index: int) -> None:
+        """The bus delivers the `index`th update published to the router: the edge, then the handler."""
+        update, signed = self.published[index], self.signatures[index]
+        try:
+            author = authorship().verify(codec.encode(update), signed.header())
+            authorship().judge(update, author, core_topic(topic_for(update).name))
+        except AuthorshipError as refusal:
+            self.refused.append(refusal.reason)
+            return
+        token = CURRENT_AUTHOR.set(author)
+        try:
+            self.lifecycle.on_status(update)
+        except UpdateRefused as refusal:
+            self.refused.append(refusal.reason)
+        finally:
+            CURRENT_AUTHOR.reset(token)
 
 
 @dataclass
@@ -81,17 +105,18 @@ class Harness:
     publisher: RouterPublisher
     settings: InboxSettings
 
-    def inbox(self, **overrides: Any) -> TestClient:
+    def inbox(self, address: str = "testclient", **overrides: Any) -> TestClient:
+        """An inbox and a browser on it, connecting from `address`."""
         app = build_app(
             overrides.pop("settings", self.settings),
             trust=TrustSettings(env="development"),
             directory=load_directory(),
             read_side=self.read_side,
-            publisher=self.publisher,
+            publisher=overrides.pop("publisher", self.publisher),
             secret=b"k" * 32,
             **overrides,
         )
-        return TestClient(app)
+        return TestClient(app, client=(address, 50000))
 
     def refer(self, requester: str = REQUESTER, recipient: str = PARTNER) -> ReferralRequested:
         request = referral(requester=requester, recipient=recipient)
@@ -108,7 +133,7 @@ class Harness:
 def harness(tmp_path: Path) -> Iterator[Harness]:
     store = ReferralStore(f"sqlite:///{tmp_path / 'referrals.db'}")
     directory = load_directory()
-    lifecycle = ReferralLifecycle(store, directory, load_reference(), clock=MovableClock(MONDAY))
+    lifecycle = Admitted(store, directory, load_reference(), clock=MovableClock(MONDAY))
     read_side = ClientReadSide(TestClient(build_read_side(store, TokenBook.load(None, directory.org_ids()))))
     yield Harness(store, lifecycle, read_side, RouterPublisher(lifecycle), InboxSettings())
     store.close()
@@ -145,19 +170,35 @@ def prepare(
     return client.post(f"/referrals/{referral_id}/steps", data=data)
 
 
-def signature_for(sign_page: str, key_org: str) -> tuple[str, ReferralStatusChanged]:
-    """What the page's script does: rebuild the update from the page's fields, sign its canonical
-    bytes with the organisation's key. Returns (base64 signature, the update as the page read it)."""
-    import base64
+def browser_signature(fields: dict[str, Any], fingerprint: str, key_org: str) -> StatementSignature:
+    """What the page's script computes and signs (static/statement.js), in Python: the update rebuilt
+    from the page's fields, its Avro body under the writer schema the page names, signed as a batch of
+    one with `key_org`'s key (the development key the packaged directory lists)."""
+    body = codec.encode(update_from_fields(fields))[codec.HEADER_LEN :]
+    statement = codec.MARKER + bytes.fromhex(fingerprint) + body
+    [signed] = development_signer(key_org).sign([statement])
+    return signed
 
-    fields = update_from_fields(page_data(sign_page)["update"])
-    signature = dev_private_key(key_org).sign(canonical_status_bytes(fields))
-    return base64.b64encode(signature).decode(), fields
+
+def signature_form(signed: StatementSignature) -> dict[str, str]:
+    """The signing form's fields as the page posts them: the signature and the key's id."""
+    return {"signature": base64.b64encode(signed.signature).decode(), "key_id": signed.key_id}
+
+
+def signature_for(
+    sign_page: str, key_org: str, **changes: Any
+) -> tuple[dict[str, str], ReferralStatusChanged]:
+    """What the page's script does: rebuild the update from the page's fields (with `changes`, what
+    another page would have shown), sign its statement with `key_org`'s key. Returns (the form's
+    signature fields, the update as signed)."""
+    data = page_data(sign_page)
+    fields = {**data["update"], **changes}
+    return signature_form(browser_signature(fields, data["fingerprint"], key_org)), update_from_fields(fields)
 
 
 def sign(client: TestClient, sign_page: httpx.Response, key_org: str) -> httpx.Response:
-    signature, _ = signature_for(sign_page.text, key_org)
-    return client.post(str(sign_page.url), data={"signature": signature, "csrf": form_token(sign_page.text)})
+    form, _ = signature_for(sign_page.text, key_org)
+    return client.post(str(sign_page.url), data={**form, "csrf": form_token(sign_page.text)})
 
 
 def take_step(

@@ -9,9 +9,6 @@ import re
 
 import pytest
 
-from cepbus.contract.models import ReferralStatus
-from cepbus.contract.signatures import canonical_status_bytes
-from cepbus.trust.development import dev_private_key
 from tests.unit.inbox.harness import (
     OTHER,
     PARTNER,
@@ -98,38 +95,62 @@ def test_a_draft_of_another_session_cannot_be_signed_here(harness: Harness) -> N
     sign_page = prepare(mine, request.referral_id, "received")
     signature, _ = signature_for(sign_page.text, PARTNER)
     token = form_token(theirs.get("/referrals").text)
-    answer = theirs.post(str(sign_page.url), data={"signature": signature, "csrf": token})
+    answer = theirs.post(str(sign_page.url), data={**signature, "csrf": token})
     assert answer.status_code == 404 and harness.publisher.published == []
 
 
-def _tampered_signature(sign_page: str) -> str:
-    """The right key over other bytes: the page's fields with the status changed."""
-    _, fields = signature_for(sign_page, PARTNER)
-    other = fields.model_copy(update={"status": ReferralStatus.ACCEPTED})
-    return base64.b64encode(dev_private_key(PARTNER).sign(canonical_status_bytes(other))).decode()
+ZEROS = base64.b64encode(b"\0" * 64).decode()
+
+
+def _other_key_id(page: str) -> dict[str, str]:
+    """Another organisation's signature, claimed as the partner's key."""
+    form, _ = signature_for(page, OTHER)
+    return {**form, "key_id": signature_for(page, PARTNER)[0]["key_id"]}
 
 
 @pytest.mark.parametrize(
-    "forge",
+    ("forge", "reason"),
     [
-        lambda page: signature_for(page, OTHER)[0],  # another organisation's key
-        lambda page: signature_for(page, REQUESTER)[0],
-        _tampered_signature,  # the organisation's key over bytes that are not the draft's
-        lambda page: base64.b64encode(b"\0" * 64).decode(),
-        lambda page: "not base64!",
-        lambda page: "",
-        lambda page: base64.b64encode(b"short").decode(),
+        # another organisation's key, under its own key id: a real signature, but not the partner's word
+        (lambda page: signature_for(page, OTHER)[0], "misattributed"),
+        (lambda page: signature_for(page, REQUESTER)[0], "misattributed"),
+        (_other_key_id, "bad_signature"),
+        # the partner's key over other bytes than the draft's (what another page would have shown)
+        (lambda page: signature_for(page, PARTNER, status="accepted")[0], "bad_signature"),
+        (lambda page: signature_for(page, PARTNER, note="autre chose")[0], "bad_signature"),
+        (lambda page: {**signature_for(page, PARTNER)[0], "key_id": "0123456789abcdef"}, "unknown_key"),
+        (lambda page: {**signature_for(page, PARTNER)[0], "signature": ZEROS}, "bad_signature"),
+        (lambda page: {**signature_for(page, PARTNER)[0], "key_id": "not-a-key-id"}, "malformed_signature"),
+        (lambda page: {**signature_for(page, PARTNER)[0], "key_id": ""}, "malformed_signature"),
+        (lambda page: {"signature": "not base64!", "key_id": "0" * 16}, "malformed_signature"),
+        (lambda page: {"signature": ""}, "malformed_signature"),
+        (lambda page: {"signature": base64.b64encode(b"short").decode()}, "malformed_signature"),
     ],
-    ids=["other-key", "requester-key", "other-bytes", "zeros", "not-base64", "empty", "short"],
+    ids=[
+        "other-org",
+        "requester",
+        "other-key-as-mine",
+        "other-status",
+        "other-note",
+        "unknown-key",
+        "zeros",
+        "bad-key-id",
+        "no-key-id",
+        "not-base64",
+        "empty",
+        "short",
+    ],
 )
-def test_an_update_without_a_valid_signature_is_never_published(harness: Harness, forge: object) -> None:
+def test_an_update_without_a_valid_signature_is_never_published(
+    harness: Harness, forge: object, reason: str
+) -> None:
     request = harness.refer()
     inbox = harness.inbox()
     log_in(inbox, PARTNER)
     sign_page = prepare(inbox, request.referral_id, "received")
-    signature = forge(sign_page.text)  # type: ignore[operator]
-    answer = inbox.post(str(sign_page.url), data={"signature": signature, "csrf": form_token(sign_page.text)})
-    assert answer.status_code == 400 and "(bad_signature)" in answer.text
+    form = forge(sign_page.text)  # type: ignore[operator]
+    answer = inbox.post(str(sign_page.url), data={**form, "csrf": form_token(sign_page.text)})
+    assert answer.status_code == 400 and f"({reason})" in answer.text and "a été envoyé" in answer.text
     assert harness.publisher.published == [] and harness.status(request.referral_id) == "requested"
     # the draft is still there: signed with the right key, it goes
     assert sign(inbox, sign_page, PARTNER).status_code == 200
@@ -150,7 +171,7 @@ def test_posts_without_the_sessions_form_token_are_refused(harness: Harness) -> 
     sign_page = prepare(inbox, request.referral_id, "received")
     signature, _ = signature_for(sign_page.text, PARTNER)
     for csrf in ("", foreign):
-        assert inbox.post(str(sign_page.url), data={"signature": signature, "csrf": csrf}).status_code == 403
+        assert inbox.post(str(sign_page.url), data={**signature, "csrf": csrf}).status_code == 403
     assert inbox.post("/logout", data={"csrf": foreign}).status_code == 403
     assert inbox.get("/referrals").url.path == "/referrals"  # still logged in
     assert harness.publisher.published == []

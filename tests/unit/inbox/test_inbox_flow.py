@@ -8,16 +8,16 @@ import time
 
 import pytest
 
+from cepbus.contract import codec
 from cepbus.contract.models import ReferralStatus
-from cepbus.contract.signatures import canonical_status_bytes
 from cepbus.reference.directory import load_directory
 from cepbus.sdk.partner import PartnerClient
 from cepbus.sdk.publisher import Publisher
 from cepbus.trust.development import dev_private_key
 from services.inbox.settings import InboxSettings
 from services.inbox.steps import browser_fields, update_from_fields
-from services.router.referrals.handlers import UpdateRefused
 from services.router.referrals.machine import Actor, Refused, step
+from tests.support.authorship import authorship
 from tests.support.fakes import RecordingProducer
 from tests.unit.inbox.harness import (
     OTHER,
@@ -49,11 +49,13 @@ def test_a_partner_receives_accepts_and_books_and_the_router_applies_each_signed
     assert harness.publisher.refused == []
     page = inbox.get(f"/referrals/{request.referral_id}").text
     assert "Rendez-vous fixé" in page and "Historique signé" in page
-    # every published update is the organisation's own, signed with its directory key
-    directory = load_directory()
-    for update in harness.publisher.published:
-        assert update.envelope.producer_org_id == update.actor_org_id == update.signer_org_id == PARTNER
-        assert directory.verify_status(update, update.envelope.occurred_at) is not None
+    # every published update is the organisation's own, its statement signed with its directory key
+    [key] = load_directory().keys_of(PARTNER)
+    for update, signed in zip(harness.publisher.published, harness.publisher.signatures, strict=True):
+        assert update.envelope.producer_org_id == update.actor_org_id == PARTNER
+        author = authorship().verify(codec.encode(update), signed.header())
+        assert (author.org_id, author.key_id, signed.size) == (PARTNER, key.key_id, 1)
+        assert update.signature is update.signer_org_id is None  # the proof travels beside the event
         assert update.envelope.causation_id == str(request.event_id)
         assert update.envelope.correlation_id == request.envelope.correlation_id
     # with the ids the partner SDK derives: a step sent from both is one update, not two
@@ -160,8 +162,8 @@ def test_a_step_the_router_refuses_after_the_bus_shows_the_routers_reason(harnes
     assert "en attente de son application" in inbox.get(f"/referrals/{request.referral_id}").text
     harness.lifecycle.on_status(partner_sdk().update(request, S.DECLINED, reason_code="no_capacity"))
     [held] = harness.publisher.published
-    with pytest.raises(UpdateRefused):
-        harness.lifecycle.on_status(held)  # the bus delivers it now
+    harness.publisher.deliver(0)  # the bus delivers it now, with the browser's signature
+    assert harness.publisher.refused == ["terminal_state"]
     page = inbox.get(f"/referrals/{request.referral_id}").text
     assert "le routeur l'a refusée" in page and "(terminal_state)" in page
     assert str(held.envelope.event_id) in page
@@ -180,12 +182,11 @@ def test_a_step_applied_between_the_two_reads_of_a_page_keeps_the_page_reloading
     inbox = harness.inbox()
     log_in(inbox, PARTNER)
     take_step(inbox, request.referral_id, "received", PARTNER)
-    [held] = harness.publisher.published
     asked = harness.read_side._get
 
     def router_applies_before_the_verdict_is_read(path: str, token: str | None) -> tuple[int, object]:
         if "/updates/" in path and harness.status(request.referral_id) == "requested":
-            harness.lifecycle.on_status(held)
+            harness.publisher.deliver(0)
         return asked(path, token)
 
     harness.read_side._get = router_applies_before_the_verdict_is_read  # type: ignore[method-assign]
@@ -206,11 +207,13 @@ def test_the_fields_the_page_signs_are_the_update_the_server_publishes(harness: 
     inbox = harness.inbox()
     log_in(inbox, PARTNER)
     sign_page = prepare(inbox, request.referral_id, "received")
-    fields = page_data(sign_page.text)["update"]
+    data = page_data(sign_page.text)
     assert sign(inbox, sign_page, PARTNER).status_code == 200
     [published] = harness.publisher.published
-    assert browser_fields(published) == fields
-    assert canonical_status_bytes(update_from_fields(fields)) == canonical_status_bytes(published)
+    assert browser_fields(published) == data["update"]
+    assert codec.encode(update_from_fields(data["update"])) == codec.encode(published)
+    assert bytes.fromhex(data["fingerprint"]) == codec.encode(published)[2:10]  # the writer schema's
+    assert harness.publisher.refused == [] and harness.status(request.referral_id) == "received"
 
 
 def test_another_organisations_referrals_are_not_listed(harness: Harness) -> None:

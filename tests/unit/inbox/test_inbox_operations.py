@@ -9,19 +9,20 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from cepbus.contract import codec
 from cepbus.contract.models import ReferralStatus as S
 from cepbus.contract.topics import REFERRAL_STATUS
 from cepbus.contract.wiring import EXTERNAL
 from cepbus.reference.directory import load_directory
 from cepbus.runtime import traffic
 from cepbus.sdk.partner import PartnerClient
-from cepbus.sdk.publisher import Publisher
+from cepbus.sdk.publisher import Publisher, development_signer
 from cepbus.trust.development import dev_private_key
 from cepbus.trust.modes import TrustError, enforce
 from cepbus.trust.settings import TrustSettings
 from cepbus_app.k8s import kafka_users
 from services.inbox.app import CONFIGURATION_REFUSED, build_app, inbox_problems, main
-from services.inbox.publishing import PRINCIPAL
+from services.inbox.publishing import PRINCIPAL, LazyPublisher
 from services.inbox.settings import InboxSettings, inbox_trust_problems, load_session_secret
 from tests.support.factories import referral
 from tests.support.fakes import RecordingProducer
@@ -135,9 +136,10 @@ def test_the_inbox_publishes_as_its_own_kafka_user_whose_acl_is_status_updates_o
     request = referral(requester="cep-r11", recipient=PARTNER)
     update = PartnerClient(
         PARTNER, dev_private_key(PARTNER), publisher=Publisher(producer=RecordingProducer())
-    )
-    inbox = Publisher(producer=RecordingProducer(), principal=PRINCIPAL, requests=traffic.TrafficLog(log))
-    inbox.publish(update.update(request, S.RECEIVED))
+    ).update(request, S.RECEIVED)
+    [signed] = development_signer(PARTNER).sign([codec.encode(update)])  # as the partner's browser signs
+    inbox = LazyPublisher(requests=traffic.TrafficLog(log), producer=RecordingProducer())
+    inbox.publish(update, signed=signed)
     recorded = [json.loads(line) for line in log.read_text().splitlines()]
     for line in recorded:
         line.pop("pid")
