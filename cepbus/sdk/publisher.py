@@ -13,13 +13,20 @@ from types import TracebackType
 from typing import Any
 
 import pydantic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import KafkaProducer
 from kafka.producer.future import RecordMetadata
 from prometheus_client import Counter
 
 from cepbus.contract import codec, tracecontext
-from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER, TRACEPARENT_HEADER
+from cepbus.contract.headers import (
+    CORRELATION_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    TRACEPARENT_HEADER,
+)
 from cepbus.contract.models import Event
+from cepbus.contract.statements import StatementSignature, StatementSigner
 from cepbus.contract.topics import topic_for
 from cepbus.reference import load_reference
 from cepbus.reference.checks import reference_problems
@@ -28,6 +35,9 @@ from cepbus.runtime.framing import Framing
 from cepbus.runtime.instruments import KafkaRequests, NotRecorded
 from cepbus.runtime.settings import BrokerSettings
 from cepbus.runtime.traffic import principal_of_org
+from cepbus.trust.development import dev_private_key
+from cepbus.trust.keys import key_id, raw_public_key
+from cepbus.trust.settings import TrustSettings
 
 PUBLISH_REFUSED = Counter(
     "cepbus_publish_refused_total",
@@ -43,6 +53,25 @@ class InvalidEvent(ValueError):
     def __init__(self, message: str, reason: str = "invalid_contract") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def development_signer(org_id: str) -> StatementSigner:
+    """INSECURE, development only: the derivable key of `org_id` (the packaged directory lists it)."""
+    key = dev_private_key(org_id)
+    return StatementSigner(org_id, key_id(org_id, raw_public_key(key)), key)
+
+
+def signer_of(org_id: str, key: Ed25519PrivateKey) -> StatementSigner:
+    """An organisation's signer from its private key (its key id is derived as the directory's)."""
+    return StatementSigner(org_id, key_id(org_id, raw_public_key(key)), key)
+
+
+def _one_line(exc: pydantic.ValidationError) -> str:
+    """What is wrong, field by field, on one line and without the values (a refused note may be a
+    megabyte of a person's words): `note: String should have at most 2000 characters`."""
+    errors = exc.errors(include_input=False, include_url=False)
+    said = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in errors[:5])
+    return said + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
 
 
 def trace_header(event: Event, traceparent: str | None) -> str:
@@ -63,6 +92,7 @@ class Publisher:
         producer: Any | None = None,  # a KafkaProducer-like object; tests pass a recording fake
         principal: str | None = None,
         requests: KafkaRequests | None = None,
+        signer: StatementSigner | None = None,
     ) -> None:
         """`principal`: the KafkaUser this client authenticates as, when it is not the events'
         producer (the partner inbox publishes partners' signed updates as `cepbus-inbox`); None: the
@@ -72,6 +102,9 @@ class Publisher:
         self.settings = settings or BrokerSettings()
         self.principal = principal
         self.requests: KafkaRequests = requests or NotRecorded()
+        # the author's key (`signer`: every event is signed by its producer, cepbus.contract.statements);
+        # None: in development, each producer's derivable development key; in production, refused
+        self.signer = signer
         self.wire = Framing.from_settings(self.settings)  # CEPBUS_WIRE_FORMAT, CEPBUS_SCHEMA_REGISTRY_URL
         self._producer = producer or KafkaProducer(
             bootstrap_servers=self.settings.bootstrap_list,
@@ -94,7 +127,7 @@ class Publisher:
             valid = model.model_validate(data)
         except pydantic.ValidationError as exc:
             PUBLISH_REFUSED.labels(model.__name__, "invalid_contract").inc()
-            raise InvalidEvent(f"{model.__name__} is invalid: {exc}") from exc
+            raise InvalidEvent(f"{model.__name__} is invalid: {_one_line(exc)}") from exc
         problems = reference_problems(valid, load_reference())
         if problems:
             PUBLISH_REFUSED.labels(model.__name__, "reference_data").inc()
@@ -112,7 +145,53 @@ class Publisher:
             )
         return value
 
-    def _send(self, event: Event, topic: str | None, value: bytes, traceparent: str | None) -> Any:
+    def _signer_for(self, event: Event, signer: StatementSigner | None) -> StatementSigner:
+        """Who signs `event`: the signer given (per call, else the Publisher's), which must be the
+        event's producer; in development only, the producer's derivable development key."""
+        chosen = signer or self.signer
+        producer = event.envelope.producer_org_id
+        if chosen is None:
+            if TrustSettings().production:
+                PUBLISH_REFUSED.labels(type(event).__name__, "unsigned").inc()
+                raise InvalidEvent(
+                    f"no signing key for {producer}: every event on the bus is signed by its author;"
+                    " pass Publisher(signer=StatementSigner(...)) with the key the directory lists",
+                    "unsigned",
+                )
+            chosen = development_signer(producer)
+        if chosen.org_id != producer:
+            PUBLISH_REFUSED.labels(type(event).__name__, "misattributed").inc()
+            raise InvalidEvent(
+                f"{type(event).__name__} is produced as {producer} but would be signed by {chosen.org_id}",
+                "misattributed",
+            )
+        return chosen
+
+    def _signatures(
+        self, events: list[Event], encoded: list[bytes], signer: StatementSigner | None
+    ) -> list[StatementSignature]:
+        """One signature per author over all of its events here, in the order they are sent."""
+        signers = [self._signer_for(event, signer) for event in events]
+        by_signer: dict[str, list[int]] = {}
+        for index, chosen in enumerate(signers):
+            by_signer.setdefault(chosen.key_id, []).append(index)
+        signatures: list[StatementSignature | None] = [None] * len(events)
+        for positions in by_signer.values():
+            chosen = signers[positions[0]]
+            for position, signature in zip(
+                positions, chosen.sign([encoded[i] for i in positions]), strict=True
+            ):
+                signatures[position] = signature
+        return [s for s in signatures if s is not None]
+
+    def _send(
+        self,
+        event: Event,
+        topic: str | None,
+        value: bytes,
+        traceparent: str | None,
+        signature: StatementSignature,
+    ) -> Any:
         topic = topic or topic_for(event).name
         principal = self.principal or principal_of_org(event.envelope.producer_org_id)
         self.requests.record(principal, "Write", "topic", topic)  # as the KafkaUser it authenticates as
@@ -124,6 +203,7 @@ class Publisher:
                 (CORRELATION_HEADER, event.envelope.correlation_id.encode()),
                 (EVENT_TYPE_HEADER, event.avro_name.encode()),
                 (TRACEPARENT_HEADER, trace_header(event, traceparent).encode()),
+                (SIGNATURE_HEADER, signature.header()),
             ],
         )
 
@@ -133,22 +213,36 @@ class Publisher:
         *,
         topic: str | None = None,
         traceparent: str | None = None,
+        signer: StatementSigner | None = None,
+        signed: StatementSignature | None = None,
     ) -> RecordMetadata:
-        """Validate, encode, send; return when the broker has acknowledged (acks=all). `traceparent`:
-        the caller's W3C trace context, continued; without one a new trace starts."""
+        """Validate, encode, sign, send; return when the broker has acknowledged (acks=all).
+        `traceparent`: the caller's W3C trace context, continued; without one a new trace starts.
+        `signer`: the author's key for this call (default: the Publisher's). `signed`: a signature the
+        author made elsewhere of exactly this event's bytes (the partner inbox: in the browser, whose
+        key never leaves it), sent as is; the consumers verify it like any other."""
         valid = self.validate(event)
         value = self._encode(valid)
-        return self._send(valid, topic, value, traceparent).get(timeout=self.settings.request_timeout_s)
+        [signature] = [signed] if signed is not None else self._signatures([valid], [value], signer)
+        sent = self._send(valid, topic, value, traceparent, signature)
+        return sent.get(timeout=self.settings.request_timeout_s)
 
     def publish_many(
-        self, events: Iterable[Event], *, topic: str | None = None, traceparent: str | None = None
+        self,
+        events: Iterable[Event],
+        *,
+        topic: str | None = None,
+        traceparent: str | None = None,
+        signer: StatementSigner | None = None,
     ) -> list[RecordMetadata]:
-        """Validate and encode all first (nothing is sent if one is invalid), then send and wait for
-        every ack."""
+        """Validate, encode and sign all first (nothing is sent if one is invalid; one signature per
+        author for the whole batch), then send and wait for every ack."""
         valid = [self.validate(event) for event in events]
         encoded = [self._encode(event) for event in valid]
+        signatures = self._signatures(valid, encoded, signer)
         futures = [
-            self._send(event, topic, value, traceparent) for event, value in zip(valid, encoded, strict=True)
+            self._send(event, topic, value, traceparent, signature)
+            for event, value, signature in zip(valid, encoded, signatures, strict=True)
         ]
         self._producer.flush()
         return [future.get(timeout=self.settings.request_timeout_s) for future in futures]
@@ -165,4 +259,10 @@ class Publisher:
         self.close()
 
 
-__all__ = ["InvalidEvent", "Publisher"]  # what an operator's IS imports (README, "Publishing an event")
+__all__ = [
+    "InvalidEvent",
+    "Publisher",
+    "StatementSigner",
+    "development_signer",
+    "signer_of",
+]  # what an operator's IS imports (README, "Publishing an event")

@@ -91,7 +91,15 @@ class ExamplePartner:
         # (due, order, update, the trace of the referral it answers)
         pending: list[tuple[float, int, ReferralStatusChanged, str | None]] = []
         counter = 0
-        with Subscriber(self.org_ids, self.settings, group_id=self.group_id, requests=requests) as inbox:
+        # what the inbox hands over is its author's word (the Subscriber verifies each message); what is
+        # not is never acted on, only logged by the Subscriber and counted here
+        with Subscriber(
+            self.org_ids,
+            self.settings,
+            group_id=self.group_id,
+            requests=requests,
+            on_unverified=lambda unverified: self.stats.update(["unverified"]),
+        ) as inbox:
             try:
                 while not stop.is_set():
                     for item in inbox.poll(timeout_s=0.05 if pending else 0.2):

@@ -6,15 +6,30 @@
 //      (NoticeIssued by the notifier: the text the person receives) on its own notice inbox, the only
 //      notices its KafkaUser may read, then publish the person's ChoiceRecorded: switch to that operator;
 //   2. as the partner (the chosen operator): read the ReferralRequested the router puts in its inbox,
-//      answer with signed ReferralStatusChanged updates (received, then accepted: the first steps
-//      docs/referrals.md allows from `requested`), then a step the lifecycle does not allow
-//      (completed while accepted), and read the router's refusal on its rejection topic, which also
-//      tells the state the two first updates left the referral in;
+//      answer with ReferralStatusChanged updates (received, then accepted: the first steps
+//      docs/referrals.md allows from `requested`, sent together as one signed batch of two), then a
+//      step the lifecycle does not allow (completed while accepted), and read the router's refusal on
+//      its rejection topic, which also tells the state the two first updates left the referral in;
 //   3. print one JSON line of what it saw and sent; exit 0. Exit 2 on timeout, 1 on any other error.
+//
+// Every event it sends carries its author's statement signature in the `cepbus-signature` header
+// (docs/contract.md, "Every statement signed by its author"): the operator's key signs the intake and
+// the choice, the partner's the updates; the updates carry no in-body signature (signer_org_id and
+// signature stay null: superseded). Every message it reads must carry its AUTHOR's statement signature:
+// the router writes the notice inbox, the referral inbox and the rejection topic, but passes the events
+// it routes on unchanged, with their author's signature (a notice is the notifier's, a referral its
+// requester's or, derived from a person's choice, the router's; a refusal is the router's own). So each
+// is verified with the directory key its header names (valid when read), and the key's organisation
+// must be the event's envelope.producer_org_id. One that does not hold is set aside, reported under
+// `unverified` with the bus's reason (`unsigned`, `malformed_signature`, `unknown_key`, `key_not_valid`,
+// `bad_signature`, `misattributed`), and never acted on.
 //
 // Options: USAGE below; each may also come from the environment (--partner-seed from
 // CEPBUS_NODE_PARTNER_SEED, ..., --bootstrap from CEPBUS_BOOTSTRAP_SERVERS too). --framing is the
-// framing this client SENDS; it reads both. The seed is the partner's raw Ed25519 private key, hex.
+// framing this client SENDS; it reads both. The seeds are the organisations' raw Ed25519 private keys,
+// hex; --directory is the bus's directory file (cep-bus-directory/N JSON; the packaged development one
+// is cepbus/reference/data/directory.json), whose `signed.keys` are the keys it verifies what it reads
+// with.
 'use strict';
 
 const crypto = require('crypto');
@@ -38,9 +53,9 @@ const TRACEPARENT_HEADER = 'traceparent';
 const TRACE_ID = crypto.randomBytes(16).toString('hex');
 const traceparent = () => `00-${TRACE_ID}-${crypto.randomBytes(8).toString('hex')}-01`;
 
-const USAGE = `usage: node client.js --bootstrap HOST:PORT[,...] --operator ORG --partner ORG
-  --partner-seed HEX64 --person PSEUDONYM [--schemas DIR] [--partner-kind apec] [--region 84]
-  [--departement 69] [--framing single-object|confluent] [--timeout 60]
+const USAGE = `usage: node client.js --bootstrap HOST:PORT[,...] --operator ORG --operator-seed HEX64
+  --partner ORG --partner-seed HEX64 --directory PATH --person PSEUDONYM [--schemas DIR]
+  [--partner-kind apec] [--region 84] [--departement 69] [--framing single-object|confluent] [--timeout 60]
 `;
 
 class Timeout extends Error {}
@@ -52,22 +67,36 @@ function options(argv) {
     schemas: path.resolve(__dirname, '..', '..', 'schemas', 'avro'),
     'partner-kind': 'apec', region: '84', departement: '69', framing: 'single-object', timeout: '60',
   };
+  const names = ['bootstrap', 'schemas', 'operator', 'operator-seed', 'partner', 'partner-seed',
+    'directory', 'person', 'partner-kind', 'region', 'departement', 'framing', 'timeout'];
   const opts = {};
   for (let i = 0; i < argv.length; i += 2) {
     if (!argv[i].startsWith('--') || argv[i + 1] === undefined) throw new Usage(`bad argument ${argv[i]}`);
-    opts[argv[i].slice(2)] = argv[i + 1];
+    const name = argv[i].slice(2);
+    if (name === 'router-key') {  // the readers trusted only the router's key once; no longer
+      throw new Usage('--router-key is gone: give --directory PATH, the directory whose keys verify each author');
+    }
+    if (!names.includes(name)) throw new Usage(`unknown option --${name}`);
+    opts[name] = argv[i + 1];
   }
-  for (const name of ['bootstrap', 'schemas', 'operator', 'partner', 'partner-seed', 'person',
-    'partner-kind', 'region', 'departement', 'framing', 'timeout']) {
+  for (const name of names) {
     const env = process.env[`CEPBUS_NODE_${name.toUpperCase().replace(/-/g, '_')}`];
     opts[name] = opts[name] ?? env ?? defaults[name];
     if (opts[name] === undefined) throw new Usage(`missing --${name}`);
   }
   if (!['single-object', 'confluent'].includes(opts.framing)) throw new Usage(`unknown framing ${opts.framing}`);
-  try {
-    contract.ed25519PrivateKey(opts['partner-seed']);  // a bad seed fails here, before anything is sent
+  // bad keys fail here, before anything is sent
+  for (const [name, org] of [['operator-seed', opts.operator], ['partner-seed', opts.partner]]) {
+    try {
+      opts[name] = contract.statementSigner(org, opts[name]);
+    } catch (err) {
+      throw new Usage(`--${name}: ${err.message}`);
+    }
+  }
+  try {  // key id -> {orgId, publicKey, notBefore, notAfter, revokedAt}
+    opts.directory = contract.loadDirectoryKeys(opts.directory);
   } catch (err) {
-    throw new Usage(`--partner-seed: ${err.message}`);
+    throw new Usage(`--directory: ${err.message}`);
   }
   return opts;
 }
@@ -76,7 +105,7 @@ function options(argv) {
  * milliseconds since the epoch, the person pseudonym set (it is the partition key); a derived event
  * inherits correlation and person from its cause and names it in causation_id. */
 function envelope(eventType, producer, {person, cause} = {}) {
-  const eventId = crypto.randomUUID();  // lowercase, hyphenated: the form the signature covers
+  const eventId = crypto.randomUUID();
   return {
     event_id: eventId,
     event_type: eventType,
@@ -125,6 +154,8 @@ async function main() {
   const type = (name) => bus.records[`fr.cepbus.${name}`];
   const encode = opts.framing === 'confluent' ? contract.encodeConfluent : contract.encodeSingleObject;
   const {operator, partner, person} = opts;
+  const signers = {operator: opts['operator-seed'], partner: opts['partner-seed']};
+  const directory = opts.directory;
 
   const kafka = new Kafka({
     clientId: `cepbus-node-client-${partner}`,
@@ -135,6 +166,7 @@ async function main() {
   // Java-compatible murmur2 on the key: a person's events land where any other client puts them
   const producer = kafka.producer({createPartitioner: Partitioners.DefaultPartitioner, maxInFlightRequests: 1});
   const seen = new Seen(Number(opts.timeout));
+  const unverified = [];  // messages of our person whose statement signature did not hold
   const consumers = [];
   // the operator reads its notices, the partner its inbox and its refusals; each in a group of its
   // organisation's prefix (cepbus/contract/wiring.py), fresh, from the beginning, filtering on the person
@@ -142,18 +174,24 @@ async function main() {
     {group: `cepbus-operator-${operator}-node-`, topics: [TOPICS.noticeInbox(operator)]},
     {group: `cepbus-partner-${partner}-node-`, topics: [TOPICS.inbox(partner), TOPICS.rejected(partner)]},
   ];
-  const send = async (topic, name, value) => {
-    const bytes = encode(type(name), value);
-    const e = value.envelope;
+  // Sends these events of one author as one batch: each framed as --framing says, all signed with one
+  // statement signature over their single-object bytes (a Confluent frame's statement is its body
+  // re-framed as single-object), each message carrying its own header (its index and path).
+  const send = async (topic, name, values, signer) => {
+    const frames = values.map((value) => encode(type(name), value));
+    const signed = contract.signStatements(signer, frames.map((bytes) => contract.statementOf(bus, bytes)));
     await producer.send({
       topic,
       acks: -1,  // all in-sync replicas, as the Python SDKs send
-      messages: [{key: e.person_pseudonym, value: bytes, headers: {
-        [CORRELATION_HEADER]: e.correlation_id, [EVENT_TYPE_HEADER]: e.event_type,
-        [TRACEPARENT_HEADER]: traceparent(),
-      }}],
+      messages: values.map((value, i) => ({key: value.envelope.person_pseudonym, value: frames[i], headers: {
+        [CORRELATION_HEADER]: value.envelope.correlation_id, [EVENT_TYPE_HEADER]: value.envelope.event_type,
+        [TRACEPARENT_HEADER]: traceparent(), [contract.SIGNATURE_HEADER]: signed[i].header,
+      }})),
     });
-    return {event_id: e.event_id, framing: opts.framing, value_hex: bytes.toString('hex')};
+    return values.map((value, i) => ({
+      event_id: value.envelope.event_id, framing: opts.framing, value_hex: frames[i].toString('hex'),
+      signature_header: signed[i].header,
+    }));
   };
   const start = async (role) => {
     const consumer = kafka.consumer({
@@ -179,12 +217,27 @@ async function main() {
       }
       if (decoded.value.envelope.person_pseudonym !== person) return;
       const header = (name) => message.headers[name] && message.headers[name].toString();
+      let author;
+      try {  // who said it: its author's directory key (valid now), over the message's own bytes; the
+        // author must be the event's producer (the router passes events on with their author's signature)
+        author = contract.verifyAuthor(contract.statementOf(bus, message.value),
+          message.headers[contract.SIGNATURE_HEADER], directory, decoded.value.envelope.producer_org_id);
+      } catch (err) {
+        if (!(err instanceof contract.StatementError)) throw err;
+        unverified.push({
+          topic, offset: message.offset, name: decoded.type.name, event_id: decoded.value.envelope.event_id,
+          reason: err.reason,
+        });
+        return;  // never acted on
+      }
+      const statement = contract.parseStatementHeader(message.headers[contract.SIGNATURE_HEADER]);
       seen.add({
         topic, framing: decoded.framing, name: decoded.type.name, value: decoded.value,
         frame_header_hex: message.value.subarray(0, 10).toString('hex'),  // enough for either framing
         headers_ok: header(EVENT_TYPE_HEADER) === decoded.type.name &&
           header(CORRELATION_HEADER) === decoded.value.envelope.correlation_id,
         traceparent: header(TRACEPARENT_HEADER) || null,
+        signature: {signer: author.orgId, key_id: author.keyId, n: statement.size, i: statement.index},
       });
     }});
   };
@@ -210,7 +263,7 @@ async function main() {
       },
       // purpose and cep_requested_on are left out: they take their defaults (null)
     };
-    const intakeSent = await send(TOPICS.intake, 'IntakeRegistered', intake);
+    const [intakeSent] = await send(TOPICS.intake, 'IntakeRegistered', [intake], signers.operator);
     const intakeId = intake.envelope.event_id;
     const isNotice = (name) => (m) => m.name === `fr.cepbus.${name}` && m.value.intake_event_id === intakeId;
     const issued = await seen.wait('the NoticeIssued of the intake', isNotice('NoticeIssued'), deadline);
@@ -226,35 +279,37 @@ async function main() {
       chosen_operator_kind: opts['partner-kind'],
       consent_to_share: true,
     };
-    const choiceSent = await send(TOPICS.choice, 'ChoiceRecorded', choice);
+    const [choiceSent] = await send(TOPICS.choice, 'ChoiceRecorded', [choice], signers.operator);
 
-    // 2. the partner: the referral in its inbox, then its signed answers
+    // 2. the partner: the referral in its inbox, then its answers
     const inbox = await seen.wait(`the referral in ${TOPICS.inbox(partner)}`,
       (m) => m.name === 'fr.cepbus.ReferralRequested' && m.value.envelope.causation_id === choice.envelope.event_id,
       deadline);
     const referral = inbox.value;
-    const update = (status, reasonCode = null) => contract.signStatus({
+    // signer_org_id and signature are left out: they take their defaults (null); the statement
+    // signature in the header is what proves the partner said it
+    const update = (status, reasonCode = null) => ({
       envelope: envelope('fr.cepbus.ReferralStatusChanged', partner, {cause: referral.envelope}),
       referral_id: referral.referral_id,
       status,
       actor_org_id: partner,
       reason_code: reasonCode,
       note: null,
-    }, partner, opts['partner-seed']);
-    const updates = [];
-    for (const status of ['received', 'accepted']) {  // one key, one partition: applied in this order
-      updates.push(Object.assign({status}, await send(TOPICS.status, 'ReferralStatusChanged', update(status))));
-    }
+    });
+    // one batch of two, one signature: one key, one partition, applied in this order
+    const statuses = ['received', 'accepted'];
+    const updates = (await send(TOPICS.status, 'ReferralStatusChanged', statuses.map((s) => update(s)), signers.partner))
+      .map((sent, i) => Object.assign({status: statuses[i]}, sent));
     const illegal = update('completed', 'accompaniment_engaged');  // not a step from accepted
-    const illegalSent = Object.assign({status: 'completed'},
-      await send(TOPICS.status, 'ReferralStatusChanged', illegal));
+    const [illegalSent] = (await send(TOPICS.status, 'ReferralStatusChanged', [illegal], signers.partner))
+      .map((sent) => Object.assign({status: 'completed'}, sent));
     const refusal = await seen.wait(`the refusal of the illegal step in ${TOPICS.rejected(partner)}`,
       (m) => m.name === 'fr.cepbus.ReferralUpdateRejected' && m.value.rejected_event_id === illegal.envelope.event_id,
       deadline);
 
     // how each message came: its topic, framing (and the frame's first bytes), headers as documented
-    const how = ({topic, framing, frame_header_hex, headers_ok, traceparent}) =>
-      ({topic, framing, frame_header_hex, headers_ok, traceparent});
+    const how = ({topic, framing, frame_header_hex, headers_ok, traceparent, signature}) =>
+      ({topic, framing, frame_header_hex, headers_ok, traceparent, signature});
     const textSha = crypto.createHash('sha256').update(notice.text, 'utf8').digest('hex');
     process.stdout.write(JSON.stringify({
       ok: true,
@@ -273,7 +328,7 @@ async function main() {
       },
       referral: {
         ...how(inbox), referral_id: referral.referral_id, event_id: referral.envelope.event_id,
-        causation_id: referral.envelope.causation_id,
+        producer_org_id: referral.envelope.producer_org_id, causation_id: referral.envelope.causation_id,
         correlation_id: referral.envelope.correlation_id,
         requester_org_id: referral.requester_org_id, recipient_org_id: referral.recipient_org_id,
         recipient_kind: referral.recipient_kind, region_code: referral.region_code,
@@ -281,8 +336,15 @@ async function main() {
       },
       updates,
       illegal_update: illegalSent,
+      // everything of our person it read and believed, each with who signed it (its producer)
+      verified: seen.items.map((m) => ({
+        topic: m.topic, name: m.name, event_id: m.value.envelope.event_id,
+        producer_org_id: m.value.envelope.producer_org_id, signer: m.signature.signer, key_id: m.signature.key_id,
+      })),
+      unverified,
       refusal: {
         ...how(refusal), event_id: refusal.value.envelope.event_id,
+        producer_org_id: refusal.value.envelope.producer_org_id,
         rejected_event_id: refusal.value.rejected_event_id, reason_code: refusal.value.reason_code,
         attempted_status: refusal.value.attempted_status, current_status: refusal.value.current_status,
         detail: refusal.value.detail,

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from cepbus.contract.models import IntakeRegistered
+from cepbus.contract.models import IntakeRegistered, ReferralStatus
+from cepbus.runtime.settings import BrokerSettings
 from cepbus.sdk.publisher import InvalidEvent, Publisher
-from tests.support.factories import intake
+from tests.support.factories import intake, referral, update
 from tests.support.fakes import RecordingProducer
 
 
 class RecordingPublisher(Publisher):
     """A Publisher on a recording producer (no broker), to observe what would have been sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: BrokerSettings | None = None) -> None:
         self.producer = RecordingProducer()
-        super().__init__(producer=self.producer)
+        super().__init__(settings, producer=self.producer)
 
     @property
     def sent(self) -> list[tuple[str, bytes]]:
@@ -51,9 +52,11 @@ def test_one_invalid_event_in_a_batch_sends_none_of_it() -> None:
 
 
 def test_an_event_over_the_size_limit_is_refused_at_the_edge() -> None:
-    publisher = RecordingPublisher()
-    huge = intake().model_copy(update={"reception_site": "x" * 1_100_000})
-    with pytest.raises(InvalidEvent, match="over the bus limit of 1000000") as refused:
+    # every field of a party's event is bounded (a megabyte of text is refused for its length, below),
+    # so only a bus configured with a small message limit sees a valid event over it
+    publisher = RecordingPublisher(BrokerSettings(max_message_bytes=1024))
+    huge = referral().model_copy(update={"reason": "r" * 2000})  # valid, about 2.2 kB encoded
+    with pytest.raises(InvalidEvent, match="over the bus limit of 1024") as refused:
         publisher.publish(huge)
     assert refused.value.reason == "too_large"
     with pytest.raises(InvalidEvent, match="over the bus limit"):
@@ -61,3 +64,22 @@ def test_an_event_over_the_size_limit_is_refused_at_the_edge() -> None:
     assert publisher.sent == []
     publisher.publish(intake())
     assert len(publisher.sent) == 1
+    megabyte = intake().model_copy(update={"reception_site": "x" * 1_100_000})
+    with pytest.raises(InvalidEvent, match="reception_site: String should have at most 200 characters"):
+        RecordingPublisher().publish(megabyte)
+
+
+def test_a_field_over_its_bound_is_refused_in_one_line_naming_the_field_and_the_bound() -> None:
+    """Issue #23, finding 1, at the SDK: a signed update with a 1 MB note never leaves the publisher."""
+    publisher = RecordingPublisher()
+    huge = update(referral(), ReferralStatus.INTERIM_UPDATE).model_copy(update={"note": "n" * 1_000_000})
+    with pytest.raises(InvalidEvent) as refused:
+        publisher.publish(huge)
+    assert str(refused.value) == (
+        "ReferralStatusChanged is invalid: note: String should have at most 2000 characters"
+    )
+    assert refused.value.reason == "invalid_contract"
+    long_site = intake().model_copy(update={"reception_site": "s" * 201})  # far below the bus's size limit
+    with pytest.raises(InvalidEvent, match=r"^IntakeRegistered is invalid: reception_site: .* at most 200 "):
+        publisher.publish(long_site)
+    assert publisher.sent == []
