@@ -16,8 +16,7 @@ from cepbus.auditlog.bundle import export_bundle
 from cepbus.auditlog.note import Signer
 from cepbus.reference import load_reference
 from cepbus_app.demo.simulator import Simulator
-from services.ledger.store import SqlLedgerStore
-from tests.support.ledger import ledger_record
+from tests.support.ledger import ledger_record, open_ledger
 from tests.support.venvs import fresh_venv, installed_distributions, pip_env, python_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # a cold pip cache downloads the PDF stack
@@ -34,8 +33,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     workdir = tmp_path_factory.mktemp("auditor")
     signer = Signer.generate("cep-bus.test/auditor")
     intakes = list(Simulator(load_reference(), seed=7).intakes(40))
-    with SqlLedgerStore(f"sqlite:///{workdir / 'ledger.db'}") as store:
-        store.append_checked([ledger_record(event) for event in intakes])
+    with open_ledger(f"sqlite:///{workdir / 'ledger.db'}") as store:
+        store.append_checked([ledger_record(event, signed=True) for event in intakes])
         checkpoint = store.checkpoint(signer)
         assert checkpoint is not None
         document = export_bundle(store, checkpoint, signer.verifier())
@@ -85,7 +84,9 @@ def test_the_audit_extra_verifies_and_reports_with_no_service_installed(exported
 
     verified = audit(venv, "verify", str(exported["bundle"]), "--key", exported["key"])
     assert verified.returncode == 0, verified.stderr[-2000:]
-    assert f"bundle verified: {exported['n']} entries" in verified.stdout
+    # the intakes after the directory version the ledger logged first; each intake's statement checked
+    assert f"bundle verified: {exported['n'] + 1} entries" in verified.stdout
+    assert f"authors: {exported['n']} statements signed by their producer's key" in verified.stdout
     assert "cepbus" in loaded(verified.stderr) and not loaded(verified.stderr) & set(NOT_LOADED)
 
     refused = audit(venv, "verify", str(exported["tampered"]), "--key", exported["key"])

@@ -20,11 +20,17 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from cepbus.contract import codec, tracecontext
-from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER, TRACEPARENT_HEADER
+from cepbus.contract.headers import (
+    CORRELATION_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    TRACEPARENT_HEADER,
+)
 from cepbus.contract.schemas import event_schema
 from cepbus.contract.topics import INTAKE_REGISTERED, NOTICE_ISSUED, NOTICE_REQUESTED
 from cepbus.runtime.framing import registry_schema_text
 from services.ledger.store import SqlLedgerStore
+from tests.support.authorship import signer
 from tests.support.bus import RunningBus, wait_for_ids
 from tests.support.factories import intake, service_id
 from tests.support.registry import running_registry
@@ -86,6 +92,8 @@ def test_confluent_framing_and_the_trace_run_through_the_services(
             (CORRELATION_HEADER, event.envelope.correlation_id.encode()),
             (EVENT_TYPE_HEADER, event.avro_name.encode()),
             (TRACEPARENT_HEADER, caller.encode()),
+            # its operator's signature, over the same body in single-object framing (the contract's)
+            (SIGNATURE_HEADER, signer(event.operator_id).sign([codec.single_object(value)])[0].header()),
         ],
     )
     assert producer.flush(30) == 0

@@ -44,6 +44,7 @@ from services.deadletters.store import DeadLetterStore, StoredDeadLetter
 from services.ledger.store import SqlLedgerStore
 from services.router.handlers import RouterHandlers
 from tests.conftest import free_port
+from tests.support.authorship import signed_headers
 from tests.support.bus import RunningBus, ledger_identity, session_requests
 from tests.support.factories import intake, service_id
 from tests.support.postgres import POSTGRES_URL_ENV, fresh_schema
@@ -444,6 +445,49 @@ def test_an_oversized_message_becomes_a_dead_letter_that_fits(fault_bus: FaultBu
         assert letter.original_size == len(big)
 
 
+def test_forged_statements_are_refused_by_either_runtime(fault_bus: FaultBus) -> None:
+    """The forgeries of tests/integration/test_forgery.py, against this runtime: a referral request in
+    the router's name signed by a partner, and an unsigned intake; each dead-lettered by every service
+    that reads it, before any handler, and never appended; a genuine intake behind them flows."""
+    from cepbus.contract.headers import SIGNATURE_HEADER
+    from tests.integration.test_forgery import PARTNER, readers, referral_request
+
+    forged = referral_request("cep-bus-router")
+    [(_, partner_signature)] = signed_headers([forged], key_of=PARTNER)
+    unsigned = intake()
+    genuine = intake()
+    sent = {
+        hashlib.sha256(codec.encode(forged)).hexdigest(): ("misattributed", forged),
+        hashlib.sha256(codec.encode(unsigned)).hexdigest(): ("unsigned", unsigned),
+    }
+    producer = KafkaProducer(bootstrap_servers=fault_bus.broker.bootstrap_list)
+    try:
+        for headers, event in (([(SIGNATURE_HEADER, partner_signature)], forged), ([], unsigned)):
+            topic = "cep.referral.requested" if event is forged else INTAKE_REGISTERED.name
+            producer.send(topic, codec.encode(event), event.partition_key(), headers=headers).get(30)
+    finally:
+        producer.close()
+    with fault_bus.publisher() as publisher:
+        publisher.publish(genuine)
+    assert not fault_bus.wait_for({str(genuine.event_id)})
+    expected = {
+        (service, reason)
+        for reason, event in sent.values()
+        for service in readers("cep.referral.requested" if event is forged else INTAKE_REGISTERED.name)
+    }
+    found: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + 60
+    while found != expected and time.monotonic() < deadline:
+        found = {
+            (letter.service, letter.reason_code)
+            for letter in fault_bus.dead_letters()
+            if letter.original_sha256 in sent
+        }
+        time.sleep(0.5)
+    assert found == expected
+    assert fault_bus.ledger_counts({str(forged.event_id), str(unsigned.event_id)}) == Counter()
+
+
 # -- poison messages (the session bus: nothing is killed) -----------------------------------------
 
 
@@ -497,8 +541,17 @@ def test_poison_messages_do_not_block_their_partition(bus: RunningBus) -> None:
     poison = {garbage, codec.encode(refused), codec.encode(unrenderable)}
     try:
         producer.send(INTAKE_REGISTERED.name, key=key, value=garbage).get(timeout=10)
-        producer.send(INTAKE_REGISTERED.name, key=key, value=codec.encode(refused)).get(timeout=10)
-        producer.send(NOTICE_REQUESTED.name, key=key, value=codec.encode(unrenderable)).get(timeout=10)
+        # signed by their authors (the operator; the router's key for the request), so that what refuses
+        # them is the domain, past the edge's signature check
+        producer.send(
+            INTAKE_REGISTERED.name, key=key, value=codec.encode(refused), headers=signed_headers([refused])
+        ).get(timeout=10)
+        producer.send(
+            NOTICE_REQUESTED.name,
+            key=key,
+            value=codec.encode(unrenderable),
+            headers=signed_headers([unrenderable]),
+        ).get(timeout=10)
     finally:
         producer.close()
     after = [intake(person=person, boeth=True) for _ in range(3)]

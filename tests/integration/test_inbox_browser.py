@@ -1,21 +1,30 @@
 """The partner inbox end to end, in headless Chromium (Debian's, driven by Playwright): a regional
 operator refers a person to a local partner as the demo does; the partner's staff log in with the
 organisation's read-side token, load its key file into the browser, see the referral with its deadline,
-acknowledge it, accept it and book the appointment, each step signed in the browser (WebCrypto
-Ed25519); the router applies the signed updates (read side), the ledger keeps its applied verdicts, and
-each signature verifies with the directory key. Another organisation's referral is refused.
+acknowledge it, accept it and book the appointment, each step's statement rebuilt and signed in the
+browser (WebCrypto Ed25519); the router applies the signed updates (read side), the ledger keeps its
+applied verdicts, and each signature verifies with the directory key over the update's bytes. Another
+organisation's referral is refused.
 
-The inbox runs as its own process (`python -m services.inbox`) against the session bus's read side and
-broker. Screenshots of every page: `test-artifacts/inbox/` with CEPBUS_TEST_ARTIFACTS set, else tmp."""
+The inbox runs as its own process (`python -m services.inbox` through the composition root) against the
+session bus's read side and broker, with the SDK's signing disabled in that process (`_NO_SDK_SIGNING`):
+in development the SDK would sign an unsigned update with the partner's derivable key, which is the
+very key loaded into the browser here, and Ed25519 is deterministic, so a signature the server made
+would be byte for byte the browser's. With the SDK unable to sign, every update the router applies can
+only carry the signature the browser posted; the test checks that each message on
+`cep.referral.status` carries exactly that signature in its `cepbus-signature` header.
+Screenshots of every page: `test-artifacts/inbox/` with CEPBUS_TEST_ARTIFACTS set, else tmp."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -25,7 +34,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from kafka import KafkaConsumer, TopicPartition
 
+from cepbus.contract import codec
+from cepbus.contract.headers import SIGNATURE_HEADER
 from cepbus.contract.models import (
     Envelope,
     ReferralRequested,
@@ -34,10 +46,12 @@ from cepbus.contract.models import (
     derived_event_id,
     new_envelope,
 )
-from cepbus.contract.signatures import signature_valid
+from cepbus.contract.statements import StatementSignature
+from cepbus.contract.topics import REFERRAL_STATUS
 from cepbus.reference.directory import load_directory
 from cepbus.trust.development import dev_private_key
 from tests.conftest import free_port
+from tests.support.authorship import authorship
 from tests.support.browser import artifacts_dir, chromium, require_chromium
 from tests.support.bus import RunningBus, wait_for_applied_verdicts
 from tests.support.processes import stop_process
@@ -48,6 +62,22 @@ pytestmark = pytest.mark.integration
 #: referral loop's partner process 11): nothing but the browser moves these referrals.
 OPERATOR, PARTNER, ELSEWHERE = "cep-r76", "transitions-pro-r76", "spro-r76"
 APPLY_TIMEOUT_MS = 60_000
+#: The inbox process, as `python -m cepbus_app.instrumented inbox` runs it, with the SDK's signing
+#: disabled: a publish the inbox did not give the browser's signature fails instead of being signed.
+_NO_SDK_SIGNING = """
+import cepbus.sdk.publisher as sdk
+
+
+def refused(*args, **kwargs):
+    raise AssertionError("the inbox asked the SDK to sign: only the browser signs")
+
+
+sdk.Publisher._signatures = refused
+sdk.development_signer = refused
+from cepbus_app.instrumented import main
+
+main(["inbox"])
+"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,7 +104,8 @@ def read_side(bus: RunningBus, path: str, org: str = PARTNER) -> tuple[int, Any]
 @pytest.fixture(scope="module")
 def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The inbox (`python -m services.inbox`, through the composition root so that its Kafka requests are
-    recorded for the ACL test) on a free port, pointed at the bus's read side and broker."""
+    recorded for the ACL test, with the SDK's signing disabled) on a free port, pointed at the bus's
+    read side and broker."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("inbox") / "inbox.log"
     env = {
@@ -86,7 +117,7 @@ def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iter
     }
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cepbus_app.instrumented", "inbox"],
+            [sys.executable, "-c", _NO_SDK_SIGNING],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -147,8 +178,9 @@ def key_file(org: str, folder: Path) -> Path:
 
 
 def verify_history(view: dict[str, Any]) -> None:
-    """Rebuild each applied update from the read side and check its signature with the directory key:
-    the browser's signatures stand on their own, without trusting the router or the inbox."""
+    """Rebuild each applied update from the read side, encode it (its statement) and check the signature
+    the router kept with the directory key: the browser's signatures stand on their own, without
+    trusting the router or the inbox."""
     record = view["referral"]
     [key] = load_directory().keys_of(PARTNER)
     for entry in view["history"]:
@@ -168,11 +200,44 @@ def verify_history(view: dict[str, Any]) -> None:
             actor_org_id=entry["actor_org_id"],
             reason_code=entry["reason_code"],
             note=entry["note"],
-            signer_org_id=entry["signer_org_id"],
-            signature=bytes.fromhex(entry["signature_hex"]),
         )
-        assert signature_valid(update, key.key()), entry
-        assert entry["key_id"] == key.key_id
+        signed = StatementSignature(entry["key_id"], bytes.fromhex(entry["signature_hex"]))
+        author = authorship().verify(codec.encode(update), signed.header())
+        assert (author.org_id, author.key_id) == (PARTNER, key.key_id), entry
+
+
+def posted_signature(request: Any) -> StatementSignature | None:
+    """The statement signature a page posted (`POST .../sign/<event id>`), if `request` is one."""
+    if request.method != "POST" or "/sign/" not in request.url:
+        return None
+    form = urllib.parse.parse_qs(request.post_data or "")
+    return StatementSignature(form["key_id"][0], base64.b64decode(form["signature"][0]))
+
+
+def status_messages(bus: RunningBus, event_ids: set[str], timeout_s: float = 30.0) -> dict[str, Any]:
+    """The messages on `cep.referral.status` carrying these updates, by event id (Kafka records)."""
+    consumer = KafkaConsumer(bootstrap_servers=bus.broker.bootstrap_list, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(REFERRAL_STATUS.name, p)
+            for p in consumer.partitions_for_topic(REFERRAL_STATUS.name) or ()
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        found: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout_s
+        while set(found) != event_ids and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    try:
+                        event = codec.decode(record.value)
+                    except codec.DecodeError:  # another test's poison message
+                        continue
+                    if str(event.envelope.event_id) in event_ids:
+                        found[str(event.envelope.event_id)] = record
+        return found
+    finally:
+        consumer.close()
 
 
 def test_a_partner_acknowledges_accepts_and_books_in_the_browser(
@@ -193,6 +258,14 @@ def test_a_partner_acknowledges_accepts_and_books_in_the_browser(
         page.set_default_timeout(30_000)
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
         page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+        posted: list[StatementSignature] = []  # what the browser signed and posted, step by step
+
+        def keep_signature(request: Any) -> None:
+            signed = posted_signature(request)
+            if signed is not None:
+                posted.append(signed)
+
+        page.on("request", keep_signature)
 
         def shot(name: str) -> None:
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
@@ -259,6 +332,14 @@ def test_a_partner_acknowledges_accepts_and_books_in_the_browser(
     assert [h["status"] for h in history] == ["received", "accepted", "appointment_booked"]
     assert all(h["signer_org_id"] == PARTNER and len(h["signature_hex"]) == 128 for h in history)
     verify_history(view)
+    # the signatures the router kept are the ones the browser posted, and each message carried its own
+    assert [(h["key_id"], h["signature_hex"]) for h in history] == [
+        (s.key_id, s.signature.hex()) for s in posted
+    ]
+    messages = status_messages(bus, {h["event_id"] for h in history})
+    for entry, signed in zip(history, posted, strict=True):
+        headers = dict(messages[entry["event_id"]].headers)
+        assert headers[SIGNATURE_HEADER] == signed.header(), entry["status"]
     assert wait_for_applied_verdicts(bus, {h["event_id"] for h in history}) == set()
     assert (
         read_side(bus, f"/referrals/{elsewhere.referral_id}", ELSEWHERE)[1]["referral"]["status"]

@@ -1,8 +1,13 @@
-"""A non-Python client of the bus: `tests/node/client.js` (kafkajs + avsc), written from
+"""A non-Python client of the bus: `tests/node/client.js` (kafkajs + avsc + node:crypto), written from
 `schemas/avro/` and the docs alone, publishes an intake and a choice as an operator, reads the notice
-and the referral they cause, and answers as the partner with signed status updates that the router
-applies; a copy of an update with a tampered signature, or signed with another organisation's key, is
-refused. The program loads the `.avsc` files itself: nothing Python produced is handed to it."""
+and the referral they cause, and answers as the partner with status updates that the router applies.
+Everything it sends carries its author's statement signature (`cepbus-signature`), which the bus's
+edge verifies; everything it reads it verifies as its author's word: with the directory key its header
+names (the client is given the directory file), the key's organisation being the event's producer (the
+router passes events on with their author's signature: the notice is the notifier's, a referral its
+requester's or the router's). A copy of its update with a tampered signature, or under its name with
+another key, is dead-lettered at the bus's edge. The program loads the `.avsc` files and the directory
+itself: nothing Python produced is handed to it but its organisations' keys."""
 
 from __future__ import annotations
 
@@ -13,19 +18,34 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from cepbus.contract import codec, tracecontext
-from cepbus.contract.models import ReferralStatus, ReferralStatusChanged, derived_event_id
+from cepbus.contract.headers import SIGNATURE_HEADER
+from cepbus.contract.models import (
+    Event,
+    ReferralRequested,
+    ReferralStatus,
+    ReferralStatusChanged,
+    derived_event_id,
+)
 from cepbus.contract.schemas import by_fingerprint, schema_dir
-from cepbus.contract.signatures import sign_status
+from cepbus.contract.statements import StatementSignature, StatementSigner
+from cepbus.contract.topics import REFERRAL_STATUS, core_topic, referral_inbox, topic_for
+from cepbus.reference import load_reference
+from cepbus.reference.authorship import Author, Authorship
+from cepbus.reference.directory import DirectoryKey, load_directory
+from cepbus.reference.producers import ProducerCatalog
+from cepbus.sdk.publisher import development_signer, signer_of
 from cepbus.trust.development import dev_private_key
+from tests.support import ROOT
 from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts
-from tests.support.factories import service_id
+from tests.support.factories import referral, service_id
 from tests.support.node import NODE_DIR, require_node
 
 pytestmark = pytest.mark.integration
@@ -33,6 +53,8 @@ pytestmark = pytest.mark.integration
 OPERATOR, PARTNER = "cep-r84", "apec-r84"  # a region no other integration test's partner serves
 OTHER_ORG = "cap-emploi-r84"
 TIMEOUT_S = 60
+#: The packaged (development) directory, the one the test bus runs on: what the client verifies with.
+DIRECTORY = ROOT / "cepbus" / "reference" / "data" / "directory.json"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,12 +65,34 @@ def node_client_ready() -> None:
 
 
 def _seed_hex(org_id: str) -> str:
-    """The organisation's raw Ed25519 seed, as a partner holding its key file would pass it (here the
-    derivable development key, which the test bus trusts)."""
-    raw = dev_private_key(org_id).private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    return raw.hex()
+    """The organisation's raw Ed25519 seed, as an organisation holding its key file would pass it (here
+    the derivable development key, which the test bus trusts)."""
+    return dev_private_key(org_id).private_bytes_raw().hex()
+
+
+def _service_key(service: str) -> DirectoryKey:
+    """A service's key as the directory lists it (among the services')."""
+    now = datetime.now(UTC)
+    [key] = [k for k in load_directory().all_keys() if k.org_id == service and k.valid_at(now)]
+    return key
+
+
+def _router() -> DirectoryKey:
+    return _service_key("cep-bus-router")
+
+
+def _edge() -> Authorship:
+    directory = load_directory()
+    return Authorship(directory, ProducerCatalog.build(load_reference(), directory))
+
+
+def verified(sent: dict[str, Any]) -> tuple[Event, Author]:
+    """What the client sent (its bytes and its header), verified and judged as the bus's edge does."""
+    value = bytes.fromhex(sent["value_hex"])
+    event = codec.decode(value)
+    author = _edge().verify(codec.single_object(value), sent["signature_header"].encode())
+    _edge().judge(event, author, core_topic(topic_for(event).name))
+    return event, author
 
 
 @dataclass(frozen=True)
@@ -56,6 +100,8 @@ class ClientRun:
     person: str
     framing: str
     seen: dict[str, Any]  # the program's JSON line
+    forgeries: dict[str, str]  # the forged referrals put in its inbox first: event id -> reason expected
+    operator_referral: ReferralRequested  # a referral the operator published itself, in the inbox first
 
     def sent(self, status: str) -> ReferralStatusChanged:
         """The update the program sent for `status`, decoded from its bytes by the Python codec."""
@@ -72,8 +118,10 @@ def client_command(
         "bootstrap": bus.bootstrap,
         "schemas": str(schema_dir()),
         "operator": OPERATOR,
+        "operator-seed": _seed_hex(OPERATOR),
         "partner": PARTNER,
         "partner-seed": _seed_hex(PARTNER),
+        "directory": str(DIRECTORY),
         "partner-kind": "apec",
         "region": "84",
         "departement": "69",
@@ -86,23 +134,78 @@ def client_command(
     return ["node", str(NODE_DIR / "client.js"), *options]
 
 
-def run_client(bus: RunningBus, framing: str) -> ClientRun:
+def forge_referrals(bus: RunningBus, person: str) -> dict[str, str]:
+    """The attack on the client's reading side: referrals for `person` written straight into the
+    partner's inbox (what only the router may write: an ACL refuses this on a real cluster, and the
+    client must not believe it either), each produced as the router: with no signature, with a key the
+    directory does not list, with the router's key id over another key's signature, and with the
+    operator's genuine key (a signer that is not the producer). Returns event id -> the reason expected."""
+    forgeries = {
+        "unsigned": None,
+        "unknown_key": signer_of("cep-bus-router", dev_private_key("not-in-the-directory")),
+        "bad_signature": StatementSigner("cep-bus-router", _router().key_id, dev_private_key(OPERATOR)),
+        "misattributed": development_signer(OPERATOR),
+    }
+    producer = KafkaProducer(bootstrap_servers=bus.broker.bootstrap_list, acks="all")
+    expected = {}
+    try:
+        for reason, signer in forgeries.items():
+            forged = referral(OPERATOR, PARTNER, person=person).model_copy(update={"region_code": "84"})
+            assert forged.envelope.producer_org_id == "cep-bus-router"
+            value = codec.encode(forged)
+            headers = [] if signer is None else [(SIGNATURE_HEADER, signer.sign([value])[0].header())]
+            producer.send(referral_inbox(PARTNER).name, key=person.encode(), value=value, headers=headers)
+            expected[str(forged.event_id)] = reason
+        producer.flush()
+    finally:
+        producer.close()
+    return expected
+
+
+def operator_referral(bus: RunningBus, person: str) -> ReferralRequested:
+    """A referral the operator publishes itself (signed with its key), once the router has passed it on
+    to the partner's inbox, unchanged, with the operator's signature."""
+    made = referral(OPERATOR, PARTNER, person=person)
+    envelope = made.envelope.model_copy(update={"producer_org_id": OPERATOR})
+    made = made.model_copy(update={"envelope": envelope, "region_code": "84"})
+    with bus.publisher() as publisher:
+        publisher.publish(made)
+    consumer = KafkaConsumer(bootstrap_servers=bus.broker.bootstrap_list, enable_auto_commit=False)
+    try:
+        partition = TopicPartition(referral_inbox(PARTNER).name, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.key == person.encode() and codec.decode(record.value).event_id == made.event_id:
+                        return made
+    finally:
+        consumer.close()
+    raise AssertionError(f"the router never passed {made.event_id} on to {partition.topic}")
+
+
+def run_client(bus: RunningBus, framing: str, forged: bool = False) -> ClientRun:
     person = f"p-node-{uuid.uuid4().hex[:12]}"
+    published = operator_referral(bus, person)
+    forgeries = forge_referrals(bus, person) if forged else {}
     command = client_command(bus, person, framing)
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S + 30, cwd=NODE_DIR)
     assert done.returncode == 0, f"node client exited {done.returncode}:\n{done.stderr[-3000:]}"
     [line] = done.stdout.splitlines()
-    return ClientRun(person, framing, json.loads(line))
+    return ClientRun(person, framing, json.loads(line), forgeries, published)
 
 
 @pytest.fixture(scope="module")
 def client(bus: RunningBus) -> Callable[[str], ClientRun]:
-    """Runs the Node program once per framing it sends, on demand."""
+    """Runs the Node program once per framing it sends, on demand; the single-object run finds forged
+    referrals for its person in its inbox first."""
     runs: dict[str, ClientRun] = {}
 
     def get(framing: str) -> ClientRun:
         if framing not in runs:
-            runs[framing] = run_client(bus, framing)
+            runs[framing] = run_client(bus, framing, forged=framing == "single-object")
         return runs[framing]
 
     return get
@@ -149,6 +252,98 @@ def test_the_node_contract_module_finds_every_writer_schema_the_python_codec_kno
         name, schema_id = theirs[fingerprint.hex()]
         assert name == schema.name
         assert schema_id == int.from_bytes(fingerprint[:4], "big") & 0x7FFFFFFF, name
+
+
+VERIFY_SCRIPT = """
+const c = require('./lib/contract');
+const [directory, valueHex, seedHex, org, producer] = process.argv.slice(1);
+const keys = c.loadDirectoryKeys(directory);
+const single = Buffer.from(valueHex, 'hex');
+const [signed] = c.signStatements(c.statementSigner(org, seedHex), [single]);
+const header = Buffer.from(signed.header);
+const attempt = (f) => {
+  try { return f().orgId; } catch (e) { if (e instanceof c.StatementError) return e.reason; throw e; }
+};
+const early = {at: Date.parse('2019-06-01T00:00:00Z')};
+const revoked = new Map(keys);
+revoked.set(signed.keyId, Object.assign({}, keys.get(signed.keyId), {revokedAt: Date.now() - 1000}));
+process.stdout.write(JSON.stringify({
+  now: attempt(() => c.verifyAuthor(single, header, keys, producer)),
+  before_its_window: attempt(() => c.verifyAuthor(single, header, keys, producer, early)),
+  revoked: attempt(() => c.verifyAuthor(single, header, revoked, producer)),
+  as_another_producer: attempt(() => c.verifyAuthor(single, header, keys, 'cep-bus-router')),
+  unknown: attempt(() => c.verifyAuthor(single, header, new Map(), producer)),
+  services: [...keys.values()].filter((k) => k.orgId.startsWith('cep-bus-')).map((k) => k.orgId).sort(),
+}));
+"""
+
+
+def test_the_node_contract_module_holds_each_author_to_a_directory_key_valid_when_read() -> None:
+    """lib/contract.js on the packaged directory: a statement verifies as its producer's with the key
+    the header names, not before the key's window nor once it is revoked (`key_not_valid`), not as
+    another producer's (`misattributed`), not with a key the directory does not list (`unknown_key`)."""
+    event = referral(OPERATOR, PARTNER).model_copy(update={"region_code": "84"})
+    event = event.model_copy(
+        update={"envelope": event.envelope.model_copy(update={"producer_org_id": OPERATOR})}
+    )
+    done = subprocess.run(
+        ["node", "-e", VERIFY_SCRIPT, str(DIRECTORY), codec.encode(event).hex(), _seed_hex(OPERATOR),
+         OPERATOR, OPERATOR],
+        capture_output=True, text=True, check=True, cwd=NODE_DIR,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == {
+        "now": OPERATOR,
+        "before_its_window": "key_not_valid",
+        "revoked": "key_not_valid",
+        "as_another_producer": "misattributed",
+        "unknown": "unknown_key",
+        "services": ["cep-bus-deadletters", "cep-bus-ledger", "cep-bus-notifier", "cep-bus-router"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        (
+            {"directory": "/no/such/directory.json"},
+            "--directory: /no/such/directory.json: cannot read it (ENOENT)",
+        ),
+        ({"directory": str(ROOT / "pyproject.toml")}, "pyproject.toml: not JSON"),
+        ({"directory": str(schema_dir() / "fr.cepbus.Envelope.avsc")}, "not a cep-bus directory"),
+        (
+            {"router-key": "iWnT9IYFu8HdYZPePhdVsuuWDQjgUiL2LFRfKK1cL1o="},
+            "--router-key is gone: give --directory PATH",
+        ),
+    ],
+)
+def test_the_node_client_says_plainly_what_is_wrong_with_its_directory(
+    override: dict[str, str], said: str
+) -> None:
+    """Bad options fail before anything is sent (no broker needed): exit 1, one line saying what, the
+    usage, no stack trace."""
+    args = {
+        "bootstrap": "127.0.0.1:1",
+        "operator": OPERATOR,
+        "operator-seed": _seed_hex(OPERATOR),
+        "partner": PARTNER,
+        "partner-seed": _seed_hex(PARTNER),
+        "directory": str(DIRECTORY),
+        "person": "p-usage",
+        **override,
+    }
+    options = [part for name, value in args.items() for part in (f"--{name}", value)]
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "client.js"), *options],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=NODE_DIR,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    first, *rest = done.stderr.splitlines()
+    assert first.startswith("cepbus node client: ") and said in first, done.stderr
+    assert rest and rest[0].startswith("usage: node client.js") and "--directory PATH" in rest[1]
+    assert "    at " not in done.stderr  # no stack trace
 
 
 FRAMINGS = pytest.mark.parametrize("framing", ["single-object", "confluent"])
@@ -222,6 +417,81 @@ def test_the_bus_continues_the_node_clients_trace(client: Callable[[str], Client
 
 
 @FRAMINGS
+def test_the_node_client_signs_everything_it_sends_as_its_author(
+    client: Callable[[str], ClientRun], framing: str
+) -> None:
+    """Verified and judged as the bus's edge does, from the bytes the program sent (either framing) and
+    the header it sent them with: the intake and the choice are the operator's, the updates the
+    partner's; the two first updates are one batch of two under one signature; no update carries the
+    superseded in-body signature."""
+    seen = client(framing).seen
+    for key in ("intake", "choice"):
+        event, author = verified(seen[key])
+        assert (author.org_id, event.envelope.producer_org_id) == (OPERATOR, OPERATOR), key
+    assert _edge().directory.key_by_id(author.key_id) == load_directory().current_key(OPERATOR)
+    batch = [StatementSignature.parse(u["signature_header"].encode()) for u in seen["updates"]]
+    assert [(s.size, s.index) for s in batch] == [(2, 0), (2, 1)]
+    assert batch[0].signature == batch[1].signature and len(batch[0].path) == 1
+    for sent in [*seen["updates"], seen["illegal_update"]]:
+        update, author = verified(sent)
+        assert isinstance(update, ReferralStatusChanged) and author.org_id == PARTNER
+        assert update.signer_org_id is None and update.signature is None
+    assert StatementSignature.parse(seen["illegal_update"]["signature_header"].encode()).size == 1
+
+
+@FRAMINGS
+def test_the_node_client_verifies_what_it_reads_as_its_authors_word(
+    client: Callable[[str], ClientRun], framing: str
+) -> None:
+    """The router passes events on with their author's signature: the notice is the notifier's, the
+    referral it derived from the choice the router's, a referral the operator published itself the
+    operator's; the refusal is the router's own. Each verified with its author's directory key, the
+    author being the event's producer."""
+    run = client(framing)
+    seen = run.seen
+    notifier, router = _service_key("cep-bus-notifier"), _router()
+    assert (seen["notice"]["signature"]["signer"], seen["notice"]["signature"]["key_id"]) == (
+        "cep-bus-notifier",
+        notifier.key_id,
+    )
+    for key in ("referral", "refusal"):
+        assert seen[key]["producer_org_id"] == "cep-bus-router", key
+        assert (seen[key]["signature"]["signer"], seen[key]["signature"]["key_id"]) == (
+            "cep-bus-router",
+            router.key_id,
+        )
+    [published] = [v for v in seen["verified"] if v["event_id"] == str(run.operator_referral.event_id)]
+    assert published["topic"] == f"cep.referral.inbox.{PARTNER}"
+    assert (published["producer_org_id"], published["signer"]) == (OPERATOR, OPERATOR)
+    assert published["key_id"] == load_directory().current_key(OPERATOR).key_id
+    assert all(v["signer"] == v["producer_org_id"] for v in seen["verified"])
+    assert {v["signer"] for v in seen["verified"]} == {"cep-bus-notifier", "cep-bus-router", OPERATOR}
+    if framing == "confluent":
+        assert seen["unverified"] == []
+
+
+def test_the_node_client_sets_aside_forged_referrals_in_its_inbox(client: Callable[[str], ClientRun]) -> None:
+    """The attack on its reading side: four referrals for its person in its inbox, each produced as the
+    router (no signature, a key the directory does not list, the router's key id over another key's
+    signature, the operator's genuine key). The client reports each with the bus's reason, believes
+    none, and answers only the router's genuine referral."""
+    run = client("single-object")
+    assert len(run.forgeries) == 4
+    refused = {
+        u["event_id"]: u["reason"]
+        for u in run.seen["unverified"]
+        if u["name"] == "fr.cepbus.ReferralRequested"
+    }
+    assert refused == run.forgeries
+    assert set(refused.values()) == {"unsigned", "unknown_key", "bad_signature", "misattributed"}
+    assert not {v["event_id"] for v in run.seen["verified"]} & set(run.forgeries)
+    assert run.seen["referral"]["event_id"] not in run.forgeries
+    assert run.seen["referral"]["event_id"] == service_id(
+        run.seen["choice"]["event_id"], "referral-requested"
+    )
+
+
+@FRAMINGS
 def test_the_router_applies_the_node_clients_signed_updates(
     bus: RunningBus, client: Callable[[str], ClientRun], framing: str
 ) -> None:
@@ -235,7 +505,8 @@ def test_the_router_applies_the_node_clients_signed_updates(
         (str(accepted.event_id), "accepted"),
     ]
     assert all(h["signer_org_id"] == PARTNER for h in entries)
-    assert [h["signature_hex"] for h in entries] == [(u.signature or b"").hex() for u in (received, accepted)]
+    batch = StatementSignature.parse(seen["updates"][0]["signature_header"].encode())
+    assert [h["signature_hex"] for h in entries] == [batch.signature.hex()] * 2  # one batch, one signature
     code, view = read_side(bus, f"/referrals/{referral_id}")
     assert code == 200 and view["referral"]["status"] == "accepted"
     # the ledger keeps the router's verdicts on them
@@ -250,29 +521,49 @@ def test_the_router_applies_the_node_clients_signed_updates(
     )
 
 
-def test_a_tampered_or_misattributed_copy_of_a_node_update_is_refused(
-    bus: RunningBus, client: Callable[[str], ClientRun]
-) -> None:
-    run = client("single-object")
-    accepted = run.sent("accepted")
-    assert accepted.signature is not None
-    flipped = bytes([accepted.signature[0] ^ 0x01]) + accepted.signature[1:]
-    tampered = accepted.model_copy(update={"signature": flipped})  # same event, one bit off
-    unsigned = accepted.model_copy(
+def _another(update: ReferralStatusChanged, purpose: str) -> ReferralStatusChanged:
+    """The same referral, apec-r84's name, a fresh event id: an update it never sent."""
+    event_id = derived_event_id(update.referral_id, f"node-forged-{purpose}-{uuid.uuid4()}")
+    return update.model_copy(
         update={
-            "envelope": accepted.envelope.model_copy(
-                update={"event_id": derived_event_id(accepted.referral_id, f"node-forged-{uuid.uuid4()}")}
-            ),
+            "envelope": update.envelope.model_copy(update={"event_id": event_id}),
             "status": ReferralStatus.INTERIM_UPDATE,
         }
     )
-    wrong_key = sign_status(unsigned, PARTNER, dev_private_key(OTHER_ORG))  # apec-r84's name, another key
-    forged = {codec.encode(tampered), codec.encode(wrong_key)}
+
+
+def test_a_tampered_or_misattributed_copy_of_a_node_update_is_dead_lettered_at_the_edge(
+    bus: RunningBus, client: Callable[[str], ClientRun]
+) -> None:
+    """Three copies of the program's accepted update: its own bytes with one bit of its signature off;
+    an update in apec-r84's name signed with cap-emploi-r84's key under apec-r84's key id; one signed by
+    cap-emploi-r84 as itself. The router's edge dead-letters each with the reason, before any handler:
+    the referral does not move and the partner is sent no rejection it never caused."""
+    run = client("single-object")
+    [sent] = [u for u in run.seen["updates"] if u["status"] == "accepted"]
+    accepted = run.sent("accepted")
+    assert codec.encode(accepted).hex() == sent["value_hex"]  # re-sent as the program's own bytes
+    genuine = StatementSignature.parse(sent["signature_header"].encode())
+    tampered = replace(genuine, signature=bytes([genuine.signature[0] ^ 0x01]) + genuine.signature[1:])
+    other_key, posing = _another(accepted, "other-key"), _another(accepted, "posing")
+    [wrong_key] = StatementSigner(PARTNER, genuine.key_id, dev_private_key(OTHER_ORG)).sign(
+        [codec.encode(other_key)]
+    )
+    [misattributed] = development_signer(OTHER_ORG).sign([codec.encode(posing)])
+    expected = {
+        tampered.header(): "bad_signature",
+        wrong_key.header(): "bad_signature",
+        misattributed.header(): "misattributed",
+    }
     with bus.publisher() as publisher:
-        publisher.publish_many([tampered, wrong_key])
-    letters = dead_letters(bus, want=2, where=lambda d: d.original_value in forged)
-    assert sorted(d.reason.split(":")[0] for d in letters) == ["bad_signature", "bad_signature"]
-    assert {d.service for d in letters} == {"router"}
+        publisher.publish(accepted, signed=tampered)
+        publisher.publish(other_key, signed=wrong_key)
+        publisher.publish(posing, signed=misattributed)
+    letters = dead_letters(
+        bus, want=3, where=lambda d: d.service == "router" and d.original_signature in expected
+    )
+    assert {d.original_signature: d.reason.split(":")[0] for d in letters} == expected
+    assert {d.source_topic for d in letters} == {REFERRAL_STATUS.name}
     entries = history(bus, run.seen["referral"]["referral_id"], want=3, timeout_s=0)  # dead-lettered: done
     assert [h["status"] for h in entries] == ["received", "accepted"]  # the state did not move
 

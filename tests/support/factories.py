@@ -1,4 +1,5 @@
-"""Small builders for test events: intakes, referrals and signed status updates."""
+"""Small builders for test events: intakes, referrals and status updates (signed, as every event, by
+the statement signature the publisher or `tests.support.authorship` adds when it is sent or admitted)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from cepbus.contract.models import (
     ReferralStatusChanged,
     new_envelope,
 )
-from cepbus.contract.signatures import sign_status
-from cepbus.trust.development import dev_private_key
 
 S = ReferralStatus
 
@@ -103,10 +102,11 @@ def update(
     sender: str = RECIPIENT,
     reason_code: str | None = None,
     *,
-    key_of: str | None = None,
     at: datetime | None = None,
 ) -> ReferralStatusChanged:
-    unsigned = ReferralStatusChanged(
+    """An update of `ref` by `sender`. It carries no in-body signature (those fields are superseded):
+    who signs it is the statement signature's business (`tests.support.authorship`, `key_of` there)."""
+    return ReferralStatusChanged(
         envelope=new_envelope(
             ReferralStatusChanged, producer_org_id=sender, causation=ref.envelope, occurred_at=at or MONDAY
         ),
@@ -115,7 +115,6 @@ def update(
         actor_org_id=sender,
         reason_code=reason_code,
     )
-    return sign_status(unsigned, sender, dev_private_key(key_of or sender))
 
 
 # -- ids the services derive (keyed with the development key the test bus runs on) ---------------
