@@ -412,7 +412,9 @@ def produce_all(bootstrap: str, topic: str, intakes: list[Any]) -> dict[tuple[st
     for intake in intakes:
         while True:
             try:
-                producer.produce(topic, intake.value, intake.key, on_delivery=delivered)
+                producer.produce(
+                    topic, intake.value, intake.key, headers=intake.headers, on_delivery=delivered
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
