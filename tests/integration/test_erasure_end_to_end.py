@@ -30,8 +30,6 @@ from cepbus.auditlog.leaf import LedgerRecord
 from cepbus.contract import codec
 from cepbus.contract.models import (
     CEP_OPERATOR_KINDS,
-    Choice,
-    ChoiceRecorded,
     Event,
     NoticeIssued,
     NoticeObligation,
@@ -39,7 +37,6 @@ from cepbus.contract.models import (
     OrganisationKind,
     ReferralRequested,
     ReferralStatus,
-    new_envelope,
 )
 from cepbus.contract.rule_ids import PUBLIC_AGENT_RULE
 from cepbus.contract.topics import INTAKE_REGISTERED
@@ -52,7 +49,7 @@ from services.ledger.store import DIGESTS, KEYS, SqlLedgerStore
 from services.notifier.notice import render_notice
 from services.router.store import RouterStore
 from tests.support.bus import RunningBus, wait_for_ids
-from tests.support.factories import intake, service_id
+from tests.support.factories import intake, service_id, switch_choice
 
 pytestmark = pytest.mark.integration
 PARTNER = "cap-emploi-r84"  # who a person of region 84 switching to Cap emploi is referred to
@@ -145,17 +142,7 @@ def seed(bus: RunningBus, run: str) -> tuple[str, str, str, NoticeRequested, Not
         assert not wait_for_ids(bus, {notice_id, service_id(the_intake.event_id, "intake-decided")})
         with RouterStore(bus.router_url) as router:  # the choice needs the notice in the router's state
             wait_until("the router records the notice", lambda: bool(router.known_event_ids({notice_id})))
-        choice = ChoiceRecorded(
-            envelope=new_envelope(
-                ChoiceRecorded, producer_org_id=the_intake.operator_id, causation=the_intake.envelope
-            ),
-            intake_event_id=str(the_intake.event_id),
-            operator_id=the_intake.operator_id,
-            region_code="84",
-            choice=Choice.SWITCH,
-            chosen_operator_kind=OrganisationKind.CAP_EMPLOI,
-            consent_to_share=True,
-        )
+        choice = switch_choice(the_intake)
         publisher.publish(choice)
     referral_event_id = service_id(choice.event_id, "referral-requested")
     assert not wait_for_ids(bus, {referral_event_id})

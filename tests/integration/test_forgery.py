@@ -33,7 +33,6 @@ from kafka import KafkaProducer
 from cepbus.contract import codec
 from cepbus.contract.headers import SIGNATURE_HEADER
 from cepbus.contract.models import (
-    DeadLetter,
     DecisionStatus,
     Event,
     IntakeDecided,
@@ -62,7 +61,7 @@ from tests.conftest import free_port
 from tests.integration.test_referral_loop import http_json
 from tests.support.authorship import signer
 from tests.support.bus import RunningBus, dead_letters, wait_for_ids
-from tests.support.factories import intake, update
+from tests.support.factories import dead_letter_of, intake, update
 from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.integration
@@ -260,16 +259,13 @@ def test_a_forged_dead_letter_replayed_creates_nothing(bus: RunningBus) -> None:
     letter; an operator's replay of that sends nothing (a dead letter is no event a service takes)."""
     verdict = forged_verdict()
     original = codec.encode(verdict)
-    letter = DeadLetter(
-        envelope=new_envelope(DeadLetter, producer_org_id=PARTNER),
-        service="router",
-        source_topic=REFERRAL_VERDICT.name,
-        source_partition=0,
-        source_offset=0,
+    letter = dead_letter_of(
+        verdict,
+        REFERRAL_VERDICT.name,
+        producer_org_id=PARTNER,
         reason="handler_error: forged",
         error_class="Forged",
-        original_key=verdict.partition_key(),
-        original_value=original,
+        offset=0,
         original_sha256=hashlib.sha256(original).hexdigest(),
         original_size=len(original),
     )

@@ -7,8 +7,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from cepbus.contract import codec
 from cepbus.contract.models import (
     Channel,
+    Choice,
+    ChoiceRecorded,
+    DeadLetter,
+    Event,
     IntakeRegistered,
     OrganisationKind,
     Profile,
@@ -129,3 +134,42 @@ def service_id(cause: object, *purposes: str) -> str:
     for purpose in purposes:
         current = DEVELOPMENT_IDS.derive(current, purpose)  # type: ignore[arg-type]
     return str(current)
+
+
+def switch_choice(of: IntakeRegistered, to: OrganisationKind = OrganisationKind.CAP_EMPLOI) -> ChoiceRecorded:
+    """The person of `of` chooses another operator (`to`) and consents to share: a referral follows."""
+    return ChoiceRecorded(
+        envelope=new_envelope(ChoiceRecorded, producer_org_id=of.operator_id, causation=of.envelope),
+        intake_event_id=str(of.event_id),
+        operator_id=of.operator_id,
+        region_code=of.region_code,
+        choice=Choice.SWITCH,
+        chosen_operator_kind=to,
+        consent_to_share=True,
+    )
+
+
+def dead_letter_of(
+    original: Event,
+    source_topic: str,
+    *,
+    reason: str = "handler_error: test",
+    error_class: str = "RuntimeError",
+    producer_org_id: str = "cep-bus-router",
+    key: bytes | None = None,
+    offset: int = 7,
+    **fields: Any,
+) -> DeadLetter:
+    """A dead letter the router wrote of `original` (read from `source_topic`), keeping its bytes."""
+    return DeadLetter(
+        envelope=new_envelope(DeadLetter, producer_org_id=producer_org_id),
+        service="router",
+        source_topic=source_topic,
+        source_partition=0,
+        source_offset=offset,
+        reason=reason,
+        error_class=error_class,
+        original_key=key if key is not None else original.partition_key(),
+        original_value=codec.encode(original),
+        **fields,
+    )

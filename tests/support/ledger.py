@@ -6,11 +6,13 @@ a partner's applied update as the ledger holds it, the update with its verdict."
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cepbus.auditlog.note import Signer
 from cepbus.contract import codec
 from cepbus.contract.models import (
     Event,
@@ -82,3 +84,25 @@ def open_ledger(url: str | Path, **options: Any) -> SqlLedgerStore:
     store = SqlLedgerStore(url, **options)
     record_directory(store, load_directory())
     return store
+
+
+def ledger_service_env(tmp_path: Path, monkeypatch: Any, origin: str) -> tuple[Path, Signer]:
+    """The environment `cep-bus ledger ...` commands read: a SQLite ledger under `tmp_path` and a
+    checkpoint key of `origin`, written 0600 as production asks. Returns the database path and the key."""
+    db, key = tmp_path / "ledger.db", tmp_path / "signing.key"
+    signer = Signer.generate(origin)
+    key.write_text(str(signer) + "\n")
+    key.chmod(0o600)
+    monkeypatch.setenv("CEPBUS_LEDGER_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
+    monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", origin)
+    return db, signer
+
+
+def append_recorded(url: str, events: Iterable[tuple[Any, datetime]]) -> None:
+    """Append each event as the ledger recorded it at the given time (its own clock)."""
+    now = [0]
+    with SqlLedgerStore(url, clock=lambda: now[0]) as store:
+        for event, recorded in events:
+            now[0] = int(recorded.timestamp() * 1000)
+            store.append([ledger_record(event)])

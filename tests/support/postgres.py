@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -37,3 +38,14 @@ def fresh_schema(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def store_url(kind: str, sqlite_path: Path, schema_prefix: str) -> Iterator[str]:
+    """The URL of an empty store: a SQLite file at `sqlite_path` ("sqlite"), or a fresh PostgreSQL schema
+    ("postgres", skipped without PostgreSQL): what a store test parametrised on both backends opens."""
+    if kind == "sqlite":
+        yield f"sqlite:///{sqlite_path}"
+        return
+    with fresh_schema(schema_prefix) as url:
+        yield url

@@ -230,3 +230,20 @@ def test_the_dead_letter_component_imports_no_other_service() -> None:
         str(e) for e in edges if top(e.target) == "services" and top(e.target, 2) != "services.deadletters"
     ]
     assert not others, others
+
+
+#: The longest a function of the three packages may be (issue #22: no grab-bag closures).
+MAX_FUNCTION_LINES = 150
+
+
+def test_no_function_is_longer_than_the_limit() -> None:
+    long = []
+    for package in ("cepbus", "services", "cepbus_app"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    assert node.end_lineno is not None
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "functions over the limit:\n" + "\n".join(long)

@@ -13,14 +13,9 @@ from typer.testing import CliRunner
 
 from cepbus.contract import codec
 from cepbus.contract.models import (
-    Choice,
-    ChoiceRecorded,
-    DeadLetter,
     IntakePurpose,
     NoticeRequested,
-    OrganisationKind,
     ReferralStatus,
-    new_envelope,
 )
 from cepbus.contract.topics import INTAKE_REGISTERED
 from cepbus.reference import load_reference
@@ -35,7 +30,7 @@ from services.router.handlers import RouterHandlers
 from services.router.referrals.store import ReferralStore
 from services.router.store import RouterStore
 from tests.support.authorship import Admitted
-from tests.support.factories import MONDAY, intake, referral, update
+from tests.support.factories import MONDAY, dead_letter_of, intake, referral, switch_choice, update
 from tests.support.fakes import MovableClock
 from tests.support.ledger import ledger_record
 from tests.support.postgres import fresh_schema
@@ -78,17 +73,7 @@ def test_erasure_leaves_no_trace_of_the_person_in_any_store_file(tmp_path: Path)
         value = codec.encode(the_intake)
         ledger.append([ledger_record(the_intake, INTAKE_REGISTERED.name, occurred_ms=0, person=PERSON)])
         key = bytes(ledger._query(f"SELECT aes_key FROM {KEYS} WHERE pseudonym = ?", (PERSON,))[0][0])
-    letter = DeadLetter(
-        envelope=new_envelope(DeadLetter, producer_org_id="cep-bus-router"),
-        service="router",
-        source_topic=INTAKE_REGISTERED.name,
-        source_partition=0,
-        source_offset=7,
-        reason="handler_error: test",
-        error_class="RuntimeError",
-        original_key=PERSON.encode(),
-        original_value=value,
-    )
+    letter = dead_letter_of(the_intake, INTAKE_REGISTERED.name, key=PERSON.encode())
     with DeadLetterStore(urls["deadletters"]) as dead_letters:
         dead_letters.record([letter], 0)
         assert dead_letters.original(str(letter.event_id))[1] == value
@@ -150,17 +135,7 @@ def seed(person: str, urls: dict[str, str]) -> dict[str, str]:
     with RouterStore(urls["router"]) as router:
         handlers = RouterHandlers(load_reference(), store=router)
         decided = handlers.on_intake(the_intake)
-        choice = ChoiceRecorded(
-            envelope=new_envelope(
-                ChoiceRecorded, producer_org_id=the_intake.operator_id, causation=the_intake.envelope
-            ),
-            intake_event_id=str(the_intake.event_id),
-            operator_id=the_intake.operator_id,
-            region_code="84",
-            choice=Choice.SWITCH,
-            chosen_operator_kind=OrganisationKind.CAP_EMPLOI,
-            consent_to_share=True,
-        )
+        choice = switch_choice(the_intake)
         referred = handlers.on_choice(choice)
         router.outbox.add([*decided, *referred])
     [request] = [out.event for out in decided if isinstance(out.event, NoticeRequested)]
@@ -171,16 +146,12 @@ def seed(person: str, urls: dict[str, str]) -> dict[str, str]:
         ref = referral(person=person)
         referrals.outbox.add(lifecycle.on_requested(ref))
         lifecycle.on_status(update(ref, ReferralStatus.RECEIVED).model_copy(update={"note": NOTE}))
-    letter = DeadLetter(
-        envelope=new_envelope(DeadLetter, producer_org_id="cep-bus-router"),
-        service="router",
-        source_topic=INTAKE_REGISTERED.name,
-        source_partition=0,
-        source_offset=7,
+    letter = dead_letter_of(
+        the_intake,
+        INTAKE_REGISTERED.name,
         reason="decode_error: birth_year 1937",
         error_class="ValidationError",
-        original_key=person.encode(),
-        original_value=codec.encode(the_intake),
+        key=person.encode(),
     )
     with DeadLetterStore(urls["deadletters"]) as dead_letters:
         dead_letters.record([letter], 0)

@@ -6,7 +6,6 @@ today falls in today's period, not last month's; the claim is counted beside
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ from typer.testing import CliRunner
 
 from cepbus.auditlog.bundle import export_bundle, verify_bundle
 from cepbus.auditlog.context import reference_period
-from cepbus.auditlog.note import Signer
 from cepbus.auditlog.report import build_report
 from cepbus_app.cli import app
 from services.ledger.store import SqlLedgerStore
 from tests.support.factories import intake
-from tests.support.ledger import ledger_record
+from tests.support.ledger import append_recorded, ledger_service_env
 from tests.unit.ledger.test_audit_report import MIN, T0, rec
 
 ORIGIN = "cep-bus.test/ledger"
@@ -70,24 +68,10 @@ def test_a_post_dated_event_is_counted_when_recorded_not_when_claimed() -> None:
     assert report["intakes"]["by_region"] == {"84": 1} and report["events_claimed_outside_period"] == 1
 
 
-def append_recorded(url: str, events: Iterable[tuple[Any, datetime]]) -> None:
-    """Append each event as the ledger recorded it at the given time (its own clock)."""
-    now = [0]
-    with SqlLedgerStore(url, clock=lambda: now[0]) as store:
-        for event, recorded in events:
-            now[0] = ms(recorded)
-            store.append([ledger_record(event)])
-
-
 @pytest.fixture
 def backdated_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A ledger holding an intake claimed last month but recorded today, and an honest one of last month."""
-    db, key = tmp_path / "ledger.db", tmp_path / "signing.key"
-    signer = Signer.generate(ORIGIN)
-    key.write_text(str(signer) + "\n")
-    monkeypatch.setenv("CEPBUS_LEDGER_DATABASE_URL", f"sqlite:///{db}")
-    monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
-    monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", ORIGIN)
+    db, signer = ledger_service_env(tmp_path, monkeypatch, ORIGIN)
     honest = intake(person="p-honest", occurred_at=LAST_MONTH)
     backdated = intake(person="p-backdated", occurred_at=LAST_MONTH)
     append_recorded(f"sqlite:///{db}", [(honest, LAST_MONTH), (backdated, TODAY)])

@@ -21,7 +21,7 @@ from cepbus.auditlog.reading import StoredCheckpoint
 from cepbus_app.cli import app
 from services.ledger.store import SqlLedgerStore
 from tests.support.factories import intake
-from tests.support.ledger import ledger_record
+from tests.support.ledger import ledger_record, ledger_service_env
 
 ORIGIN = "cep-bus.test/ledger"
 DAY_MS = 86_400_000
@@ -72,12 +72,7 @@ def test_bad_durations(text: str) -> None:
 @pytest.fixture
 def old_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A bundle exported against a checkpoint the ledger signed ten days ago."""
-    db, key = tmp_path / "ledger.db", tmp_path / "signing.key"
-    signer = Signer.generate(ORIGIN)
-    key.write_text(str(signer) + "\n")
-    monkeypatch.setenv("CEPBUS_LEDGER_DATABASE_URL", f"sqlite:///{db}")
-    monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
-    monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", ORIGIN)
+    db, signer = ledger_service_env(tmp_path, monkeypatch, ORIGIN)
     ten_days_ago = int(time.time() * 1000) - 10 * DAY_MS
     with SqlLedgerStore(f"sqlite:///{db}", clock=lambda: ten_days_ago) as store:
         store.append([ledger_record(intake()) for _ in range(4)])

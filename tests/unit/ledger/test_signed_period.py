@@ -19,7 +19,7 @@ from cepbus.auditlog.bundle import FORMAT, FORMAT_V1, BundleError, SignedPeriod,
 from cepbus.auditlog.note import Signer
 from cepbus_app.cli import app
 from tests.support.factories import intake
-from tests.unit.ledger.test_bus_clock_periods import append_recorded
+from tests.support.ledger import append_recorded, ledger_service_env
 
 ORIGIN = "cep-bus.test/ledger"
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -30,12 +30,7 @@ runner = CliRunner()
 @pytest.fixture
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Three intakes recorded on Monday, two on Thursday; a bundle of Monday's days."""
-    db, key = tmp_path / "ledger.db", tmp_path / "signing.key"
-    signer = Signer.generate(ORIGIN)
-    key.write_text(str(signer) + "\n")
-    monkeypatch.setenv("CEPBUS_LEDGER_DATABASE_URL", f"sqlite:///{db}")
-    monkeypatch.setenv("CEPBUS_LEDGER_SIGNING_KEY_PATH", str(key))
-    monkeypatch.setenv("CEPBUS_LEDGER_ORIGIN", ORIGIN)
+    db, signer = ledger_service_env(tmp_path, monkeypatch, ORIGIN)
     events = [(intake(occurred_at=MONDAY), MONDAY + timedelta(minutes=n)) for n in range(3)]
     events += [(intake(occurred_at=THURSDAY), THURSDAY + timedelta(minutes=n)) for n in range(2)]
     append_recorded(f"sqlite:///{db}", events)

@@ -23,7 +23,7 @@ from services.router.referrals.store import ReferralStore
 from tests.support.authorship import Admitted
 from tests.support.factories import MONDAY, RECIPIENT, REQUESTER, referral, update
 from tests.support.fakes import MovableClock
-from tests.support.postgres import fresh_schema
+from tests.support.postgres import store_url
 
 S = ReferralStatus
 #: Monday 2 March 2026, 10:00 Paris: "received" is due at the end of Wednesday 4 March (Paris).
@@ -36,17 +36,11 @@ def ms(moment: datetime) -> int:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReferralStore]:
-    if request.param == "sqlite":
-        opened = ReferralStore(f"sqlite:///{tmp_path / 'referrals.db'}")
+    with (
+        store_url(request.param, tmp_path / "referrals.db", "referrals") as url,
+        ReferralStore(url) as opened,
+    ):
         yield opened
-        opened.close()
-        return
-    with fresh_schema("referrals") as url:
-        opened = ReferralStore(url)
-        try:
-            yield opened
-        finally:
-            opened.close()
 
 
 @pytest.fixture

@@ -36,24 +36,18 @@ from services.router.referrals.store import ReferralStore
 from tests.support.authorship import Admitted, authorship, signed_headers
 from tests.support.factories import MONDAY, RECIPIENT, REQUESTER, referral, update
 from tests.support.fakes import MovableClock
-from tests.support.postgres import fresh_schema
+from tests.support.postgres import store_url
 
 S = ReferralStatus
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[ReferralStore]:
-    if request.param == "sqlite":
-        opened = ReferralStore(f"sqlite:///{tmp_path / 'referrals.db'}")
+    with (
+        store_url(request.param, tmp_path / "referrals.db", "referrals") as url,
+        ReferralStore(url) as opened,
+    ):
         yield opened
-        opened.close()
-        return
-    with fresh_schema("referrals") as url:
-        opened = ReferralStore(url)
-        try:
-            yield opened
-        finally:
-            opened.close()
 
 
 @pytest.fixture

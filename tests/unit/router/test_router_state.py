@@ -43,7 +43,7 @@ from services.router.handlers import RouterHandlers
 from services.router.regulation import check_level_2, choices_overdue, shared_profile_for
 from services.router.store import ChoiceRecord, RouterStore, to_ms
 from tests.support.factories import intake
-from tests.support.postgres import fresh_schema
+from tests.support.postgres import store_url
 
 REFERENCE = load_reference()
 NOTIFIER = NotifierHandlers(REFERENCE)
@@ -53,17 +53,11 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterStore]:
-    if request.param == "sqlite":
-        opened = RouterStore(f"sqlite:///{tmp_path / 'state' / 'router.db'}")
+    with (
+        store_url(request.param, tmp_path / "state" / "router.db", "router_test") as url,
+        RouterStore(url) as opened,
+    ):
         yield opened
-        opened.close()
-        return
-    with fresh_schema("router_test") as url:
-        opened = RouterStore(url)
-        try:
-            yield opened
-        finally:
-            opened.close()
 
 
 def router(store: RouterStore | None = None, delay_s: float = 3600.0) -> RouterHandlers:
