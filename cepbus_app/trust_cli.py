@@ -177,6 +177,15 @@ def _new_version(body: dict[str, Any], path: Path) -> int:
     return serial + 1
 
 
+def _save_new_version(body: dict[str, Any], path: Path, done: str) -> None:
+    """Write an edited directory as its next version, unsigned (every signed version needs its own
+    signatures), and say what was `done` with the new serial."""
+    serial = _new_version(body, path)
+    _validated(body, path)
+    _write_json(path, {"signed": body, "signatures": []})
+    typer.echo(f"{done}; serial {serial}; signatures dropped: sign again (cep-bus directory sign)", err=True)
+
+
 def _expires_in(days: int) -> str:
     if days < 1:
         _fail("--expires-in: at least 1 day", USAGE)
@@ -329,14 +338,11 @@ def directory_add_key(
                 closed.append(str(k.get("key_id")))
         keys.append(new.to_json())
         keys.sort(key=lambda k: (str(k.get("org_id")), str(k.get("not_before")), str(k.get("key_id"))))
-        serial = _new_version(body, file)
-        _validated(body, file)
-        _write_json(file, {"signed": body, "signatures": []})
         retired = f", closed {', '.join(closed)} at {format_time(new.not_before)}" if closed else ""
-        typer.echo(
-            f"added key {new.key_id} of {new.org_id} (from {format_time(new.not_before)}){retired};"
-            f" serial {serial}; signatures dropped: sign again (cep-bus directory sign)",
-            err=True,
+        _save_new_version(
+            body,
+            file,
+            f"added key {new.key_id} of {new.org_id} (from {format_time(new.not_before)}){retired}",
         )
 
 
@@ -361,14 +367,7 @@ def directory_revoke(
         if found[0].get("revoked_at") is not None:
             _fail(f"{file}: key {key_id} of {org_id} is already revoked at {found[0]['revoked_at']}")
         found[0]["revoked_at"] = format_time(when)
-        serial = _new_version(body, file)
-        _validated(body, file)
-        _write_json(file, {"signed": body, "signatures": []})
-        typer.echo(
-            f"revoked key {key_id} of {org_id} at {format_time(when)}; serial {serial}; signatures"
-            " dropped: sign again (cep-bus directory sign)",
-            err=True,
-        )
+        _save_new_version(body, file, f"revoked key {key_id} of {org_id} at {format_time(when)}")
 
 
 @directory_app.command("add-service")
@@ -402,14 +401,7 @@ def directory_add_service(
             _fail(f"{file}: {org_id} is already listed (add a key to it with add-key --rotate)")
         services.append(service.model_dump(mode="json"))
         _keys_list(body, file).append(key.to_json())
-        serial = _new_version(body, file)
-        _validated(body, file)
-        _write_json(file, {"signed": body, "signatures": []})
-        typer.echo(
-            f"listed the {role} service {org_id} with key {key.key_id}; serial {serial}; signatures"
-            " dropped: sign again (cep-bus directory sign)",
-            err=True,
-        )
+        _save_new_version(body, file, f"listed the {role} service {org_id} with key {key.key_id}")
 
 
 @directory_app.command("renew")
@@ -421,14 +413,8 @@ def directory_renew(
     refuses an expired directory, so the authority renews before it expires. Sign again."""
     with _one_line_errors():
         body, _ = _read_body(file)
-        serial = _new_version(body, file)
         body["expires_at"] = _expires_in(expires_in)
-        _validated(body, file)
-        _write_json(file, {"signed": body, "signatures": []})
-        typer.echo(
-            f"renewed: serial {serial}, expires {body['expires_at']}; sign again (cep-bus directory sign)",
-            err=True,
-        )
+        _save_new_version(body, file, f"renewed, expires {body['expires_at']}")
 
 
 @directory_app.command("upgrade")

@@ -110,31 +110,31 @@ class Outbox:
         were new."""
         if not outputs:
             return 0
-        now = time.time_ns() // 1_000_000
-        new = 0
         with self._db.transaction():
-            seq = int(self._db.query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}")[0][0])
-            known = self._known([str(out.event.event_id) for out in outputs])
-            rows: list[tuple[object, ...]] = []
-            for out in outputs:
-                event_id = str(out.event.event_id)
-                if event_id in known:
-                    continue
-                known.add(event_id)
-                seq += 1
-                headers = json.dumps([[name, value.hex()] for name, value in out.headers()])
-                person = out.event.envelope.person_pseudonym
-                rows.append(
-                    (seq, event_id, out.topic, out.key(), codec.encode(out.event), headers, now, person)
-                )
-            if rows:
-                self._db.executemany(
-                    f"INSERT INTO {self._table} (seq, event_id, topic, msg_key, msg_value, headers, "
-                    "created_at_ms, sent_at_ms, person) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                    rows,
-                )
-            new = len(rows)
-        return new
+            return self._append([(out, out.event.envelope.person_pseudonym) for out in outputs])
+
+    def _append(self, items: Sequence[tuple[Outgoing, str | None]]) -> int:
+        """Append the outputs whose event id is not stored yet, in order after the last row, each erased
+        with its person; inside the caller's transaction. Returns how many were new."""
+        now = time.time_ns() // 1_000_000
+        seq = int(self._db.query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}")[0][0])
+        known = self._known([str(out.event.event_id) for out, _ in items])
+        rows: list[tuple[object, ...]] = []
+        for out, person in items:
+            event_id = str(out.event.event_id)
+            if event_id in known:
+                continue
+            known.add(event_id)
+            seq += 1
+            headers = json.dumps([[name, value.hex()] for name, value in out.headers()])
+            rows.append((seq, event_id, out.topic, out.key(), codec.encode(out.event), headers, now, person))
+        if rows:
+            self._db.executemany(
+                f"INSERT INTO {self._table} (seq, event_id, topic, msg_key, msg_value, headers, "
+                "created_at_ms, sent_at_ms, person) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                rows,
+            )
+        return len(rows)
 
     def _known(self, event_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -182,35 +182,15 @@ class Outbox:
             return
         now = time.time_ns() // 1_000_000
         with self._db.transaction():
-            seq = int(self._db.query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}")[0][0])
-            known = self._known([str(letter.event.event_id) for _, letter in refused])
+            letters: list[tuple[Outgoing, str | None]] = []
             for row, letter in refused:
                 found = self._db.query(f"SELECT person FROM {self._table} WHERE seq = ?", (row.seq,))
-                person = found[0][0] if found else None
                 self._db.execute(
                     f"UPDATE {self._table} SET {_BLANK}, sent_at_ms = ? WHERE seq = ? AND sent_at_ms IS NULL",
                     (b"", now, row.seq),
                 )
-                event_id = str(letter.event.event_id)
-                if event_id in known:
-                    continue
-                known.add(event_id)
-                seq += 1
-                headers = json.dumps([[name, value.hex()] for name, value in letter.headers()])
-                self._db.execute(
-                    f"INSERT INTO {self._table} (seq, event_id, topic, msg_key, msg_value, headers, "
-                    "created_at_ms, sent_at_ms, person) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                    (
-                        seq,
-                        event_id,
-                        letter.topic,
-                        letter.key(),
-                        codec.encode(letter.event),
-                        headers,
-                        now,
-                        person,
-                    ),
-                )
+                letters.append((letter, found[0][0] if found else None))
+            self._append(letters)
 
     def count_pending(self) -> int:
         return int(self._db.query(f"SELECT COUNT(*) FROM {self._table} WHERE sent_at_ms IS NULL")[0][0])
