@@ -123,6 +123,59 @@ def make_intakes(count: int, seed: int, sign_window: int = SIGN_WINDOW) -> list[
     return sign_intakes(out, events, sign_window)
 
 
+#: The partner that floods the bus in `--flood-rate` runs (a specialised operator may write status updates).
+FLOOD_ORG = "apec-r11"
+
+
+@dataclass(frozen=True)
+class Flood:
+    """Status updates a partner signs and sends for referrals that do not exist: each is refused by the
+    router (a refused verdict to the ledger, a rejection to the partner), none is an intake's."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    event_id: str
+
+
+def make_flood(count: int, run: str, org: str = FLOOD_ORG) -> list[Flood]:
+    from cepbus.contract.models import ReferralStatus, ReferralStatusChanged, new_envelope
+    from cepbus.sdk.publisher import development_signer
+
+    updates = [
+        ReferralStatusChanged(
+            envelope=new_envelope(
+                ReferralStatusChanged, producer_org_id=org, person_pseudonym=f"p-flood-{run}-{i}"
+            ),
+            referral_id=f"ref-flood-{run}-{i}",
+            status=ReferralStatus.RECEIVED,
+            actor_org_id=org,
+        )
+        for i in range(count)
+    ]
+    values = [codec.encode(update) for update in updates]
+    signatures = development_signer(org).sign(values)
+    return [
+        Flood(update.partition_key(), value, [(SIGNATURE_HEADER, signature.header())], str(update.event_id))
+        for update, value, signature in zip(updates, values, signatures, strict=True)
+    ]
+
+
+async def flood_send(producer: AIOKafkaProducer, flood: list[Flood], rate: float) -> None:
+    """Send the flood at `rate` per second, as the intakes are sent beside it."""
+    from cepbus.contract.topics import REFERRAL_STATUS
+
+    started, futures = time.monotonic(), []
+    for index, update in enumerate(flood):
+        delay = started + index / rate - time.monotonic()
+        if delay > 0.002:
+            await asyncio.sleep(delay)
+        futures.append(
+            await producer.send(REFERRAL_STATUS.name, update.value, key=update.key, headers=update.headers)
+        )
+    await asyncio.gather(*futures)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -265,10 +318,21 @@ class LedgerWatch:
 
 
 async def pipeline_run(
-    bootstrap: str, watch: LedgerWatch, intakes: list[Intake], rate: float | None, timeout_s: float
+    bootstrap: str,
+    watch: LedgerWatch,
+    intakes: list[Intake],
+    rate: float | None,
+    timeout_s: float,
+    flood: tuple[list[Flood], float] | None = None,
 ) -> dict[str, Any]:
+    """`flood`: a partner's updates and their rate, sent beside the intakes (their latency is measured)."""
     producer = await new_producer(bootstrap)
-    sent_at = await paced_send(producer, INTAKE_REGISTERED.name, intakes, rate)
+    if flood is None:
+        sent_at = await paced_send(producer, INTAKE_REGISTERED.name, intakes, rate)
+    else:
+        sent_at, _ = await asyncio.gather(
+            paced_send(producer, INTAKE_REGISTERED.name, intakes, rate), flood_send(producer, *flood)
+        )
     await producer.stop()
     expected = {event_id for intake in intakes for event_id in intake.expected_ids}
     missing = await watch.wait_for(expected, timeout_s)
@@ -280,6 +344,10 @@ async def pipeline_run(
     result = summarise(intakes, sent_at, completed, rate)
     result["throughput_per_s"] = round(len(intakes) / ((last_any - min(sent_at.values())) / 1000.0), 1)
     result["ledger_entries"] = len(expected)
+    if flood is not None:  # the partner's updates went through too: the ledger records each as signed
+        flooded = {update.event_id for update in flood[0]}
+        result["flood_recorded_by_ledger"] = len(flooded) - len(await watch.wait_for(flooded, timeout_s))
+        result["flood_sent"] = len(flooded)
     return result
 
 
@@ -403,6 +471,19 @@ async def run_configuration(
             for rate in args.rates
         ]
         after = usage(services.processes())
+        if args.flood_rate > 0:  # after the CPU figures: those stay comparable with runs without a flood
+            result["pipeline_latency_flooded"] = []
+            for rate in args.rates:
+                flood = make_flood(int(args.flood_rate * args.duration), f"{rate:.0f}")
+                run = await pipeline_run(
+                    bootstrap,
+                    watch,
+                    take(int(rate * args.duration)),
+                    rate,
+                    args.timeout,
+                    (flood, args.flood_rate),
+                )
+                result["pipeline_latency_flooded"].append({**run, "flood_rate": args.flood_rate})
         result["resources"] = {
             name: {
                 "cpu_s": round(after[name]["cpu_s"] - before[name]["cpu_s"], 2),
@@ -460,6 +541,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, message_byte
                 f"{label:44} {run['throughput_per_s']:>10.0f} {run['latency_ms_p50']:>8.1f} "
                 f"{run['latency_ms_p99']:>8.1f} {run['latency_ms_max']:>8.1f}"
             )
+        for run in res.get("pipeline_latency_flooded", []):
+            label = f"{tag} at {run['offered_rate']:.0f}/s, +{run['flood_rate']:.0f} flood/s"
+            flooded = f"  (flood: {run['flood_recorded_by_ledger']} of {run['flood_sent']} in the ledger)"
+            print(
+                f"{label:44} {run['throughput_per_s']:>10.0f} {run['latency_ms_p50']:>8.1f} "
+                f"{run['latency_ms_p99']:>8.1f} {run['latency_ms_max']:>8.1f}{flooded}"
+            )
         print(f"{tag + ': ratio pipeline/raw (median burst)':44} {res['ratio_pipeline_to_raw']:>10.3f}")
         for name, use in res["resources"].items():
             print(f"    {name:12} cpu {use['cpu_s']:>7.2f} s   peak rss {use['peak_rss_mib']:>7.1f} MiB")
@@ -476,6 +564,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metrics-base", type=int, default=9700, help="services use base+1..3, +11..13")
     parser.add_argument("--intakes", type=int, default=10000, help="intakes per burst run")
     parser.add_argument("--rates", default="200,500,1000,2000", help="fixed rates, intakes/s")
+    parser.add_argument(
+        "--flood-rate",
+        type=float,
+        default=0.0,
+        help="also run each fixed rate again while a partner sends this many signed status updates per "
+        "second for referrals that do not exist (the intakes' latency beside a flooding partner)",
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per fixed-rate run")
     parser.add_argument("--repeat", type=int, default=2, help="burst runs per configuration")
     parser.add_argument("--routers", default="1,2", help="router process counts to measure")
@@ -492,7 +587,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    per_config = 200 + args.intakes * args.repeat + int(sum(args.rates) * args.duration)
+    per_config = (
+        200
+        + args.intakes * args.repeat
+        + int(sum(args.rates) * args.duration) * (2 if args.flood_rate > 0 else 1)
+    )
     intakes = make_intakes(per_config, args.seed)
     message_bytes = statistics.fmean(len(intake.value) for intake in intakes)
     results = []
