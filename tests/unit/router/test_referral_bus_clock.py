@@ -5,9 +5,7 @@ the drift window. The claimed times are kept and shown beside, on SQLite and Pos
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +21,6 @@ from services.router.referrals.store import ReferralStore
 from tests.support.authorship import Admitted
 from tests.support.factories import MONDAY, RECIPIENT, REQUESTER, referral, update
 from tests.support.fakes import MovableClock
-from tests.support.postgres import store_url
 
 S = ReferralStatus
 #: Monday 2 March 2026, 10:00 Paris: "received" is due at the end of Wednesday 4 March (Paris).
@@ -32,20 +29,6 @@ RECEIVED_DUE = datetime(2026, 3, 4, 23, 0, tzinfo=UTC)
 
 def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReferralStore]:
-    with (
-        store_url(request.param, tmp_path / "referrals.db", "referrals") as url,
-        ReferralStore(url) as opened,
-    ):
-        yield opened
-
-
-@pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock(MONDAY)
 
 
 @pytest.fixture

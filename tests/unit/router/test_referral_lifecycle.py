@@ -3,7 +3,6 @@ with a rejection for the sender, deadlines with a moved clock, ping-pong; on SQL
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -36,23 +35,8 @@ from services.router.referrals.store import ReferralStore
 from tests.support.authorship import Admitted, authorship, signed_headers
 from tests.support.factories import MONDAY, RECIPIENT, REQUESTER, referral, update
 from tests.support.fakes import MovableClock
-from tests.support.postgres import store_url
 
 S = ReferralStatus
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[ReferralStore]:
-    with (
-        store_url(request.param, tmp_path / "referrals.db", "referrals") as url,
-        ReferralStore(url) as opened,
-    ):
-        yield opened
-
-
-@pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock(MONDAY)
 
 
 @pytest.fixture
