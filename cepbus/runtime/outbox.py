@@ -17,6 +17,11 @@ version would be sent and the ledger, which dedupes on id *and* content, would c
 and raise its alert. With the tombstone, `add` sees the id and sends nothing. A tombstone holds nothing
 of a person: a keyed event id, two times.
 
+Tombstones are kept for `TOMBSTONE_RETENTION_MS` (30 days), then deleted (checked at most once an
+hour, when rows are marked sent): a redelivery comes within seconds of its input (an offset commit lost
+in a crash), and an input redelivered after a month would still not go unnoticed: the ledger counts the
+second version as an id collision and alerts. Without it the table grew by one row per event forever.
+
 Unsent rows are erased with the person (`person` column, the pseudonym of the event: `personal_data`).
 A store created by an older version gains the `person` column (rows still unsent get it from their Kafka
 key, the pseudonym on every person topic) and loses the content of the rows it had already sent.
@@ -26,12 +31,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cepbus.contract import codec
 from cepbus.runtime.messages import Outgoing
 from cepbus.runtime.sqldb import Database, PersonalData
+
+#: How long the tombstone of a sent event is kept (module doc).
+TOMBSTONE_RETENTION_MS = 30 * 86_400_000
+#: How often, at most, the expired tombstones are looked for.
+PRUNE_EVERY_MS = 3_600_000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -80,9 +94,19 @@ _BLANK = "topic = '', msg_key = NULL, msg_value = ?, headers = '[]', person = NU
 
 
 class Outbox:
-    def __init__(self, db: Database, name: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        *,
+        tombstone_retention_ms: int = TOMBSTONE_RETENTION_MS,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
         self._db = db
         self._table = f"{name}_outbox"
+        self._retention_ms = tombstone_retention_ms
+        self._clock = clock
+        self._pruned_at_ms: int | None = None
         db.add_missing_columns(self._table, [("person", "TEXT")])  # a table from before it
         self._upgrade()
 
@@ -116,7 +140,7 @@ class Outbox:
     def _append(self, items: Sequence[tuple[Outgoing, str | None]]) -> int:
         """Append the outputs whose event id is not stored yet, in order after the last row, each erased
         with its person; inside the caller's transaction. Returns how many were new."""
-        now = time.time_ns() // 1_000_000
+        now = self._clock()
         seq = int(self._db.query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}")[0][0])
         known = self._known([str(out.event.event_id) for out, _ in items])
         rows: list[tuple[object, ...]] = []
@@ -167,12 +191,27 @@ class Outbox:
         """The broker acknowledged these: delete their content, keep their tombstones (module doc)."""
         if not messages:
             return
-        now = time.time_ns() // 1_000_000
+        now = self._clock()
         with self._db.transaction():
             self._db.executemany(
                 f"UPDATE {self._table} SET {_BLANK}, sent_at_ms = ? WHERE seq = ? AND sent_at_ms IS NULL",
                 [(b"", now, m.seq) for m in messages],
             )
+            if self._pruned_at_ms is None or now - self._pruned_at_ms >= PRUNE_EVERY_MS:
+                self.prune_tombstones(now - self._retention_ms)
+                self._pruned_at_ms = now
+
+    def prune_tombstones(self, sent_before_ms: int) -> int:
+        """Delete the tombstones of events sent before `sent_before_ms`; never a row still unsent.
+        Returns how many went."""
+        where = "WHERE topic = '' AND sent_at_ms IS NOT NULL AND sent_at_ms < ?"
+        with self._db.transaction():
+            count = int(
+                self._db.query(f"SELECT COUNT(*) FROM {self._table} {where}", (sent_before_ms,))[0][0]
+            )
+            if count:
+                self._db.execute(f"DELETE FROM {self._table} {where}", (sent_before_ms,))
+        return count
 
     def replace(self, refused: Sequence[tuple[StoredMessage, Outgoing]]) -> None:
         """Rows the broker refused for good, each replaced by its dead letter in one transaction: the
@@ -180,7 +219,7 @@ class Outbox:
         end of the outbox, erased with the person the row was about."""
         if not refused:
             return
-        now = time.time_ns() // 1_000_000
+        now = self._clock()
         with self._db.transaction():
             letters: list[tuple[Outgoing, str | None]] = []
             for row, letter in refused:

@@ -12,7 +12,7 @@ from cepbus.contract.models import NoticeIssued, NoticeRequested
 from cepbus.contract.topics import NOTICE_REQUESTED
 from cepbus.reference import load_reference
 from cepbus.runtime.messages import Incoming, Outgoing
-from cepbus.runtime.outbox import outbox_schema
+from cepbus.runtime.outbox import PRUNE_EVERY_MS, TOMBSTONE_RETENTION_MS, Outbox, outbox_schema
 from cepbus.runtime.processing import EventProcessor
 from cepbus.runtime.sqldb import SqliteDatabase
 from services.notifier.handlers import NotifierHandlers
@@ -117,4 +117,46 @@ def test_an_outbox_from_before_loses_what_it_sent_and_knows_whom_the_rest_is_abo
     assert store.erase_person("p-old-waiting").of("notifier_outbox") == 1
     assert store.outbox.pending() == []
     assert b"p-old" not in store_bytes(tmp_path)
+    store.close()
+
+
+def test_tombstones_go_after_their_retention_and_unsent_rows_never(tmp_path: Path) -> None:
+    """A tombstone keeps a redelivered input from being decided twice for a month, then goes (the table
+    would otherwise grow by one row per event forever); an unsent row is never pruned."""
+    store = NotifierStore(f"sqlite:///{tmp_path / 'notifier.db'}")
+    now = [1_000_000_000_000]
+    outbox = Outbox(store.database, "notifier", clock=lambda: now[0])
+    old, recent, unsent = notice_for("p-old"), notice_for("p-recent"), notice_for("p-unsent")
+    outbox.add([old])
+    outbox.mark_sent(outbox.pending())
+    now[0] += TOMBSTONE_RETENTION_MS - PRUNE_EVERY_MS
+    outbox.add([recent, unsent])
+    outbox.mark_sent(outbox.pending()[:1])  # `recent` sent; `unsent` waits (a broker away for a month)
+    assert outbox.add([old, recent]) == 0  # both tombstones still there: nothing is decided twice
+    now[0] += 2 * PRUNE_EVERY_MS  # `old` is now past its retention, `recent` is not
+    assert outbox.prune_tombstones(now[0] - TOMBSTONE_RETENTION_MS) == 1
+    assert [m.event_id for m in outbox.pending()] == [str(unsent.event.event_id)]
+    assert outbox.add([recent]) == 0  # its tombstone stays
+    assert outbox.add([old]) == 1  # gone: a redelivery this late would be decided (and sent) again
+    store.close()
+
+
+def test_marking_rows_sent_prunes_expired_tombstones_at_most_once_an_hour(tmp_path: Path) -> None:
+    store = NotifierStore(f"sqlite:///{tmp_path / 'notifier.db'}")
+    now = [1_000_000_000_000]
+    outbox = Outbox(store.database, "notifier", clock=lambda: now[0])
+    first, second, third = notice_for("p-1"), notice_for("p-2"), notice_for("p-3")
+    outbox.add([first])
+    outbox.mark_sent(outbox.pending())  # prunes (the first time), nothing expired yet
+    now[0] += TOMBSTONE_RETENTION_MS + 1
+    outbox.add([second])
+    outbox.mark_sent(outbox.pending())  # an hour and more since the last look: `first` expires
+    assert outbox.add([first]) == 1
+    outbox.mark_sent(outbox.pending())
+    now[0] += TOMBSTONE_RETENTION_MS + 1
+    outbox.add([third])
+    now[0] += 1
+    outbox._pruned_at_ms = now[0]  # as if it had just looked
+    outbox.mark_sent(outbox.pending())  # less than an hour since: `second` stays although expired
+    assert outbox.add([second]) == 0
     store.close()
