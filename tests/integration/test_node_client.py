@@ -20,9 +20,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from cepbus.contract import codec, tracecontext
@@ -42,7 +44,8 @@ from cepbus.reference.authorship import Author, Authorship
 from cepbus.reference.directory import DirectoryKey, load_directory
 from cepbus.reference.producers import ProducerCatalog
 from cepbus.sdk.publisher import development_signer, signer_of
-from cepbus.trust.development import dev_private_key
+from cepbus.trust.development import dev_authority_key, dev_private_key
+from cepbus.trust.keys import AuthorityKey
 from tests.support import ROOT
 from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts
 from tests.support.factories import referral, service_id
@@ -55,6 +58,8 @@ OTHER_ORG = "cap-emploi-r84"
 TIMEOUT_S = 60
 #: The packaged (development) directory, the one the test bus runs on: what the client verifies with.
 DIRECTORY = ROOT / "cepbus" / "reference" / "data" / "directory.json"
+#: The authority key that signed it, pinned as `CEPBUS_DIRECTORY_AUTHORITY_KEY` pins it.
+AUTHORITY = AuthorityKey.of(dev_authority_key().public_key()).pinned()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -122,6 +127,7 @@ def client_command(
         "partner": PARTNER,
         "partner-seed": _seed_hex(PARTNER),
         "directory": str(DIRECTORY),
+        "authority": AUTHORITY,
         "partner-kind": "apec",
         "region": "84",
         "departement": "69",
@@ -314,13 +320,30 @@ def test_the_node_contract_module_holds_each_author_to_a_directory_key_valid_whe
             {"router-key": "iWnT9IYFu8HdYZPePhdVsuuWDQjgUiL2LFRfKK1cL1o="},
             "--router-key is gone: give --directory PATH",
         ),
+        ({"directory": "ALTERED"}, "does not verify: the directory was altered"),
+        ({"directory": "UNSIGNED"}, "the directory is unsigned; the pinned authority key is"),
+        ({"authority": "OTHER"}, "the directory is not signed by the pinned authority key"),
+        ({"authority": "cep-bus-directory+0123456789abcdef+AAAA"}, "--authority: its public key is not 32"),
+        ({"authority": AUTHORITY[:-6] + "AAAAA="}, "--authority: its key id"),
     ],
 )
 def test_the_node_client_says_plainly_what_is_wrong_with_its_directory(
-    override: dict[str, str], said: str
+    override: dict[str, str], said: str, tmp_path: Path
 ) -> None:
     """Bad options fail before anything is sent (no broker needed): exit 1, one line saying what, the
-    usage, no stack trace."""
+    usage, no stack trace. The directory is read only if the pinned authority signed it: one whose
+    signed body was altered (here its serial), one without signatures, or the right
+    file under another pinned authority is refused."""
+    document = json.loads(DIRECTORY.read_text(encoding="utf-8"))
+    if override.get("directory") == "ALTERED":
+        document["signed"]["serial"] += 1  # as an older or forged version would differ
+        override = {**override, "directory": str(tmp_path / "altered.json")}
+        (tmp_path / "altered.json").write_text(json.dumps(document), encoding="utf-8")
+    elif override.get("directory") == "UNSIGNED":
+        override = {**override, "directory": str(tmp_path / "unsigned.json")}
+        (tmp_path / "unsigned.json").write_text(json.dumps({**document, "signatures": []}), encoding="utf-8")
+    elif override.get("authority") == "OTHER":
+        override = {**override, "authority": AuthorityKey.of(Ed25519PrivateKey.generate()).pinned()}
     args = {
         "bootstrap": "127.0.0.1:1",
         "operator": OPERATOR,
@@ -328,6 +351,7 @@ def test_the_node_client_says_plainly_what_is_wrong_with_its_directory(
         "partner": PARTNER,
         "partner-seed": _seed_hex(PARTNER),
         "directory": str(DIRECTORY),
+        "authority": AUTHORITY,
         "person": "p-usage",
         **override,
     }

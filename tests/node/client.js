@@ -29,7 +29,9 @@
 // framing this client SENDS; it reads both. The seeds are the organisations' raw Ed25519 private keys,
 // hex; --directory is the bus's directory file (cep-bus-directory/N JSON; the packaged development one
 // is cepbus/reference/data/directory.json), whose `signed.keys` are the keys it verifies what it reads
-// with.
+// with; --authority is the directory authority's pinned key (`cep-bus-directory+<id>+<base64>`, as
+// CEPBUS_DIRECTORY_AUTHORITY_KEY), and the file is read only if that key signed it (the canonical bytes
+// of its `signed` body, as cepbus/reference/directory.py signs them).
 'use strict';
 
 const crypto = require('crypto');
@@ -54,7 +56,7 @@ const TRACE_ID = crypto.randomBytes(16).toString('hex');
 const traceparent = () => `00-${TRACE_ID}-${crypto.randomBytes(8).toString('hex')}-01`;
 
 const USAGE = `usage: node client.js --bootstrap HOST:PORT[,...] --operator ORG --operator-seed HEX64
-  --partner ORG --partner-seed HEX64 --directory PATH --person PSEUDONYM [--schemas DIR]
+  --partner ORG --partner-seed HEX64 --directory PATH --authority KEY --person PSEUDONYM [--schemas DIR]
   [--partner-kind apec] [--region 84] [--departement 69] [--framing single-object|confluent] [--timeout 60]
 `;
 
@@ -68,7 +70,7 @@ function options(argv) {
     'partner-kind': 'apec', region: '84', departement: '69', framing: 'single-object', timeout: '60',
   };
   const names = ['bootstrap', 'schemas', 'operator', 'operator-seed', 'partner', 'partner-seed',
-    'directory', 'person', 'partner-kind', 'region', 'departement', 'framing', 'timeout'];
+    'directory', 'authority', 'person', 'partner-kind', 'region', 'departement', 'framing', 'timeout'];
   const opts = {};
   for (let i = 0; i < argv.length; i += 2) {
     if (!argv[i].startsWith('--') || argv[i + 1] === undefined) throw new Usage(`bad argument ${argv[i]}`);
@@ -93,8 +95,13 @@ function options(argv) {
       throw new Usage(`--${name}: ${err.message}`);
     }
   }
+  try {  // the directory authority's key, pinned: the directory file is read only if it signed it
+    opts.authority = contract.parseAuthorityKey(opts.authority);
+  } catch (err) {
+    throw new Usage(`--authority: ${err.message}`);
+  }
   try {  // key id -> {orgId, publicKey, notBefore, notAfter, revokedAt}
-    opts.directory = contract.loadDirectoryKeys(opts.directory);
+    opts.directory = contract.loadDirectoryKeys(opts.directory, opts.authority);
   } catch (err) {
     throw new Usage(`--directory: ${err.message}`);
   }

@@ -16,8 +16,9 @@
 //                                  one Ed25519 signature per batch; each message's header value
 //   parseStatementHeader(raw), verifyStatement(S, header, keys, {at})
 //                                  a received header, checked against the keys one trusts
-//   directoryKeys(document), loadDirectoryKeys(file)
-//                                  the keys of a directory file (signed.keys): key id -> key, window
+//   directoryKeys(document), loadDirectoryKeys(file, authority)
+//                                  the keys of a directory file (signed.keys): key id -> key, window;
+//                                  with `authority` (parseAuthorityKey), only if it signed the file
 //   verifyAuthor(S, header, keys, producer, {at})
 //                                  verifyStatement, then the signer held to be the event's producer
 //   keyId(org, raw), ed25519PrivateKey(seed), ed25519PublicKey(raw), rawPublicKey(key)
@@ -538,7 +539,7 @@ function directoryKeys(document) {
 }
 
 /** directoryKeys of a directory file; an Error saying which file and what is wrong otherwise. */
-function loadDirectoryKeys(file) {
+function loadDirectoryKeys(file, authority) {
   let document;
   try {
     document = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -546,10 +547,71 @@ function loadDirectoryKeys(file) {
     throw new Error(`${file}: ${err.code ? `cannot read it (${err.code})` : 'not JSON'}`);
   }
   try {
-    return directoryKeys(document);
+    const keys = directoryKeys(document);
+    if (authority !== undefined) checkDirectorySignature(document, authority);
+    return keys;
   } catch (err) {
     throw new Error(`${file}: ${err.message}`);
   }
+}
+
+// -- the directory authority (cepbus/reference/directory.py, cepbus/trust/keys.py) -----------------
+
+const AUTHORITY_PREFIX = 'cep-bus-directory';
+const AUTHORITY_KEY_TAG = Buffer.from('cep-bus/directory-authority-key/v1\n');
+
+/** A pinned authority key, `cep-bus-directory+<16 hex key id>+<base64 public key>` (the form
+ * `CEPBUS_DIRECTORY_AUTHORITY_KEY` takes): {keyId, key}; an Error saying what is wrong otherwise. */
+function parseAuthorityKey(text) {
+  const parts = String(text).trim().split('+');
+  if (parts.length < 3 || parts[0] !== AUTHORITY_PREFIX) {
+    throw new Error(`a pinned authority key reads ${AUTHORITY_PREFIX}+<16 hex key id>+<base64 public key>`);
+  }
+  const [, kid] = parts;
+  const b64 = parts.slice(2).join('+');  // base64 may itself contain '+'
+  if (!/^[0-9a-f]{16}$/.test(kid)) throw new Error(`its key id is 16 lowercase hex characters, got ${kid}`);
+  const raw = Buffer.from(b64, 'base64');
+  if (raw.length !== 32 || raw.toString('base64') !== b64) throw new Error('its public key is not 32 bytes of base64');
+  const expected = crypto.createHash('sha256').update(Buffer.concat([AUTHORITY_KEY_TAG, raw])).digest('hex');
+  if (expected.slice(0, 16) !== kid) {
+    throw new Error(`its key id ${kid} does not match its public key: the string was altered or truncated`);
+  }
+  return {keyId: kid, key: ed25519PublicKey(raw)};
+}
+
+/** The bytes the authority signs: sorted keys, no whitespace, UTF-8, no floats (`canonical_bytes`). */
+function canonicalJson(value, where = 'signed') {
+  if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new Error(`${where}: ${value} is not an integer (not canonical)`);
+    return String(value);
+  }
+  if (Array.isArray(value)) return `[${value.map((item, i) => canonicalJson(item, `${where}[${i}]`)).join(',')}]`;
+  if (typeof value === 'object') {
+    const members = Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k], `${where}.${k}`)}`);
+    return `{${members.join(',')}}`;
+  }
+  throw new Error(`${where}: not JSON`);
+}
+
+/** Throw unless one of the document's signatures is the pinned authority's over its `signed` body. */
+function checkDirectorySignature(document, authority) {
+  const signatures = Array.isArray(document.signatures) ? document.signatures : [];
+  if (!signatures.length) throw new Error(`the directory is unsigned; the pinned authority key is ${authority.keyId}`);
+  const mine = signatures.filter((s) => s && s.key_id === authority.keyId);
+  if (!mine.length) {
+    const others = signatures.map((s) => (s && s.key_id) || '?').join(', ');
+    throw new Error(`the directory is not signed by the pinned authority key ${authority.keyId} (signed by ${others})`);
+  }
+  const message = Buffer.from(canonicalJson(document.signed), 'utf8');
+  const good = mine.some((s) => {
+    try {
+      return crypto.verify(null, message, authority.key, Buffer.from(String(s.signature), 'base64'));
+    } catch (err) {
+      return false;
+    }
+  });
+  if (!good) throw new Error(`the signature of the pinned authority key ${authority.keyId} does not verify: the directory was altered`);
 }
 
 /** Whether a key may sign at `at` (ms): from notBefore (included) to notAfter (excluded), never from
@@ -596,6 +658,9 @@ function verifyAuthor(singleObject, header, keys, producer, options = {}) {
 
 module.exports = {
   DecodeError,
+  canonicalJson,
+  checkDirectorySignature,
+  parseAuthorityKey,
   SIGNATURE_HEADER,
   StatementError,
   batchTree,
