@@ -116,18 +116,25 @@ class ClientRun:
         return event
 
 
-def client_command(
-    bus: RunningBus, person: str, framing: str, overrides: dict[str, str] | None = None
-) -> list[str]:
-    args = {
-        "bootstrap": bus.bootstrap,
-        "schemas": str(schema_dir()),
+def who_and_what_it_trusts() -> dict[str, str]:
+    """The client's two organisations with their keys, and the directory with its pinned authority."""
+    return {
         "operator": OPERATOR,
         "operator-seed": _seed_hex(OPERATOR),
         "partner": PARTNER,
         "partner-seed": _seed_hex(PARTNER),
         "directory": str(DIRECTORY),
         "authority": AUTHORITY,
+    }
+
+
+def client_command(
+    bus: RunningBus, person: str, framing: str, overrides: dict[str, str] | None = None
+) -> list[str]:
+    args = {
+        "bootstrap": bus.bootstrap,
+        "schemas": str(schema_dir()),
+        **who_and_what_it_trusts(),
         "partner-kind": "apec",
         "region": "84",
         "departement": "69",
@@ -346,12 +353,7 @@ def test_the_node_client_says_plainly_what_is_wrong_with_its_directory(
         override = {**override, "authority": AuthorityKey.of(Ed25519PrivateKey.generate()).pinned()}
     args = {
         "bootstrap": "127.0.0.1:1",
-        "operator": OPERATOR,
-        "operator-seed": _seed_hex(OPERATOR),
-        "partner": PARTNER,
-        "partner-seed": _seed_hex(PARTNER),
-        "directory": str(DIRECTORY),
-        "authority": AUTHORITY,
+        **who_and_what_it_trusts(),
         "person": "p-usage",
         **override,
     }
