@@ -140,22 +140,16 @@ class StatementSignature:
         compact = _COMPACT_HEADER.match(raw)
         if compact is not None:
             # the pattern fixed the key id, the signature's length (86 base64 characters: 64 bytes)
-            # and the alphabet; what is left to check are the numbers and the path's length
+            # and the alphabet: the numbers and the path are checked as for any other form
             key_id, sig, size, index, path = compact.groups()
             try:
                 hashes = binascii.a2b_base64(path, strict_mode=True)
             except binascii.Error:
                 raise StatementError("malformed_signature", "path: not base64") from None
-            n, i = int(size), int(index)
-            if not 1 <= n <= MAX_BATCH or not i < n or len(hashes) % 32 or len(hashes) > 16 * 32:
-                raise StatementError("malformed_signature", f"n {n}, i {i}, path of {len(hashes)} bytes")
-            return cls(
-                key_id.decode(),
-                binascii.a2b_base64(sig),
-                n,
-                i,
-                tuple(hashes[k : k + 32] for k in range(0, len(hashes), 32)),
-            )
+            try:
+                return cls._checked(key_id.decode(), binascii.a2b_base64(sig), int(size), int(index), hashes)
+            except ValueError as exc:
+                raise StatementError("malformed_signature", f"{type(exc).__name__}: {exc}"[:200]) from None
         try:
             document = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -172,19 +166,29 @@ class StatementSignature:
         key_id, size, index, path = document["key"], document["n"], document["i"], document["path"]
         if not isinstance(key_id, str) or not KEY_ID_REGEX.match(key_id):
             raise ValueError("key: not a key id")
-        if type(size) is not int or not 1 <= size <= MAX_BATCH:
-            raise ValueError(f"n: a batch size from 1 to {MAX_BATCH}")
-        if type(index) is not int or not 0 <= index < size:
-            raise ValueError("i: an index in the batch")
+        if type(size) is not int or type(index) is not int:
+            raise ValueError("n, i: integers")
         if not isinstance(path, str):
             raise ValueError("path: the base64 of the concatenated hashes")
         signature = base64.b64decode(str(document["sig"]), validate=True)
+        return cls._checked(key_id, signature, size, index, base64.b64decode(path, validate=True))
+
+    @classmethod
+    def _checked(
+        cls, key_id: str, signature: bytes, size: int, index: int, hashes: bytes
+    ) -> StatementSignature:
+        """The signature of these parts, whichever form the header had; ValueError naming the bad one."""
+        if not 1 <= size <= MAX_BATCH:
+            raise ValueError(f"n: a batch size from 1 to {MAX_BATCH}")
+        if not 0 <= index < size:
+            raise ValueError("i: an index in the batch")
         if len(signature) != _SIGNATURE_BYTES:
             raise ValueError(f"sig: {len(signature)} bytes, an Ed25519 signature is 64")
-        raw = base64.b64decode(path, validate=True)
-        if len(raw) % 32 or len(raw) > 16 * 32:
+        if len(hashes) % 32 or len(hashes) > 16 * 32:
             raise ValueError("path: at most 16 hashes of 32 bytes")
-        return cls(key_id, signature, size, index, tuple(raw[i : i + 32] for i in range(0, len(raw), 32)))
+        return cls(
+            key_id, signature, size, index, tuple([hashes[k : k + 32] for k in range(0, len(hashes), 32)])
+        )
 
 
 @dataclass(frozen=True)
