@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datetime import UTC, datetime
 
 from cepbus.reference import load_reference
-from cepbus.reference.directory import FORMAT, Directory, key_entry, sign_document
-from cepbus.trust.development import dev_authority_key, dev_private_key
+from cepbus.reference.directory import FORMAT, Directory, encryption_key_entry, key_entry, sign_document
+from cepbus.trust.development import dev_authority_key, dev_encryption_key, dev_private_key
 from cepbus.trust.keys import AuthorityKey
 
 OPCO = [
@@ -118,22 +118,28 @@ def main() -> None:
     ids += [str(service["org_id"]) for service in services]
     body = {
         "format": FORMAT,
-        "version": "2026.1",
-        "serial": 1,
+        "version": "2026.2",  # 2026.2: organisations' encryption keys (issue #24)
+        "serial": 2,
         "development": True,
         "issued_at": ISSUED_AT,
         "expires_at": EXPIRES_AT,
         "source": (
             "EXEMPLE DE DÉVELOPPEMENT. Partenaires locaux du CEP : Transitions Pro (AT-pro), les 11 OPCO, "
             "points de contact du SPRO ; organismes de formation et partenaires santé-social : EXEMPLES "
-            "fictifs. Clés Ed25519 INSECURE de DÉVELOPPEMENT (cepbus.trust.development.dev_private_key, "
-            "calculables par quiconque depuis l'identifiant) et signature de l'autorité de développement : "
+            "fictifs. Clés Ed25519 et X25519 INSECURE de DÉVELOPPEMENT "
+            "(cepbus.trust.development.dev_private_key, dev_encryption_key, calculables par quiconque "
+            "depuis l'identifiant) et signature de l'autorité de développement : "
             "ne prouvent rien, refusées en production. Un déploiement réel utilise son propre annuaire "
             "signé (CEPBUS_DIRECTORY_PATH, CEPBUS_DIRECTORY_AUTHORITY_KEY)."
         ),
         "partners": partners,
         "services": services,
         "keys": [key_entry(org_id, dev_private_key(org_id), DEV_KEYS_NOT_BEFORE) for org_id in sorted(ids)],
+        # every organisation may receive a referral's contact (not the bus's own services)
+        "encryption_keys": [
+            encryption_key_entry(org_id, dev_encryption_key(org_id), DEV_KEYS_NOT_BEFORE)
+            for org_id in sorted(set(ids) - {str(service["org_id"]) for service in services})
+        ],
     }
     document = sign_document(body, dev_authority_key())
     Directory.build(reference, document, AuthorityKey.of(dev_authority_key()))  # fails loudly if invalid

@@ -44,6 +44,8 @@ from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -63,8 +65,19 @@ from cepbus.contract.models import (
 )
 from cepbus.contract.topics import referral_inbox, referral_rejections
 from cepbus.reference import ReferenceData, load_reference
-from cepbus.trust.development import is_development_authority_key, is_development_key
-from cepbus.trust.keys import KEY_ID, AuthorityKey, key_id, parse_authority_key, raw_public_key
+from cepbus.trust.development import (
+    is_development_authority_key,
+    is_development_encryption_key,
+    is_development_key,
+)
+from cepbus.trust.keys import (
+    KEY_ID,
+    AuthorityKey,
+    encryption_key_id,
+    key_id,
+    parse_authority_key,
+    raw_public_key,
+)
 from cepbus.trust.modes import TrustProblem
 from cepbus.trust.settings import TrustSettings
 from cepbus.untrusted_json import (
@@ -219,6 +232,74 @@ def key_entry(
     }
 
 
+class EncryptionKey(_Frozen):
+    """One X25519 public key of an organisation, to which referral contacts are sealed
+    (`cepbus.contract.contact`); valid, rotated and revoked as a signing key is: new contacts are sealed
+    to the newest key valid now, and none to a key revoked or expired."""
+
+    org_id: str = Field(pattern=ORG_ID)
+    key_id: str = Field(pattern=KEY_ID)
+    public_key: str
+    not_before: AwareDatetime
+    not_after: AwareDatetime | None = None
+    revoked_at: AwareDatetime | None = None
+
+    @field_validator("not_before", "not_after", "revoked_at")
+    @classmethod
+    def _utc(cls, at: datetime | None) -> datetime | None:
+        return None if at is None else at.astimezone(UTC)
+
+    @field_validator("public_key")
+    @classmethod
+    def _parses(cls, text: str) -> str:
+        _decode_public_key(text, "X25519")
+        return text
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EncryptionKey:
+        expected = encryption_key_id(self.org_id, self.raw)
+        if self.key_id != expected:
+            raise ValueError(f"encryption key_id {self.key_id} is not the id of its key ({expected})")
+        return self
+
+    @property
+    def raw(self) -> bytes:
+        return _decode_public_key(self.public_key, "X25519")
+
+    def key(self) -> X25519PublicKey:
+        return X25519PublicKey.from_public_bytes(self.raw)
+
+    def valid_at(self, at: datetime) -> bool:
+        """True when a contact may be sealed to this key at `at` (an aware datetime)."""
+        _require_aware(at)
+        return (
+            self.not_before <= at
+            and (self.not_after is None or at < self.not_after)
+            and (self.revoked_at is None or at < self.revoked_at)
+        )
+
+
+def encryption_key_entry(
+    org_id: str,
+    public: X25519PrivateKey | X25519PublicKey | bytes,
+    not_before: datetime,
+    not_after: datetime | None = None,
+    revoked_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A directory encryption key entry (JSON-ready) for an organisation's X25519 public key."""
+    if isinstance(public, X25519PrivateKey):
+        public = public.public_key()
+    raw = public if isinstance(public, bytes) else public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {
+        "org_id": org_id,
+        "key_id": encryption_key_id(org_id, raw),
+        "public_key": base64.b64encode(raw).decode(),
+        "not_before": format_time(not_before),
+        "not_after": None if not_after is None else format_time(not_after),
+        "revoked_at": None if revoked_at is None else format_time(revoked_at),
+    }
+
+
 class DirectoryEntry(_Frozen):
     """One organisation that can receive referrals and sign status updates (its keys:
     `Directory.keys_of`)."""
@@ -261,6 +342,8 @@ class _SignedBody(_Frozen):
     partners: list[PartnerEntry]
     services: list[ServiceEntry]
     keys: list[DirectoryKey]
+    # absent from directories written before issue #24: then no organisation can receive a contact
+    encryption_keys: list[EncryptionKey] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _expires_after_issue(self) -> _SignedBody:
@@ -285,13 +368,13 @@ class _Signature(_Frozen):
         return text
 
 
-def _decode_public_key(text: str) -> bytes:
+def _decode_public_key(text: str, kind: str = "Ed25519") -> bytes:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("a public key is the base64 of its 32 raw bytes") from None
     if len(raw) != 32:
-        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
+        raise ValueError(f"an {kind} public key is 32 bytes, got {len(raw)}")
     return raw
 
 
@@ -431,6 +514,7 @@ class Directory:
         expires_at: datetime | None = None,
         services: Iterable[ServiceEntry] = (),
         document: Mapping[str, Any] | None = None,
+        encryption_keys: Iterable[EncryptionKey] = (),
     ) -> None:
         """`document`: the signed document as read (`signed` body and `signatures`); its `digest` is
         the SHA-256 of the body's canonical bytes, what names this version in a service's history and
@@ -453,6 +537,11 @@ class Directory:
             self._keys.setdefault(key.org_id, []).append(key)
             self._by_id[key.key_id] = key
         self._parsed: dict[str, Ed25519PublicKey] = {}
+        self._encryption: dict[str, list[EncryptionKey]] = {}
+        self._encryption_by_id: dict[str, EncryptionKey] = {}
+        for enc in sorted(encryption_keys, key=lambda k: (k.not_before, k.key_id)):
+            self._encryption.setdefault(enc.org_id, []).append(enc)
+            self._encryption_by_id[enc.key_id] = enc
 
     @classmethod
     def build(
@@ -514,6 +603,11 @@ class Directory:
             owners.setdefault(key.public_key, set()).add(key.org_id)
         if shared := sorted(", ".join(sorted(orgs)) for orgs in owners.values() if len(orgs) > 1):
             errors.append(f"one public key for several organisations: {'; '.join(shared)}")
+        if unknown := sorted({key.org_id for key in parsed.encryption_keys} - set(ids)):
+            errors.append(f"encryption keys of unknown organisations: {', '.join(unknown)}")
+        enc_ids = Counter(key.key_id for key in parsed.encryption_keys)
+        if dup_enc := sorted(k for k, n in enc_ids.items() if n > 1):
+            errors.append(f"duplicate encryption key ids: {', '.join(dup_enc)}")
         if errors:
             raise DirectoryError("invalid directory: " + "; ".join(errors))
         entries = [
@@ -538,6 +632,7 @@ class Directory:
             expires_at=parsed.expires_at.astimezone(UTC),
             services=parsed.services,
             document={"signed": body, "signatures": [dict(s) for s in signatures]},
+            encryption_keys=parsed.encryption_keys,
         )
 
     @property
@@ -563,6 +658,23 @@ class Directory:
     def key_by_id(self, key_id: str) -> DirectoryKey | None:
         """The key with this id, of any organisation or service; None if the directory has none."""
         return self._by_id.get(key_id)
+
+    def encryption_key_of(self, org_id: str, at: datetime | None = None) -> EncryptionKey | None:
+        """The organisation's newest encryption key valid at `at` (default: now): the one a new contact
+        is sealed to; None when it has none (never listed, expired or revoked)."""
+        when = at or datetime.now(UTC)
+        valid = [key for key in self._encryption.get(org_id, ()) if key.valid_at(when)]
+        return valid[-1] if valid else None
+
+    def encryption_keys_of(self, org_id: str) -> list[EncryptionKey]:
+        """The organisation's encryption keys, past, current and future, oldest `not_before` first."""
+        return list(self._encryption.get(org_id, ()))
+
+    def all_encryption_keys(self) -> list[EncryptionKey]:
+        return [key for org_id in sorted(self._encryption) for key in self._encryption[org_id]]
+
+    def encryption_key_by_id(self, key_id: str) -> EncryptionKey | None:
+        return self._encryption_by_id.get(key_id)
 
     def public_of(self, key: DirectoryKey) -> Ed25519PublicKey:
         """The parsed public key (parsed once per directory)."""
@@ -712,6 +824,21 @@ def directory_trust_problems(
             )
         )
     derivable = sorted({k.org_id for k in directory.all_keys() if is_development_key(k.org_id, k.raw)})
+    derivable_enc = sorted(
+        {k.org_id for k in directory.all_encryption_keys() if is_development_encryption_key(k.org_id, k.raw)}
+    )
+    if derivable_enc:
+        shown = ", ".join(derivable_enc[:5]) + (
+            f" and {len(derivable_enc) - 5} more" if len(derivable_enc) > 5 else ""
+        )
+        problems.append(
+            TrustProblem(
+                f"{len(derivable_enc)} organisations have a derivable development encryption key in the"
+                f" directory ({shown}): anyone opens the contacts sealed to them",
+                "replace each with the encryption key the organisation generated and revoke the"
+                " development key",
+            )
+        )
     if derivable:
         shown = ", ".join(derivable[:5]) + (f" and {len(derivable) - 5} more" if len(derivable) > 5 else "")
         problems.append(
@@ -733,12 +860,14 @@ __all__ = [
     "DirectoryEntry",
     "DirectoryError",
     "DirectoryKey",
+    "EncryptionKey",
     "PartnerEntry",
     "ServiceEntry",
     "canonical_bytes",
     "check_signature",
     "clear_directory_cache",
     "directory_trust_problems",
+    "encryption_key_entry",
     "format_time",
     "key_entry",
     "load_directory",

@@ -8,6 +8,8 @@ refuses it (`cepbus.reference.directory.directory_trust_problems`, `cepbus.trust
 
 - `dev_private_key(org_id)`: an organisation's development signing key (the packaged example
   directory lists their public halves);
+- `dev_encryption_key(org_id)`: an organisation's development encryption (X25519) key, to which
+  referral contacts are sealed in the demo and the tests;
 - `dev_authority_key()`: the development directory authority, which signs the packaged example
   directory;
 - `is_development_key(org_id, key)` / `is_development_authority_key(key)`: detect them, so that a
@@ -22,9 +24,12 @@ import hashlib
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 #: INSECURE: the tag of the derivable organisation keys (changing it changes every development key).
 DEV_KEY_TAG = b"cep-bus insecure development key v1:"
+#: INSECURE: the tag of the derivable organisation encryption keys.
+DEV_ENCRYPTION_KEY_TAG = b"cep-bus insecure development encryption key v1:"
 #: INSECURE: the seed tag of the derivable directory authority key.
 DEV_AUTHORITY_TAG = b"cep-bus insecure development directory-authority key v1"
 
@@ -32,6 +37,20 @@ DEV_AUTHORITY_TAG = b"cep-bus insecure development directory-authority key v1"
 def dev_private_key(org_id: str) -> Ed25519PrivateKey:
     """INSECURE, development and demo only: a key anyone can derive from the organisation id."""
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(DEV_KEY_TAG + org_id.encode()).digest())
+
+
+def dev_encryption_key(org_id: str) -> X25519PrivateKey:
+    """INSECURE, development and demo only: an encryption key anyone can derive from the organisation id;
+    whoever reads this opens every contact sealed to it."""
+    return X25519PrivateKey.from_private_bytes(
+        hashlib.sha256(DEV_ENCRYPTION_KEY_TAG + org_id.encode()).digest()
+    )
+
+
+def is_development_encryption_key(org_id: str, raw: bytes) -> bool:
+    """True when `raw` is the public half of `dev_encryption_key(org_id)`."""
+    public = dev_encryption_key(org_id).public_key()
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == raw
 
 
 def dev_authority_key() -> Ed25519PrivateKey:

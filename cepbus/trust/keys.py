@@ -30,6 +30,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cepbus.trust.keyfiles import read_key_bytes
 
 PARTNER_KEY_TAG = b"cep-bus/partner-key/v1\n"
+#: The tag of an organisation's encryption (X25519) key ids: a signing and an encryption key never share
+#: an id, even over the same 32 bytes.
+ENCRYPTION_KEY_TAG = b"cep-bus/partner-encryption-key/v1\n"
 AUTHORITY_KEY_TAG = b"cep-bus/directory-authority-key/v1\n"
 AUTHORITY_PREFIX = "cep-bus-directory"
 KEY_ID = r"^[0-9a-f]{16}$"
@@ -48,6 +51,13 @@ def key_id(org_id: str, public_raw: bytes) -> str:
     if len(public_raw) != 32:
         raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(public_raw)}")
     return hashlib.sha256(PARTNER_KEY_TAG + org_id.encode() + b"\n" + public_raw).hexdigest()[:16]
+
+
+def encryption_key_id(org_id: str, public_raw: bytes) -> str:
+    """The id of an organisation's X25519 encryption key (16 hex chars), as `key_id` with its own tag."""
+    if len(public_raw) != 32:
+        raise ValueError(f"an X25519 public key is 32 bytes, got {len(public_raw)}")
+    return hashlib.sha256(ENCRYPTION_KEY_TAG + org_id.encode() + b"\n" + public_raw).hexdigest()[:16]
 
 
 def authority_key_id(public_raw: bytes) -> str:

@@ -56,7 +56,7 @@ def test_directory_holds_operators_and_local_partners() -> None:
 def test_every_organisation_has_an_inbox_in_the_catalog_and_its_dev_key() -> None:
     topics = {spec.name for spec in bus_topics()}
     directory = load_directory()
-    assert directory.development and directory.version == "2026.1"
+    assert directory.development and directory.version == "2026.2"
     for entry in directory.entries():
         assert entry.inbox_topic in topics and entry.rejections_topic in topics
         [key] = directory.keys_of(entry.org_id)

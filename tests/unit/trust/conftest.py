@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cepbus.contract import codec
 from cepbus.contract.models import ReferralStatus, ReferralStatusChanged
@@ -22,6 +23,7 @@ from cepbus.reference.directory import (
     Directory,
     DirectoryKey,
     clear_directory_cache,
+    encryption_key_entry,
     key_entry,
     packaged_directory_text,
     split_document,
@@ -51,6 +53,11 @@ def production_body(keys: dict[str, list[dict[str, Any]]] | None = None) -> dict
         entry
         for org_id in orgs
         for entry in replaced.get(org_id, [key_entry(org_id, Ed25519PrivateKey.generate(), T0)])
+    ]
+    # and a fresh encryption key for every organisation that has one in the packaged directory
+    body["encryption_keys"] = [
+        encryption_key_entry(entry["org_id"], X25519PrivateKey.generate(), T0)
+        for entry in body["encryption_keys"]
     ]
     return body
 

@@ -77,7 +77,10 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory) -> Ceremony:
         done = run("keys", "generate", "--org", org_id, "--out", keys[org_id], "--not-before", NOT_BEFORE)
         assert done.exit_code == 0, done.stderr
         entries[org_id] = json.loads(done.stdout)
-    body.update(development=False, source="test production directory", keys=list(entries.values()))
+    # no organisation has generated an encryption key in this ceremony: none can receive a contact yet
+    body.update(
+        development=False, source="test production directory", keys=list(entries.values()), encryption_keys=[]
+    )
     unsigned = root / "unsigned.json"
     unsigned.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")  # a bare body
     authority_key = root / "authority.pem"
