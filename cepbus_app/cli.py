@@ -111,11 +111,18 @@ def asyncapi(
 @app.command()
 def vectors(
     out: Annotated[Path, typer.Option(help="Folder of the vector files")] = Path("schemas/vectors"),
+    reseal: Annotated[
+        bool, typer.Option(help="Also seal the contact vectors anew (sealed-contacts.json: new random boxes)")
+    ] = False,
 ) -> None:
     """Write the contract's golden vectors (one fr.cepbus.X.json per event type, from the examples of
     cepbus_app/vectors/examples.py); tests/unit/contract/test_golden_vectors.py fails until the committed
     copy is regenerated. README.md beside them is hand-written."""
+    from cepbus_app.vectors.sealed import write_sealed_vectors
     from cepbus_app.vectors.writer import write_vectors
+
+    if reseal:
+        console.print(f"sealed contacts written to {write_sealed_vectors(out)}")
 
     written = write_vectors(out)
     console.print(f"{len(written)} vector files written under {out}")

@@ -40,6 +40,10 @@ TEXT_MAX_LENGTH = 2000
 SITE_TEXT_MAX_LENGTH = 200
 #: An Ed25519 signature.
 SIGNATURE_MAX_BYTES = 64
+#: A sealed contact's ciphertext (HPKE enc and AEAD output of a contact at its bounds: about 3 KiB).
+SEALED_CONTACT_MAX_BYTES = 8192
+#: A directory key id: 16 lowercase hex characters.
+KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
 
 #: Namespace of derived event ids: a service that re-processes an event emits the same ids.
 _DERIVED_ID_NAMESPACE = uuid.UUID("5b0e7d7e-6a1e-4b8e-9a59-0c2d6c1e8c11")
@@ -176,6 +180,15 @@ class Profile(_Frozen):
     job_seeker: bool | None = None
 
 
+class SealedContact(_Frozen):
+    """The person's contact sealed to the recipient (`cepbus.contract.contact`): opaque to everyone else."""
+
+    recipient_key_id: str = Field(max_length=16, pattern=KEY_ID_PATTERN)
+    # empty only in the ledger's copy, which keeps the digest and not the box; the router refuses it on the bus
+    ciphertext: bytes = Field(max_length=SEALED_CONTACT_MAX_BYTES)
+    ciphertext_sha256: bytes = Field(min_length=32, max_length=32)
+
+
 class Event(_Frozen):
     """Base of every event: the envelope first, then the payload.
 
@@ -292,13 +305,14 @@ class ReferralRequested(Event):
     reason: str = Field(min_length=1, max_length=TEXT_MAX_LENGTH)
     consent_to_share: bool
     shared_profile: Profile | None = None
+    sealed_contact: SealedContact | None = None
 
-    @field_validator("shared_profile")
+    @field_validator("shared_profile", "sealed_contact")
     @classmethod
-    def _profile_needs_consent(cls, profile: Profile | None, info: Any) -> Profile | None:
-        if profile is not None and not info.data.get("consent_to_share"):
-            raise ValueError("shared_profile requires consent_to_share")
-        return profile
+    def _needs_consent(cls, shared: Any, info: Any) -> Any:
+        if shared is not None and not info.data.get("consent_to_share"):
+            raise ValueError(f"{info.field_name} requires consent_to_share")
+        return shared
 
 
 class ReferralStatusChanged(Event):

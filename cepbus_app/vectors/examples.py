@@ -59,6 +59,7 @@ from cepbus.contract.models import (
 )
 from cepbus.contract.statements import StatementSigner, statement_digest
 from cepbus.trust.keys import key_id, raw_public_key
+from cepbus_app.vectors.sealed import example_sealed_contact
 
 __all__ = [
     "BATCHES",
@@ -384,6 +385,7 @@ def _besancon_referral(choice: ChoiceRecorded, profile: Profile) -> ReferralRequ
         reason="choix éclairé : la personne choisit l'Apec",
         consent_to_share=True,
         shared_profile=profile,
+        sealed_contact=example_sealed_contact(),  # schemas/vectors/sealed-contacts.json
     )
 
 
