@@ -21,7 +21,8 @@ from uuid import UUID
 
 from cepbus.auditlog.leaf import StatementProof
 from cepbus.contract import codec
-from cepbus.contract.models import Event
+from cepbus.contract.models import Event, ReferralRequested
+from cepbus.contract.schemas import event_schema
 from cepbus.contract.topics import TopicSpec
 from cepbus.reference.producers import ClaimProblem, ProducerCatalog
 from cepbus.runtime.messages import Incoming, Outgoing, Received, Refusal
@@ -54,6 +55,18 @@ def content_digest(event: Event) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def kept_payload(item: Received) -> bytes:
+    """The event's bytes as the ledger seals them: as sent, but for a referral's sealed contact, whose
+    ciphertext is emptied (its SHA-256, in the same record, stays). The ledger never keeps the box it
+    cannot open (issue #24); the leaf's statement digest remains that of the bytes the author signed."""
+    event = item.event
+    if isinstance(event, ReferralRequested) and event.sealed_contact is not None:
+        record = event.model_dump(mode="python")
+        record["sealed_contact"]["ciphertext"] = b""
+        return codec.encode_record(event_schema(event.avro_name), record)
+    return codec.single_object(item.message.value)
+
+
 def new_record(item: Received) -> NewRecord:
     envelope = item.event.envelope
     facts = regulation_facts(item.event)  # from the event already decoded: the bytes are read once
@@ -71,7 +84,7 @@ def new_record(item: Received) -> NewRecord:
         person_pseudonym=envelope.person_pseudonym,
         # as single-object whatever the framing it came in: a leaf names its writer schema by
         # fingerprint, so an auditor reads it from schemas/avro without the bus's schema registry
-        payload=codec.single_object(item.message.value),
+        payload=kept_payload(item),
         facts=facts,
         content_digest=content_digest(item.event),
         statement=statement,

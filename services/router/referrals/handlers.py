@@ -60,6 +60,7 @@ from services.router.metrics import (
 from services.router.referrals import machine
 from services.router.referrals.deadlines import Clock, DeadlinePolicy, pending_deadline, system_clock
 from services.router.referrals.drift import DriftPolicy, PastReferral, detect
+from services.router.referrals.sealed_contact import contact_problem
 from services.router.referrals.store import HistoryEntry, ReferralRecord, ReferralStore
 
 if TYPE_CHECKING:
@@ -531,6 +532,9 @@ class RequestRouting:
     operator_ids: frozenset[str]
 
     def on_requested(self, referral: ReferralRequested) -> list[Outgoing]:
+        problem = contact_problem(referral, self.lifecycle.directory, self.lifecycle.clock())
+        if problem is not None:  # nothing is delivered nor followed: the requester sees the dead letter
+            raise Rejected(*problem)
         recipient = referral.recipient_org_id
         if recipient in self.lifecycle.directory and recipient not in self.operator_ids:
             REFERRALS_ROUTED.labels(referral.region_code, referral.recipient_kind.value).inc()
