@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -159,9 +159,12 @@ class PartnerEntry(_Frozen):
     note: str | None = None
 
 
-class DirectoryKey(_Frozen):
-    """One public key of an organisation and when it may sign: from `not_before` (included) to
-    `not_after` (excluded, None: open), and never from `revoked_at` on."""
+class _VersionedKey(_Frozen):
+    """A public key of an organisation and when it is valid: from `not_before` (included) to `not_after`
+    (excluded, None: open), and never from `revoked_at` on. Its id binds it to its organisation
+    (`_id_of`); `_kind` names the 32-byte key it holds."""
+
+    _kind: ClassVar[str] = "Ed25519"
 
     org_id: str = Field(pattern=ORG_ID)
     key_id: str = Field(pattern=KEY_ID)
@@ -169,6 +172,10 @@ class DirectoryKey(_Frozen):
     not_before: AwareDatetime
     not_after: AwareDatetime | None = None
     revoked_at: AwareDatetime | None = None
+
+    @classmethod
+    def _id_of(cls, org_id: str, raw: bytes) -> str:
+        return key_id(org_id, raw)
 
     @field_validator("not_before", "not_after", "revoked_at")
     @classmethod
@@ -178,12 +185,12 @@ class DirectoryKey(_Frozen):
     @field_validator("public_key")
     @classmethod
     def _parses(cls, text: str) -> str:
-        _decode_public_key(text)
+        _decode_public_key(text, cls._kind)
         return text
 
     @model_validator(mode="after")
-    def _consistent(self) -> DirectoryKey:
-        expected = key_id(self.org_id, self.raw)
+    def _consistent(self) -> Self:
+        expected = self._id_of(self.org_id, self.raw)
         if self.key_id != expected:
             raise ValueError(
                 f"key id {self.key_id} of {self.org_id} does not match its public key ({expected})"
@@ -194,19 +201,23 @@ class DirectoryKey(_Frozen):
 
     @property
     def raw(self) -> bytes:
-        return _decode_public_key(self.public_key)
-
-    def key(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(self.raw)
+        return _decode_public_key(self.public_key, self._kind)
 
     def valid_at(self, at: datetime) -> bool:
-        """True when the key may sign at `at` (an aware datetime)."""
+        """True when the key may be used at `at` (an aware datetime)."""
         _require_aware(at)
         return (
             self.not_before <= at
             and (self.not_after is None or at < self.not_after)
             and (self.revoked_at is None or at < self.revoked_at)
         )
+
+
+class DirectoryKey(_VersionedKey):
+    """One signing (Ed25519) key of an organisation and when it may sign."""
+
+    def key(self) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(self.raw)
 
     def to_json(self) -> dict[str, Any]:
         """The entry as the directory writes it."""
@@ -232,51 +243,19 @@ def key_entry(
     }
 
 
-class EncryptionKey(_Frozen):
+class EncryptionKey(_VersionedKey):
     """One X25519 public key of an organisation, to which referral contacts are sealed
     (`cepbus.contract.contact`); valid, rotated and revoked as a signing key is: new contacts are sealed
     to the newest key valid now, and none to a key revoked or expired."""
 
-    org_id: str = Field(pattern=ORG_ID)
-    key_id: str = Field(pattern=KEY_ID)
-    public_key: str
-    not_before: AwareDatetime
-    not_after: AwareDatetime | None = None
-    revoked_at: AwareDatetime | None = None
+    _kind: ClassVar[str] = "X25519"
 
-    @field_validator("not_before", "not_after", "revoked_at")
     @classmethod
-    def _utc(cls, at: datetime | None) -> datetime | None:
-        return None if at is None else at.astimezone(UTC)
-
-    @field_validator("public_key")
-    @classmethod
-    def _parses(cls, text: str) -> str:
-        _decode_public_key(text, "X25519")
-        return text
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EncryptionKey:
-        expected = encryption_key_id(self.org_id, self.raw)
-        if self.key_id != expected:
-            raise ValueError(f"encryption key_id {self.key_id} is not the id of its key ({expected})")
-        return self
-
-    @property
-    def raw(self) -> bytes:
-        return _decode_public_key(self.public_key, "X25519")
+    def _id_of(cls, org_id: str, raw: bytes) -> str:
+        return encryption_key_id(org_id, raw)
 
     def key(self) -> X25519PublicKey:
         return X25519PublicKey.from_public_bytes(self.raw)
-
-    def valid_at(self, at: datetime) -> bool:
-        """True when a contact may be sealed to this key at `at` (an aware datetime)."""
-        _require_aware(at)
-        return (
-            self.not_before <= at
-            and (self.not_after is None or at < self.not_after)
-            and (self.revoked_at is None or at < self.revoked_at)
-        )
 
 
 def encryption_key_entry(
