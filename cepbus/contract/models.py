@@ -184,7 +184,7 @@ class SealedContact(_Frozen):
     """The person's contact sealed to the recipient (`cepbus.contract.contact`): opaque to everyone else."""
 
     recipient_key_id: str = Field(max_length=16, pattern=KEY_ID_PATTERN)
-    # empty only in the ledger's copy, which keeps the digest and not the box; the router refuses it on the bus
+    # empty only in the ledger's copy (it keeps the digest, not the box); refused empty on the bus
     ciphertext: bytes = Field(max_length=SEALED_CONTACT_MAX_BYTES)
     ciphertext_sha256: bytes = Field(min_length=32, max_length=32)
 
