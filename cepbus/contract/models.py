@@ -108,6 +108,7 @@ class ReferralStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     INTERIM_UPDATE = "interim_update"
     UNKNOWN = "unknown"
+    EXPIRED = "expired"  # the bus's own step: unanswered too long (ReferralExpired)
 
 
 class IntakePurpose(enum.StrEnum):
@@ -485,10 +486,46 @@ class ReferralUpdateVerdict(Event):
         return Envelope._aware_utc_millis(value)
 
 
+class ReminderKind(enum.StrEnum):
+    DEADLINE_TOMORROW = "deadline_tomorrow"  # the working day before a pending deadline
+    UNANSWERED = "unanswered"  # every N days without an answer
+    OTHER = "other"  # the Avro enum's default, for readers of a later symbol
+
+
+class ReferralReminderDue(Event):
+    """The router reminds a referral's recipient before a deadline, or of a referral left unanswered."""
+
+    referral_id: str = Field(max_length=ID_MAX_LENGTH)
+    requester_org_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
+    recipient_org_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
+    recipient_kind: OrganisationKind
+    region_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=REGION_CODE)
+    reminder: ReminderKind
+    deadline: str | None = Field(default=None, max_length=CODE_MAX_LENGTH)
+    due_at: datetime | None = None
+    days_waiting: int = Field(ge=0)
+    status: ReferralStatus
+
+
+class ReferralExpired(Event):
+    """The router closes a referral left unanswered for the recipient kind's number of days."""
+
+    referral_id: str = Field(max_length=ID_MAX_LENGTH)
+    requester_org_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
+    recipient_org_id: str = Field(max_length=ID_MAX_LENGTH, pattern=ORG_ID)
+    recipient_kind: OrganisationKind
+    region_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=REGION_CODE)
+    status_at_expiry: ReferralStatus
+    expired_after_days: int = Field(ge=1)
+    received_at: datetime
+
+
 EVENT_MODELS.update(
     {
         model.avro_name: model
         for model in (
+            ReferralReminderDue,
+            ReferralExpired,
             ReferralUpdateRejected,
             ReferralDeadlineBreached,
             ReferralRegulationAlert,

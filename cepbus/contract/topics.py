@@ -28,7 +28,9 @@ from cepbus.contract.models import (
     NoticeIssued,
     NoticeRequested,
     ReferralDeadlineBreached,
+    ReferralExpired,
     ReferralRegulationAlert,
+    ReferralReminderDue,
     ReferralRequested,
     ReferralStatusChanged,
     ReferralUpdateRejected,
@@ -123,6 +125,20 @@ REFERRAL_DEADLINE_BREACHED = TopicSpec(
     "Referral steps that missed their deadline (business days), once per deadline",
     writers=frozenset({ROUTER}),
 )
+REFERRAL_REMINDER = TopicSpec(
+    "cep.referral.reminder",
+    ReferralReminderDue,
+    PERSON_KEY,
+    "Reminders to a referral's recipient: the working day before a deadline, every N days unanswered",
+    writers=frozenset({ROUTER}),
+)
+REFERRAL_EXPIRED = TopicSpec(
+    "cep.referral.expired",
+    ReferralExpired,
+    PERSON_KEY,
+    "Referrals the router closed after N days unanswered (status expired, owned by the bus)",
+    writers=frozenset({ROUTER}),
+)
 REFERRAL_ALERT = TopicSpec(
     "cep.referral.alert",
     ReferralRegulationAlert,
@@ -200,6 +216,8 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     REFERRAL_DEADLINE_BREACHED,
     REFERRAL_ALERT,
     REFERRAL_VERDICT,
+    REFERRAL_REMINDER,
+    REFERRAL_EXPIRED,
     LEDGER_CHECKPOINTS,
 )
 

@@ -45,13 +45,16 @@ from cepbus.contract.models import (
     OrganisationKind,
     Profile,
     ReferralDeadlineBreached,
+    ReferralExpired,
     ReferralRegulationAlert,
+    ReferralReminderDue,
     ReferralRequested,
     ReferralStatus,
     ReferralStatusChanged,
     ReferralUpdateRejected,
     ReferralUpdateVerdict,
     RegulationBreach,
+    ReminderKind,
     ServiceLevel,
     ServiceLevelStarted,
     UpdateVerdict,
@@ -487,6 +490,48 @@ def _besancon_deadline_breached(referral: ReferralRequested) -> ReferralDeadline
     )
 
 
+def _besancon_reminder(referral: ReferralRequested) -> ReferralReminderDue:
+    return ReferralReminderDue(
+        envelope=_envelope(
+            ReferralReminderDue,
+            "8e3c5a71-2d94-4b06-9f1e-6a0b7c4d2e59",
+            "2026-03-03T08:00:00Z",
+            _ROUTER,
+            cause=referral,
+        ),
+        referral_id=_REFERRAL_ID,
+        requester_org_id="cep-r27",
+        recipient_org_id="apec-r27",
+        recipient_kind=OrganisationKind.APEC,
+        region_code="27",
+        reminder=ReminderKind.DEADLINE_TOMORROW,
+        deadline="received",
+        due_at=_at("2026-03-04T23:00:00Z"),
+        days_waiting=0,
+        status=ReferralStatus.REQUESTED,
+    )
+
+
+def _besancon_expired(referral: ReferralRequested) -> ReferralExpired:
+    return ReferralExpired(
+        envelope=_envelope(
+            ReferralExpired,
+            "1f6b9d3e-7c28-4a45-b0e1-9d2c8a5f3b74",
+            "2026-04-01T08:00:00Z",
+            _ROUTER,
+            cause=referral,
+        ),
+        referral_id=_REFERRAL_ID,
+        requester_org_id="cep-r27",
+        recipient_org_id="apec-r27",
+        recipient_kind=OrganisationKind.APEC,
+        region_code="27",
+        status_at_expiry=ReferralStatus.RECEIVED,
+        expired_after_days=30,
+        received_at=_at("2026-03-02T10:20:01Z"),
+    )
+
+
 def _besancon_ping_pong(referral: ReferralRequested) -> ReferralRegulationAlert:
     return ReferralRegulationAlert(
         envelope=_envelope(
@@ -639,6 +684,12 @@ def examples() -> list[Example]:
         Example("besancon-update-rejected", "a refused step", _besancon_update_rejected(referral)),
         Example("besancon-first-appointment-late", "a deadline missed", late),
         Example("besancon-ping-pong", "an array of strings", _besancon_ping_pong(referral)),
+        Example(
+            "besancon-reminder",
+            "the day before a deadline; a timestamp in a union",
+            _besancon_reminder(referral),
+        ),
+        Example("besancon-expired", "unanswered for 30 days: closed by the bus", _besancon_expired(referral)),
         Example("guadeloupe-level-2", "a level-2 start in region 01", gp_start),
         Example("guadeloupe-choice-reminder", "a timestamp outside the envelope", _guadeloupe_reminder()),
         Example("guadeloupe-breach", "no choice recorded before level 2", _guadeloupe_breach(gp_start)),
