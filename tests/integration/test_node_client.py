@@ -7,10 +7,17 @@ names (the client is given the directory file), the key's organisation being the
 router passes events on with their author's signature: the notice is the notifier's, a referral its
 requester's or the router's). A copy of its update with a tampered signature, or under its name with
 another key, is dead-lettered at the bus's edge. The program loads the `.avsc` files and the directory
-itself: nothing Python produced is handed to it but its organisations' keys."""
+itself: nothing Python produced is handed to it but its organisations' keys.
+
+Given a contact (`--contact`, a ReferralContact JSON file) and a local partner (`--contact-partner`), it
+also refers the person to that partner with their contact sealed (HPKE, `@hpke/core`) to the partner's
+newest valid encryption key in the verified directory: the router delivers it unchanged, the partner
+opens it in Python, and the contact is in clear in no message; a partner without a valid encryption key
+is refused before anything is sent."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -19,32 +26,41 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from cepbus.contract import codec, tracecontext
+from cepbus.contract.contact import ContactError, ReferralContact, contact_info, open_contact
 from cepbus.contract.headers import SIGNATURE_HEADER
 from cepbus.contract.models import (
     Event,
     ReferralRequested,
     ReferralStatus,
     ReferralStatusChanged,
+    SealedContact,
     derived_event_id,
 )
 from cepbus.contract.schemas import by_fingerprint, schema_dir
 from cepbus.contract.statements import StatementSignature, StatementSigner
-from cepbus.contract.topics import REFERRAL_STATUS, core_topic, referral_inbox, topic_for
+from cepbus.contract.topics import REFERRAL_REQUESTED, REFERRAL_STATUS, core_topic, referral_inbox, topic_for
 from cepbus.reference import load_reference
 from cepbus.reference.authorship import Author, Authorship
-from cepbus.reference.directory import DirectoryKey, load_directory
+from cepbus.reference.directory import (
+    DirectoryKey,
+    encryption_key_entry,
+    load_directory,
+    sign_document,
+)
 from cepbus.reference.producers import ProducerCatalog
+from cepbus.sdk.contact import open_referral_contact
 from cepbus.sdk.publisher import development_signer, signer_of
-from cepbus.trust.development import dev_authority_key, dev_private_key
+from cepbus.trust.development import dev_authority_key, dev_encryption_key, dev_private_key
 from cepbus.trust.keys import AuthorityKey
 from tests.support import ROOT
 from tests.support.bus import RunningBus, dead_letters, wait_for_applied_verdicts
@@ -55,6 +71,8 @@ pytestmark = pytest.mark.integration
 
 OPERATOR, PARTNER = "cep-r84", "apec-r84"  # a region no other integration test's partner serves
 OTHER_ORG = "cap-emploi-r84"
+#: A local partner of the directory (not a CEP operator) the client refers a person to with their contact.
+CONTACT_PARTNER, CONTACT_PARTNER_KIND = "transitions-pro-r84", "transitions_pro"
 TIMEOUT_S = 60
 #: The packaged (development) directory, the one the test bus runs on: what the client verifies with.
 DIRECTORY = ROOT / "cepbus" / "reference" / "data" / "directory.json"
@@ -66,7 +84,7 @@ AUTHORITY = AuthorityKey.of(dev_authority_key().public_key()).pinned()
 def node_client_ready() -> None:
     """Skip (or, with CEPBUS_REQUIRE_NODE=1 as in CI, fail) before the bus starts if Node.js or the
     npm packages are missing."""
-    require_node("avsc", "kafkajs")
+    require_node("avsc", "kafkajs", "@hpke/core")
 
 
 def _seed_hex(org_id: str) -> str:
@@ -602,3 +620,285 @@ def test_the_node_client_says_what_it_waited_for_when_nothing_comes(bus: Running
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=NODE_DIR)
     assert done.returncode == 2 and done.stdout == ""
     assert "timed out after 3 s waiting for the NoticeIssued of the intake" in done.stderr
+
+
+# -- the person's contact, sealed to a local partner (issue #24) --------------------------------------
+
+
+def write_contact(path: Path) -> ReferralContact:
+    """A contact with values found nowhere else on the bus (a unique email, telephone and name), written
+    as the JSON file the client reads; optional fields it leaves out are null in what it seals."""
+    marker = uuid.uuid4()
+    contact = ReferralContact.model_validate(
+        {
+            "first_name": "Maëlle",
+            "last_name": f"Node{marker.hex[:10]}",
+            "phone": f"+33 7 {marker.int % 10**8:08d}",
+            "email": f"maelle.{marker.hex[:16]}@exemple-node.fr",
+            "contact_preference": "telephone",
+            "availability": "Le mardi matin",
+            "referent_name": "Conseillère CEP (client Node.js)",
+            "referent_contact": "referente.cep@exemple-node.fr",
+        }
+    )
+    written = contact.model_dump(mode="json", exclude={"situation"})  # absent from the file: null
+    path.write_text(json.dumps(written, ensure_ascii=False), encoding="utf-8")
+    return contact
+
+
+def topic_records(
+    bus: RunningBus, topic: str, until: Callable[[Any], bool] | None = None, timeout_s: float = 30.0
+) -> list[Any]:
+    """Every record of `topic`, each partition read from its beginning to its end; with `until`, to the
+    end it has once a record matching `until` was read (AssertionError if none comes in time)."""
+    consumer = KafkaConsumer(bootstrap_servers=bus.broker.bootstrap_list, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert partitions, f"{topic} has no partitions"
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        ends = consumer.end_offsets(partitions) if until is None else None
+        deadline = time.monotonic() + timeout_s
+        while ends is None or any(consumer.position(p) < ends[p] for p in partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out reading {topic} ({len(records)} records read)")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+            if ends is None and until is not None and any(until(r) for r in records):
+                ends = consumer.end_offsets(partitions)
+        return records
+    finally:
+        consumer.close()
+
+
+def _is_referral(referral_id: str) -> Callable[[Any], bool]:
+    def match(record: Any) -> bool:
+        event = codec.decode(record.value)
+        return isinstance(event, ReferralRequested) and event.referral_id == referral_id
+
+    return match
+
+
+def _raw_bytes(record: Any) -> bytes:
+    """Everything a record carries: key, value, header names and values."""
+    headers = b"".join(name.encode() + (value or b"") for name, value in record.headers or [])
+    return (record.key or b"") + record.value + headers
+
+
+def test_the_node_client_seals_the_persons_contact_to_the_partner(bus: RunningBus, tmp_path: Path) -> None:
+    """With --contact and --contact-partner the client, as the operator, refers the person to a local
+    partner with their consent and their contact sealed (HPKE, @hpke/core) to the partner's newest valid
+    encryption key in the directory it verified. The router delivers the referral to the partner's inbox
+    unchanged, with the operator's signature; the partner opens it in Python with its key to exactly the
+    contact of the file, another organisation's key does not open it, nor does the box moved to another
+    referral; and the clear email, telephone and name are in no message of the request topic nor of the
+    inbox."""
+    contact = write_contact(tmp_path / "contact.json")
+    person = f"p-node-{uuid.uuid4().hex[:12]}"
+    overrides = {"contact": str(tmp_path / "contact.json"), "contact-partner": CONTACT_PARTNER}
+    command = client_command(bus, person, "single-object", overrides)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S + 30, cwd=NODE_DIR)
+    assert done.returncode == 0, f"node client exited {done.returncode}:\n{done.stderr[-3000:]}"
+    [line] = done.stdout.splitlines()
+    seen = json.loads(line)
+    assert seen["ok"] and seen["referral"]["recipient_org_id"] == PARTNER  # the other steps ran as ever
+    key = load_directory().encryption_key_of(CONTACT_PARTNER)
+    assert key is not None
+    reported = seen["contact_referral"]
+    assert (reported["recipient"], reported["recipient_kind"], reported["key_id"]) == (
+        CONTACT_PARTNER,
+        CONTACT_PARTNER_KIND,
+        key.key_id,
+    )
+
+    # what it sent: the operator's word, as the bus's edge judges it
+    sent, author = verified(reported)
+    assert isinstance(sent, ReferralRequested) and author.org_id == OPERATOR
+    assert (sent.referral_id, sent.requester_org_id, sent.recipient_org_id) == (
+        reported["referral_id"],
+        OPERATOR,
+        CONTACT_PARTNER,
+    )
+    assert (sent.envelope.producer_org_id, sent.envelope.person_pseudonym) == (OPERATOR, person)
+    assert sent.recipient_kind.value == CONTACT_PARTNER_KIND and sent.region_code == "84" and sent.reason
+    assert sent.consent_to_share and sent.shared_profile is None
+    assert sent.sealed_contact is not None and sent.sealed_contact.recipient_key_id == key.key_id
+    assert sent.sealed_contact.ciphertext_sha256.hex() == reported["ciphertext_sha256"]
+    assert hashlib.sha256(sent.sealed_contact.ciphertext).hexdigest() == reported["ciphertext_sha256"]
+
+    # delivered: in the partner's inbox, keyed by the person, unchanged, with the operator's signature
+    inbox = referral_inbox(CONTACT_PARTNER).name
+    inbox_records = topic_records(bus, inbox, until=_is_referral(sent.referral_id))
+    [record] = [r for r in inbox_records if _is_referral(sent.referral_id)(r)]
+    delivered = codec.decode(record.value)
+    assert isinstance(delivered, ReferralRequested) and delivered == sent
+    assert record.key == person.encode()
+    assert dict(record.headers)[SIGNATURE_HEADER].decode() == reported["signature_header"]
+
+    # opened by the partner, and by no one else
+    assert open_referral_contact(delivered, dev_encryption_key(CONTACT_PARTNER)) == contact
+    for other in ("spro-r84", OTHER_ORG, OPERATOR):
+        with pytest.raises(ContactError):
+            open_referral_contact(delivered, dev_encryption_key(other))
+    moved = delivered.model_copy(update={"referral_id": str(uuid.uuid4())})  # the box on another referral
+    with pytest.raises(ContactError, match="does not open"):
+        open_referral_contact(moved, dev_encryption_key(CONTACT_PARTNER))
+
+    # the contact in clear: in no message of the request topic nor of the inbox
+    requested = topic_records(bus, REFERRAL_REQUESTED.name)
+    assert any(_is_referral(sent.referral_id)(r) for r in requested)
+    secrets = [contact.email, contact.phone, contact.last_name]
+    for record in [*requested, *inbox_records]:
+        raw = _raw_bytes(record)
+        for secret in secrets:
+            assert secret is not None and secret.encode() not in raw, (record.topic, record.offset)
+
+
+def test_the_node_client_sends_no_contact_unless_asked(client: Callable[[str], ClientRun]) -> None:
+    """Without --contact the client refers no one itself: its line says so, and nothing else changed."""
+    assert client("confluent").seen["contact_referral"] is None
+
+
+def _directory_with_keys(path: Path, org_id: str, entries: list[dict[str, Any]]) -> Path:
+    """The packaged directory with `org_id`'s encryption keys replaced by `entries`, re-signed by the
+    development authority (a genuine directory, as the one after a revocation would be)."""
+    document = json.loads(DIRECTORY.read_text(encoding="utf-8"))
+    body = document["signed"]
+    kept = [k for k in body["encryption_keys"] if k["org_id"] != org_id]
+    body = {**body, "serial": body["serial"] + 1, "encryption_keys": [*kept, *entries]}
+    path.write_text(json.dumps(sign_document(body, dev_authority_key())), encoding="utf-8")
+    return path
+
+
+def _run_offline(options: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The client with no broker to reach (it must stop before it connects)."""
+    args = {"bootstrap": "127.0.0.1:1", **who_and_what_it_trusts(), "person": "p-contact", **options}
+    command = ["node", str(NODE_DIR / "client.js")]
+    command += [part for name, value in args.items() for part in (f"--{name}", value)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=NODE_DIR)
+
+
+@pytest.mark.parametrize("state", ["revoked", "expired", "not_yet_valid", "unlisted"])
+def test_the_node_client_refuses_a_contact_for_a_partner_without_a_valid_encryption_key(
+    tmp_path: Path, state: str
+) -> None:
+    """A directory, genuinely signed, in which the partner's encryption key is revoked, expired, not yet
+    valid, or which lists none for it: the client refuses before it connects (no broker here), so nothing
+    is sent: exit 1 and one line naming the organisation, no usage, no stack trace."""
+    now = datetime.now(UTC)
+    public = dev_encryption_key(CONTACT_PARTNER)
+    windows = {
+        "revoked": {"not_before": now - timedelta(days=30), "revoked_at": now - timedelta(hours=1)},
+        "expired": {"not_before": now - timedelta(days=30), "not_after": now - timedelta(hours=1)},
+        "not_yet_valid": {"not_before": now + timedelta(days=1)},
+    }
+    entries = [encryption_key_entry(CONTACT_PARTNER, public, **windows[state])] if state in windows else []
+    directory = _directory_with_keys(tmp_path / f"{state}.json", CONTACT_PARTNER, entries)
+    write_contact(tmp_path / "contact.json")
+    done = _run_offline(
+        {
+            "directory": str(directory),
+            "contact": str(tmp_path / "contact.json"),
+            "contact-partner": CONTACT_PARTNER,
+        }
+    )
+    assert done.returncode == 1 and done.stdout == "", done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"cepbus node client: {CONTACT_PARTNER} has no valid encryption key"), line
+    if entries:
+        assert entries[0]["key_id"] in line
+    else:
+        assert "it has none listed" in line
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"contact-partner": CONTACT_PARTNER}, "--contact and --contact-partner go together"),
+        ({"contact": "CONTACT"}, "--contact and --contact-partner go together"),
+        (
+            {"contact": "CONTACT", "contact-partner": PARTNER},
+            f"--contact-partner: {PARTNER} is not a local partner of the directory",
+        ),
+        ({"contact": "/no/such/contact.json", "contact-partner": CONTACT_PARTNER}, "cannot read it (ENOENT)"),
+        ({"contact": "BAD_EMAIL", "contact-partner": CONTACT_PARTNER}, "email: "),
+        ({"contact": "EXTRA_FIELD", "contact-partner": CONTACT_PARTNER}, "unknown fields birth_date"),
+    ],
+)
+def test_the_node_client_says_plainly_what_is_wrong_with_its_contact_options(
+    tmp_path: Path, options: dict[str, str], said: str
+) -> None:
+    """Contact options it cannot act on fail before anything is sent: exit 1, one line, the usage."""
+    contact = write_contact(tmp_path / "contact.json").model_dump(mode="json")
+    variants = {
+        "CONTACT": contact,
+        "BAD_EMAIL": {**contact, "email": "not an email"},
+        "EXTRA_FIELD": {**contact, "birth_date": "1980-01-01"},
+    }
+    if options.get("contact") in variants:
+        (tmp_path / "variant.json").write_text(json.dumps(variants[options["contact"]]), encoding="utf-8")
+        options = {**options, "contact": str(tmp_path / "variant.json")}
+    done = _run_offline(options)
+    assert done.returncode == 1 and done.stdout == ""
+    first, *rest = done.stderr.splitlines()
+    assert first.startswith("cepbus node client: ") and said in first, done.stderr
+    assert rest and rest[0].startswith("usage: node client.js") and "--contact PATH" in done.stderr
+    assert "    at " not in done.stderr
+
+
+ROTATION_SCRIPT = """
+const c = require('./lib/contract');
+const s = require('./lib/sealed-contact');
+(async () => {
+  const [file, authority, org, contactFile, referralId, requester] = process.argv.slice(1);
+  const directory = s.loadDirectory(file, c.parseAuthorityKey(authority));
+  const key = s.newestEncryptionKey(directory.encryptionKeys, org);
+  const type = c.loadContract('../../schemas/avro').types['fr.cepbus.ReferralContact'];
+  const plaintext = s.contactPlaintext(type, s.readContact(type, contactFile));
+  const sealed = await s.sealContact(plaintext, key, {
+    referral_id: referralId, requester_org_id: requester, recipient_org_id: org,
+  });
+  process.stdout.write(JSON.stringify({
+    key_id: sealed.recipient_key_id, box_hex: sealed.ciphertext.toString('hex'),
+    sha256_hex: sealed.ciphertext_sha256.toString('hex'), plaintext: plaintext.toString('utf8'),
+  }));
+})().catch((err) => { process.stderr.write(String(err.stack)); process.exit(1); });
+"""
+
+
+def test_the_node_contact_module_seals_to_the_newest_valid_key(tmp_path: Path) -> None:
+    """lib/sealed-contact.js on a rotated directory (an old key still valid, a newer one, a newest one
+    revoked, a future one): it seals to the newer valid key; Python opens the box with that key's private
+    half, to the contact's canonical JSON (sorted keys, every field) as cepbus.contract.contact writes it."""
+    now = datetime.now(UTC)
+    keys = {name: X25519PrivateKey.generate() for name in ("old", "current", "revoked", "future")}
+    windows: dict[str, dict[str, datetime]] = {
+        "old": {"not_before": now - timedelta(days=60)},
+        "current": {"not_before": now - timedelta(days=10)},
+        "revoked": {"not_before": now - timedelta(days=5), "revoked_at": now - timedelta(days=1)},
+        "future": {"not_before": now + timedelta(days=5)},
+    }
+    entries = {name: encryption_key_entry(CONTACT_PARTNER, keys[name], **windows[name]) for name in keys}
+    directory = _directory_with_keys(tmp_path / "rotated.json", CONTACT_PARTNER, list(entries.values()))
+    contact = write_contact(tmp_path / "contact.json")
+    referral_id = str(uuid.uuid4())
+    done = subprocess.run(
+        ["node", "-e", ROTATION_SCRIPT, str(directory), AUTHORITY, CONTACT_PARTNER,
+         str(tmp_path / "contact.json"), referral_id, OPERATOR],
+        capture_output=True, text=True, check=True, cwd=NODE_DIR,
+    )  # fmt: skip
+    out = json.loads(done.stdout)
+    current = entries["current"]
+    assert out["key_id"] == current["key_id"]
+    assert out["plaintext"].encode() == contact.plaintext()
+    box = bytes.fromhex(out["box_hex"])
+    sealed = SealedContact(
+        recipient_key_id=out["key_id"], ciphertext=box, ciphertext_sha256=bytes.fromhex(out["sha256_hex"])
+    )
+    assert hashlib.sha256(box).digest() == sealed.ciphertext_sha256
+    binding = {"referral_id": referral_id, "requester_org_id": OPERATOR, "recipient_org_id": CONTACT_PARTNER}
+    assert open_contact(sealed, keys["current"], current["key_id"], **binding) == contact
+    assert contact_info(referral_id, OPERATOR, CONTACT_PARTNER, current["key_id"]).startswith(
+        b"cep-bus/contact/v1\x00"
+    )

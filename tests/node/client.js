@@ -10,19 +10,28 @@
 //      docs/referrals.md allows from `requested`, sent together as one signed batch of two), then a
 //      step the lifecycle does not allow (completed while accepted), and read the router's refusal on
 //      its rejection topic, which also tells the state the two first updates left the referral in;
-//   3. print one JSON line of what it saw and sent; exit 0. Exit 2 on timeout, 1 on any other error.
+//   3. with --contact and --contact-partner only: as the operator again, publish a ReferralRequested to
+//      a local partner of the directory (--contact-partner: Transitions Pro, SPRO, OPCO..., not a CEP
+//      operator; its kind as the directory lists it) for the same person, made with their consent and
+//      carrying their contact (--contact, a fr.cepbus.ReferralContact JSON file) sealed with HPKE
+//      (@hpke/core) to the partner's newest encryption key valid now in the VERIFIED directory
+//      (`signed.encryption_keys`; lib/sealed-contact.js); the router checks the box is sealed to a
+//      valid key of the recipient and passes it on unchanged to the partner's inbox. A partner with no
+//      valid encryption key (none listed, expired or revoked) is refused at start, before anything is
+//      sent: one line naming it, exit 1;
+//   4. print one JSON line of what it saw and sent; exit 0. Exit 2 on timeout, 1 on any other error.
 //
 // Every event it sends carries its author's statement signature in the `cepbus-signature` header
 // (docs/contract.md, "Every statement signed by its author"): the operator's key signs the intake and
-// the choice, the partner's the updates; the updates carry no in-body signature (signer_org_id and
-// signature stay null: superseded). Every message it reads must carry its AUTHOR's statement signature:
-// the router writes the notice inbox, the referral inbox and the rejection topic, but passes the events
-// it routes on unchanged, with their author's signature (a notice is the notifier's, a referral its
-// requester's or, derived from a person's choice, the router's; a refusal is the router's own). So each
-// is verified with the directory key its header names (valid when read), and the key's organisation
-// must be the event's envelope.producer_org_id. One that does not hold is set aside, reported under
-// `unverified` with the bus's reason (`unsigned`, `malformed_signature`, `unknown_key`, `key_not_valid`,
-// `bad_signature`, `misattributed`), and never acted on.
+// the choice (and step 3's referral), the partner's the updates; the updates carry no in-body signature
+// (signer_org_id and signature stay null: superseded). Every message it reads must carry its AUTHOR's
+// statement signature: the router writes the notice inbox, the referral inbox and the rejection topic,
+// but passes the events it routes on unchanged, with their author's signature (a notice is the
+// notifier's, a referral its requester's or, derived from a person's choice, the router's; a refusal is
+// the router's own). So each is verified with the directory key its header names (valid when read), and
+// the key's organisation must be the event's envelope.producer_org_id. One that does not hold is set
+// aside, reported under `unverified` with the bus's reason (`unsigned`, `malformed_signature`,
+// `unknown_key`, `key_not_valid`, `bad_signature`, `misattributed`), and never acted on.
 //
 // Options: USAGE below; each may also come from the environment (--partner-seed from
 // CEPBUS_NODE_PARTNER_SEED, ..., --bootstrap from CEPBUS_BOOTSTRAP_SERVERS too). --framing is the
@@ -31,18 +40,22 @@
 // is cepbus/reference/data/directory.json), whose `signed.keys` are the keys it verifies what it reads
 // with; --authority is the directory authority's pinned key (`cep-bus-directory+<id>+<base64>`, as
 // CEPBUS_DIRECTORY_AUTHORITY_KEY), and the file is read only if that key signed it (the canonical bytes
-// of its `signed` body, as cepbus/reference/directory.py signs them).
+// of its `signed` body, as cepbus/reference/directory.py signs them); the partners and the encryption
+// keys a contact is sealed to are taken from that same signed body. --contact and --contact-partner go
+// together (or not at all).
 'use strict';
 
 const crypto = require('crypto');
 const path = require('path');
 const {Kafka, Partitioners, logLevel} = require('kafkajs');
 const contract = require('./lib/contract');
+const sealedContact = require('./lib/sealed-contact');
 
 const TOPICS = {
   intake: 'cep.intake.registered',
   noticeInbox: (org) => `cep.notice.inbox.${org}`,
   choice: 'cep.choice.recorded',
+  requested: 'cep.referral.requested',
   status: 'cep.referral.status',
   inbox: (org) => `cep.referral.inbox.${org}`,
   rejected: (org) => `cep.referral.rejected.${org}`,
@@ -58,19 +71,23 @@ const traceparent = () => `00-${TRACE_ID}-${crypto.randomBytes(8).toString('hex'
 const USAGE = `usage: node client.js --bootstrap HOST:PORT[,...] --operator ORG --operator-seed HEX64
   --partner ORG --partner-seed HEX64 --directory PATH --authority KEY --person PSEUDONYM [--schemas DIR]
   [--partner-kind apec] [--region 84] [--departement 69] [--framing single-object|confluent] [--timeout 60]
+  [--contact PATH --contact-partner ORG]
 `;
 
 class Timeout extends Error {}
 class Usage extends Error {}
+class Refused extends Error {}  // what it was asked cannot be done as the contract says: said in one line
 
 function options(argv) {
   const defaults = {
     bootstrap: process.env.CEPBUS_BOOTSTRAP_SERVERS,
     schemas: path.resolve(__dirname, '..', '..', 'schemas', 'avro'),
     'partner-kind': 'apec', region: '84', departement: '69', framing: 'single-object', timeout: '60',
+    contact: null, 'contact-partner': null,  // optional: step 3 runs only with both
   };
   const names = ['bootstrap', 'schemas', 'operator', 'operator-seed', 'partner', 'partner-seed',
-    'directory', 'authority', 'person', 'partner-kind', 'region', 'departement', 'framing', 'timeout'];
+    'directory', 'authority', 'person', 'partner-kind', 'region', 'departement', 'framing', 'timeout',
+    'contact', 'contact-partner'];
   const opts = {};
   for (let i = 0; i < argv.length; i += 2) {
     if (!argv[i].startsWith('--') || argv[i + 1] === undefined) throw new Usage(`bad argument ${argv[i]}`);
@@ -100,12 +117,47 @@ function options(argv) {
   } catch (err) {
     throw new Usage(`--authority: ${err.message}`);
   }
-  try {  // key id -> {orgId, publicKey, notBefore, notAfter, revokedAt}
-    opts.directory = contract.loadDirectoryKeys(opts.directory, opts.authority);
+  let directory;
+  try {  // keys: key id -> {orgId, publicKey, notBefore, notAfter, revokedAt}; partners; encryption keys
+    directory = sealedContact.loadDirectory(opts.directory, opts.authority);
   } catch (err) {
     throw new Usage(`--directory: ${err.message}`);
   }
+  opts.directory = directory.keys;
+  opts.contact = contactStep(opts, directory);
   return opts;
+}
+
+/** Step 3's inputs, checked before anything is sent (null without --contact): the contact, the partner
+ * (a local partner of the directory) and its newest encryption key valid now. */
+function contactStep(opts, directory) {
+  if ((opts.contact === null) !== (opts['contact-partner'] === null)) {
+    throw new Usage('--contact and --contact-partner go together');
+  }
+  if (opts.contact === null) return null;
+  const recipient = directory.partners.get(opts['contact-partner']);
+  if (!recipient) {
+    throw new Usage(`--contact-partner: ${opts['contact-partner']} is not a local partner of the directory ` +
+      '(signed.partners: a Transitions Pro, SPRO, OPCO..., not a CEP operator)');
+  }
+  const contactType = contract.loadContract(opts.schemas, {released: false}).types['fr.cepbus.ReferralContact'];
+  let contact;
+  try {
+    contact = sealedContact.readContact(contactType, opts.contact);
+  } catch (err) {
+    throw new Usage(`--contact: ${err.message}`);
+  }
+  const now = Date.now();
+  const key = sealedContact.newestEncryptionKey(directory.encryptionKeys, recipient.orgId, now);
+  if (!key) {
+    const listed = (directory.encryptionKeys.get(recipient.orgId) || []).map((k) => k.keyId);
+    const why = listed.length ? `its keys ${listed.join(', ')} are revoked, expired or not yet valid`
+      : 'it has none listed';
+    throw new Refused(`${recipient.orgId} has no valid encryption key in the directory (serial ` +
+      `${directory.serial}) at ${new Date(now).toISOString()}: ${why}; the contact cannot be sealed to it, ` +
+      'nothing was sent');
+  }
+  return {recipient, key, plaintext: sealedContact.contactPlaintext(contactType, contact)};
 }
 
 /** An envelope as docs/contract.md describes it: event_type is the payload's full name, occurred_at
@@ -314,6 +366,33 @@ async function main() {
       (m) => m.name === 'fr.cepbus.ReferralUpdateRejected' && m.value.rejected_event_id === illegal.envelope.event_id,
       deadline);
 
+    // 3. the operator: a referral to a local partner, with the person's consent and their contact
+    // sealed to the partner's newest valid encryption key (chosen at start, from the verified directory)
+    let contactReferral = null;
+    if (opts.contact) {
+      const {recipient, key, plaintext} = opts.contact;
+      const referralId = crypto.randomUUID();
+      const made = {
+        envelope: envelope('fr.cepbus.ReferralRequested', operator, {person}),
+        referral_id: referralId,
+        requester_org_id: operator,
+        recipient_org_id: recipient.orgId,
+        recipient_kind: recipient.kind,
+        region_code: opts.region,
+        reason: 'Projet de transition professionnelle : mise en relation (client Node.js)',
+        consent_to_share: true,
+        shared_profile: null,
+        sealed_contact: await sealedContact.sealContact(plaintext, key, {
+          referral_id: referralId, requester_org_id: operator, recipient_org_id: recipient.orgId,
+        }),
+      };
+      const [sent] = await send(TOPICS.requested, 'ReferralRequested', [made], signers.operator);
+      contactReferral = {
+        ...sent, referral_id: referralId, recipient: recipient.orgId, recipient_kind: recipient.kind,
+        key_id: key.keyId, ciphertext_sha256: made.sealed_contact.ciphertext_sha256.toString('hex'),
+      };
+    }
+
     // how each message came: its topic, framing (and the frame's first bytes), headers as documented
     const how = ({topic, framing, frame_header_hex, headers_ok, traceparent, signature}) =>
       ({topic, framing, frame_header_hex, headers_ok, traceparent, signature});
@@ -356,6 +435,8 @@ async function main() {
         attempted_status: refusal.value.attempted_status, current_status: refusal.value.current_status,
         detail: refusal.value.detail,
       },
+      // step 3's referral (null without --contact): the box's key and digest, never the contact
+      contact_referral: contactReferral,
       elapsed_ms: Date.now() - started,
     }) + '\n');
   } finally {
@@ -365,7 +446,8 @@ async function main() {
 }
 
 main().then(() => process.exit(0), (err) => {
-  const known = err instanceof Timeout || err instanceof Usage;  // said plainly; anything else with its stack
+  // said plainly; anything else with its stack
+  const known = err instanceof Timeout || err instanceof Usage || err instanceof Refused;
   process.stderr.write(`cepbus node client: ${known ? err.message : err.stack || err}\n`);
   if (err instanceof Usage) process.stderr.write(USAGE);
   process.exit(err instanceof Timeout ? 2 : 1);
