@@ -61,6 +61,7 @@ def build_service(
         settings.service_org_id,
         deadlines=referral_settings.deadline_policy(),
         drift=referral_settings.drift_policy(),
+        follow_up=referral_settings.follow_up_policy(),
         ids=ids,
         locate=journey_departement(handlers.store),  # the intake's département: its holidays count
     )

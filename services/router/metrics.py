@@ -41,6 +41,16 @@ DEADLINE_BREACHES = Counter(
     "Referral steps not taken within their deadline",
     ["region", "recipient_kind", "deadline"],
 )
+REFERRAL_REMINDERS = Counter(
+    "cepbus_referral_reminders_total",
+    "Reminders sent to a referral's recipient (before a deadline, or while unanswered)",
+    ["recipient_kind", "reminder"],
+)
+REFERRALS_EXPIRED = Counter(
+    "cepbus_referrals_expired_total",
+    "Referrals closed by the bus after N days unanswered",
+    ["recipient_kind"],
+)
 REGULATION_ALERTS = Counter("cepbus_referral_alerts_total", "Referral drift alerts", ["alert"])
 APPOINTMENT_DELAY = Histogram(
     "cepbus_referral_appointment_delay_seconds",

@@ -8,9 +8,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cepbus.contract.models import OrganisationKind
 from cepbus.runtime.settings import ServiceSettings
 from services.router.referrals.deadlines import DeadlinePolicy
 from services.router.referrals.drift import DriftPolicy
+from services.router.referrals.follow_up import FollowUpPolicy
 
 
 class RouterSettings(ServiceSettings):
@@ -39,12 +41,24 @@ class ReferralSettings(BaseSettings):
     answered_business_days: int = Field(default=5, ge=0)
     first_appointment_business_days: int = Field(default=15, ge=0)
     sweep_interval_s: float = Field(default=60.0, gt=0)
+    # follow-up of unanswered referrals (services/router/referrals/follow_up.py): a reminder every N days
+    # (0: none), expiry after N days, per recipient kind in a JSON object ({"opco": 45})
+    remind_every_days: int = Field(default=10, ge=0)
+    expire_after_days: int = Field(default=30, ge=1)
+    expire_after_days_by_kind: dict[OrganisationKind, int] = Field(default_factory=dict)
     drift_window_days: int = Field(default=90, ge=1)
     drift_max_referrals: int = Field(default=3, ge=1)
 
     def deadline_policy(self) -> DeadlinePolicy:
         return DeadlinePolicy(
             self.received_business_days, self.answered_business_days, self.first_appointment_business_days
+        )
+
+    def follow_up_policy(self) -> FollowUpPolicy:
+        return FollowUpPolicy(
+            self.remind_every_days,
+            self.expire_after_days,
+            {kind.value: days for kind, days in self.expire_after_days_by_kind.items()},
         )
 
     def drift_policy(self) -> DriftPolicy:

@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING
 from cepbus.contract import codec
 from cepbus.contract.models import (
     Envelope,
+    Event,
     ReferralDeadlineBreached,
+    ReferralExpired,
     ReferralRegulationAlert,
+    ReferralReminderDue,
     ReferralRequested,
     ReferralStatus,
     ReferralStatusChanged,
@@ -37,6 +40,8 @@ from cepbus.contract.statements import statement_digest
 from cepbus.contract.topics import (
     REFERRAL_ALERT,
     REFERRAL_DEADLINE_BREACHED,
+    REFERRAL_EXPIRED,
+    REFERRAL_REMINDER,
     REFERRAL_VERDICT,
     referral_inbox,
     referral_rejections,
@@ -51,6 +56,8 @@ from cepbus.trust.ids import DEVELOPMENT_IDS, EventIds
 from services.router.metrics import (
     APPOINTMENT_DELAY,
     DEADLINE_BREACHES,
+    REFERRAL_REMINDERS,
+    REFERRALS_EXPIRED,
     REFERRALS_ROUTED,
     REFERRALS_TRACKED,
     REGULATION_ALERTS,
@@ -60,6 +67,7 @@ from services.router.metrics import (
 from services.router.referrals import machine
 from services.router.referrals.deadlines import Clock, DeadlinePolicy, pending_deadline, system_clock
 from services.router.referrals.drift import DriftPolicy, PastReferral, detect
+from services.router.referrals.follow_up import FollowUpPolicy, Reminder, expires, reminders_due
 from services.router.referrals.sealed_contact import contact_problem
 from services.router.referrals.store import HistoryEntry, ReferralRecord, ReferralStore
 
@@ -161,6 +169,7 @@ class ReferralLifecycle:
     clock: Clock = system_clock
     ids: EventIds = DEVELOPMENT_IDS  # keyed derivation of the ids of the events it emits
     locate: DepartementOf | None = None  # the département of a referral (None: region calendars)
+    follow_up: FollowUpPolicy = field(default_factory=FollowUpPolicy)  # reminders and expiry
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -471,14 +480,89 @@ class ReferralLifecycle:
     # -- deadlines ----------------------------------------------------------------------------
 
     def sweep(self) -> list[Outgoing]:
-        """Breach events for every deadline passed since the last sweep (each deadline once)."""
+        """Breach events for every deadline passed since the last sweep (each deadline once), then the
+        follow-up of open referrals: reminders due (each once) and expiries (follow_up.py)."""
         now = self.clock()
         outputs = []
         for record in self.store.overdue(_ms(now)):
             breach = self._breach(record, now)
             if breach is not None:
                 outputs.append(breach)
+        for record in self.store.open_referrals():
+            if expires(record, now, self.follow_up):
+                outputs.extend(self._expire(record, now))
+                continue
+            zone = self.reference.region(record.region_code).zone
+            for reminder in reminders_due(record, now, self.follow_up, zone):
+                if self.store.mark_reminded(record.referral_id, reminder.key, _ms(now)):
+                    outputs.append(self._reminder(record, reminder, now))
         return outputs
+
+    def _follow_up_envelope(
+        self, event_type: type[Event], record: ReferralRecord, key: str, now: datetime
+    ) -> Envelope:
+        return Envelope(
+            event_id=self.ids.derive(record.referral_id, key),
+            event_type=event_type.avro_name,
+            occurred_at=now,
+            producer_org_id=self.service_org_id,
+            correlation_id=record.correlation_id,
+            person_pseudonym=record.person_pseudonym,
+            causation_id=record.request_event_id,
+        )
+
+    def _reminder(self, record: ReferralRecord, reminder: Reminder, now: datetime) -> Outgoing:
+        REFERRAL_REMINDERS.labels(record.recipient_kind.value, reminder.kind.value).inc()
+        event = ReferralReminderDue(
+            envelope=self._follow_up_envelope(ReferralReminderDue, record, f"reminder:{reminder.key}", now),
+            referral_id=record.referral_id,
+            requester_org_id=record.requester_org_id,
+            recipient_org_id=record.recipient_org_id,
+            recipient_kind=record.recipient_kind,
+            region_code=record.region_code,
+            reminder=reminder.kind,
+            deadline=reminder.deadline,
+            due_at=reminder.due_at,
+            days_waiting=reminder.days_waiting,
+            status=record.state,
+        )
+        log.info("referral_reminder", referral_id=record.referral_id, reminder=reminder.key)
+        return Outgoing(REFERRAL_REMINDER.name, event)
+
+    def _expire(self, record: ReferralRecord, now: datetime) -> list[Outgoing]:
+        """The bus closes an unanswered referral: its step, then the event both parties are told of."""
+        event_id = str(self.ids.derive(record.referral_id, "expired"))
+        step = HistoryEntry(
+            referral_id=record.referral_id,
+            seq=self.store.next_seq(record.referral_id),
+            event_id=event_id,
+            status=ReferralStatus.EXPIRED,
+            state_after=ReferralStatus.EXPIRED,
+            actor_org_id=self.service_org_id,
+            reason_code=None,
+            note=None,
+            occurred_at_ms=_ms(now),
+            signer_org_id=self.service_org_id,
+            signature_hex=None,
+            received_at_ms=_ms(now),
+        )
+        if not self.store.expire(step, _ms(now)):
+            return []
+        days = self.follow_up.expiry_days(record.recipient_kind)
+        REFERRALS_EXPIRED.labels(record.recipient_kind.value).inc()
+        event = ReferralExpired(
+            envelope=self._follow_up_envelope(ReferralExpired, record, "expired", now),
+            referral_id=record.referral_id,
+            requester_org_id=record.requester_org_id,
+            recipient_org_id=record.recipient_org_id,
+            recipient_kind=record.recipient_kind,
+            region_code=record.region_code,
+            status_at_expiry=record.state,
+            expired_after_days=days,
+            received_at=_from_ms(record.clock_start_ms),
+        )
+        log.info("referral_expired", referral_id=record.referral_id, after_days=days)
+        return [Outgoing(REFERRAL_EXPIRED.name, event)]
 
     def _breach(self, record: ReferralRecord, now: datetime) -> Outgoing | None:
         assert record.due_name is not None and record.due_at_ms is not None

@@ -41,6 +41,7 @@ STATES: tuple[ReferralStatus, ...] = (
     S.COMPLETED,
     S.CANCEL_REQUESTED,
     S.CANCELLED,
+    S.EXPIRED,  # the bus's own step, never announced by a party (services/router/referrals/follow_up.py)
 )
 #: What a status update may announce (`requested` is the ReferralRequested event itself).
 EVENTS: tuple[ReferralStatus, ...] = (
@@ -55,7 +56,7 @@ EVENTS: tuple[ReferralStatus, ...] = (
     S.CANCELLED,
     S.INTERIM_UPDATE,
 )
-TERMINAL: frozenset[ReferralStatus] = frozenset({S.DECLINED, S.COMPLETED, S.CANCELLED})
+TERMINAL: frozenset[ReferralStatus] = frozenset({S.DECLINED, S.COMPLETED, S.CANCELLED, S.EXPIRED})
 OPEN: tuple[ReferralStatus, ...] = tuple(state for state in STATES if state not in TERMINAL)
 
 #: Reason codes a decline must carry.

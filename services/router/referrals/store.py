@@ -87,6 +87,13 @@ _DDL = [
         due_at_ms BIGINT NOT NULL,
         PRIMARY KEY (referral_id, deadline)
     )""",
+    # the reminders sent, so that each is sent once (services/router/referrals/follow_up.py)
+    """CREATE TABLE IF NOT EXISTS referral_reminders (
+        referral_id TEXT NOT NULL,
+        reminder TEXT NOT NULL,
+        sent_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (referral_id, reminder)
+    )""",
 ]
 
 #: Columns added since the first release (a store created before gains them, keeping its rows; a new
@@ -336,6 +343,12 @@ class ReferralStore(SqlStore):
                 where=of_person,
             ),
             PersonalData(
+                "referral_reminders",
+                "the reminders sent about the person's referral",
+                "delete_rows",
+                where=of_person,
+            ),
+            PersonalData(
                 "referrals",
                 "the person's pseudonym, journey id, whom they were referred to (organisation and kind: "
                 "the public they belong to), where, its state and deadlines",
@@ -414,6 +427,51 @@ class ReferralStore(SqlStore):
             (org_id, org_id),
         )
         return [_record(row) for row in rows]
+
+    def open_referrals(self, limit: int = 10_000) -> list[ReferralRecord]:
+        """Open referrals, oldest received first: what the follow-up sweep looks at."""
+        rows = self._db.query(
+            f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE state NOT IN ({_TERMINAL_SQL}) "
+            f"ORDER BY {_RECEIVED_ORDER}, referral_id LIMIT ?",
+            (limit,),
+        )
+        return [_record(row) for row in rows]
+
+    def mark_reminded(self, referral_id: str, reminder: str, sent_at_ms: int) -> bool:
+        """Remember a reminder; False if it was already sent (each once)."""
+        with self._db.transaction():
+            if self._db.query(
+                "SELECT 1 FROM referral_reminders WHERE referral_id = ? AND reminder = ?",
+                (referral_id, reminder),
+            ):
+                return False
+            self._db.execute(
+                "INSERT INTO referral_reminders (referral_id, reminder, sent_at_ms) VALUES (?, ?, ?)",
+                (referral_id, reminder, sent_at_ms),
+            )
+            return True
+
+    def reminders(self, referral_id: str) -> list[str]:
+        rows = self._db.query(
+            "SELECT reminder FROM referral_reminders WHERE referral_id = ? ORDER BY sent_at_ms, reminder",
+            (referral_id,),
+        )
+        return [str(row[0]) for row in rows]
+
+    def expire(self, entry: HistoryEntry, updated_at_ms: int) -> bool:
+        """Close an unanswered referral as expired, with its step (the bus's own); False if it was no
+        longer open (answered or closed meanwhile): one transaction."""
+        with self._db.transaction():
+            rows = self._db.query("SELECT state FROM referrals WHERE referral_id = ?", (entry.referral_id,))
+            if not rows or ReferralStatus(rows[0][0]) in TERMINAL:
+                return False
+            self._insert_step(entry, entry.note)
+            self._db.execute(
+                "UPDATE referrals SET state = ?, updated_at_ms = ?, due_name = NULL, due_at_ms = NULL "
+                "WHERE referral_id = ?",
+                (entry.state_after.value, updated_at_ms, entry.referral_id),
+            )
+            return True
 
     def count_by_state(self, referral_ids: Sequence[str] | None = None) -> dict[str, int]:
         if referral_ids is None:
@@ -510,29 +568,32 @@ class ReferralStore(SqlStore):
                     entry.key_id,
                 ),
             )
-            self._db.execute(
-                f"INSERT INTO referral_steps ({_HISTORY_COLUMNS}) VALUES ({', '.join('?' * 13)})",
-                (
-                    entry.referral_id,
-                    entry.seq,
-                    entry.event_id,
-                    entry.status.value,
-                    entry.state_after.value,
-                    entry.actor_org_id,
-                    entry.reason_code,
-                    note,
-                    entry.occurred_at_ms,
-                    entry.signer_org_id,
-                    entry.signature_hex,
-                    entry.key_id,
-                    entry.received_at_ms,
-                ),
-            )
+            self._insert_step(entry, note)
             self._db.execute(
                 "UPDATE referrals SET state = ?, updated_at_ms = ?, due_name = ?, due_at_ms = ? "
                 "WHERE referral_id = ?",
                 (entry.state_after.value, updated_at_ms, due_name, due_at_ms, entry.referral_id),
             )
+
+    def _insert_step(self, entry: HistoryEntry, note: str | None) -> None:
+        self._db.execute(
+            f"INSERT INTO referral_steps ({_HISTORY_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+            (
+                entry.referral_id,
+                entry.seq,
+                entry.event_id,
+                entry.status.value,
+                entry.state_after.value,
+                entry.actor_org_id,
+                entry.reason_code,
+                note,
+                entry.occurred_at_ms,
+                entry.signer_org_id,
+                entry.signature_hex,
+                entry.key_id,
+                entry.received_at_ms,
+            ),
+        )
 
     def next_seq(self, referral_id: str) -> int:
         rows = self._db.query(

@@ -48,13 +48,13 @@ def test_a_request_backdated_by_30_days_is_not_late_until_its_real_deadline(
     claimed = MONDAY - timedelta(days=30)
     backdated = referral(REQUESTER, RECIPIENT, at=claimed)
     lifecycle.on_requested(backdated)
-    assert lifecycle.sweep() == []  # before: a "received" breach at once, the deadline long past
+    assert breaches(lifecycle.sweep()) == []  # before: a "received" breach at once, the deadline long past
     record = store.get(backdated.referral_id)
     assert record is not None
     assert (record.requested_at_ms, record.received_at_ms) == (ms(claimed), ms(MONDAY))
     assert record.due_at_ms == ms(RECEIVED_DUE)
     clock.now = RECEIVED_DUE - timedelta(minutes=30)
-    assert lifecycle.sweep() == []
+    assert breaches(lifecycle.sweep()) == []
     clock.now = RECEIVED_DUE + timedelta(minutes=30)
     [breach] = breaches(lifecycle.sweep())
     assert breach.deadline == "received" and breach.due_at == RECEIVED_DUE
