@@ -67,7 +67,9 @@ from cepbus.contract.models import (
     NoticeObligation,
     NoticeRequested,
     ReferralDeadlineBreached,
+    ReferralExpired,
     ReferralRegulationAlert,
+    ReferralReminderDue,
     ReferralRequested,
     ReferralStatusChanged,
     ReferralUpdateVerdict,
@@ -110,10 +112,13 @@ EVENT_KINDS: dict[type[Event], str] = {
     ServiceLevelStarted: "service_level",
     RegulationBreach: "regulation_breach",
     ReferralDeadlineBreached: "deadline_breach",
+    ReferralExpired: "referral_expired",
 }
 #: Types the ledger records that no indicator counts (a reminder is not yet a breach; an alert is a
 #: signal for people, the breaches it may lead to are counted): known, never "unknown".
-NOT_COUNTED: frozenset[type[Event]] = frozenset({ChoiceReminderDue, ReferralRegulationAlert})
+NOT_COUNTED: frozenset[type[Event]] = frozenset(
+    {ChoiceReminderDue, ReferralRegulationAlert, ReferralReminderDue}
+)
 
 #: Referral statuses that mean the recipient took the person on (a later step implies the acceptance).
 ACCEPTED_STATUSES = frozenset({S.ACCEPTED, S.APPOINTMENT_BOOKED, S.FIRST_APPOINTMENT_HELD, S.COMPLETED})
@@ -337,7 +342,8 @@ def _distribution(pairs: list[tuple[Stamp, Stamp]]) -> dict[str, list[int]]:
 GROUP_COUNTS = (
     "intakes", "notices_due", "notices_issued", "notices_on_time", "notices_due_not_issued",
     "choices_stay", "choices_switch", "choices_undecided", "referrals", "referrals_accepted",
-    "referrals_declined", "referrals_awaiting_answer", "regulation_breaches", "deadline_breaches",
+    "referrals_declined", "referrals_expired", "referrals_awaiting_answer", "regulation_breaches",
+    "deadline_breaches",
     "service_started", "silent_operators",
 )  # fmt: skip
 #: The delays kept per region and per operator kind.
@@ -499,6 +505,7 @@ class _Tally:
     by_recipient_kind: Counter[str] = field(default_factory=Counter)
     referrals: dict[str, Stamp] = field(default_factory=dict)
     referral_group: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    expired: set[str] = field(default_factory=set)  # referrals the bus closed unanswered
     decisions: Counter[str] = field(default_factory=Counter)
     breaches: dict[str, Counter[str]] = field(default_factory=_breach_counters)
     breach_rules: dict[str, Counter[str]] = field(default_factory=_breach_counters)
@@ -525,6 +532,8 @@ class _Tally:
                 groups.add(code, operator_kind, f"choices_{facts['choice']}")
         elif kind == "referral":
             self._referral(record, code, groups)
+        elif kind == "referral_expired" and facts.get("referral_id"):
+            self.expired.add(facts["referral_id"])
         elif kind in self.breaches:
             self._breach(record, kind, code, groups)
         elif kind == "erasure":
@@ -601,7 +610,7 @@ def _referrals(
 ) -> tuple[dict[str, Any], list[tuple[str | None, Span]]]:
     """The referrals section (outcomes from applied verdicts only), and each first appointment's delay
     with its region."""
-    accepted = declined = 0
+    accepted = declined = expired = 0
     first_appointment: list[tuple[str | None, Span]] = []
     for referral_id, requested_at in tally.referrals.items():
         where, who = tally.referral_group[referral_id]
@@ -613,6 +622,9 @@ def _referrals(
         elif names & DECLINED_STATUSES:
             declined += 1
             groups.add(where, who, "referrals_declined")
+        elif referral_id in tally.expired:
+            expired += 1
+            groups.add(where, who, "referrals_expired")
         else:
             groups.add(where, who, "referrals_awaiting_answer")
         held = [when for when, status in seen if status == FIRST_APPOINTMENT_STATUS]
@@ -626,7 +638,8 @@ def _referrals(
         "by_recipient_kind": _counter(tally.by_recipient_kind),
         "accepted": accepted,
         "declined": declined,
-        "awaiting_answer": total - accepted - declined,
+        "expired": expired,
+        "awaiting_answer": total - accepted - declined - expired,
         "acceptance_rate": _rate(accepted, accepted + declined),
         "delay_to_first_appointment": delay_pair([pair for _, pair in first_appointment]),
         "updates_refused": _counter(links.refused),

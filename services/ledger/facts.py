@@ -61,6 +61,10 @@ NON_PERSONAL_FIELDS = frozenset(
         # the statement digest of the update a verdict applies (hex), which the report matches with the
         # update's own leaf: an acceptance counts only with its author's signed update in the ledger
         "verdict", "state_after", "claimed_occurred_at", "reason_code", "update_digest",
+        # the bus's follow-up of a referral (issue #24): why a recipient was reminded (before a deadline,
+        # or unanswered), that a referral expired unanswered, its status then and after how many days:
+        # what the recipient organisation did (nothing), never about the person
+        "reminder", "status_at_expiry", "expired_after_days",
     }
 )  # fmt: skip
 

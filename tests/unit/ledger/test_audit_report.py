@@ -137,6 +137,23 @@ def test_indicators_over_hand_built_records(records: list[LedgerRecord]) -> None
     assert report["erasures"] == 0 and build_report(records)["erasures"] == 1
 
 
+def test_a_referral_the_bus_expired_is_counted_as_expired_not_awaiting(records: list[LedgerRecord]) -> None:
+    """Issue #24: an unanswered referral closed by the router (ReferralExpired) leaves 'awaiting answer';
+    its reminders are recorded but not counted."""
+    records.append(rec("ReferralReminderDue", 85, referral_id="r3", reminder="unanswered", region_code="84"))
+    before = build_report(records, region="84")["referrals"]
+    assert (before["expired"], before["awaiting_answer"]) == (0, 1)
+    records.append(rec("ReferralExpired", 90, referral_id="r3", status_at_expiry="requested",
+                       expired_after_days="30", region_code="84"))  # fmt: skip
+    report = build_report(records, region="84")
+    refs = report["referrals"]
+    assert (refs["total"], refs["accepted"], refs["declined"], refs["expired"], refs["awaiting_answer"]) == (
+        3, 1, 1, 1, 0,
+    )  # fmt: skip
+    assert report["unknown_event_types"] == {"fr.cepbus.SomethingNew": 1}  # both types are known
+    assert report["by_region"]["84"]["referrals_expired"] == 1
+
+
 def test_region_and_period_scope(records: list[LedgerRecord]) -> None:
     national = build_report(records)
     assert national["intakes"]["by_region"] == {"11": 1, "84": 5}
