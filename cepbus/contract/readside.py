@@ -92,13 +92,24 @@ class StepView(_ReadSideAnswer):
     codes: list[str]
 
 
+class SealedContactView(_ReadSideAnswer):
+    """The person's contact as the requester sealed it to the recipient (issue #24): shown to the
+    recipient only, which opens it with its private key (the inbox, in the browser); the router cannot."""
+
+    recipient_key_id: str
+    ciphertext_b64: str
+    ciphertext_sha256_hex: str
+
+
 class ReferralView(_ReadSideAnswer):
-    """`GET /referrals/{referral_id}`: the state and history from one snapshot, so that they agree."""
+    """`GET /referrals/{referral_id}`: the state and history from one snapshot, so that they agree;
+    `sealed_contact` for its recipient only."""
 
     referral: ReferralRecordView
     history: list[HistoryEntryView]
     breaches: list[BreachView]
     steps: list[StepView]
+    sealed_contact: SealedContactView | None = None
 
 
 class OpenReferralsView(_ReadSideAnswer):

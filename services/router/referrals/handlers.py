@@ -205,6 +205,8 @@ class ReferralLifecycle:
             received_at_ms=_ms(received_at),
         )
         added = self.store.add_referral(record)
+        if added and referral.sealed_contact is not None:  # for the recipient's inbox (read side)
+            self.store.add_contact(referral.referral_id, referral.sealed_contact)
         if added:
             REFERRALS_TRACKED.labels(referral.region_code, referral.recipient_kind.value).inc()
         else:

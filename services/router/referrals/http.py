@@ -20,6 +20,7 @@ ingress fronts it (deploy/k8s).
 
 from __future__ import annotations
 
+import base64
 import threading
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ from cepbus.contract.readside import (
     ReferralParty,
     ReferralRecordView,
     ReferralView,
+    SealedContactView,
     StepView,
     UpdateVerdictView,
 )
@@ -63,18 +65,27 @@ def next_steps(state: ReferralStatus) -> list[StepView]:
     ]
 
 
-def read_referral(store: ReferralStore, referral_id: str) -> ReferralView | None:
+def read_referral(store: ReferralStore, referral_id: str, caller: str | None = None) -> ReferralView | None:
     """Current status, full history, reported breaches and next steps of one referral (None if
-    unknown); the status and the history from one snapshot, so that they always agree."""
+    unknown); the status and the history from one snapshot, so that they always agree. The sealed
+    contact only when `caller` is the recipient it is sealed to."""
     found = store.with_history(referral_id)
     if found is None:
         return None
     record, history = found
+    sealed = store.contact_of(referral_id) if caller == record.recipient_org_id else None
     return ReferralView(
         referral=ReferralRecordView.model_validate(record.to_json()),
         history=[HistoryEntryView.model_validate(entry.to_json()) for entry in history],
         breaches=[BreachView(deadline=name, due_at_ms=due) for name, due in store.breaches(referral_id)],
         steps=next_steps(record.state),
+        sealed_contact=None
+        if sealed is None
+        else SealedContactView(
+            recipient_key_id=sealed.recipient_key_id,
+            ciphertext_b64=base64.b64encode(sealed.ciphertext).decode(),
+            ciphertext_sha256_hex=sealed.ciphertext_sha256.hex(),
+        ),
     )
 
 
@@ -153,7 +164,7 @@ def build_read_side(store: ReferralStore, tokens: TokenBook) -> FastAPI:
 
     @app.get("/referrals/{referral_id}")
     def referral(caller: Caller, referral_id: PathId) -> ReferralView:
-        view = read_referral(store, referral_id)
+        view = read_referral(store, referral_id, caller)
         if view is None or caller not in (view.referral.requester_org_id, view.referral.recipient_org_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id} for {caller}")
         return view

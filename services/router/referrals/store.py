@@ -18,11 +18,12 @@ referral. The partner keeps its own copy; the ledger keeps the sealed trail.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cepbus.contract.models import OrganisationKind, ReferralStatus
+from cepbus.contract.models import OrganisationKind, ReferralStatus, SealedContact
 from cepbus.runtime.outbox import Outbox, outbox_personal_data, outbox_schema
 from cepbus.runtime.sqldb import Dialect, PersonalData, SqlStore, StoreOptions
 from cepbus.runtime.vault import ErasedData, PersonVault, person_keys_personal_data
@@ -86,6 +87,14 @@ _DDL = [
         deadline TEXT NOT NULL,
         due_at_ms BIGINT NOT NULL,
         PRIMARY KEY (referral_id, deadline)
+    )""",
+    # the person's contact sealed to the recipient (issue #24): the router cannot open it, the recipient's
+    # inbox fetches it from the read side
+    """CREATE TABLE IF NOT EXISTS referral_contacts (
+        referral_id TEXT PRIMARY KEY,
+        recipient_key_id TEXT NOT NULL,
+        ciphertext_b64 TEXT NOT NULL,
+        ciphertext_sha256_hex TEXT NOT NULL
     )""",
     # the reminders sent, so that each is sent once (services/router/referrals/follow_up.py)
     """CREATE TABLE IF NOT EXISTS referral_reminders (
@@ -343,6 +352,12 @@ class ReferralStore(SqlStore):
                 where=of_person,
             ),
             PersonalData(
+                "referral_contacts",
+                "the person's contact, sealed to the recipient (readable by the recipient only)",
+                "delete_rows",
+                where=of_person,
+            ),
+            PersonalData(
                 "referral_reminders",
                 "the reminders sent about the person's referral",
                 "delete_rows",
@@ -427,6 +442,37 @@ class ReferralStore(SqlStore):
             (org_id, org_id),
         )
         return [_record(row) for row in rows]
+
+    def add_contact(self, referral_id: str, sealed: SealedContact) -> None:
+        """Keep a referral's sealed contact for its recipient (the first one received stays)."""
+        with self._db.transaction():
+            if self._db.query("SELECT 1 FROM referral_contacts WHERE referral_id = ?", (referral_id,)):
+                return
+            self._db.execute(
+                "INSERT INTO referral_contacts (referral_id, recipient_key_id, ciphertext_b64, "
+                "ciphertext_sha256_hex) VALUES (?, ?, ?, ?)",
+                (
+                    referral_id,
+                    sealed.recipient_key_id,
+                    base64.b64encode(sealed.ciphertext).decode(),
+                    sealed.ciphertext_sha256.hex(),
+                ),
+            )
+
+    def contact_of(self, referral_id: str) -> SealedContact | None:
+        rows = self._db.query(
+            "SELECT recipient_key_id, ciphertext_b64, ciphertext_sha256_hex FROM referral_contacts "
+            "WHERE referral_id = ?",
+            (referral_id,),
+        )
+        if not rows:
+            return None
+        key_id, ciphertext, digest = rows[0]
+        return SealedContact(
+            recipient_key_id=key_id,
+            ciphertext=base64.b64decode(ciphertext),
+            ciphertext_sha256=bytes.fromhex(digest),
+        )
 
     def open_referrals(self, limit: int = 10_000) -> list[ReferralRecord]:
         """Open referrals, oldest received first: what the follow-up sweep looks at."""

@@ -6,6 +6,7 @@ not its ciphertext."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from datetime import timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cepbus.contract import codec
 from cepbus.contract.contact import ContactError
@@ -25,7 +27,9 @@ from cepbus.sdk.contact import ContactRefused, attach_contact, open_referral_con
 from cepbus.trust.development import dev_encryption_key
 from cepbus_app.vectors.sealed import example_contact
 from services.ledger.writer import kept_payload
+from services.router.referrals.auth import TokenBook, issue_token
 from services.router.referrals.handlers import ReferralLifecycle, RequestRouting
+from services.router.referrals.http import build_read_side
 from services.router.referrals.store import ReferralStore
 from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock
@@ -137,3 +141,41 @@ def test_the_ledger_keeps_the_contacts_digest_and_not_its_ciphertext() -> None:
     assert stored.sealed_contact.ciphertext_sha256 == hashlib.sha256(sent.sealed_contact.ciphertext).digest()
     assert stored.model_copy(update={"sealed_contact": sent.sealed_contact}) == sent  # nothing else changed
     assert len(value) - len(kept) >= len(sent.sealed_contact.ciphertext) - 2  # the box, less its length byte
+
+
+def test_the_read_side_gives_the_sealed_contact_to_the_recipient_only_and_erasure_deletes_it(
+    tmp_path: Path,
+) -> None:
+    directory = load_directory()
+    sent = attach_contact(_consenting(), example_contact(), directory, at=MONDAY)
+    assert sent.sealed_contact is not None
+    routing, store = _routing(tmp_path, directory)
+    routing.on_requested(sent)
+    routing.on_requested(sent)  # a redelivery keeps the first box
+    path = tmp_path / "tokens.json"
+    tokens = {org: issue_token(org, path) for org in (PARTNER, sent.requester_org_id)}
+    http = TestClient(build_read_side(store, TokenBook.load(path, directory.org_ids())))
+
+    def view(org: str) -> dict[str, Any]:
+        answer = http.get(
+            f"/referrals/{sent.referral_id}", headers={"Authorization": f"Bearer {tokens[org]}"}
+        )
+        assert answer.status_code == 200
+        body: dict[str, Any] = answer.json()
+        return body
+
+    box = view(PARTNER)["sealed_contact"]
+    assert box == {
+        "recipient_key_id": sent.sealed_contact.recipient_key_id,
+        "ciphertext_b64": base64.b64encode(sent.sealed_contact.ciphertext).decode(),
+        "ciphertext_sha256_hex": sent.sealed_contact.ciphertext_sha256.hex(),
+    }
+    assert view(sent.requester_org_id)["sealed_contact"] is None  # the requester has no key to it anyway
+    opened = open_referral_contact(
+        sent.model_copy(update={"sealed_contact": store.contact_of(sent.referral_id)}),
+        dev_encryption_key(PARTNER),
+    )
+    assert opened == example_contact()
+    store.erase_person(sent.envelope.person_pseudonym or "")
+    assert store.contact_of(sent.referral_id) is None
+    store.close()
