@@ -28,6 +28,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import ValidationError
 
 from cepbus.contract.models import ORG_ID
@@ -37,7 +38,9 @@ from cepbus.reference.directory import (
     MAX_DOCUMENT_BYTES,
     Directory,
     DirectoryKey,
+    EncryptionKey,
     ServiceEntry,
+    encryption_key_entry,
     format_time,
     key_entry,
     load_directory_from,
@@ -192,10 +195,12 @@ def _expires_in(days: int) -> str:
     return format_time(datetime.now(UTC) + timedelta(days=days))
 
 
-def _keys_list(body: dict[str, Any], path: Path) -> list[dict[str, Any]]:
-    keys = body.get("keys")
+def _keys_list(body: dict[str, Any], path: Path, name: str = "keys") -> list[dict[str, Any]]:
+    if name == "encryption_keys":
+        body.setdefault(name, [])  # a directory from before encryption keys has none yet
+    keys = body.get(name)
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
-        _fail(f'{path}: "keys" must be a list of key entries')
+        _fail(f'{path}: "{name}" must be a list of key entries')
     return keys
 
 
@@ -217,18 +222,32 @@ def keys_generate(
     not_before: Annotated[
         str | None, typer.Option("--not-before", help="ISO-8601 UTC start of validity (default: now)")
     ] = None,
+    encryption: Annotated[
+        bool,
+        typer.Option(
+            "--encryption",
+            help="An X25519 encryption key (the contacts sealed to you) instead of a signing key",
+        ),
+    ] = False,
 ) -> None:
     """Generate an organisation's key pair: write the private key, print its public directory entry."""
     with _one_line_errors():
         org_id = _org_option(org)
         start = _time_option("--not-before", not_before)
-        key = Ed25519PrivateKey.generate()
-        write_private_key(key, out)
-        entry = key_entry(org_id, key, start)
+        if encryption:
+            sealing = X25519PrivateKey.generate()
+            write_private_key(sealing, out)
+            entry = encryption_key_entry(org_id, sealing, start)
+        else:
+            key = Ed25519PrivateKey.generate()
+            write_private_key(key, out)
+            entry = key_entry(org_id, key, start)
         print(json.dumps(entry, ensure_ascii=False))
+        kind = "encryption key" if encryption else "private key"
+        flag = " --encryption" if encryption else ""
         typer.echo(
-            f"wrote {org_id}'s private key to {out} (mode 0600; keep it there). Send the entry above"
-            " to the directory authority (cep-bus directory add-key).",
+            f"wrote {org_id}'s {kind} to {out} (mode 0600; keep it there). Send the entry above"
+            f" to the directory authority (cep-bus directory add-key{flag}).",
             err=True,
         )
 
@@ -315,16 +334,20 @@ def directory_add_key(
     rotate: Annotated[
         bool, typer.Option("--rotate", help="Close the organisation's open keys at the new key's not_before")
     ] = False,
+    encryption: Annotated[
+        bool, typer.Option("--encryption", help="An encryption key entry (keys generate --encryption)")
+    ] = False,
 ) -> None:
     """Add an organisation's public key; the old signatures are dropped (sign again)."""
     with _one_line_errors():
         body, _ = _read_body(file)
         raw_entry = _read_json(entry, "key entry")
+        model: type[DirectoryKey] | type[EncryptionKey] = EncryptionKey if encryption else DirectoryKey
         try:
-            new = DirectoryKey.model_validate(raw_entry)
+            new = model.model_validate(raw_entry)
         except ValidationError as exc:
-            _fail(f"{entry}: not a key entry: {one_line(exc, limit=6)}")
-        keys = _keys_list(body, file)
+            _fail(f"{entry}: not a{'n encryption' if encryption else ''} key entry: {one_line(exc, limit=6)}")
+        keys = _keys_list(body, file, "encryption_keys" if encryption else "keys")
         if any(k.get("key_id") == new.key_id for k in keys):
             _fail(f"{file}: key {new.key_id} of {new.org_id} is already in the directory")
         closed = []
@@ -339,10 +362,11 @@ def directory_add_key(
         keys.append(new.to_json())
         keys.sort(key=lambda k: (str(k.get("org_id")), str(k.get("not_before")), str(k.get("key_id"))))
         retired = f", closed {', '.join(closed)} at {format_time(new.not_before)}" if closed else ""
+        what = "encryption key" if encryption else "key"
         _save_new_version(
             body,
             file,
-            f"added key {new.key_id} of {new.org_id} (from {format_time(new.not_before)}){retired}",
+            f"added {what} {new.key_id} of {new.org_id} (from {format_time(new.not_before)}){retired}",
         )
 
 
@@ -354,13 +378,14 @@ def directory_revoke(
     at: Annotated[
         str | None, typer.Option("--at", help="ISO-8601 UTC time of the revocation (default: now)")
     ] = None,
+    encryption: Annotated[bool, typer.Option("--encryption", help="Revoke an encryption key")] = False,
 ) -> None:
     """Revoke a key from a time on (updates recorded from then on no longer verify with it)."""
     with _one_line_errors():
         org_id = _org_option(org)
         when = _time_option("--at", at)
         body, _ = _read_body(file)
-        keys = _keys_list(body, file)
+        keys = _keys_list(body, file, "encryption_keys" if encryption else "keys")
         found = [k for k in keys if k.get("org_id") == org_id and k.get("key_id") == key_id]
         if not found:
             _fail(f"{file}: no key {key_id} of {org_id}")

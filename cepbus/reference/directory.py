@@ -257,6 +257,10 @@ class EncryptionKey(_VersionedKey):
     def key(self) -> X25519PublicKey:
         return X25519PublicKey.from_public_bytes(self.raw)
 
+    def to_json(self) -> dict[str, Any]:
+        """The entry as the directory writes it."""
+        return encryption_key_entry(self.org_id, self.raw, self.not_before, self.not_after, self.revoked_at)
+
 
 def encryption_key_entry(
     org_id: str,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cepbus.trust.keyfiles import read_key_bytes
 
@@ -131,7 +132,16 @@ def load_private_key(path: Path, *, production: bool | None = None) -> Ed25519Pr
     return key
 
 
-def write_private_key(key: Ed25519PrivateKey, path: Path) -> None:
+def load_encryption_key(path: Path, *, production: bool | None = None) -> X25519PrivateKey:
+    """An organisation's own encryption (X25519) key from a PEM file (PKCS#8, unencrypted), checked as
+    `load_private_key` checks a signing key."""
+    key = serialization.load_pem_private_key(read_key_bytes(path, "private key", production=production), None)
+    if not isinstance(key, X25519PrivateKey):
+        raise ValueError(f"{path} holds a {type(key).__name__}, not an X25519 private key")
+    return key
+
+
+def write_private_key(key: Ed25519PrivateKey | X25519PrivateKey, path: Path) -> None:
     """Write a key as PEM into a new file created with mode 0600 (never readable by others, not even
     for an instant); FileExistsError if `path` exists: a key file is never overwritten."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from cepbus.contract.models import OrganisationKind, ReferralRequested, new_envelope
 from cepbus.reference.directory import (
     DirectoryError,
     DirectoryKey,
@@ -22,11 +23,13 @@ from cepbus.reference.directory import (
     directory_trust_problems,
     load_directory,
 )
+from cepbus.sdk.contact import ContactRefused, attach_contact, open_referral_contact
 from cepbus.trust.development import dev_authority_key, dev_private_key
-from cepbus.trust.keys import load_private_key, parse_authority_key, write_private_key
+from cepbus.trust.keys import load_encryption_key, load_private_key, parse_authority_key, write_private_key
 from cepbus.trust.modes import enforce
 from cepbus.trust.settings import Environment, TrustSettings
 from cepbus_app.cli import app
+from cepbus_app.vectors.sealed import example_contact
 from tests.unit.trust.conftest import APEC, accepted, packaged_body, verdict
 
 runner = CliRunner()
@@ -355,3 +358,59 @@ def test_a_format_2_directory_is_upgraded_and_its_services_listed(ceremony: Cere
     clear_directory_cache()
     directory = load_directory(ceremony.settings(new))
     assert {s.org_id for s in directory.services.values()} == service_ids
+
+
+PARTNER = "transitions-pro-r84"
+
+
+def test_an_encryption_key_is_generated_listed_used_and_revoked_with_the_commands(
+    ceremony: Ceremony, tmp_path: Path
+) -> None:
+    """Issue #24: a partner generates its X25519 key (`keys generate --encryption`), the authority lists it
+    (`directory add-key --encryption`) and signs; in production the requester's SDK seals a contact to it
+    and the partner opens it with its key file; once revoked, the SDK refuses to seal to it."""
+    working = tmp_path / "unsigned.json"
+    working.write_text((ceremony.root / "unsigned.json").read_text(encoding="utf-8"), encoding="utf-8")
+    key_file = tmp_path / "partner-encryption.pem"
+    made = run(
+        "keys", "generate", "--encryption", "--org", PARTNER, "--out", key_file, "--not-before", NOT_BEFORE
+    )
+    assert made.exit_code == 0, made.stderr
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and "add-key --encryption" in made.stderr
+    entry_file = tmp_path / "entry.json"
+    entry_file.write_text(made.stdout, encoding="utf-8")
+    assert_fails(run("directory", "add-key", "--file", working, "--entry", entry_file), 1, "not a key entry")
+    added = run("directory", "add-key", "--encryption", "--file", working, "--entry", entry_file)
+    assert added.exit_code == 0, added.stderr
+    signed = tmp_path / "directory.json"
+    done = run("directory", "sign", "--key", ceremony.authority_key, "--in", working, "--out", signed)
+    assert done.exit_code == 0, done.stderr
+    directory = load_directory(ceremony.settings(signed))
+    assert (
+        enforce(directory_trust_problems(directory, ceremony.settings(signed)), ceremony.settings(signed))
+        == []
+    )
+    listed = directory.encryption_key_of(PARTNER)
+    assert listed is not None and listed.key_id == json.loads(made.stdout)["key_id"]
+    referral = ReferralRequested(
+        envelope=new_envelope(ReferralRequested, producer_org_id="cep-r84", person_pseudonym="p-ceremony"),
+        referral_id="ref-ceremony",
+        requester_org_id="cep-r84",
+        recipient_org_id=PARTNER,
+        recipient_kind=OrganisationKind.TRANSITIONS_PRO,
+        region_code="84",
+        reason="projet de transition",
+        consent_to_share=True,
+    )
+    sealed = attach_contact(referral, example_contact(), directory)
+    assert open_referral_contact(sealed, load_encryption_key(key_file, production=True)) == example_contact()
+    revoked = run("directory", "revoke", "--encryption", "--file", working, "--org", PARTNER, "--key-id",
+                  listed.key_id, "--at", NOT_BEFORE)  # fmt: skip
+    assert revoked.exit_code == 0, revoked.stderr
+    again = tmp_path / "directory-2.json"
+    assert (
+        run("directory", "sign", "--key", ceremony.authority_key, "--in", working, "--out", again).exit_code
+        == 0
+    )
+    with pytest.raises(ContactRefused, match=f"{PARTNER} has no encryption key valid at .*{listed.key_id}"):
+        attach_contact(referral, example_contact(), load_directory(ceremony.settings(again)))
