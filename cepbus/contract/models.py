@@ -516,7 +516,7 @@ class ReferralExpired(Event):
     recipient_kind: OrganisationKind
     region_code: str = Field(max_length=CODE_MAX_LENGTH, pattern=REGION_CODE)
     status_at_expiry: ReferralStatus
-    expired_after_days: int = Field(ge=1)
+    expired_after_days: int = Field(ge=0)
     received_at: datetime
 
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cepbus.contract.models import OrganisationKind
@@ -41,11 +42,12 @@ class ReferralSettings(BaseSettings):
     answered_business_days: int = Field(default=5, ge=0)
     first_appointment_business_days: int = Field(default=15, ge=0)
     sweep_interval_s: float = Field(default=60.0, gt=0)
-    # follow-up of unanswered referrals (services/router/referrals/follow_up.py): a reminder every N days
-    # (0: none), expiry after N days, per recipient kind in a JSON object ({"opco": 45})
-    remind_every_days: int = Field(default=10, ge=0)
-    expire_after_days: int = Field(default=30, ge=1)
-    expire_after_days_by_kind: dict[OrganisationKind, int] = Field(default_factory=dict)
+    # follow-up of unanswered referrals (services/router/referrals/follow_up.py), as durations (ISO 8601,
+    # "P10D", or seconds): a reminder every `remind_every` (0: none), expiry after `expire_after`, per
+    # recipient kind in a JSON object ({"opco": "P45D"})
+    remind_every: timedelta = timedelta(days=10)
+    expire_after: timedelta = timedelta(days=30)
+    expire_after_by_kind: dict[OrganisationKind, timedelta] = Field(default_factory=dict)
     drift_window_days: int = Field(default=90, ge=1)
     drift_max_referrals: int = Field(default=3, ge=1)
 
@@ -54,11 +56,25 @@ class ReferralSettings(BaseSettings):
             self.received_business_days, self.answered_business_days, self.first_appointment_business_days
         )
 
+    @field_validator("remind_every", "expire_after")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("a duration, not negative")
+        return value
+
+    @field_validator("expire_after_by_kind")
+    @classmethod
+    def _positive(cls, value: dict[OrganisationKind, timedelta]) -> dict[OrganisationKind, timedelta]:
+        if any(after <= timedelta(0) for after in value.values()):
+            raise ValueError("each expiry a positive duration")
+        return value
+
     def follow_up_policy(self) -> FollowUpPolicy:
         return FollowUpPolicy(
-            self.remind_every_days,
-            self.expire_after_days,
-            {kind.value: days for kind, days in self.expire_after_days_by_kind.items()},
+            self.remind_every,
+            self.expire_after,
+            {kind.value: after for kind, after in self.expire_after_by_kind.items()},
         )
 
     def drift_policy(self) -> DriftPolicy:

@@ -5,9 +5,11 @@ due out; `ReferralLifecycle.sweep` emits each once (the store remembers which) a
 - **The working day before a deadline**: a reminder at 08:00 (the region's time) on the business day
   before the day the pending deadline falls due (`deadline_tomorrow`), once per deadline.
 - **Unanswered**: a referral neither accepted nor declined (`requested` or `received`) gets a reminder
-  every `remind_every_days` days after the router received it (`unanswered`), as DORA reminds every 10.
-- **Expiry**: unanswered `expire_after_days` days after the router received it (30 by default, as DORA;
-  per recipient kind in `expire_after_days_by_kind`), the referral expires: a step owned by the bus.
+  every `remind_every` (10 days, as DORA reminds) after the router received it (`unanswered`).
+- **Expiry**: unanswered `expire_after` (30 days by default, as DORA; per recipient kind in
+  `expire_after_by_kind`) after the router received it, the referral expires: a step owned by the bus.
+
+Durations, not day counts, so that the demo can run a month's follow-up in a minute.
 """
 
 from __future__ import annotations
@@ -24,17 +26,16 @@ from services.router.referrals.store import ReferralRecord
 #: The states of a referral its recipient has not answered yet (neither accepted nor declined).
 UNANSWERED: frozenset[ReferralStatus] = frozenset({ReferralStatus.REQUESTED, ReferralStatus.RECEIVED})
 REMIND_AT = time(8, 0)
-_DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
 class FollowUpPolicy:
-    remind_every_days: int = 10
-    expire_after_days: int = 30
-    expire_after_days_by_kind: Mapping[str, int] = field(default_factory=dict)
+    remind_every: timedelta = timedelta(days=10)  # zero: no reminder while unanswered
+    expire_after: timedelta = timedelta(days=30)
+    expire_after_by_kind: Mapping[str, timedelta] = field(default_factory=dict)
 
-    def expiry_days(self, kind: OrganisationKind) -> int:
-        return self.expire_after_days_by_kind.get(kind.value, self.expire_after_days)
+    def expiry(self, kind: OrganisationKind) -> timedelta:
+        return self.expire_after_by_kind.get(kind.value, self.expire_after)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ class Reminder:
     days_waiting: int
 
 
-def days_waiting(record: ReferralRecord, now: datetime) -> int:
-    return max(0, int(now.timestamp() * 1000) - record.clock_start_ms) // _DAY_MS
+def waiting(record: ReferralRecord, now: datetime) -> timedelta:
+    """How long since the router received the referral (its clock, never the requester's)."""
+    return max(timedelta(0), now - datetime.fromtimestamp(record.clock_start_ms / 1000, UTC))
 
 
 def reminder_time(
@@ -67,32 +69,30 @@ def reminders_due(
 ) -> list[Reminder]:
     """The reminders of an open referral due at `now` (the store drops those already sent)."""
     due: list[Reminder] = []
-    waiting = days_waiting(record, now)
+    waited = waiting(record, now)
     if record.due_name is not None and record.due_at_ms is not None:
         due_at = datetime.fromtimestamp(record.due_at_ms / 1000, UTC)
         if reminder_time(due_at, record.region_code, zone, record.departement_code) <= now < due_at:
             key = f"deadline:{record.due_name}:{record.due_at_ms}"
-            due.append(Reminder(key, ReminderKind.DEADLINE_TOMORROW, record.due_name, due_at, waiting))
-    if record.state in UNANSWERED and policy.remind_every_days > 0:
-        rounds = waiting // policy.remind_every_days
-        if rounds >= 1 and waiting < policy.expiry_days(record.recipient_kind):
-            due.append(Reminder(f"unanswered:{rounds}", ReminderKind.UNANSWERED, None, None, waiting))
+            due.append(Reminder(key, ReminderKind.DEADLINE_TOMORROW, record.due_name, due_at, waited.days))
+    if record.state in UNANSWERED and policy.remind_every > timedelta(0):
+        rounds = waited // policy.remind_every
+        if rounds >= 1 and waited < policy.expiry(record.recipient_kind):
+            due.append(Reminder(f"unanswered:{rounds}", ReminderKind.UNANSWERED, None, None, waited.days))
     return due
 
 
 def expires(record: ReferralRecord, now: datetime, policy: FollowUpPolicy) -> bool:
-    """True when the referral is still unanswered its recipient kind's number of days after receipt."""
-    return record.state in UNANSWERED and days_waiting(record, now) >= policy.expiry_days(
-        record.recipient_kind
-    )
+    """True when the referral is still unanswered its recipient kind's time after receipt."""
+    return record.state in UNANSWERED and waiting(record, now) >= policy.expiry(record.recipient_kind)
 
 
 __all__ = [
     "UNANSWERED",
     "FollowUpPolicy",
     "Reminder",
-    "days_waiting",
     "expires",
     "reminder_time",
     "reminders_due",
+    "waiting",
 ]

@@ -550,7 +550,7 @@ class ReferralLifecycle:
         )
         if not self.store.expire(step, _ms(now)):
             return []
-        days = self.follow_up.expiry_days(record.recipient_kind)
+        days = self.follow_up.expiry(record.recipient_kind).days
         REFERRALS_EXPIRED.labels(record.recipient_kind.value).inc()
         event = ReferralExpired(
             envelope=self._follow_up_envelope(ReferralExpired, record, "expired", now),

@@ -93,7 +93,9 @@ def test_the_recipient_is_reminded_the_working_day_before_its_deadline_once(
 def test_unanswered_every_10_days_then_expired_after_30_and_closed_to_updates(
     store: ReferralStore, clock: MovableClock
 ) -> None:
-    lifecycle = follow_ups(store, clock, FollowUpPolicy(remind_every_days=10, expire_after_days=30))
+    lifecycle = follow_ups(
+        store, clock, FollowUpPolicy(remind_every=timedelta(days=10), expire_after=timedelta(days=30))
+    )
     ref = referral()
     lifecycle.on_requested(ref)
     clock.now = MONDAY + timedelta(days=10, minutes=1)
@@ -123,7 +125,9 @@ def test_unanswered_every_10_days_then_expired_after_30_and_closed_to_updates(
 def test_an_answered_referral_is_neither_chased_nor_expired(
     store: ReferralStore, clock: MovableClock
 ) -> None:
-    lifecycle = follow_ups(store, clock, FollowUpPolicy(remind_every_days=10, expire_after_days=30))
+    lifecycle = follow_ups(
+        store, clock, FollowUpPolicy(remind_every=timedelta(days=10), expire_after=timedelta(days=30))
+    )
     ref = referral()
     lifecycle.on_requested(ref)
     lifecycle.on_status(update(ref, S.RECEIVED))
@@ -136,7 +140,9 @@ def test_an_answered_referral_is_neither_chased_nor_expired(
 
 def test_the_expiry_is_configurable_per_recipient_kind(store: ReferralStore, clock: MovableClock) -> None:
     lifecycle = follow_ups(
-        store, clock, FollowUpPolicy(expire_after_days=30, expire_after_days_by_kind={"apec": 5})
+        store,
+        clock,
+        FollowUpPolicy(expire_after=timedelta(days=30), expire_after_by_kind={"apec": timedelta(days=5)}),
     )
     to_apec: ReferralRequested = referral()
     to_opco = referral(recipient="opco-sante", kind=OrganisationKind.OPCO)
@@ -151,11 +157,15 @@ def test_the_expiry_is_configurable_per_recipient_kind(store: ReferralStore, clo
 def test_the_settings_read_the_expiry_per_kind_and_refuse_an_unknown_kind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CEPBUS_REFERRALS_EXPIRE_AFTER_DAYS_BY_KIND", '{"opco": 45}')
-    monkeypatch.setenv("CEPBUS_REFERRALS_REMIND_EVERY_DAYS", "7")
+    monkeypatch.setenv("CEPBUS_REFERRALS_EXPIRE_AFTER_BY_KIND", '{"opco": "P45D"}')
+    monkeypatch.setenv("CEPBUS_REFERRALS_REMIND_EVERY", "P7D")
     policy = ReferralSettings().follow_up_policy()
-    assert policy.expiry_days(OrganisationKind.OPCO) == 45 and policy.expiry_days(OrganisationKind.APEC) == 30
-    assert policy.remind_every_days == 7
-    monkeypatch.setenv("CEPBUS_REFERRALS_EXPIRE_AFTER_DAYS_BY_KIND", '{"pigeon": 45}')
-    with pytest.raises(ValidationError, match="expire_after_days_by_kind"):
-        ReferralSettings()
+    assert policy.expiry(OrganisationKind.OPCO) == timedelta(days=45)
+    assert policy.expiry(OrganisationKind.APEC) == timedelta(days=30)
+    assert policy.remind_every == timedelta(days=7)
+    monkeypatch.setenv("CEPBUS_REFERRALS_EXPIRE_AFTER", "PT40S")  # the demo's month in a minute
+    assert ReferralSettings().follow_up_policy().expire_after == timedelta(seconds=40)
+    for bad in ('{"pigeon": "P45D"}', '{"opco": "PT0S"}'):
+        monkeypatch.setenv("CEPBUS_REFERRALS_EXPIRE_AFTER_BY_KIND", bad)
+        with pytest.raises(ValidationError, match="expire_after_by_kind"):
+            ReferralSettings()
