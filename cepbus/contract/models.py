@@ -486,6 +486,39 @@ class ReferralUpdateVerdict(Event):
         return Envelope._aware_utc_millis(value)
 
 
+class RefusalReason(enum.StrEnum):
+    """Why a recipient declines a referral: the national list (`fr.cepbus.RefusalReason.avsc`), the only
+    `reason_code` a decline may carry; `OTHER` needs a message for the requester."""
+
+    PERSON_UNREACHABLE = "person_unreachable"
+    DID_NOT_ATTEND_INTERVIEW = "did_not_attend_interview"
+    IN_EMPLOYMENT = "in_employment"
+    IN_TRAINING = "in_training"
+    NOT_ELIGIBLE = "not_eligible"
+    NOT_MOBILE = "not_mobile"
+    NOT_INTERESTED = "not_interested"
+    SESSION_FULL = "session_full"
+    OUT_OF_AREA = "out_of_area"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+#: The label each refusal reason is shown with (the partners' and the requesters' pages, the emails).
+REFUSAL_REASON_LABELS: dict[RefusalReason, str] = {
+    RefusalReason.PERSON_UNREACHABLE: "Personne injoignable",
+    RefusalReason.DID_NOT_ATTEND_INTERVIEW: "Ne s'est pas présentée à l'entretien",
+    RefusalReason.IN_EMPLOYMENT: "En emploi",
+    RefusalReason.IN_TRAINING: "En formation",
+    RefusalReason.NOT_ELIGIBLE: "Ne remplit pas les critères d'éligibilité",
+    RefusalReason.NOT_MOBILE: "Pas mobile",
+    RefusalReason.NOT_INTERESTED: "Pas intéressée",
+    RefusalReason.SESSION_FULL: "Session complète, pas de place",
+    RefusalReason.OUT_OF_AREA: "Hors du territoire",
+    RefusalReason.DUPLICATE: "Doublon",
+    RefusalReason.OTHER: "Autre (message obligatoire)",
+}
+
+
 class ReminderKind(enum.StrEnum):
     DEADLINE_TOMORROW = "deadline_tomorrow"  # the working day before a pending deadline
     UNANSWERED = "unanswered"  # every N days without an answer

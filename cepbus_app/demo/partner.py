@@ -39,7 +39,7 @@ from cepbus_app.instrumented import requests_from
 log = get_logger()
 S = ReferralStatus
 
-DECLINE_REASONS = ("no_capacity", "out_of_public", "person_unreachable")
+DECLINE_REASONS = ("session_full", "not_eligible", "person_unreachable")
 
 
 @dataclass(frozen=True)

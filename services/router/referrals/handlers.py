@@ -298,7 +298,7 @@ class ReferralLifecycle:
             if signer == record.recipient_org_id
             else None
         )
-        result = machine.step(record.state, update.status, actor, update.reason_code)
+        result = machine.step(record.state, update.status, actor, update.reason_code, update.note)
         if isinstance(result, machine.Refused):
             raise self._refuse(
                 update, fingerprint, record, result.code, result.detail, key_id=key_id, remember=True

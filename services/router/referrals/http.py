@@ -118,7 +118,7 @@ def read_verdict(store: ReferralStore, org_id: str, event_id: str) -> UpdateVerd
 def referral_view(store: ReferralStore, referral_id: str) -> dict[str, Any] | None:
     """One referral as `cep-bus referral show` prints it: the read side's view without its steps."""
     view = read_referral(store, referral_id)
-    return None if view is None else view.model_dump(mode="json", exclude={"steps"})
+    return None if view is None else view.model_dump(mode="json", exclude={"steps", "sealed_contact"})
 
 
 def open_view(store: ReferralStore, org_id: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from cepbus.contract.models import ReferralStatus
+from cepbus.contract.models import ReferralStatus, RefusalReason
 
 S = ReferralStatus
 
@@ -59,18 +59,8 @@ EVENTS: tuple[ReferralStatus, ...] = (
 TERMINAL: frozenset[ReferralStatus] = frozenset({S.DECLINED, S.COMPLETED, S.CANCELLED, S.EXPIRED})
 OPEN: tuple[ReferralStatus, ...] = tuple(state for state in STATES if state not in TERMINAL)
 
-#: Reason codes a decline must carry.
-DECLINE_REASONS: frozenset[str] = frozenset(
-    {
-        "out_of_public",
-        "no_capacity",
-        "out_of_area",
-        "person_unreachable",
-        "person_refused",
-        "duplicate",
-        "other",
-    }
-)
+#: Reason codes a decline must carry: the national list (`fr.cepbus.RefusalReason`).
+DECLINE_REASONS: frozenset[str] = frozenset(reason.value for reason in RefusalReason)
 #: Outcomes a completion must carry.
 OUTCOMES: frozenset[str] = frozenset(
     {
@@ -145,9 +135,14 @@ class Refused:
 
 
 def step(
-    state: ReferralStatus, event: ReferralStatus, actor: Actor | None, reason_code: str | None = None
+    state: ReferralStatus,
+    event: ReferralStatus,
+    actor: Actor | None,
+    reason_code: str | None = None,
+    note: str | None = None,
 ) -> Moved | Refused:
-    """Where `event` announced by `actor` leads from `state`; `actor` None means not a party."""
+    """Where `event` announced by `actor` leads from `state`; `actor` None means not a party. A decline
+    for the reason `other` needs its message (`note`) for the requester."""
     if actor is None:
         return Refused("not_a_party", "the sender is neither the requester nor the recipient of the referral")
     if state in TERMINAL:
@@ -166,6 +161,10 @@ def step(
         return Refused(
             "bad_reason_code",
             f"{event.value} needs a reason code among {sorted(allowed)}, got {reason_code!r}",
+        )
+    if event == S.DECLINED and reason_code == RefusalReason.OTHER and not (note or "").strip():
+        return Refused(
+            "reason_needs_message", "a decline for the reason 'other' needs a message for the requester"
         )
     return Moved(transition.target, transition)
 

@@ -113,9 +113,9 @@ def test_decline_with_reason(lifecycle: ReferralLifecycle) -> None:
     ref = referral()
     lifecycle.on_requested(ref)
     lifecycle.on_status(update(ref, S.RECEIVED))
-    lifecycle.on_status(update(ref, S.DECLINED, reason_code="no_capacity"))
+    lifecycle.on_status(update(ref, S.DECLINED, reason_code="session_full"))
     assert state(lifecycle, ref) == S.DECLINED
-    assert lifecycle.store.history(ref.referral_id)[-1].reason_code == "no_capacity"
+    assert lifecycle.store.history(ref.referral_id)[-1].reason_code == "session_full"
 
 
 def test_requester_cancels_and_recipient_confirms(lifecycle: ReferralLifecycle) -> None:
@@ -204,8 +204,8 @@ def test_tampered_content_breaks_the_signature(lifecycle: ReferralLifecycle) -> 
     ref = referral()
     lifecycle.on_requested(ref)
     lifecycle.on_status(update(ref, S.RECEIVED))
-    signed = update(ref, S.DECLINED, reason_code="no_capacity")
-    tampered = signed.model_copy(update={"reason_code": "out_of_public"})
+    signed = update(ref, S.DECLINED, reason_code="session_full")
+    tampered = signed.model_copy(update={"reason_code": "not_eligible"})
     assert codec.encode(tampered) != codec.encode(signed)
     assert edge(signed, value=codec.encode(tampered)) == "bad_signature"
     assert state(lifecycle, ref) == S.RECEIVED
@@ -349,7 +349,7 @@ def test_only_an_authenticated_sender_is_answered_and_with_sanitised_text(
     lifecycle.on_requested(ref)
     assert unverified(lifecycle, update(ref, S.RECEIVED)).reply is None  # nobody proved who sent it
     assert edge(update(ref, S.RECEIVED), key_of="cap-emploi-r11") == "misattributed"  # never reaches it
-    nasty = "\x1b[31mno_capacity\r\n" + "x" * 46  # a code at its bound (64), with control characters
+    nasty = "\x1b[31msession_full\r\n" + "x" * 45  # a code at its bound (64), with control characters
     with pytest.raises(ValueError, match="at most 64 characters"):  # a longer one never gets this far
         update(ref, S.DECLINED, reason_code=nasty + "x")
     early = update(ref, S.DECLINED, reason_code=nasty)  # declined before received: refused, answered

@@ -8,7 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cepbus.contract.models import ReferralStatus
+from cepbus.contract.models import REFUSAL_REASON_LABELS, ReferralStatus, RefusalReason
+from cepbus.contract.schemas import schema_dir
 from cepbus_app.cli import app
 from services.router.referrals.machine import (
     EVENTS,
@@ -26,7 +27,7 @@ from tests.support import ROOT
 
 S = ReferralStatus
 ALLOWED = {(t.source, t.event, t.actor): t.target for t in TRANSITIONS}
-CODES = {S.DECLINED: "no_capacity", S.COMPLETED: "accompaniment_engaged"}
+CODES = {S.DECLINED: "session_full", S.COMPLETED: "accompaniment_engaged"}
 ACTORS: list[Actor | None] = [Actor.REQUESTER, Actor.RECIPIENT, None]  # None: another organisation
 
 
@@ -104,3 +105,19 @@ def test_cli_prints_the_machine_as_rows() -> None:
 def test_the_documented_table_is_the_machine() -> None:
     doc = (ROOT / "docs" / "referrals.md").read_text(encoding="utf-8")
     assert markdown_table() in doc, "docs/referrals.md's table differs: paste `cep-bus referral states`"
+
+
+def test_a_decline_takes_a_reason_of_the_national_list_and_other_needs_a_message() -> None:
+    """Issue #24, item 4: the contract's list (fr.cepbus.RefusalReason), after DORA's and Les Emplois'."""
+    avsc = json.loads((schema_dir() / "fr.cepbus.RefusalReason.avsc").read_text(encoding="utf-8"))
+    assert avsc["symbols"] == [reason.value for reason in RefusalReason]  # one list: the contract's
+    assert set(REFUSAL_REASON_LABELS) == set(RefusalReason)
+    for reason in RefusalReason:
+        note = "la personne a déménagé" if reason == RefusalReason.OTHER else None
+        assert isinstance(step(S.RECEIVED, S.DECLINED, Actor.RECIPIENT, reason.value, note), Moved)
+    for code in ("no_capacity", "out_of_public", None, "SESSION_FULL"):  # the old free codes, none, a typo
+        refused = step(S.RECEIVED, S.DECLINED, Actor.RECIPIENT, code)
+        assert isinstance(refused, Refused) and refused.code == "bad_reason_code"
+    for empty in (None, "", "   "):
+        refused = step(S.RECEIVED, S.DECLINED, Actor.RECIPIENT, "other", empty)
+        assert isinstance(refused, Refused) and refused.code == "reason_needs_message"
