@@ -99,6 +99,17 @@ class ReportRecord(Protocol):
     def facts(self) -> Mapping[str, str]: ...
 
 
+class SealedFacts(Protocol):
+    """What only the holder of the persons' keys can read (the ledger's operator; an auditor with a
+    bundle cannot): a decline's reason and a referral's recipient kind are sealed under the person's key
+    (`services/ledger/facts.py`: they say who the person is), so the report counts refusals by reason
+    and by recipient kind only when run against the ledger itself. None: not readable (erased)."""
+
+    def refusal_reason(self, update_digest: str) -> str | None: ...
+
+    def recipient_kind(self, referral_id: str) -> str | None: ...
+
+
 #: Event type -> what the report does with it, by the contract's own types.
 EVENT_KINDS: dict[type[Event], str] = {
     IntakeRegistered: "intake",
@@ -442,6 +453,7 @@ class _Links:
     notice_issued_at: dict[str, Stamp] = field(default_factory=dict)
     obligation_of: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, list[tuple[Stamp, str]]] = field(default_factory=lambda: defaultdict(list))
+    decline_update: dict[str, str] = field(default_factory=dict)  # referral id -> its decline's digest
     refused: Counter[str] = field(default_factory=Counter)
     # applied verdicts whose update (its statement digest) is not in the ledger: never counted
     unproven: int = 0
@@ -475,6 +487,8 @@ class _Links:
                     claimed = _instant_ms(facts.get("claimed_occurred_at"), record.occurred_at_ms)
                     stamp = Stamp(record.recorded_at_ms, claimed)
                     self.statuses[facts["referral_id"]].append((stamp, facts["status"]))
+                    if facts["status"] in DECLINED_STATUSES and facts.get("update_digest"):
+                        self.decline_update[facts["referral_id"]] = facts["update_digest"]
                 else:
                     self.refused[facts.get("reason_code") or "?"] += 1
             elif (
@@ -605,12 +619,39 @@ def _notices(tally: _Tally, links: _Links, groups: _Groups) -> tuple[dict[str, A
     return section, issued
 
 
+def _refusals(declined: Sequence[str], links: _Links, sealed: SealedFacts | None) -> dict[str, Any]:
+    """Declined referrals by reason and by recipient kind, from what only the ledger can open (erased
+    persons' declines counted apart); `available: false` from a bundle."""
+    if sealed is None:
+        return {"available": False, "total": len(declined)}
+    by_reason: Counter[str] = Counter()
+    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+    erased = 0
+    for referral_id in declined:
+        digest = links.decline_update.get(referral_id)
+        reason = sealed.refusal_reason(digest) if digest else None
+        kind = sealed.recipient_kind(referral_id)
+        if reason is None or kind is None:
+            erased += 1
+            continue
+        by_reason[reason] += 1
+        by_kind[kind][reason] += 1
+    return {
+        "available": True,
+        "total": len(declined),
+        "by_reason": _counter(by_reason),
+        "by_recipient_kind": {kind: _counter(reasons) for kind, reasons in sorted(by_kind.items())},
+        "unreadable": erased,
+    }
+
+
 def _referrals(
-    tally: _Tally, links: _Links, groups: _Groups
+    tally: _Tally, links: _Links, groups: _Groups, sealed: SealedFacts | None = None
 ) -> tuple[dict[str, Any], list[tuple[str | None, Span]]]:
     """The referrals section (outcomes from applied verdicts only), and each first appointment's delay
     with its region."""
     accepted = declined = expired = 0
+    declined_ids: list[str] = []
     first_appointment: list[tuple[str | None, Span]] = []
     for referral_id, requested_at in tally.referrals.items():
         where, who = tally.referral_group[referral_id]
@@ -621,6 +662,7 @@ def _referrals(
             groups.add(where, who, "referrals_accepted")
         elif names & DECLINED_STATUSES:
             declined += 1
+            declined_ids.append(referral_id)
             groups.add(where, who, "referrals_declined")
         elif referral_id in tally.expired:
             expired += 1
@@ -642,6 +684,7 @@ def _referrals(
         "awaiting_answer": total - accepted - declined - expired,
         "acceptance_rate": _rate(accepted, accepted + declined),
         "delay_to_first_appointment": delay_pair([pair for _, pair in first_appointment]),
+        "refusals": _refusals(declined_ids, links, sealed),
         "updates_refused": _counter(links.refused),
         "applied_without_update": links.unproven,
     }
@@ -665,6 +708,7 @@ def build_report(
     period: LocalPeriod | None = None,
     operators: Iterable[KnownOperator] | None = None,
     sites: Iterable[KnownSite] | None = None,
+    sealed: SealedFacts | None = None,
 ) -> dict[str, Any]:
     """The audit report (a JSON-ready dict) over `records`, which should be the whole ledger: events
     outside the scope still link notices and statuses to the intakes and referrals in scope.
@@ -672,7 +716,8 @@ def build_report(
     The scope in time is either `period` (days cut at local midnight per region) or the instants
     [`from_ms`, `to_ms`), not both. `operators` (the operators that must report) enables the silence
     check; without it `silent_operators` is null. `sites` (the registry of reception sites) lets the report
-    count, per département, the registered sites beside those in use and name site ids it does not know."""
+    count, per département, the registered sites beside those in use and name site ids it does not know.
+    `sealed` (the ledger's own reader) adds the refusals by reason and recipient kind."""
     if period is not None and (from_ms is not None or to_ms is not None):
         raise ValueError("give a period of days or instants (from_ms, to_ms), not both")
     ordered = sorted(records, key=lambda r: (r.recorded_at_ms, r.event_id))  # in the ledger's order
@@ -686,7 +731,7 @@ def build_report(
             tally.count(record, code, links, groups)
             claimed_outside += not scope.covers(record.occurred_at_ms, code)
     notices, issued = _notices(tally, links, groups)
-    referrals, first_appointment = _referrals(tally, links, groups)
+    referrals, first_appointment = _referrals(tally, links, groups, sealed)
     intakes, intake_facts = tally.intakes, tally.intake_facts
     appointments = _cep_appointments(intakes, intake_facts, links.levels, groups)
     silent = None

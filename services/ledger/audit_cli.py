@@ -44,14 +44,17 @@ def ledger_report(
     """The report over every entry of the ledger's database, with the tree size and root it read."""
     from cepbus.auditlog.report import build_report
     from cepbus.progress import track
+    from services.ledger.sealed_facts import LedgerSealedFacts
     from services.ledger.store import SqlLedgerStore
 
     with SqlLedgerStore(database_url) as store:
         entries = list(track(store.entries(), "reading ledger entries", store.size()))
         size = len(entries)
         root = store.root(size)
-    report = build_report((e.record for e in entries), region=region, from_ms=from_ms, to_ms=to_ms,
-                          period=period, operators=operators, sites=sites)  # fmt: skip
+        # the refusals by reason and recipient kind: opened here, where the persons' keys are
+        report = build_report((e.record for e in entries), region=region, from_ms=from_ms, to_ms=to_ms,
+                              period=period, operators=operators, sites=sites,
+                              sealed=LedgerSealedFacts(store, entries))  # fmt: skip
     return {
         "source": {"kind": "ledger", "tree_size": size, "root_b64": base64.b64encode(root).decode()},
         **report,

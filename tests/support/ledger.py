@@ -54,11 +54,11 @@ def ledger_record(
 
 
 def applied_update(
-    referral: ReferralRequested, status: ReferralStatus, at: datetime
+    referral: ReferralRequested, status: ReferralStatus, at: datetime, reason_code: str | None = None
 ) -> tuple[ReferralStatusChanged, ReferralUpdateVerdict]:
     """The recipient's update and the router's verdict applying it, naming it by its statement digest:
     what the report needs in the ledger to count the step."""
-    step = update(referral, status, sender=referral.recipient_org_id, at=at)
+    step = update(referral, status, sender=referral.recipient_org_id, reason_code=reason_code, at=at)
     verdict = ReferralUpdateVerdict(
         envelope=new_envelope(
             ReferralUpdateVerdict,

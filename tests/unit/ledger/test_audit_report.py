@@ -20,6 +20,7 @@ from cepbus.contract.models import (
     NoticeRequested,
     ReferralRequested,
     ReferralStatus,
+    ReferralStatusChanged,
 )
 from cepbus.reference import load_reference
 from cepbus.runtime.messages import Rejected
@@ -201,6 +202,9 @@ def test_csv_has_one_row_per_indicator(records: list[LedgerRecord]) -> None:
 # -- from the database and from its bundle -------------------------------------------------------------
 
 
+REASONS = ("in_employment", "session_full", "person_unreachable")
+
+
 def loop_events(count: int, seed: int) -> list[Event]:
     """Simulated intakes, and what the services derive from them, plus referral statuses."""
     reference = load_reference()
@@ -225,9 +229,10 @@ def loop_events(count: int, seed: int) -> list[Event]:
                 events.append(referral_event)
                 assert isinstance(referral_event, ReferralRequested)
                 status = ReferralStatus.ACCEPTED if n % 3 else ReferralStatus.DECLINED
+                reason = REASONS[n % len(REASONS)] if status == ReferralStatus.DECLINED else None
                 answered_at = referral_event.envelope.occurred_at + timedelta(days=2)
                 # what the ledger holds of the recipient's answer: its signed update, the router's verdict
-                events += applied_update(referral_event, status, answered_at)
+                events += applied_update(referral_event, status, answered_at, reason)
     return events
 
 
@@ -254,7 +259,29 @@ def test_report_from_the_database_equals_the_report_from_its_bundle(
         assert result.exit_code == 0, result.output
         reports[source] = json.loads(result.stdout)
     ledger_source, bundle_source = reports["ledger"].pop("source"), reports["bundle"].pop("source")
+    # issue #24: the refusals by reason and recipient kind are sealed facts: the ledger's operator opens
+    # them, an auditor's bundle cannot; everything else is the same report
+    ledger_refusals = reports["ledger"]["referrals"].pop("refusals")
+    bundle_refusals = reports["bundle"]["referrals"].pop("refusals")
     assert reports["ledger"] == reports["bundle"]
+    declined = reports["ledger"]["referrals"]["declined"]
+    assert declined > 0 and bundle_refusals == {"available": False, "total": declined}
+    assert ledger_refusals["available"] and ledger_refusals["unreadable"] == 0
+    assert sum(ledger_refusals["by_reason"].values()) == declined
+    assert set(ledger_refusals["by_reason"]) <= set(REASONS)
+    assert sum(sum(r.values()) for r in ledger_refusals["by_recipient_kind"].values()) == declined
+    # an erased person's decline no longer opens: counted as unreadable, never guessed
+    in_84 = {e.referral_id for e in events if isinstance(e, ReferralRequested) and e.region_code == "84"}
+    [declined_one] = [
+        e for e in events
+        if isinstance(e, ReferralStatusChanged) and e.status == ReferralStatus.DECLINED
+        and e.referral_id in in_84
+    ][:1]  # fmt: skip
+    with open_ledger(f"sqlite:///{db}") as store:
+        store.erase(declined_one.envelope.person_pseudonym or "")
+    again = runner.invoke(app, ["audit", "report", "--region", "84"])
+    after = json.loads(again.stdout)["referrals"]["refusals"]
+    assert after["unreadable"] == 1 and sum(after["by_reason"].values()) == declined - 1
     assert ledger_source["root_b64"] == bundle_source["root_b64"] and bundle_source["kind"] == "bundle"
     report = reports["ledger"]
     assert report["intakes"]["total"] > 5 and set(report["intakes"]["by_region"]) == {"84"}
