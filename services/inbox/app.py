@@ -4,11 +4,14 @@
     POST /logout
     GET  /referrals                      the organisation's open referrals, with their deadlines
     GET  /referrals/{id}                 one referral: status, deadline, signed history, the steps it may take
+                                         (and for its recipient the person's sealed contact, opened in the
+                                         browser, never here)
     POST /referrals/{id}/steps           prepare the unsigned update of a step (a draft, kept in the session)
     GET  /referrals/{id}/sign/{event}    the page that signs it: the browser rebuilds the Avro bytes and signs
     POST /referrals/{id}/sign/{event}    the signature and key id: verified against the directory, then
                                          published as the message's cepbus-signature header
-    GET  /key                            load the organisation's key into this browser (never sent here)
+    GET  /key                            load the organisation's signing and encryption keys into this
+                                         browser (never sent here)
     GET  /healthz, /readyz, /metrics     liveness, readiness (the read side answers), Prometheus
 
 The pages are in `services/inbox/pages/`, one router per group; `build_app` assembles them around the

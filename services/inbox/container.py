@@ -59,3 +59,13 @@ class Inbox:
         """The organisation's keys valid now, as the pages compare the loaded key with them."""
         keys = self.directory.keys_valid_at(org_id, self.now()) if org_id in self.directory else []
         return [{"key_id": k.key_id, "public_key": k.public_key} for k in keys]
+
+    def directory_encryption_keys(self, org_id: str) -> list[dict[str, str | bool]]:
+        """The organisation's encryption keys in the directory, past and current (a contact sealed to a
+        key since rotated still opens with it), and whether each is valid now: public data, with which
+        the key page compares the encryption key loaded into the browser."""
+        now = self.now()
+        return [
+            {"key_id": k.key_id, "public_key": k.public_key, "valid": k.valid_at(now)}
+            for k in self.directory.encryption_keys_of(org_id)
+        ]

@@ -3,9 +3,10 @@
 The lifecycle is the router's (`services/router/referrals/machine.py`); the read side hands each
 referral's allowed `steps` (event, owning party, required codes) out with it, so the inbox needs no
 copy of the table and may not import the router. `refusal` applies them in the machine's order and with
-its reason codes (`terminal_state`, `not_allowed`, `wrong_actor`, `bad_reason_code`): what the inbox
-refuses, the router would have refused, with the same reason; what it lets through, the router applies
-unless the referral moved in between (then the router refuses it, and the page shows the state unmoved).
+its reason codes (`terminal_state`, `not_allowed`, `wrong_actor`, `bad_reason_code`,
+`reason_needs_message`): what the inbox refuses, the router would have refused, with the same reason;
+what it lets through, the router applies unless the referral moved in between (then the router refuses
+it, and the page shows the state unmoved).
 
 French labels for the pages live here too: the users are French partner staff; codes stay English.
 """
@@ -20,9 +21,11 @@ from zoneinfo import ZoneInfo
 
 from cepbus.contract import codec
 from cepbus.contract.models import (
+    REFUSAL_REASON_LABELS,
     Envelope,
     ReferralStatus,
     ReferralStatusChanged,
+    RefusalReason,
     derived_event_id,
 )
 from cepbus.contract.readside import ReferralParty, ReferralView, StepView
@@ -44,6 +47,7 @@ STATUS_LABELS: dict[str, str] = {
     S.CANCEL_REQUESTED: "Annulation demandée",
     S.CANCELLED: "Annulée",
     S.INTERIM_UPDATE: "Point d'étape",
+    S.EXPIRED: "Expirée (sans réponse dans les délais)",
 }
 #: The button of each step (what the person does).
 ACTION_LABELS: dict[str, str] = {
@@ -59,13 +63,9 @@ ACTION_LABELS: dict[str, str] = {
     S.INTERIM_UPDATE: "Point d'étape",
 }
 CODE_LABELS: dict[str, str] = {
-    # reasons of a decline
-    "no_capacity": "Pas de place disponible",
-    "out_of_public": "Hors du public accompagné",
-    "out_of_area": "Hors du territoire",
-    "person_unreachable": "Personne injoignable",
-    "person_refused": "Refus de la personne",
-    "duplicate": "Doublon",
+    # reasons of a decline: the national list, with the contract's labels (`other` is shared with the
+    # outcomes below, where no message is required: its own label)
+    **{reason.value: text for reason, text in REFUSAL_REASON_LABELS.items() if reason != RefusalReason.OTHER},
     # outcomes of a completion
     "accompaniment_engaged": "Accompagnement engagé",
     "training_started": "Entrée en formation",
@@ -89,6 +89,7 @@ REFUSAL_TEXTS: dict[str, str] = {
     "not_allowed": "Cette étape n'est pas possible depuis l'état actuel de l'orientation.",
     "wrong_actor": "Cette étape revient à l'autre partie de l'orientation.",
     "bad_reason_code": "Cette étape demande un motif de la liste.",
+    "reason_needs_message": "Un refus pour le motif « Autre » demande un commentaire pour le prescripteur.",
     "bad_note": "Le commentaire est trop long ou contient des caractères de contrôle.",
     # refusals only the router can give (it judges after the bus, the inbox before)
     "unknown_referral": "Le routeur ne connaît pas cette orientation.",
@@ -188,6 +189,8 @@ def refusal(
         return refused("wrong_actor")
     if step.codes and reason_code not in step.codes:
         return refused("bad_reason_code")
+    if event == S.DECLINED and reason_code == RefusalReason.OTHER and not (note or "").strip():
+        return refused("reason_needs_message")
     if note is not None and (len(note) > NOTE_MAX or not note.isprintable()):
         return refused("bad_note")
     return None

@@ -6,6 +6,12 @@ browser (WebCrypto Ed25519); the router applies the signed updates (read side), 
 applied verdicts, and each signature verifies with the directory key over the update's bytes. Another
 organisation's referral is refused.
 
+The person's contact (issue #24): an operator's referral carries it sealed by the SDK to the partner's
+encryption key in the directory; the partner loads its X25519 key into the browser beside its signing
+key, and the referral page shows the contact opened in the browser, while the page the server sent,
+every request the browser made to the inbox and the inbox's log hold none of it. Without the key
+loaded, or with another one, the page says which key the contact is sealed to.
+
 The inbox runs as its own process (`python -m services.inbox` through the composition root) against the
 session bus's read side and broker, with the SDK's signing disabled in that process (`_NO_SDK_SIGNING`):
 in development the SDK would sign an unsigned update with the partner's derivable key, which is the
@@ -20,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +35,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from kafka import KafkaConsumer, TopicPartition
 
 from cepbus.contract import codec
+from cepbus.contract.contact import ContactPreference, ReferralContact
 from cepbus.contract.headers import SIGNATURE_HEADER
 from cepbus.contract.models import (
     Envelope,
@@ -49,7 +58,8 @@ from cepbus.contract.models import (
 from cepbus.contract.statements import StatementSignature
 from cepbus.contract.topics import REFERRAL_STATUS
 from cepbus.reference.directory import load_directory
-from cepbus.trust.development import dev_private_key
+from cepbus.sdk.contact import attach_contact
+from cepbus.trust.development import dev_encryption_key, dev_private_key
 from tests.conftest import free_port
 from tests.support.authorship import authorship
 from tests.support.browser import artifacts_dir, chromium, require_chromium
@@ -101,8 +111,14 @@ def read_side(bus: RunningBus, path: str, org: str = PARTNER) -> tuple[int, Any]
     return _get(f"http://127.0.0.1:{bus.referrals_http_port}{path}", f"dev-{org}")
 
 
+@dataclass(frozen=True)
+class RunningInbox:
+    url: str
+    log_path: Path  # everything the process wrote (its JSON log lines, stdout and stderr)
+
+
 @pytest.fixture(scope="module")
-def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def inbox(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningInbox]:
     """The inbox (`python -m services.inbox`, through the composition root so that its Kafka requests are
     recorded for the ACL test, with the SDK's signing disabled) on a free port, pointed at the bus's
     read side and broker."""
@@ -129,14 +145,19 @@ def inbox_url(bus: RunningBus, tmp_path_factory: pytest.TempPathFactory) -> Iter
             assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "the inbox never became ready"
             time.sleep(0.25)
-        yield url
+        yield RunningInbox(url, log_path)
     finally:
         stop_process(process, log_path)
 
 
-def demo_referral(recipient: str, days_ago: int) -> ReferralRequested:
+@pytest.fixture(scope="module")
+def inbox_url(inbox: RunningInbox) -> str:
+    return inbox.url
+
+
+def demo_referral(recipient: str, days_ago: int, consent: bool = False) -> ReferralRequested:
     """A referral from the regional operator to a local partner, dated in the past, as the demo's
-    backlog (`cepbus_app/demo/referrals.py`)."""
+    backlog (`cepbus_app/demo/referrals.py`); `consent`: the person agreed to share their contact."""
     run = uuid.uuid4().hex[:8]
     person = f"p-inbox-{run}"
     return ReferralRequested(
@@ -154,7 +175,7 @@ def demo_referral(recipient: str, days_ago: int) -> ReferralRequested:
         recipient_kind=load_directory().get(recipient).kind,
         region_code="76",
         reason="orientation vers un partenaire local du CEP",
-        consent_to_share=False,
+        consent_to_share=consent,
     )
 
 
@@ -171,6 +192,18 @@ def key_file(org: str, folder: Path) -> Path:
     path = folder / f"{org}.pem"
     path.write_bytes(
         dev_private_key(org).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return path
+
+
+def encryption_key_file(org: str, folder: Path) -> Path:
+    """The organisation's X25519 encryption key as a PKCS#8 PEM file, as `cep-bus keys generate
+    --encryption` writes it (here the development key the test bus's directory lists)."""
+    path = folder / f"{org}-encryption.pem"
+    path.write_bytes(
+        dev_encryption_key(org).private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
@@ -283,7 +316,7 @@ def test_a_partner_acknowledges_accepts_and_books_in_the_browser(
         shot("02-orientations")
 
         # load a key that is not the organisation's: the page says so; then the right one
-        page.get_by_role("link", name="Clé de signature").click()
+        page.get_by_role("link", name="Clés de l'organisation").click()
         page.get_by_label("Fichier de clé privée (PEM, PKCS#8)").set_input_files(key_file(OPERATOR, tmp_path))
         page.get_by_role("button", name="Charger la clé dans ce navigateur").click()
         expect(page.locator("#key-current")).to_contain_text("n'est pas une clé de")
@@ -345,3 +378,165 @@ def test_a_partner_acknowledges_accepts_and_books_in_the_browser(
         read_side(bus, f"/referrals/{elsewhere.referral_id}", ELSEWHERE)[1]["referral"]["status"]
         == "requested"
     )
+
+
+def contact_for(run: str) -> ReferralContact:
+    """The person's contact, each field with a token of this run (`run`: 8 digits) that no other text
+    of the bus holds, and non-ASCII text (a JSON log or a JSON element would escape it)."""
+    return ReferralContact(
+        first_name=f"Éloïse pn{run}",
+        last_name=f"N'Diaye-Müller nm{run}",
+        phone=f"+33 6 {run[:2]} {run[2:4]} {run[4:6]} {run[6:8]}",
+        email=f"eloise.{run}@example.org",
+        contact_preference=ContactPreference.TELEPHONE,
+        availability=f"le mardi après 17 h, av{run}",
+        situation=f"projet « métiers du soin » à Rouen, st{run}",
+        referent_name=f"Conseillère CEP rn{run}",
+        referent_contact=f"conseil-{run}@cep-exemple.fr",
+    )
+
+
+def contact_needles(contact: ReferralContact, run: str) -> dict[str, list[bytes]]:
+    """What would betray each field in a text: its value in UTF-8, and its run token in ASCII (which
+    survives HTML and JSON escaping)."""
+    tokens = {
+        "first_name": f"pn{run}",
+        "last_name": f"nm{run}",
+        "phone": f"{run[:2]} {run[2:4]} {run[4:6]} {run[6:8]}",
+        "email": f"eloise.{run}",
+        "availability": f"av{run}",
+        "situation": f"st{run}",
+        "referent_name": f"rn{run}",
+        "referent_contact": f"conseil-{run}",
+    }
+    values = contact.model_dump(mode="json")
+    return {name: [str(values[name]).encode(), token.encode()] for name, token in tokens.items()}
+
+
+def contact_in(data: str | bytes, needles: dict[str, list[bytes]]) -> list[str]:
+    """The contact's fields `data` betrays."""
+    raw = data.encode() if isinstance(data, str) else data
+    return sorted(name for name, forms in needles.items() if any(form in raw for form in forms))
+
+
+def log_in(page: Any, url: str, org: str = PARTNER) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("Identifiant de l'organisation").fill(org)
+    page.get_by_label("Jeton d'accès").fill(f"dev-{org}")
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_url(f"{url}/referrals")
+
+
+def test_the_partner_reads_the_persons_contact_opened_in_its_browser_and_the_server_never_does(
+    bus: RunningBus, inbox: RunningInbox, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    shots = artifacts_dir("inbox", tmp_path)
+    run = str(uuid.uuid4().int)[-8:]
+    contact = contact_for(run)
+    needles = contact_needles(contact, run)
+    referral = attach_contact(demo_referral(PARTNER, days_ago=0, consent=True), contact, load_directory())
+    sealed = referral.sealed_contact
+    assert sealed is not None
+    key_id, box_b64 = sealed.recipient_key_id, base64.b64encode(sealed.ciphertext).decode()
+    with bus.publisher() as publisher:
+        publisher.publish(referral)
+    wait_tracked(bus, referral)
+    code, view = read_side(bus, f"/referrals/{referral.referral_id}")
+    assert code == 200 and view["sealed_contact"]["ciphertext_b64"] == box_b64  # kept for the recipient
+    page_url = f"{inbox.url}/referrals/{referral.referral_id}"
+    problems: list[str] = []
+    sent: list[str] = []  # every request the browsers made to the inbox: method, URL and body
+
+    def watched(context: Any) -> Any:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("request", lambda r: sent.append(f"{r.method} {r.url}\n{r.post_data or ''}"))
+        return page
+
+    def shot(page: Any, name: str) -> None:
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    def load(page: Any, label: str, button: str, path: Path) -> None:
+        page.get_by_label(label).set_input_files(path)
+        page.get_by_role("button", name=button, exact=True).click()
+
+    signing = ("Fichier de clé privée (PEM, PKCS#8)", "Charger la clé dans ce navigateur")
+    encryption = (
+        "Fichier de la clé de chiffrement (PEM, PKCS#8, X25519)",
+        "Charger la clé de chiffrement dans ce navigateur",
+    )
+    with chromium() as browser:
+        # the partner loads both its keys, then opens the referral: the contact is opened in the browser
+        context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 900})
+        page = watched(context)
+        log_in(page, inbox.url)
+        page.get_by_role("link", name="Clés de l'organisation").click()
+        load(page, *signing, key_file(PARTNER, tmp_path))
+        expect(page.locator("#key-current")).to_contain_text("conforme à l'annuaire")
+        load(page, *encryption, encryption_key_file(PARTNER, tmp_path))
+        expect(page.locator("#enc-current")).to_contain_text(f"{key_id}, conforme à l'annuaire")
+        shot(page, "20-cles-signature-et-chiffrement")
+        answer = page.goto(page_url)
+        assert answer is not None and answer.status == 200
+        served = answer.text()  # the page as the server sent it, before any script ran
+        expect(page.locator("#contact-status")).to_contain_text(
+            f"déchiffrées dans ce navigateur avec la clé {key_id}"
+        )
+        fields = page.locator("#contact-fields")
+        expect(fields).to_be_visible()
+        for name, value in contact.model_dump(mode="json").items():
+            shown = "Par téléphone" if name == "contact_preference" else value
+            expect(fields.locator(f'dd[data-field="{name}"]')).to_have_text(shown)
+        shot(page, "21-coordonnees")
+        opened = page.content()
+        context.close()
+
+        # a browser without the encryption key: the page says which key the contact is sealed to
+        context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 900})
+        page = watched(context)
+        log_in(page, inbox.url)
+        page.goto(page_url)
+        status = page.locator("#contact-status")
+        expect(status).to_contain_text(
+            f"Coordonnées chiffrées pour la clé {key_id} : chargez la clé de chiffrement de l'organisation"
+        )
+        expect(page.locator("#contact-fields")).to_be_hidden()
+        shot(page, "22-coordonnees-sans-cle")
+        # another organisation's encryption key: refused by the key page, and it opens nothing
+        page.get_by_role("link", name="Charger la clé de chiffrement").click()
+        page.wait_for_url(re.compile(r"/key\?next=/referrals/"))
+        load(page, *encryption, encryption_key_file(ELSEWHERE, tmp_path))
+        expect(page.locator("#enc-current")).to_contain_text(f"n'est pas une clé de chiffrement de {PARTNER}")
+        shot(page, "23-mauvaise-cle-de-chiffrement")
+        page.goto(page_url)
+        expect(status).to_contain_text(f"Coordonnées chiffrées pour la clé {key_id} : chargez la clé")
+        expect(status).to_contain_text("ce navigateur a la clé")
+        shot(page, "24-coordonnees-autre-cle")
+        # the right one, and back to the referral from the key page
+        page.get_by_role("link", name="Charger la clé de chiffrement").click()
+        load(page, *encryption, encryption_key_file(PARTNER, tmp_path))
+        expect(page.locator("#enc-current")).to_contain_text("conforme à l'annuaire")
+        page.get_by_role("link", name="Revenir à l'orientation").click()
+        expect(page.locator('#contact-fields dd[data-field="last_name"]')).to_have_text(contact.last_name)
+        context.close()
+    assert problems == []
+
+    # the server sent the box and none of the contact; the search finds it where it is (the page once
+    # its script ran)
+    assert box_b64 in served and key_id in served
+    assert contact_in(served, needles) == []
+    assert contact_in(opened, needles) == sorted(needles)
+    # the browsers sent the inbox none of it (their log-in forms and key-page visits included)
+    assert any(line.startswith("POST ") and "token=" in line for line in sent)
+    assert contact_in("\n".join(sent), needles) == []
+    # nor did the inbox write any of it (its log: JSON lines, where non-ASCII text is escaped)
+    log = inbox.log_path.read_bytes()
+    assert b"inbox_starting" in log
+    assert contact_in(log, needles) == []
+    # nor did the bus's services (the router that served the box to the inbox, among them)
+    for service, process in bus.supervisor.processes.items():
+        assert contact_in(process.log_path.read_bytes(), needles) == [], service

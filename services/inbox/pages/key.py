@@ -1,5 +1,7 @@
-"""The page that loads the organisation's private key into this browser, as a non-extractable WebCrypto
-key: the file is read by the page's script and never sent here."""
+"""The page that loads the organisation's private keys into this browser, each as a non-extractable
+WebCrypto key: the Ed25519 signing key (the steps' signatures) and the X25519 encryption key (the
+person's contact, sealed to it, opened on the referral page). The files are read by the page's script
+and never sent here; the page gets the directory's public keys to compare them with."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ def key_page(visit: LoggedIn, next: str = "") -> Response:
     data = {
         "org_id": org_id,
         "directory_keys": visit.inbox.directory_keys(org_id),
+        "encryption_keys": visit.inbox.directory_encryption_keys(org_id),
         "next": next if _NEXT.match(next) else None,
     }
     return visit.page("key.html", data=data)

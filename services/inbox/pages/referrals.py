@@ -1,5 +1,8 @@
 """The organisation's open referrals, and one referral: its state, deadline, signed history, the steps
-it may take, and what became of the steps this session sent that the router has not applied."""
+it may take, what became of the steps this session sent that the router has not applied, and, for its
+recipient, the person's contact as the requester sealed it: passed to the page as data, opened by the
+page's script with the organisation's key in the browser (`static/referral.js`); this server only
+ever holds the box."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from cepbus.contract.models import UpdateVerdict
-from cepbus.contract.readside import HistoryEntryView, ReferralRecordView
+from cepbus.contract.readside import HistoryEntryView, ReferralParty, ReferralRecordView, ReferralView
 from services.inbox import steps
 from services.inbox.container import Inbox
 from services.inbox.pages.dependencies import LoggedIn
@@ -84,6 +87,25 @@ class RefusedUpdate:
     text: str
 
 
+def sealed_contact(view: ReferralView, org_id: str) -> dict[str, str] | None:
+    """What the page's script needs to open the person's contact, for the referral's recipient only:
+    the box as the read side gives it and what it is bound to (HPKE `info`: the referral, both
+    organisations, the key id). The clear contact never passes here: the box is opened in the browser."""
+    record, sealed = view.referral, view.sealed_contact
+    # the read side gives the box to the recipient only; the inbox checks again rather than trusts
+    if sealed is None or steps.role_of(view, org_id) != ReferralParty.RECIPIENT:
+        return None
+    return {
+        "referral_id": record.referral_id,
+        "requester_org_id": record.requester_org_id,
+        "recipient_org_id": record.recipient_org_id,
+        "key_id": sealed.recipient_key_id,
+        "ciphertext_b64": sealed.ciphertext_b64,
+        "ciphertext_sha256_hex": sealed.ciphertext_sha256_hex,
+        "key_page": f"/key?next=/referrals/{record.referral_id}",
+    }
+
+
 @router.get("/referrals/{referral_id}")
 def referral(visit: LoggedIn, referral_id: str) -> Response:
     inbox, session = visit.inbox, visit.session
@@ -125,4 +147,6 @@ def referral(visit: LoggedIn, referral_id: str) -> Response:
         waiting=waiting,
         not_applied=not_applied,
         refused=refused,
+        recipient_view=steps.role_of(view, session.org_id) == ReferralParty.RECIPIENT,
+        contact=sealed_contact(view, session.org_id),
     )

@@ -19,12 +19,12 @@
 // index; a timestamp-millis the long of milliseconds since the epoch; a record its fields in order.
 
 /** CRC-64-AVRO of fr.cepbus.ReferralStatusChanged's Parsing Canonical Form: the schema encoded here. */
-export const WRITER_FINGERPRINT = '01645072e692d9a5';
+export const WRITER_FINGERPRINT = '03c4e744a2f1cc26';
 export const EVENT_TYPE = 'fr.cepbus.ReferralStatusChanged';
 /** fr.cepbus.ReferralStatus's symbols, in the schema's order (an enum is written as the index). */
 export const STATUSES = [
   'requested', 'received', 'accepted', 'declined', 'appointment_booked', 'first_appointment_held',
-  'no_show', 'completed', 'cancel_requested', 'cancelled', 'interim_update', 'unknown',
+  'no_show', 'completed', 'cancel_requested', 'cancelled', 'interim_update', 'unknown', 'expired',
 ];
 const STATEMENT_TAG = 'cep-bus/statement/v1\u0000';
 const BATCH_TAG = 'cep-bus/statement-batch/v1\u0000';

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cepbus.contract import codec
+from cepbus.contract.contact import ContactPreference, ReferralContact
 from cepbus.contract.models import Event, ReferralRequested, ReferralStatusChanged
 from cepbus.contract.statements import StatementSignature
 from cepbus.contract.topics import core_topic, topic_for
@@ -26,6 +27,7 @@ from cepbus.reference import load_reference
 from cepbus.reference.authorship import AuthorshipError
 from cepbus.reference.directory import load_directory
 from cepbus.runtime.processing import CURRENT_AUTHOR
+from cepbus.sdk.contact import attach_contact
 from cepbus.sdk.publisher import development_signer
 from cepbus.trust.settings import TrustSettings
 from services.inbox.app import build_app
@@ -41,6 +43,19 @@ from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock
 
 REQUESTER, PARTNER, OTHER = "cep-r11", "transitions-pro-r11", "apec-r11"
+#: The person's contact a referral carries sealed to its recipient: every field, non-ASCII text, and
+#: characters HTML and JSON escape (what a search of the pages for it must still find).
+CONTACT = ReferralContact(
+    first_name="Éloïse",
+    last_name="N'Diaye-Müller",
+    phone="+33 6 12 34 56 78",
+    email="eloise.ndiaye@example.org",
+    contact_preference=ContactPreference.REFERENT,
+    availability="le mardi après 17 h <pas le week-end> & 🚲",
+    situation='salariée, projet « métiers du soin »\nsouhaite un "rendez-vous" à Évry',
+    referent_name="Conseillère CEP Sud-Essonne",
+    referent_contact="conseil-sud@cep-exemple.fr",
+)
 
 
 class ClientReadSide(ReadSide):
@@ -122,6 +137,18 @@ class Harness:
         request = referral(requester=requester, recipient=recipient)
         self.lifecycle.on_requested(request)
         return request
+
+    def refer_with_contact(
+        self, contact: ReferralContact = CONTACT, requester: str = REQUESTER, recipient: str = PARTNER
+    ) -> ReferralRequested:
+        """A referral made with the person's consent, carrying `contact` sealed by the requester's SDK to
+        the recipient's directory key, as the router receives it."""
+        request = referral(requester=requester, recipient=recipient).model_copy(
+            update={"consent_to_share": True}
+        )
+        sealed = attach_contact(request, contact, load_directory(), at=MONDAY)
+        self.lifecycle.on_requested(sealed)
+        return sealed
 
     def status(self, referral_id: str) -> str:
         record = self.store.get(referral_id)

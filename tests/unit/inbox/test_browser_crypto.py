@@ -20,7 +20,7 @@ from cepbus.trust.development import dev_private_key
 from services.inbox.app import HERE
 from tests.support.authorship import authorship
 from tests.support.browser import chromium, require_chromium, serve_folder
-from tests.unit.inbox.statement_cases import CASES, ORG, case_documents
+from tests.unit.inbox.statement_cases import BROWSER_ONLY_CASES, CASES, ORG, case_documents
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def page() -> Iterator[Any]:
 
 
 def test_the_browser_rebuilds_the_statement_fastavro_writes(page: Any) -> None:
-    cases = case_documents()
+    cases = case_documents([*CASES, *BROWSER_ONLY_CASES])
     found = page.evaluate(
         """async (cases) => {
             const m = await import('/statement.js');
@@ -48,7 +48,7 @@ def test_the_browser_rebuilds_the_statement_fastavro_writes(page: Any) -> None:
         cases,
     )
     assert found == [[c["statement_hex"], c["digest_hex"], c["message_hex"]] for c in cases]
-    assert len(found) == len(CASES)
+    assert len(found) == len(CASES) + len(BROWSER_ONLY_CASES)
 
 
 def test_the_browser_refuses_what_it_does_not_encode(page: Any) -> None:

@@ -71,11 +71,11 @@ def test_a_decline_carries_its_reason_and_a_french_note(harness: Harness) -> Non
     log_in(inbox, PARTNER)
     take_step(inbox, request.referral_id, "received", PARTNER)
     note = "Personne orientée vers l'AFPA — à rappeler en février ; café ☕"
-    done = take_step(inbox, request.referral_id, "declined", PARTNER, "no_capacity", note)
+    done = take_step(inbox, request.referral_id, "declined", PARTNER, "session_full", note)
     assert done.status_code == 200
     assert harness.status(request.referral_id) == "declined"
     declined = harness.publisher.published[-1]
-    assert (declined.reason_code, declined.note) == ("no_capacity", note)
+    assert (declined.reason_code, declined.note) == ("session_full", note)
     assert "Orientation close" in inbox.get(f"/referrals/{request.referral_id}").text
 
 
@@ -98,6 +98,8 @@ def test_the_page_offers_only_the_organisations_steps_from_the_current_state(har
         ((), "cancel_requested", "", "wrong_actor"),  # the requester's step
         (("received",), "declined", "", "bad_reason_code"),
         (("received",), "declined", "not-a-reason", "bad_reason_code"),
+        (("received",), "declined", "no_capacity", "bad_reason_code"),  # no longer on the national list
+        (("received",), "declined", "other", "reason_needs_message"),  # without a message
         (("received", "declined:duplicate"), "interim_update", "", "terminal_state"),
     ],
 )
@@ -160,7 +162,7 @@ def test_a_step_the_router_refuses_after_the_bus_shows_the_routers_reason(harnes
     log_in(inbox, PARTNER)
     take_step(inbox, request.referral_id, "accepted", PARTNER)
     assert "en attente de son application" in inbox.get(f"/referrals/{request.referral_id}").text
-    harness.lifecycle.on_status(partner_sdk().update(request, S.DECLINED, reason_code="no_capacity"))
+    harness.lifecycle.on_status(partner_sdk().update(request, S.DECLINED, reason_code="session_full"))
     [held] = harness.publisher.published
     harness.publisher.deliver(0)  # the bus delivers it now, with the browser's signature
     assert harness.publisher.refused == ["terminal_state"]
