@@ -112,6 +112,23 @@ class ReferralView(_ReadSideAnswer):
     sealed_contact: SealedContactView | None = None
 
 
+class ExportedReferralView(_ReadSideAnswer):
+    """One line of an organisation's export: the referral, the reason code of its closing step (a
+    decline's reason, a completion's outcome), and, for its recipient, the sealed contact (opened in the
+    browser, never by a server)."""
+
+    referral: ReferralRecordView
+    closing_reason_code: str | None = None
+    sealed_contact: SealedContactView | None = None
+
+
+class ReferralsExportView(_ReadSideAnswer):
+    """`GET /organisations/{org_id}/referrals/export`: every referral the organisation is party to."""
+
+    org_id: str
+    referrals: list[ExportedReferralView]
+
+
 class OpenReferralsView(_ReadSideAnswer):
     """`GET /organisations/{org_id}/referrals`: the referrals the organisation is party to still open."""
 

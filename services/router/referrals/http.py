@@ -29,13 +29,15 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cepbus.contract.identifiers import ID_PATTERN
-from cepbus.contract.models import ReferralStatus, UpdateVerdict
+from cepbus.contract.models import ReferralStatus, SealedContact, UpdateVerdict
 from cepbus.contract.readside import (
     BreachView,
+    ExportedReferralView,
     HistoryEntryView,
     OpenReferralsView,
     ReferralParty,
     ReferralRecordView,
+    ReferralsExportView,
     ReferralView,
     SealedContactView,
     StepView,
@@ -79,13 +81,7 @@ def read_referral(store: ReferralStore, referral_id: str, caller: str | None = N
         history=[HistoryEntryView.model_validate(entry.to_json()) for entry in history],
         breaches=[BreachView(deadline=name, due_at_ms=due) for name, due in store.breaches(referral_id)],
         steps=next_steps(record.state),
-        sealed_contact=None
-        if sealed is None
-        else SealedContactView(
-            recipient_key_id=sealed.recipient_key_id,
-            ciphertext_b64=base64.b64encode(sealed.ciphertext).decode(),
-            ciphertext_sha256_hex=sealed.ciphertext_sha256.hex(),
-        ),
+        sealed_contact=_contact_view(sealed),
     )
 
 
@@ -94,6 +90,33 @@ def read_open(store: ReferralStore, org_id: str) -> OpenReferralsView:
     return OpenReferralsView(
         org_id=org_id,
         open=[ReferralRecordView.model_validate(record.to_json()) for record in store.open_for(org_id)],
+    )
+
+
+def _contact_view(sealed: SealedContact | None) -> SealedContactView | None:
+    if sealed is None:
+        return None
+    return SealedContactView(
+        recipient_key_id=sealed.recipient_key_id,
+        ciphertext_b64=base64.b64encode(sealed.ciphertext).decode(),
+        ciphertext_sha256_hex=sealed.ciphertext_sha256.hex(),
+    )
+
+
+def read_export(store: ReferralStore, org_id: str) -> ReferralsExportView:
+    """Every referral `org_id` is party to, open or closed, with the contacts sealed to it."""
+    return ReferralsExportView(
+        org_id=org_id,
+        referrals=[
+            ExportedReferralView(
+                referral=ReferralRecordView.model_validate(record.to_json()),
+                closing_reason_code=reason if not record.open else None,
+                sealed_contact=_contact_view(store.contact_of(record.referral_id))
+                if record.recipient_org_id == org_id
+                else None,
+            )
+            for record, reason in store.all_for(org_id)
+        ],
     )
 
 
@@ -174,6 +197,12 @@ def build_read_side(store: ReferralStore, tokens: TokenBook) -> FastAPI:
         if org_id != caller:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"authenticated as {caller}, not {org_id}")
         return read_open(store, org_id)
+
+    @app.get("/organisations/{org_id}/referrals/export")
+    def export(caller: Caller, org_id: PathId) -> ReferralsExportView:
+        if org_id != caller:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"authenticated as {caller}, not {org_id}")
+        return read_export(store, org_id)
 
     @app.get("/organisations/{org_id}/updates/{event_id}")
     def update_verdict(caller: Caller, org_id: PathId, event_id: PathId) -> UpdateVerdictView:

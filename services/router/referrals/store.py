@@ -443,6 +443,18 @@ class ReferralStore(SqlStore):
         )
         return [_record(row) for row in rows]
 
+    def all_for(self, org_id: str, limit: int = 10_000) -> list[tuple[ReferralRecord, str | None]]:
+        """Every referral the organisation sent or received (open or closed), oldest received first, with
+        the reason code of its closing step (a decline's reason, a completion's outcome), for its export."""
+        rows = self._db.query(
+            f"SELECT {_prefixed(_REFERRAL_COLUMNS, 'r')}, (SELECT s.reason_code FROM referral_steps s "
+            "WHERE s.referral_id = r.referral_id AND s.state_after = r.state ORDER BY s.seq DESC LIMIT 1) "
+            "FROM referrals r WHERE r.recipient_org_id = ? OR r.requester_org_id = ? "
+            "ORDER BY COALESCE(r.received_at_ms, r.requested_at_ms), r.referral_id LIMIT ?",
+            (org_id, org_id, limit),
+        )
+        return [(_record(row[:_REFERRAL_WIDTH]), row[_REFERRAL_WIDTH]) for row in rows]
+
     def add_contact(self, referral_id: str, sealed: SealedContact) -> None:
         """Keep a referral's sealed contact for its recipient (the first one received stays)."""
         with self._db.transaction():

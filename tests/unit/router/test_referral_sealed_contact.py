@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from cepbus.contract import codec
 from cepbus.contract.contact import ContactError
-from cepbus.contract.models import ReferralRequested, SealedContact
+from cepbus.contract.models import ReferralRequested, ReferralStatus, SealedContact
 from cepbus.contract.topics import referral_inbox
 from cepbus.reference import load_reference
 from cepbus.reference.directory import Directory, format_time, load_directory, packaged_directory_text
@@ -28,10 +28,11 @@ from cepbus.trust.development import dev_encryption_key
 from cepbus_app.vectors.sealed import example_contact
 from services.ledger.writer import kept_payload
 from services.router.referrals.auth import TokenBook, issue_token
-from services.router.referrals.handlers import ReferralLifecycle, RequestRouting
+from services.router.referrals.handlers import RequestRouting
 from services.router.referrals.http import build_read_side
 from services.router.referrals.store import ReferralStore
-from tests.support.factories import MONDAY, referral
+from tests.support.authorship import Admitted
+from tests.support.factories import MONDAY, referral, update
 from tests.support.fakes import MovableClock
 
 PARTNER = "transitions-pro-r11"
@@ -45,7 +46,7 @@ def _consenting(recipient: str = PARTNER) -> ReferralRequested:
 
 def _routing(tmp_path: Path, directory: Directory) -> tuple[RequestRouting, ReferralStore]:
     store = ReferralStore(f"sqlite:///{tmp_path / 'r.db'}")
-    lifecycle = ReferralLifecycle(store, directory, load_reference(), clock=MovableClock(MONDAY))
+    lifecycle = Admitted(store, directory, load_reference(), clock=MovableClock(MONDAY))
     return RequestRouting(lifecycle, route_to_operator=lambda r: [], operator_ids=frozenset()), store
 
 
@@ -178,4 +179,45 @@ def test_the_read_side_gives_the_sealed_contact_to_the_recipient_only_and_erasur
     assert opened == example_contact()
     store.erase_person(sent.envelope.person_pseudonym or "")
     assert store.contact_of(sent.referral_id) is None
+    store.close()
+
+
+def test_the_export_lists_every_referral_with_its_closing_reason_and_the_recipients_boxes(
+    tmp_path: Path,
+) -> None:
+    directory = load_directory()
+    routing, store = _routing(tmp_path, directory)
+    with_box = attach_contact(_consenting(), example_contact(), directory, at=MONDAY)
+    declined = _consenting()
+    routing.on_requested(with_box)
+    routing.on_requested(declined)
+    routing.lifecycle.on_status(update(declined, ReferralStatus.RECEIVED, sender=PARTNER))
+    routing.lifecycle.on_status(
+        update(declined, ReferralStatus.DECLINED, sender=PARTNER, reason_code="session_full")
+    )
+    path = tmp_path / "tokens.json"
+    tokens = {org: issue_token(org, path) for org in (PARTNER, with_box.requester_org_id, OTHER)}
+    http = TestClient(build_read_side(store, TokenBook.load(path, directory.org_ids())))
+
+    def export(org: str, of: str | None = None) -> Any:
+        answer = http.get(
+            f"/organisations/{of or org}/referrals/export", headers={"Authorization": f"Bearer {tokens[org]}"}
+        )
+        return answer.status_code, answer.json()
+
+    code, mine = export(PARTNER)
+    assert code == 200
+    lines = {line["referral"]["referral_id"]: line for line in mine["referrals"]}
+    assert set(lines) == {with_box.referral_id, declined.referral_id}  # the closed one too
+    assert lines[declined.referral_id]["closing_reason_code"] == "session_full"
+    assert lines[declined.referral_id]["referral"]["status"] == "declined"
+    assert lines[with_box.referral_id]["closing_reason_code"] is None
+    assert (
+        lines[with_box.referral_id]["sealed_contact"]["recipient_key_id"]
+        == with_box.sealed_contact.recipient_key_id
+    )  # type: ignore[union-attr]
+    _, theirs = export(with_box.requester_org_id)
+    assert all(line["sealed_contact"] is None for line in theirs["referrals"])  # not the requester's to open
+    assert export(OTHER, PARTNER)[0] == 403
+    assert export(OTHER)[1]["referrals"] == []
     store.close()
