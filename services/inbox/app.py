@@ -2,7 +2,8 @@
 
     GET  /login, POST /login             log in with the organisation's read-side token
     POST /logout
-    GET  /referrals                      the organisation's open referrals, with their deadlines
+    GET  /referrals                      the organisation's open referrals, with their deadlines and the
+                                         reminders due, and its expired referrals
     GET  /referrals/{id}                 one referral: status, deadline, signed history, the steps it may take
                                          (and for its recipient the person's sealed contact, opened in the
                                          browser, never here)
@@ -12,6 +13,8 @@
                                          published as the message's cepbus-signature header
     GET  /key                            load the organisation's signing and encryption keys into this
                                          browser (never sent here)
+    GET  /export                         « Exporter (CSV) »: the page's script adds the contacts it opens
+    GET  /export.csv                     every referral of the organisation as CSV, without any contact
     GET  /healthz, /readyz, /metrics     liveness, readiness (the read side answers), Prometheus
 
 The pages are in `services/inbox/pages/`, one router per group; `build_app` assembles them around the
@@ -48,7 +51,7 @@ from cepbus.runtime.logs import configure_logging, get_logger
 from cepbus.trust.modes import TrustError, TrustProblem, enforce
 from cepbus.trust.settings import TrustSettings
 from services.inbox.container import Inbox
-from services.inbox.pages import key, login, operations, referrals, signing
+from services.inbox.pages import export, key, login, operations, referrals, signing
 from services.inbox.pages.answers import EarlyResponse, answer_early
 from services.inbox.publishing import LazyPublisher, StatusPublisher
 from services.inbox.readside import ReadSide
@@ -121,7 +124,7 @@ def build_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.middleware("http")(security_headers)
     app.add_exception_handler(EarlyResponse, answer_early)
-    for group in (login, referrals, signing, key, operations):
+    for group in (login, referrals, signing, key, export, operations):
         app.include_router(group.router)
     return app
 

@@ -20,8 +20,10 @@ import pydantic
 
 from cepbus.contract.identifiers import ID_REGEX
 from cepbus.contract.readside import (
+    ExportedReferralView,
     OpenReferralsView,
     ReferralRecordView,
+    ReferralsExportView,
     ReferralView,
     UpdateVerdictView,
 )
@@ -104,6 +106,20 @@ class ReadSide:
         if answer.org_id != org_id:
             raise Unavailable(f"read side: unexpected answer {status} for {org_id}'s referrals")
         return answer.open
+
+    def export(self, org_id: str, token: str) -> list[ExportedReferralView]:
+        """Every referral the organisation is party to, open or closed, with its closing reason code and,
+        for those it received, the sealed contact (`GET /organisations/<org>/referrals/export`)."""
+        if not ID_REGEX.match(org_id):
+            raise Unauthorized(f"not an organisation id: {org_id[:40]!r}")
+        path = f"/organisations/{quote(org_id, safe='')}/referrals/export"
+        status, body = self._answer(path, token)
+        if status != 200:
+            raise Unavailable(f"read side: unexpected answer {status} for {org_id}'s export")
+        answer = self._parsed(ReferralsExportView, body, path)
+        if answer.org_id != org_id:
+            raise Unavailable(f"read side: unexpected answer {status} for {org_id}'s export")
+        return answer.referrals
 
     def referral(self, referral_id: str, token: str) -> ReferralView | None:
         """A referral's view (status, history, breaches, steps) if the token's organisation is party to

@@ -35,6 +35,9 @@ class InboxSettings(BaseSettings):
     # How long a step the inbox published is shown as waiting for the router before the page says the
     # router did not apply it (refused, or the bus is slow).
     pending_window_s: float = Field(default=60.0, gt=0)
+    # The list's « Sans réponse depuis N jours » badge, from this many whole days unanswered on (the
+    # router's first `unanswered` reminder, CEPBUS_REFERRALS_REMIND_EVERY, is at 10 days).
+    unanswered_after_days: int = Field(default=10, ge=1)
     # Failed log-ins, per client address and per organisation (services/inbox/throttle.py): from this
     # many failures within the window on, each attempt waits a doubling delay (429, Retry-After)...
     login_throttle_after: int = Field(default=5, ge=1)

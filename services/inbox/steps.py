@@ -22,7 +22,9 @@ from zoneinfo import ZoneInfo
 from cepbus.contract import codec
 from cepbus.contract.models import (
     REFUSAL_REASON_LABELS,
+    TEXT_MAX_LENGTH,
     Envelope,
+    OrganisationKind,
     ReferralStatus,
     ReferralStatusChanged,
     RefusalReason,
@@ -76,6 +78,24 @@ CODE_LABELS: dict[str, str] = {
     "no_show": "Absence de la personne",
     "other": "Autre",
 }
+#: A decline's reasons, the national list, as the decline form and the export name them (`other` with the
+#: contract's label on the form, which says a comment is needed).
+DECLINE_LABELS: dict[str, str] = {reason.value: text for reason, text in REFUSAL_REASON_LABELS.items()}
+_NATIONAL_ORDER = {reason.value: n for n, reason in enumerate(RefusalReason)}
+#: The kinds of organisation of the directory (as the audit report names them).
+KIND_LABELS: dict[str, str] = {
+    OrganisationKind.REGIONAL_CEP: "Opérateur régional CEP",
+    OrganisationKind.APEC: "Apec",
+    OrganisationKind.CAP_EMPLOI: "Cap emploi",
+    OrganisationKind.FRANCE_TRAVAIL: "France Travail",
+    OrganisationKind.MISSION_LOCALE: "Mission locale",
+    OrganisationKind.TRANSITIONS_PRO: "Transitions Pro",
+    OrganisationKind.OPCO: "OPCO",
+    OrganisationKind.SPRO: "SPRO (orientation régionale)",
+    OrganisationKind.TRAINING: "Organisme de formation",
+    OrganisationKind.HEALTH_SOCIAL: "Partenaire santé-social",
+    OrganisationKind.OTHER: "Autre",
+}
 #: The label of the code list of a coded step.
 CODE_FIELD_LABELS: dict[str, str] = {S.DECLINED: "Motif du refus", S.COMPLETED: "Issue de l'accompagnement"}
 DEADLINE_LABELS: dict[str, str] = {
@@ -90,13 +110,15 @@ REFUSAL_TEXTS: dict[str, str] = {
     "wrong_actor": "Cette étape revient à l'autre partie de l'orientation.",
     "bad_reason_code": "Cette étape demande un motif de la liste.",
     "reason_needs_message": "Un refus pour le motif « Autre » demande un commentaire pour le prescripteur.",
-    "bad_note": "Le commentaire est trop long ou contient des caractères de contrôle.",
+    "bad_note": "Le commentaire est trop long (2 000 caractères au plus) ou contient des caractères de "
+    "contrôle.",
     # refusals only the router can give (it judges after the bus, the inbox before)
     "unknown_referral": "Le routeur ne connaît pas cette orientation.",
     "replayed_event_id": "Cet identifiant d'étape a déjà servi à une autre mise à jour.",
 }
-#: Notes are signed and kept in the ledger (sealed): short, printable text only.
-NOTE_MAX = 500
+#: Notes are signed and kept in the ledger (sealed): printable text and line breaks, as long as the
+#: contract lets a note be (2,000 characters: a decline for « Autre » is explained in it).
+NOTE_MAX = TEXT_MAX_LENGTH
 
 _MONTHS = (
     "janvier",
@@ -156,7 +178,12 @@ def offers(view: ReferralView, org_id: str) -> list[Offer]:
         if step.actor != role:
             continue
         event = step.event.value
-        codes = tuple((code, label(CODE_LABELS, code)) for code in step.codes)
+        if step.event == S.DECLINED:  # the national list in its own order (« Autre » last), then the rest
+            last = len(_NATIONAL_ORDER)
+            ordered = sorted(step.codes, key=lambda code: (_NATIONAL_ORDER.get(code, last), code))
+            codes = tuple((code, label(DECLINE_LABELS, code)) for code in ordered)
+        else:
+            codes = tuple((code, label(CODE_LABELS, code)) for code in step.codes)
         with_note = bool(codes) or step.event == S.INTERIM_UPDATE
         out.append(
             Offer(event, label(ACTION_LABELS, event), codes, label(CODE_FIELD_LABELS, event), with_note)
@@ -191,7 +218,7 @@ def refusal(
         return refused("bad_reason_code")
     if event == S.DECLINED and reason_code == RefusalReason.OTHER and not (note or "").strip():
         return refused("reason_needs_message")
-    if note is not None and (len(note) > NOTE_MAX or not note.isprintable()):
+    if note is not None and (len(note) > NOTE_MAX or not note.replace("\n", "").isprintable()):
         return refused("bad_note")
     return None
 
@@ -317,6 +344,11 @@ def french_datetime(ms: int | None, zone: ZoneInfo) -> str:
         return ""
     at = _local(ms, zone)
     return f"{at:%d/%m/%Y} à {at:%H:%M}"
+
+
+def french_date(ms: int | None, zone: ZoneInfo) -> str:
+    """`12/05/2026` in the region's time."""
+    return "" if ms is None else f"{_local(ms, zone):%d/%m/%Y}"
 
 
 def french_due_day(due_at_ms: int | None, zone: ZoneInfo) -> str:

@@ -10,7 +10,8 @@ The person's contact (issue #24): an operator's referral carries it sealed by th
 encryption key in the directory; the partner loads its X25519 key into the browser beside its signing
 key, and the referral page shows the contact opened in the browser, while the page the server sent,
 every request the browser made to the inbox and the inbox's log hold none of it. Without the key
-loaded, or with another one, the page says which key the contact is sealed to.
+loaded, or with another one, the page says which key the contact is sealed to. The export: the CSV the
+partner downloads from its browser carries that contact, opened there; the server's CSV does not.
 
 The inbox runs as its own process (`python -m services.inbox` through the composition root) against the
 session bus's read side and broker, with the SDK's signing disabled in that process (`_NO_SDK_SIGNING`):
@@ -57,6 +58,7 @@ from cepbus.contract.models import (
 )
 from cepbus.contract.statements import StatementSignature
 from cepbus.contract.topics import REFERRAL_STATUS
+from cepbus.reference import load_reference
 from cepbus.reference.directory import load_directory
 from cepbus.sdk.contact import attach_contact
 from cepbus.trust.development import dev_encryption_key, dev_private_key
@@ -540,3 +542,106 @@ def test_the_partner_reads_the_persons_contact_opened_in_its_browser_and_the_ser
     # nor did the bus's services (the router that served the box to the inbox, among them)
     for service, process in bus.supervisor.processes.items():
         assert contact_in(process.log_path.read_bytes(), needles) == [], service
+
+
+def test_the_partner_exports_its_referrals_with_the_contacts_opened_in_its_browser(
+    bus: RunningBus, inbox: RunningInbox, tmp_path: Path
+) -> None:
+    """Issue #24, the export: on the session bus, the partner loads its encryption key and clicks
+    « Exporter (CSV) »: the page fetches the server's CSV (every referral of the partner from the router's
+    read side, without any contact) and downloads, from the browser, the same lines with the contact
+    columns filled for the referral whose contact the operator sealed to the partner, opened in the
+    browser; the server's CSV, the browser's requests and the inbox's log hold none of the contact."""
+    import csv
+    import io
+
+    from playwright.sync_api import expect
+
+    shots = artifacts_dir("inbox", tmp_path)
+    run = str(uuid.uuid4().int)[-8:]
+    contact = contact_for(run)
+    needles = contact_needles(contact, run)
+    referral = attach_contact(demo_referral(PARTNER, days_ago=2, consent=True), contact, load_directory())
+    plain = demo_referral(PARTNER, days_ago=1)
+    with bus.publisher() as publisher:
+        publisher.publish_many([referral, plain])
+    wait_tracked(bus, referral)
+    wait_tracked(bus, plain)
+    problems: list[str] = []
+    sent: list[str] = []
+
+    def rows(text: str) -> list[list[str]]:
+        return list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), delimiter=";"))
+
+    with chromium() as browser:
+        context = browser.new_context(
+            locale="fr-FR", viewport={"width": 1280, "height": 900}, accept_downloads=True
+        )
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("request", lambda r: sent.append(f"{r.method} {r.url}\n{r.post_data or ''}"))
+        log_in(page, inbox.url)
+        page.get_by_role("link", name="Clés de l'organisation").click()
+        page.get_by_label("Fichier de la clé de chiffrement (PEM, PKCS#8, X25519)").set_input_files(
+            encryption_key_file(PARTNER, tmp_path)
+        )
+        page.get_by_role(
+            "button", name="Charger la clé de chiffrement dans ce navigateur", exact=True
+        ).click()
+        expect(page.locator("#enc-current")).to_contain_text("conforme à l'annuaire")
+        page.get_by_role("link", name="Exporter", exact=True).click()
+        page.wait_for_url(f"{inbox.url}/export")
+        status = page.locator("#export-status")
+        expect(status).to_contain_text("seront déchiffrées dans ce navigateur et ajoutées au fichier")
+        with (
+            page.expect_response(f"{inbox.url}/export.csv") as served,
+            page.expect_download() as got,
+        ):
+            page.get_by_role("button", name="Exporter (CSV)").click()
+        expect(status).to_contain_text("coordonnées déchiffrées dans ce navigateur pour")
+        page.screenshot(path=str(shots / "28-export-sur-le-bus.png"), full_page=True)
+        downloaded = Path(got.value.path()).read_bytes()
+        server_body = served.value.body()
+        # the server's file as the server sends it (the context's session cookie): UTF-8 with its BOM
+        raw = context.request.get(f"{inbox.url}/export.csv")
+        assert raw.status == 200 and raw.headers["content-type"] == "text/csv; charset=utf-8"
+        server_bytes = raw.body()
+        context.close()
+    assert problems == []
+
+    # the server's CSV: the partner's referrals, none of the contact
+    assert server_bytes.startswith(b"\xef\xbb\xbfOrientation;")
+    assert contact_in(server_bytes, needles) == [] and contact_in(server_body, needles) == []
+    server = rows(server_body.decode())
+    header, lines = server[0], {line[0]: line for line in server[1:]}
+    assert {referral.referral_id, plain.referral_id} <= set(lines)
+    line = dict(zip(header, lines[referral.referral_id], strict=True))
+    assert (line["Rôle"], line["Statut"], line["Identifiant du prescripteur"]) == (
+        "reçue",
+        "Demandée",
+        OPERATOR,
+    )
+    assert line["Région"] == f"{load_reference().region('76').name} (76)"
+    # the browser's file: the server's lines, then the contact opened in the browser
+    text = downloaded.decode("utf-8")
+    assert text.startswith("\ufeff")
+    augmented = rows(text)
+    width = len(header)
+    assert [row[:width] for row in augmented] == server
+    opened = {row[0]: dict(zip(augmented[0][width:], row[width:], strict=True)) for row in augmented[1:]}
+    assert opened[referral.referral_id] == {
+        "Nom": contact.last_name,
+        "Prénom": contact.first_name,
+        "Téléphone": f"'{contact.phone}",  # "+33 ...", written as text for a spreadsheet
+        "Courriel": contact.email,
+        "Préférence de contact": "Par téléphone",
+        "Disponibilités": contact.availability,
+        "Référent": contact.referent_name,
+        "Contact du référent": contact.referent_contact,
+    }
+    assert set(opened[plain.referral_id].values()) == {""}
+    # nothing of it went to the inbox, nor into its log
+    assert contact_in("\n".join(sent), needles) == []
+    assert contact_in(inbox.log_path.read_bytes(), needles) == []

@@ -4,6 +4,7 @@
     referrals.py    GET /referrals, GET /referrals/{id}
     signing.py      POST /referrals/{id}/steps, GET and POST /referrals/{id}/sign/{event}
     key.py          GET /key
+    export.py       GET /export, GET /export.csv
     operations.py   GET /healthz, /readyz, /metrics
 
 What they share: `dependencies.py` (the inbox, the session, the form-token guard, as FastAPI

@@ -44,6 +44,7 @@ def render(
         "STATUS": steps.STATUS_LABELS,
         "CODES": steps.CODE_LABELS,
         "DEADLINES": steps.DEADLINE_LABELS,
+        "NOTE_MAX": steps.NOTE_MAX,
         "label": steps.label,
     }
     return inbox.templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)

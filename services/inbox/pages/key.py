@@ -13,9 +13,9 @@ from fastapi.responses import Response
 from cepbus.contract.identifiers import ID_FRAGMENT
 from services.inbox.pages.dependencies import LoggedIn
 
-#: Where the page may send the user back to once the key is loaded: a referral or its signing page,
-#: never another site (an open redirect).
-_NEXT = re.compile(rf"^/referrals/{ID_FRAGMENT}(/sign/[0-9a-f-]{{36}})?$")
+#: Where the page may send the user back to once the key is loaded: a referral or its signing page, or
+#: the export, never another site (an open redirect).
+_NEXT = re.compile(rf"^(/referrals/{ID_FRAGMENT}(/sign/[0-9a-f-]{{36}})?|/export)$")
 
 router = APIRouter()
 

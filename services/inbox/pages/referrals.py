@@ -1,8 +1,9 @@
-"""The organisation's open referrals, and one referral: its state, deadline, signed history, the steps
-it may take, what became of the steps this session sent that the router has not applied, and, for its
-recipient, the person's contact as the requester sealed it: passed to the page as data, opened by the
-page's script with the organisation's key in the browser (`static/referral.js`); this server only
-ever holds the box."""
+"""The organisation's open referrals, with the reminders due on each (`services/inbox/followup.py`) and,
+below them, its referrals the bus closed unanswered (expired, from the read side's export); and one
+referral: its state, deadline, signed history, the steps it may take, what became of the steps this
+session sent that the router has not applied, and, for its recipient, the person's contact as the
+requester sealed it: passed to the page as data, opened by the page's script with the organisation's
+key in the browser (`static/referral.js`); this server only ever holds the box."""
 
 from __future__ import annotations
 
@@ -12,14 +13,24 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from cepbus.contract.models import UpdateVerdict
-from cepbus.contract.readside import HistoryEntryView, ReferralParty, ReferralRecordView, ReferralView
-from services.inbox import steps
+from cepbus.contract.models import ReferralStatus, UpdateVerdict
+from cepbus.contract.readside import (
+    ExportedReferralView,
+    HistoryEntryView,
+    ReferralParty,
+    ReferralRecordView,
+    ReferralView,
+)
+from cepbus.runtime.logs import get_logger
+from services.inbox import followup, steps
 from services.inbox.container import Inbox
+from services.inbox.pages.answers import Visit
 from services.inbox.pages.dependencies import LoggedIn
 from services.inbox.pages.reading import read, referral_or_404, verdicts_of
+from services.inbox.readside import Unavailable
 from services.inbox.sessions import SentUpdate
 
+log = get_logger(service="inbox")
 router = APIRouter()
 
 
@@ -33,6 +44,7 @@ class ListedReferral:
     requested_at: str
     due_day: str
     overdue: bool
+    badges: list[followup.Badge]
 
     @property
     def order(self) -> tuple[bool, int, str]:
@@ -51,7 +63,55 @@ def listed(inbox: Inbox, record: ReferralRecordView, now_ms: int) -> ListedRefer
         requested_at=steps.french_datetime(record.requested_at_ms, zone),
         due_day=steps.french_due_day(due, zone),
         overdue=due is not None and due <= now_ms,
+        badges=followup.badges(record, now_ms, zone, inbox.settings.unanswered_after_days),
     )
+
+
+@dataclass(frozen=True)
+class ExpiredReferral:
+    """A referral the bus closed unanswered, its times in its region."""
+
+    record: ReferralRecordView
+    requester: str
+    recipient: str
+    requested_at: str
+    received_at: str
+    expired_at: str
+
+
+def expired(visit: Visit) -> list[ExpiredReferral] | None:
+    """The organisation's expired referrals, the latest first, from the read side's export; None when
+    the export cannot be read (the open referrals are shown all the same)."""
+    inbox, session = visit.inbox, visit.session
+
+    def export_or_none() -> list[ExportedReferralView] | None:
+        try:
+            return inbox.read_side.export(session.org_id, session.token)
+        except Unavailable as exc:  # e.g. a router without the export: the open referrals still show
+            log.warning("inbox_read_side_unavailable", error=str(exc))
+            return None
+
+    lines = read(visit, export_or_none)  # a refused token is still the log-in page
+    if lines is None:
+        return None
+    found = []
+    for line in lines:
+        record = line.referral
+        if record.status != ReferralStatus.EXPIRED:
+            continue
+        zone = inbox.zone(record.region_code)
+        found.append(
+            ExpiredReferral(
+                record=record,
+                requester=inbox.org_name(record.requester_org_id),
+                recipient=inbox.org_name(record.recipient_org_id),
+                requested_at=steps.french_datetime(record.requested_at_ms, zone),
+                received_at=steps.french_datetime(record.received_at_ms, zone),
+                expired_at=steps.french_datetime(record.updated_at_ms, zone),
+            )
+        )
+    found.sort(key=lambda row: (-row.record.updated_at_ms, row.record.referral_id))
+    return found
 
 
 @router.get("/referrals")
@@ -60,7 +120,17 @@ def referrals(visit: LoggedIn) -> Response:
     opened = read(visit, lambda: inbox.read_side.open_referrals(session.org_id, session.token))
     now_ms = inbox.now_ms()
     rows = sorted((listed(inbox, record, now_ms) for record in opened), key=lambda row: row.order)
-    return visit.page("referrals.html", rows=rows)
+    reminders = {
+        kind: sum(1 for row in rows for badge in row.badges if badge.kind == kind)
+        for kind in ("deadline_tomorrow", "unanswered")
+    }
+    return visit.page(
+        "referrals.html",
+        rows=rows,
+        reminders=reminders,
+        unanswered_after_days=inbox.settings.unanswered_after_days,
+        expired=expired(visit),
+    )
 
 
 @dataclass(frozen=True)

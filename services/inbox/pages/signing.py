@@ -44,13 +44,14 @@ def prepare(
     referral_id: str,
     status: Annotated[str, Form(max_length=64)] = "",
     reason_code: Annotated[str, Form(max_length=64)] = "",
-    note: Annotated[str, Form(max_length=2000)] = "",
+    # a textarea's line breaks travel as CRLF: room for them before they are made LF and counted
+    note: Annotated[str, Form(max_length=2 * steps.NOTE_MAX)] = "",
 ) -> Response:
     session = visit.session
     view = referral_or_404(visit, referral_id)
     step = steps.step_for(view, status)
     code = (reason_code or None) if step is not None and step.codes else None  # only a coded step keeps one
-    text = note.strip() or None
+    text = note.replace("\r\n", "\n").strip() or None
     refused = steps.refusal(view, session.org_id, status, code, text)
     if refused is not None:
         UPDATES.labels(status if status in steps.STATUS_LABELS else "unknown", refused.code).inc()

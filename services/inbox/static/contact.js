@@ -20,6 +20,13 @@ export const CONTACT_FIELDS = [
   ['referent_name', true], ['referent_contact', true],
 ];
 export const CONTACT_PREFERENCES = ['telephone', 'email', 'referent', 'other'];
+/** How the person prefers to be contacted, in French (the referral page and the export). */
+export const PREFERENCE_LABELS = {
+  telephone: 'Par téléphone',
+  email: 'Par courriel',
+  referent: 'Par l’intermédiaire du référent',
+  other: 'Autre',
+};
 
 /** Why a box was not opened: `reason` is 'no_key' (none loaded for the organisation), 'other_key'
  * (the loaded key is not the one the box is sealed to) or 'unopened' (altered, or bound to another

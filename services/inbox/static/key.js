@@ -19,7 +19,8 @@ function offerNext() {
   if (!data.next || !back) return;
   const link = next.querySelector('a');
   link.href = data.next;
-  link.textContent = data.next.includes('/sign/') ? 'Revenir à la signature' : "Revenir à l'orientation";
+  link.textContent = data.next.includes('/sign/') ? 'Revenir à la signature'
+    : data.next === '/export' ? "Revenir à l'export" : "Revenir à l'orientation";
   next.hidden = false;
 }
 

@@ -1,15 +1,9 @@
 // The referral page's "Coordonnées de la personne": the box the requester sealed to the organisation's
 // encryption key reaches this page as data (#contact-data), is opened here with the key kept in this
 // browser (contact.js), and its fields are written into the page as text. Nothing of it is sent back.
-import {ContactUnopened, openContact} from './contact.js';
+import {ContactUnopened, openContact, PREFERENCE_LABELS} from './contact.js';
 import {loadEncryptionKey} from './keystore.js';
 
-const PREFERENCES = {
-  telephone: 'Par téléphone',
-  email: 'Par courriel',
-  referent: 'Par l’intermédiaire du référent',
-  other: 'Autre',
-};
 const FIELD_LABELS = [
   ['first_name', 'Prénom'],
   ['last_name', 'Nom'],
@@ -44,7 +38,7 @@ function show(contact) {
     const value = document.createElement('dd');
     value.dataset.field = name;
     const text = contact[name];
-    value.textContent = name === 'contact_preference' ? PREFERENCES[text] : text ?? '—';
+    value.textContent = name === 'contact_preference' ? PREFERENCE_LABELS[text] : text ?? '—';
     fields.append(term, value);
   }
   fields.hidden = false;

@@ -9,13 +9,19 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cepbus.contract import codec
@@ -38,6 +44,7 @@ from services.router.referrals.auth import TokenBook
 from services.router.referrals.handlers import ReferralLifecycle, UpdateRefused
 from services.router.referrals.http import build_read_side
 from services.router.referrals.store import ReferralStore
+from tests.conftest import free_port
 from tests.support.authorship import Admitted, authorship
 from tests.support.factories import MONDAY, referral
 from tests.support.fakes import MovableClock
@@ -133,22 +140,49 @@ class Harness:
         )
         return TestClient(app, client=(address, 50000))
 
-    def refer(self, requester: str = REQUESTER, recipient: str = PARTNER) -> ReferralRequested:
-        request = referral(requester=requester, recipient=recipient)
+    def refer(
+        self, requester: str = REQUESTER, recipient: str = PARTNER, at: datetime = MONDAY
+    ) -> ReferralRequested:
+        """A referral requested at `at` (the requester's claim), received on the lifecycle's clock."""
+        request = referral(requester=requester, recipient=recipient, at=at)
         self.lifecycle.on_requested(request)
         return request
 
     def refer_with_contact(
-        self, contact: ReferralContact = CONTACT, requester: str = REQUESTER, recipient: str = PARTNER
+        self,
+        contact: ReferralContact = CONTACT,
+        requester: str = REQUESTER,
+        recipient: str = PARTNER,
+        at: datetime = MONDAY,
     ) -> ReferralRequested:
         """A referral made with the person's consent, carrying `contact` sealed by the requester's SDK to
         the recipient's directory key, as the router receives it."""
-        request = referral(requester=requester, recipient=recipient).model_copy(
+        request = referral(requester=requester, recipient=recipient, at=at).model_copy(
             update={"consent_to_share": True}
         )
-        sealed = attach_contact(request, contact, load_directory(), at=MONDAY)
+        sealed = attach_contact(request, contact, load_directory(), at=at)
         self.lifecycle.on_requested(sealed)
         return sealed
+
+    @contextmanager
+    def serve(self, **overrides: Any) -> Iterator[str]:
+        """An inbox (as `inbox` builds it) served over HTTP on a loopback port, for a real browser (a
+        secure context: WebCrypto; the real CSP and cookies); yields its URL."""
+        app: FastAPI = self.inbox(**overrides).app  # type: ignore[assignment]
+        port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)  # no signal handlers off the main thread
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the inbox did not start"
+            time.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
 
     def status(self, referral_id: str) -> str:
         record = self.store.get(referral_id)

@@ -124,6 +124,8 @@ def test_no_page_of_the_recipient_holds_the_contact(harness: Harness) -> None:
         sign_page,
         inbox.get("/key"),
         inbox.get(f"/key?next=/referrals/{request.referral_id}"),
+        inbox.get("/export"),  # the boxes, as data for the page's script
+        inbox.get("/export.csv"),
     ):
         assert page.status_code == 200 and leaked(page.text) == [], page.url
 

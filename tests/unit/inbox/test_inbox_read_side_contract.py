@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cepbus.contract.models import ReferralStatus, UpdateVerdict
+from cepbus.contract.models import OrganisationKind, ReferralStatus, RefusalReason, UpdateVerdict
 from cepbus.contract.readside import ReferralParty
 from services.inbox import steps
 from services.inbox.readside import ReadSide, Unavailable
@@ -119,3 +119,25 @@ def test_every_status_and_step_has_its_french_label() -> None:
     assert steps.label(steps.STATUS_LABELS, "received") == steps.label(
         steps.STATUS_LABELS, ReferralStatus.RECEIVED
     )
+
+
+def test_the_export_parses_and_an_export_that_is_not_the_contracts_is_unavailable(harness: Harness) -> None:
+    request = harness.refer_with_contact()
+    [line] = harness.read_side.export(PARTNER, f"dev-{PARTNER}")
+    assert line.referral.referral_id == request.referral_id and line.closing_reason_code is None
+    assert line.sealed_contact is not None and request.sealed_contact is not None
+    assert line.sealed_contact.recipient_key_id == request.sealed_contact.recipient_key_id
+    body = real_answer(harness, f"/organisations/{PARTNER}/referrals/export")
+    body["referrals"][0]["referral"]["status"] = "lost"
+    with pytest.raises(Unavailable, match=r"not a ReferralsExportView .*referrals\.0\.referral\.status"):
+        CannedReadSide(200, body).export(PARTNER, "t")
+    with pytest.raises(Unavailable, match="unexpected answer"):
+        CannedReadSide(200, {"org_id": "someone-else", "referrals": []}).export(PARTNER, "t")
+    with pytest.raises(Unavailable, match="unexpected answer 404"):  # a router without the export
+        CannedReadSide(404, {"detail": "Not Found"}).export(PARTNER, "t")
+
+
+def test_every_kind_and_decline_reason_has_its_french_label() -> None:
+    assert set(steps.KIND_LABELS) == set(OrganisationKind)
+    assert set(steps.DECLINE_LABELS) == set(RefusalReason)
+    assert set(RefusalReason) <= set(steps.CODE_LABELS)
