@@ -281,10 +281,15 @@ def test_the_bundle_pdf_says_what_was_verified_and_against_which_pinned_key(rend
     cover = flat(reader.pages[0].extract_text())
     assert "Lot d'export vérifié hors ligne" in cover and "clé épinglée" in cover
     assert rendered.vkey in cover and rendered.bundle_json["source"]["root_b64"] in cover
-    # the same figures as from the database: only the source differs
+    # the same figures as from the database: only the source differs, and the refusals by reason, which
+    # only the ledger's operator can open (sealed facts, issue #24)
     ledger, bundle = dict(rendered.json_report), dict(rendered.bundle_json)
     ledger.pop("source"), bundle.pop("source")
+    ledger["referrals"] = {k: v for k, v in ledger["referrals"].items() if k != "refusals"}
+    bundle_refusals = bundle["referrals"]["refusals"]
+    bundle["referrals"] = {k: v for k, v in bundle["referrals"].items() if k != "refusals"}
     assert ledger == bundle
+    assert bundle_refusals["available"] is False
 
 
 # -- the HTML in a browser -------------------------------------------------------------------------------

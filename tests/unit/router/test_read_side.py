@@ -272,7 +272,7 @@ def test_the_answers_are_byte_for_byte_the_stores_json(
             "history": [entry.to_json() for entry in history],
             "breaches": [{"deadline": "answered", "due_at_ms": 1_772_000_000_000}],
             "steps": _steps_as_first_released(record.state),
-            "sealed_contact": None,  # issue #24: added last, null without a contact (an older client ignores it)
+            "sealed_contact": None,  # issue #24: added last, null without a contact
         }
     )
     answer = http.get(f"/organisations/{B}/referrals", headers=bearer(issued[B]))
