@@ -145,6 +145,14 @@ def notifier() -> None:
 
 
 @app.command()
+def mailer() -> None:
+    """Run the mailer service (as `python -m services.mailer`; settings CEPBUS_MAILER_)."""
+    from cepbus_app.instrumented import run_instrumented
+
+    run_instrumented("mailer")
+
+
+@app.command()
 def inbox() -> None:
     """Serve the partner inbox web application (as `python -m services.inbox`; settings CEPBUS_INBOX_)."""
     from cepbus_app.instrumented import run_instrumented
@@ -289,12 +297,13 @@ def erase(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was erased as JSON")] = False,
 ) -> None:
     """Erase a person across every store: the ledger, the router's, the referrals', the notifier's (its
-    outbox) and the dead letters, as each store declares (cepbus_app/erasure.py)."""
+    outbox), the dead letters and the mailer's, as each store declares (cepbus_app/erasure.py)."""
     import dataclasses
 
     from cepbus_app.erasure import erase_person
     from services.deadletters.settings import DeadLetterSettings
     from services.ledger.settings import LedgerSettings
+    from services.mailer.settings import MailerSettings
     from services.notifier.settings import NotifierSettings
     from services.router.settings import ReferralSettings, RouterSettings
 
@@ -305,6 +314,7 @@ def erase(
         referrals_url=ReferralSettings().database_url,
         notifier_url=NotifierSettings().database_url,
         deadletters_url=DeadLetterSettings().database_url,
+        mailer_url=MailerSettings().database_url,
     )
     print(json.dumps(dataclasses.asdict(report)) if as_json else report.summary())
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from cepbus.runtime.sqldb import ErasureCount, SqlStore
 from services.deadletters.store import DeadLetterStore
 from services.ledger.store import SqlLedgerStore
+from services.mailer.store import MailerStore
 from services.notifier.store import NotifierStore
 from services.router.referrals.store import ReferralStore
 from services.router.store import RouterStore
@@ -30,6 +31,7 @@ STORES: tuple[tuple[str, type[SqlStore]], ...] = (
     ("referrals", ReferralStore),
     ("notifier", NotifierStore),
     ("deadletters", DeadLetterStore),
+    ("mailer", MailerStore),
 )
 
 
@@ -65,18 +67,24 @@ def erase_person(
     referrals_url: str,
     notifier_url: str,
     deadletters_url: str,
+    mailer_url: str | None = None,
 ) -> ErasureReport:
-    """Erase `person` from every store of `STORES`, each at its URL."""
+    """Erase `person` from every store of `STORES`, each at its URL (the mailer's when given: a bus may
+    run without it)."""
     urls = {
         "ledger": ledger_url,
         "router": router_url,
         "referrals": referrals_url,
         "notifier": notifier_url,
         "deadletters": deadletters_url,
+        "mailer": mailer_url,
     }
     counts: dict[str, ErasureCount] = {}
     for name, store_class in STORES:
-        with store_class(urls[name]) as store:
+        url = urls[name]
+        if url is None:
+            continue
+        with store_class(url) as store:
             counts[name] = store.erase_person(person)
     return ErasureReport(
         person,

@@ -25,7 +25,7 @@ from cepbus.runtime.service import ServiceDefinition
 from cepbus.trust.settings import TrustSettings
 
 #: The stream services, by the name `python -m services.<name>` runs.
-STREAM_SERVICES = ("router", "notifier", "ledger", "deadletters")
+STREAM_SERVICES = ("router", "notifier", "ledger", "deadletters", "mailer")
 
 
 def requests_from(environ: Mapping[str, str]) -> KafkaRequests:

@@ -1,5 +1,5 @@
-"""Starting, watching and stopping the bus's processes (router, notifier, ledger, deadletters) on one
-machine, for `cep-bus up`, `cep-bus demo` and the integration tests. Each service is its own process.
+"""Starting, watching and stopping the bus's processes (router, notifier, ledger, deadletters, mailer) on
+one machine, for `cep-bus up`, `cep-bus demo` and the integration tests. Each service is its own process.
 
 `Supervisor.check` restarts a service that died, after a backoff that doubles with each death; one
 that dies more than `RestartPolicy.max_restarts` times within `window_s` makes it raise `GaveUp`,
@@ -22,6 +22,7 @@ from cepbus.runtime.settings import ServiceSettings
 from cepbus_app.broker import port_open
 from services.deadletters.settings import DeadLetterSettings
 from services.ledger.settings import LedgerSettings
+from services.mailer.settings import MailerSettings
 from services.notifier.settings import NotifierSettings
 from services.router.settings import RouterSettings
 
@@ -31,6 +32,7 @@ SERVICES: dict[str, type[ServiceSettings]] = {
     "notifier": NotifierSettings,
     "ledger": LedgerSettings,
     "deadletters": DeadLetterSettings,
+    "mailer": MailerSettings,
 }
 
 

@@ -30,6 +30,7 @@ from cepbus.contract.topics import (
     NOTICE_REQUESTED,
     REFERRAL_REQUESTED,
     REFERRAL_STATUS,
+    REFERRAL_VERDICT,
     REJECTIONS_PREFIX,
     SERVICE_LEVEL_STARTED,
     ProducerKind,
@@ -94,9 +95,17 @@ _SERVICE_READS = {
     "notifier": (NOTICE_REQUESTED.name,),
     "ledger": tuple(spec.name for spec in LEDGER_TOPICS),
     "deadletters": (DEAD_LETTER.name,),
+    # the mailer (services/mailer): the referrals in every organisation's inbox, and the router's verdicts
+    "mailer": (f"{INBOX_PREFIX}*", REFERRAL_VERDICT.name),
 }
-#: Consumed by some service: where `cep-bus deadletters replay` may send an original back to.
-CONSUMED = tuple(sorted({name for reads in _SERVICE_READS.values() for name in reads} - {DEAD_LETTER.name}))
+#: Consumed by some service: where `cep-bus deadletters replay` may send an original back to. Not an
+#: organisation's inbox (a prefix): only the router writes there, ops replays nothing into one.
+CONSUMED = tuple(
+    sorted(
+        {name for reads in _SERVICE_READS.values() for name in reads if not name.endswith("*")}
+        - {DEAD_LETTER.name}
+    )
+)
 
 SERVICES: Mapping[str, Access] = {
     "router": Access(
@@ -114,6 +123,8 @@ SERVICES: Mapping[str, Access] = {
     # the dead-letter archive derives nothing; it writes only the dead letter of a message on
     # cep.deadletter it cannot read, as every service does, or such a message would block it for good
     "deadletters": Access(_SERVICE_READS["deadletters"], (DEAD_LETTER.name,), ("cepbus-deadletters*",)),
+    # the mailer sends emails, not events: it writes only the dead letters of what it cannot read
+    "mailer": Access(_SERVICE_READS["mailer"], (DEAD_LETTER.name,), ("cepbus-mailer*",)),
 }
 
 #: The roles outside the bus's own processes; `{org}` stands for each organisation of the directory.

@@ -38,6 +38,7 @@ from cepbus.runtime.settings import BrokerSettings
 from cepbus.sdk.publisher import Publisher
 from cepbus.trust.settings import TrustSettings
 from cepbus_app.broker import EmbeddedBroker, EmbeddedBrokerSettings
+from cepbus_app.demo.mail import DemoMailbox
 from cepbus_app.demo.referrals import (
     PartnersThread,
     expected_verdict_ids,
@@ -225,12 +226,22 @@ def scrape(port: int) -> dict[str, float]:
     return totals
 
 
+def emails_of(mailbox: DemoMailbox, started: bool, referrals: int, deadline: float) -> dict[str, int] | None:
+    """The emails the demo's mailer sent, by kind, once one `new_referral` per referral arrived (each
+    recipient has a development address) or at the deadline (at least 10 s more); None when the demo
+    did not start the mailer or has no SMTP server."""
+    if not (started and mailbox.running):
+        return None
+    return mailbox.wait_for("new_referral", referrals, max(10.0, deadline - time.monotonic()))
+
+
 def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str, Any]:
     started_at = time.monotonic()
     broker_settings = BrokerSettings()
     embedded = EmbeddedBroker(EmbeddedBrokerSettings())
     checkpoints = {} if CHECKPOINT_ENV in os.environ else {CHECKPOINT_ENV: DEMO_CHECKPOINT_EVERY_S}
-    supervisor = Supervisor(env=checkpoints)
+    mailbox = DemoMailbox()  # the SMTP server of a mailer the demo starts: it counts the emails by kind
+    supervisor = Supervisor(env={**checkpoints, **(mailbox.start() if not service_running("mailer") else {})})
     partners = PartnersThread(broker_settings)
     started: list[str] = []
     watcher: SupervisionThread | None = None
@@ -299,6 +310,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         # a forgery the router did not refuse at its edge, with its reason, is as missing as an entry
         forgeries_missing = int(figures["forged_not_refused_as_expected"])
         dead_letters = sum(scrape(metrics_port(s)).get("cepbus_dead_letters_total", 0.0) for s in SERVICES)
+        emails = emails_of(mailbox, "mailer" in started, len(referrals), deadline)
         by_type = expected.by_type()
         held = Counter(kind for event_id, kind in expected.ids.items() if event_id not in missing)
         choice_counts = Counter(choice.choice.value for choice in choices)
@@ -329,6 +341,8 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             "status_verdicts_in_ledger": held["ReferralUpdateVerdict"],
             "partner_referrals": len(direct),
             "forged_updates_sent": len(forged),
+            "emails_by_kind": emails,  # None: the mailer was already running, or no aiosmtpd
+            "emails_new_referral_expected": len(referrals),
             **figures,
             "mode": TrustSettings().env.value,
             "loop_completed": not missing and not forgeries_missing,
@@ -348,5 +362,6 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             watcher.stop()
         partners.close()
         supervisor.stop_all()
+        mailbox.stop()
         if "broker" in started:
             embedded.stop()

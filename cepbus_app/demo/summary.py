@@ -8,6 +8,17 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _email_rows(summary: dict[str, Any]) -> list[tuple[str, object]]:
+    """The emails the demo's SMTP server received, by kind (none when it did not run the mailer)."""
+    emails = summary.get("emails_by_kind")
+    if emails is None:
+        return [("emails (the demo did not start the mailer)", "-")]
+    new = f"{emails.get('new_referral', 0)} / {summary['emails_new_referral_expected']}"
+    others = [(f"  {kind}", count) for kind, count in emails.items() if kind != "new_referral"]
+    total = ("emails received by the demo's SMTP server", sum(emails.values()))
+    return [total, ("  new_referral (one per referral)", new), *others]
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     out = Console()
     table = Table(title="cep-bus demo: one regulation loop", show_header=False)
@@ -53,6 +64,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             "status updates rejected (forged ones sent)",
             f"{summary['rejected_updates']} ({summary['forged_updates_sent']})",
         ),
+        *_email_rows(summary),
         ("publish -> ledger (s)", summary["publish_to_ledger_s"]),
         ("elapsed (s)", summary["elapsed_s"]),
     ]

@@ -15,6 +15,10 @@ from cepbus.runtime.traffic import ENV
 from cepbus_app.supervisor import SERVICES, Supervisor
 from tests.conftest import free_port
 from tests.support.bus import RunningBus, ledger_identity
+from tests.support.mail import MailSink
+
+#: Where the session mailer's emails link to (the inbox itself need not run for that).
+MAIL_INBOX_BASE_URL = "https://inbox.cep-bus.test"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,7 +34,16 @@ def traffic_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBus]:
+def mail_sink() -> Iterator[MailSink]:
+    """The session's SMTP server (aiosmtpd): the session bus's mailer sends its emails there."""
+    with MailSink(free_port()) as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def bus(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink
+) -> Iterator[RunningBus]:
     workdir: Path = tmp_path_factory.mktemp("bus")
     ledger_url = f"sqlite:///{workdir / 'ledger.db'}"
     suffix = uuid.uuid4().hex[:8]  # fresh consumer groups, so a shared cluster replays nothing old
@@ -41,6 +54,13 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env["CEPBUS_NOTIFIER_DATABASE_URL"] = f"sqlite:///{workdir / 'notifier.db'}"
     deadletters_url = f"sqlite:///{workdir / 'deadletters.db'}"
     env["CEPBUS_DEADLETTERS_DATABASE_URL"] = deadletters_url
+    mailer_url = f"sqlite:///{workdir / 'mailer.db'}"
+    env |= {
+        "CEPBUS_MAILER_DATABASE_URL": mailer_url,
+        "CEPBUS_MAILER_SMTP_HOST": "127.0.0.1",
+        "CEPBUS_MAILER_SMTP_PORT": str(mail_sink.port),
+        "CEPBUS_MAILER_INBOX_BASE_URL": MAIL_INBOX_BASE_URL,
+    }
     referrals_url, referrals_http_port = f"sqlite:///{workdir / 'referrals.db'}", free_port()
     env |= {
         "CEPBUS_REFERRALS_DATABASE_URL": referrals_url,
@@ -78,6 +98,8 @@ def bus(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             referrals_url=referrals_url,
             referrals_http_port=referrals_http_port,
             deadletters_url=deadletters_url,
+            mailer_url=mailer_url,
+            mail=mail_sink,
         )
     finally:
         supervisor.stop_all()

@@ -225,7 +225,7 @@ def test_erase_reaches_every_store(erased: Erased) -> None:
     report = erased.report
     assert report["ledger_erasure_index"] is not None and report["referrals"] == 1
     assert report["router_intakes"] == 1 and report["dead_letters"] == 2
-    assert set(report["stores"]) == {"ledger", "router", "referrals", "notifier", "deadletters"}
+    assert set(report["stores"]) == {"ledger", "router", "referrals", "notifier", "deadletters", "mailer"}
 
 
 def test_no_store_file_and_no_log_holds_anything_of_the_erased_person(

@@ -78,8 +78,8 @@ def start_up(tmp_path: Path) -> Iterator[object]:
     started: list[Up] = []
 
     def start(*args: str) -> Up:
-        services = ("router", "notifier", "ledger", "deadletters")
-        ports = {name: free_port() for name in (*services, "referrals_http", "broker")}
+        services = ("router", "notifier", "ledger", "deadletters", "mailer")
+        ports = {name: free_port() for name in (*services, "referrals_http", "broker", "smtp")}
         suffix = uuid.uuid4().hex[:8]
         env = {
             **os.environ,
@@ -91,6 +91,8 @@ def start_up(tmp_path: Path) -> Iterator[object]:
             "CEPBUS_REFERRALS_DATABASE_URL": f"sqlite:///{tmp_path / 'referrals.db'}",
             "CEPBUS_NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
             "CEPBUS_DEADLETTERS_DATABASE_URL": f"sqlite:///{tmp_path / 'deadletters.db'}",
+            "CEPBUS_MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+            "CEPBUS_MAILER_SMTP_PORT": str(ports["smtp"]),  # nothing listens: its emails wait
             "CEPBUS_REFERRALS_HTTP_PORT": str(ports["referrals_http"]),
             "COLUMNS": "200",
         }

@@ -26,6 +26,7 @@ from cepbus_app.demo.loop import wait_until_known
 from cepbus_app.supervisor import Supervisor
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import ErasedError, SqlLedgerStore
+from tests.support.mail import MailSink
 
 
 def session_requests() -> KafkaRequests:
@@ -47,6 +48,8 @@ class RunningBus:
     referrals_url: str = ""  # the router's referral store (#4)
     referrals_http_port: int = 0
     deadletters_url: str = ""  # the dead-letter service's archive
+    mailer_url: str = ""  # the mailer's store (its mail outbox)
+    mail: MailSink | None = None  # the SMTP server the mailer sends to
     requests: KafkaRequests = field(default_factory=session_requests)
 
     def publisher(self, **options: Any) -> Publisher:

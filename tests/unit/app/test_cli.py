@@ -23,7 +23,7 @@ def command_tree(group: typer.Typer) -> dict[str, object]:
 def test_every_command_is_there() -> None:
     tree = command_tree(app)
     assert set(tree) == {
-        "broker", "topics", "router", "notifier", "ledger", "up", "demo", "partner", "erase",
+        "broker", "topics", "router", "notifier", "ledger", "mailer", "up", "demo", "partner", "erase",
         "rules", "audit", "referral", "k8s", "keys", "directory", "deadletters",
         "asyncapi", "vectors", "schema-registry", "inbox",
     }  # fmt: skip

@@ -24,6 +24,8 @@ from cepbus_app.cli import app
 from cepbus_app.erasure import STORES, erase_person
 from services.deadletters.store import DeadLetterStore
 from services.ledger.store import KEYS, SqlLedgerStore
+from services.mailer.decisions import Referral as MailReferral
+from services.mailer.store import MailerStore, QueuedEmail
 from services.notifier.handlers import NotifierHandlers
 from services.notifier.store import NotifierStore
 from services.router.handlers import RouterHandlers
@@ -44,7 +46,7 @@ def files_of(tmp_path: Path) -> dict[str, bytes]:
 
 
 def test_erasure_leaves_no_trace_of_the_person_in_any_store_file(tmp_path: Path) -> None:
-    stores = ("ledger", "router", "referrals", "notifier", "deadletters")
+    stores = ("ledger", "router", "referrals", "notifier", "deadletters", "mailer")
     urls = {name: f"sqlite:///{tmp_path / f'{name}.db'}" for name in stores}
     the_intake = intake(person=PERSON, boeth=True, birth_year=1937)
     profile_json = the_intake.profile.model_dump_json().encode()
@@ -77,6 +79,13 @@ def test_erasure_leaves_no_trace_of_the_person_in_any_store_file(tmp_path: Path)
     with DeadLetterStore(urls["deadletters"]) as dead_letters:
         dead_letters.record([letter], 0)
         assert dead_letters.original(str(letter.event_id))[1] == value
+    # the mailer's memory of the referral and its email not sent yet (nothing of the person but the key)
+    with MailerStore(urls["mailer"]) as mailer:
+        parties = MailReferral(ref.referral_id, ref.requester_org_id, ref.recipient_org_id)
+        mailer.remember_referral(parties, PERSON, 0)
+        recipient = ref.recipient_org_id
+        email = QueuedEmail("e-1", "new_referral", recipient, "a@b.example.org", "s", "t", "h", PERSON)
+        assert mailer.queue([email], 0)
     before = b"".join(files_of(tmp_path).values())
     for secret in (PERSON.encode(), text, b"R-CAPEMPLOI-BOETH"):  # the check below can fail
         assert secret in before
@@ -90,6 +99,7 @@ def test_erasure_leaves_no_trace_of_the_person_in_any_store_file(tmp_path: Path)
             "CEPBUS_REFERRALS_DATABASE_URL": urls["referrals"],
             "CEPBUS_NOTIFIER_DATABASE_URL": urls["notifier"],
             "CEPBUS_DEADLETTERS_DATABASE_URL": urls["deadletters"],
+            "CEPBUS_MAILER_DATABASE_URL": urls["mailer"],
         },
     )
     assert result.exit_code == 0, result.output
@@ -107,6 +117,8 @@ def test_erasure_leaves_no_trace_of_the_person_in_any_store_file(tmp_path: Path)
     erased = router_store.intake(str(the_intake.event_id))
     router_store.close()
     assert erased is not None and erased.person_pseudonym is None and erased.profile.boeth is None
+    with MailerStore(urls["mailer"]) as mailer:
+        assert mailer.states() == [] and mailer.referral(ref.referral_id) is None
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -193,6 +193,7 @@ def test_every_principal_of_the_wiring_has_a_user_and_a_partner_reads_only_its_o
         "cepbus-notifier",
         "cepbus-ledger",
         "cepbus-deadletters",
+        "cepbus-mailer",
         "cepbus-inbox",
         "cepbus-ops",
         "cepbus-auditor",
@@ -291,6 +292,7 @@ def test_deployments_are_probed_bounded_and_non_root(rendered: tuple[str, list[d
         "cepbus-notifier",
         "cepbus-ledger",
         "cepbus-deadletters",
+        "cepbus-mailer",
         "cepbus-inbox",
     }
     assert deployments["cepbus-ledger"]["spec"]["replicas"] == 1  # the single ledger writer
@@ -318,7 +320,7 @@ def test_monitoring_objects(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     assert [p["name"] for p in inbox["spec"]["ports"]] == ["http"]  # scraped beside its pages
     assert inbox["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
     services = [s for s in _of(objects, "Service") if any(p["name"] == "ops" for p in s["spec"]["ports"])]
-    assert len(services) == 4 and all(
+    assert len(services) == 5 and all(
         s["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
         for s in services
     )
@@ -345,7 +347,13 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
     overlay, objects = rendered
     deployments = {d["metadata"]["name"]: d for d in _of(objects, "Deployment")}
     inbox = deployments.pop("cepbus-inbox")
-    assert set(deployments) == {"cepbus-router", "cepbus-notifier", "cepbus-ledger", "cepbus-deadletters"}
+    assert set(deployments) == {
+        "cepbus-router",
+        "cepbus-notifier",
+        "cepbus-ledger",
+        "cepbus-deadletters",
+        "cepbus-mailer",
+    }
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         [container] = pod["containers"]
@@ -372,7 +380,7 @@ def test_no_state_on_the_pods_and_keys_from_secrets(rendered: tuple[str, list[di
         assert env["CEPBUS_DIRECTORY_PATH"]["value"].startswith(mounted["directory"] + "/")
         assert secrets["directory"] == "cepbus-directory"
         assert "secretKeyRef" in env["CEPBUS_DIRECTORY_AUTHORITY_KEY"]["valueFrom"]
-        if service == "deadletters":  # it derives no event: no event-id key to hold
+        if service in ("deadletters", "mailer"):  # they derive no event: no event-id key to hold
             assert "id-key" not in secrets and f"CEPBUS_{service.upper()}_ID_KEY_PATH" not in env
             continue
         id_key = env[f"CEPBUS_{service.upper()}_ID_KEY_PATH"]["value"]
@@ -429,6 +437,11 @@ def test_network_policies_let_pods_reach_only_brokers_database_and_dns(
     assert set(inbox["policyTypes"]) == {"Ingress", "Egress"}
     assert {p["port"] for rule in inbox["egress"] for p in rule["ports"]} == {9093, 443, 53}  # no database
     assert [p["port"] for rule in inbox["ingress"] for p in rule["ports"]] == ["http"]
+    # the mailer alone reaches beyond the bus: the SMTP relay's submission port, egress only
+    smtp = policies["cepbus-mailer-smtp"]["spec"]
+    assert smtp["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "cepbus-mailer"}
+    assert smtp["policyTypes"] == ["Egress"] and "ingress" not in smtp
+    assert {p["port"] for rule in smtp["egress"] for p in rule["ports"]} == {587}
     for policy in policies.values():
         import kubernetes_validate
 

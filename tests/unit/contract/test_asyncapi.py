@@ -145,6 +145,7 @@ def test_every_read_and_write_of_the_wiring_is_an_operation(document: dict[str, 
 def test_receive_operations_carry_the_consumer_groups(document: dict[str, Any]) -> None:
     from services.deadletters.settings import DeadLetterSettings
     from services.ledger.settings import LedgerSettings
+    from services.mailer.settings import MailerSettings
     from services.notifier.settings import NotifierSettings
     from services.router.settings import RouterSettings
 
@@ -155,6 +156,7 @@ def test_receive_operations_carry_the_consumer_groups(document: dict[str, Any]) 
             ("notifier", NotifierSettings),
             ("ledger", LedgerSettings),
             ("deadletters", DeadLetterSettings),
+            ("mailer", MailerSettings),
         )
     }
     declared = wiring()
