@@ -28,6 +28,8 @@ from cepbus.contract.topics import (
     NOTICE_INBOX_PREFIX,
     NOTICE_ISSUED,
     NOTICE_REQUESTED,
+    REFERRAL_EXPIRED,
+    REFERRAL_REMINDER,
     REFERRAL_REQUESTED,
     REFERRAL_STATUS,
     REFERRAL_VERDICT,
@@ -96,7 +98,7 @@ _SERVICE_READS = {
     "ledger": tuple(spec.name for spec in LEDGER_TOPICS),
     "deadletters": (DEAD_LETTER.name,),
     # the mailer (services/mailer): the referrals in every organisation's inbox, and the router's verdicts
-    "mailer": (f"{INBOX_PREFIX}*", REFERRAL_VERDICT.name),
+    "mailer": (f"{INBOX_PREFIX}*", REFERRAL_VERDICT.name, REFERRAL_REMINDER.name, REFERRAL_EXPIRED.name),
 }
 #: Consumed by some service: where `cep-bus deadletters replay` may send an original back to. Not an
 #: organisation's inbox (a prefix): only the router writes there, ops replays nothing into one.

@@ -46,7 +46,12 @@ def build_service(settings: MailerSettings | None = None) -> ServiceDefinition:
         log.warning("address_book_names_an_unknown_organisation", organisation=org_id[:64])
     store = MailerStore(settings.database_url)
     DirectoryHistory(store.database, SERVICE).admit(directory)  # never an older directory
-    handlers = MailerHandlers(store, book, Renderer(settings.inbox_base_url, names))
+    handlers = MailerHandlers(
+        store,
+        book,
+        Renderer(settings.inbox_base_url, names),
+        zone_of=lambda code: reference.region(code).zone,
+    )
     sender = MailSender(
         store,
         smtp,

@@ -14,11 +14,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
-from cepbus.contract.models import ReferralRequested, ReferralStatus, ReferralUpdateVerdict, UpdateVerdict
+from cepbus.contract.models import (
+    ReferralExpired,
+    ReferralReminderDue,
+    ReferralRequested,
+    ReferralStatus,
+    ReferralUpdateVerdict,
+    UpdateVerdict,
+)
 from services.mailer.addresses import AddressBook
-from services.mailer.kinds import KINDS, NEW_REFERRAL, STATUS_CHANGED, Party
+from services.mailer.kinds import EXPIRED, KINDS, NEW_REFERRAL, REMINDER, STATUS_CHANGED, Party
 
 #: Namespace of email ids (uuid5 of cause, kind and address).
 _EMAIL_ID_NAMESPACE = uuid.UUID("0b4e3f0e-3c1d-5d0c-9a9e-6d1a2f1c7e25")
@@ -98,6 +106,24 @@ def referral_of(event: ReferralRequested) -> Referral:
 def new_referral_notices(event: ReferralRequested) -> list[Notice]:
     """A referral delivered to its recipient's inbox: the recipient is told it has one to handle."""
     return notices(NEW_REFERRAL, str(event.event_id), referral_of(event))
+
+
+def reminder_notices(event: ReferralReminderDue, zone: ZoneInfo) -> list[Notice]:
+    """A reminder the router decided: the recipient is told which deadline falls (its last day, in the
+    region's time `zone`) or how many days the referral has waited."""
+    referral = Referral(event.referral_id, event.requester_org_id, event.recipient_org_id)
+    deadline = None
+    if event.due_at is not None:  # a deadline falls at the midnight that ends its last day
+        deadline = (event.due_at.astimezone(zone) - timedelta(microseconds=1)).date()
+    return notices(REMINDER, str(event.event_id), referral, deadline=deadline, days=event.days_waiting)
+
+
+def expired_notices(event: ReferralExpired) -> list[Notice]:
+    """A referral the bus closed unanswered: both parties are told."""
+    referral = Referral(event.referral_id, event.requester_org_id, event.recipient_org_id)
+    return notices(
+        EXPIRED, str(event.event_id), referral, status=ReferralStatus.EXPIRED, days=event.expired_after_days
+    )
 
 
 def step_of(verdict: ReferralUpdateVerdict) -> Step | None:

@@ -10,16 +10,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
-from cepbus.contract.models import ReferralRequested, ReferralUpdateVerdict
+from cepbus.contract.models import (
+    ReferralExpired,
+    ReferralReminderDue,
+    ReferralRequested,
+    ReferralUpdateVerdict,
+)
 from cepbus.runtime.logs import get_logger
 from cepbus.runtime.messages import Outgoing
 from services.mailer.addresses import AddressBook
 from services.mailer.decisions import (
     Notice,
     addressed,
+    expired_notices,
     new_referral_notices,
     referral_of,
+    reminder_notices,
     status_changed_notices,
     step_of,
 )
@@ -40,6 +48,8 @@ class MailerHandlers:
     book: AddressBook
     renderer: Renderer
     clock_ms: Callable[[], int] = field(default=now_ms)
+    # a region's time zone (for a deadline's last day); Paris when none is given
+    zone_of: Callable[[str], ZoneInfo] = field(default=lambda code: ZoneInfo("Europe/Paris"))
 
     def on_referral(self, event: ReferralRequested) -> list[Outgoing]:
         """A referral in its recipient's inbox: the recipient is told; the steps that waited for it too."""
@@ -50,6 +60,16 @@ class MailerHandlers:
         for step in self.store.take_waiting(referral.referral_id):
             found += status_changed_notices(step, referral)
         self._queue(found, person)
+        return []
+
+    def on_reminder(self, event: ReferralReminderDue) -> list[Outgoing]:
+        """A reminder the router decided: the recipient is told (the deadline's last day, or the days)."""
+        self._queue(reminder_notices(event, self.zone_of(event.region_code)), event.envelope.person_pseudonym)
+        return []
+
+    def on_expired(self, event: ReferralExpired) -> list[Outgoing]:
+        """A referral the bus closed unanswered: both parties are told."""
+        self._queue(expired_notices(event), event.envelope.person_pseudonym)
         return []
 
     def on_verdict(self, verdict: ReferralUpdateVerdict) -> list[Outgoing]:

@@ -1,16 +1,17 @@
 """The kinds of email, one line each: which event on which topic gives it, to whom, with which template.
 
-This table is the extension point. Two kinds are wired (the route table reads their events):
+This table is the extension point. Four kinds are wired (the route table reads their events):
 
 - `new_referral`: a `ReferralRequested` delivered to an organisation's inbox topic
   (`cep.referral.inbox.<org>`), to that organisation, the recipient;
 - `status_changed`: a router verdict (`ReferralUpdateVerdict` on `cep.referral.verdict`) that applied a
   step of the recipient, to the requester.
 
-Two more have their templates and their line here, but are not read yet: `reminder`
-(`ReferralReminderDue` on `cep.referral.reminder`, to the recipient, the working day before a deadline
-or every N days without an answer) and `expired` (`ReferralExpired` on `cep.referral.expired`, to both
-parties, N days unanswered). To wire one:
+- `reminder`: a `ReferralReminderDue` on `cep.referral.reminder`, to the recipient, the working day
+  before a deadline or every N days without an answer;
+- `expired`: a `ReferralExpired` on `cep.referral.expired`, to both parties, N days unanswered.
+
+To wire another:
 
 1. declare the topic in the mailer's wiring (`cepbus/contract/wiring.py`, `_SERVICE_READS["mailer"]`);
 2. add a pure function in `decisions.py` turning the event into `Notice`s with `notices(kind, ...)`:
@@ -93,7 +94,7 @@ KINDS: Mapping[str, EmailKind] = {
             ReferralReminderDue.avro_name,
             (Party.RECIPIENT,),
             "Rappel : orientation {{ referral_id }} en attente de réponse",
-            wired=False,
+            wired=True,
         ),
         EmailKind(
             EXPIRED,
@@ -101,7 +102,7 @@ KINDS: Mapping[str, EmailKind] = {
             ReferralExpired.avro_name,
             (Party.REQUESTER, Party.RECIPIENT),
             "Orientation {{ referral_id }} expirée sans réponse",
-            wired=False,
+            wired=True,
         ),
     )
 }
