@@ -311,6 +311,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         forgeries_missing = int(figures["forged_not_refused_as_expected"])
         dead_letters = sum(scrape(metrics_port(s)).get("cepbus_dead_letters_total", 0.0) for s in SERVICES)
         emails = emails_of(mailbox, "mailer" in started, len(referrals), deadline)
+        router_counters = scrape(metrics_port("router"))
         by_type = expected.by_type()
         held = Counter(kind for event_id, kind in expected.ids.items() if event_id not in missing)
         choice_counts = Counter(choice.choice.value for choice in choices)
@@ -343,6 +344,9 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             "forged_updates_sent": len(forged),
             "emails_by_kind": emails,  # None: the mailer was already running, or no aiosmtpd
             "emails_new_referral_expected": len(referrals),
+            # the follow-up of unanswered referrals (the router's counters, this run and before)
+            "referral_reminders": int(router_counters.get("cepbus_referral_reminders_total", 0.0)),
+            "referrals_expired": int(router_counters.get("cepbus_referrals_expired_total", 0.0)),
             **figures,
             "mode": TrustSettings().env.value,
             "loop_completed": not missing and not forgeries_missing,

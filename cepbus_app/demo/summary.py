@@ -33,6 +33,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         *((f"  {choice}", count) for choice, count in summary["choices"].items()),
         ("referrals to the chosen operator", summary["referrals"]),
         ("  with the profile (consent given)", summary["referrals_with_profile"]),
+        ("reminders of unanswered referrals (router)", summary.get("referral_reminders", 0)),
+        ("referrals expired unanswered (router)", summary.get("referrals_expired", 0)),
         ("decisions recorded", summary["decisions_recorded"]),
         *((f"  {status}", count) for status, count in summary["decisions"].items()),
         ("démission-reconversion intakes", summary["demission_reconversion"]),
