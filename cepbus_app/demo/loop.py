@@ -46,6 +46,7 @@ from cepbus_app.demo.referrals import (
     partner_referrals,
     referral_figures,
     send_forged,
+    unanswered_referrals,
 )
 from cepbus_app.demo.simulator import Simulator
 from cepbus_app.instrumented import requests_from
@@ -235,11 +236,32 @@ def emails_of(mailbox: DemoMailbox, started: bool, referrals: int, deadline: flo
     return mailbox.wait_for("new_referral", referrals, max(10.0, deadline - time.monotonic()))
 
 
+#: The referral follow-up the demo runs (docs/referrals.md, "Reminders and expiry"): a month's reminders
+#: and expiry in seconds, so that the referrals it leaves unanswered are reminded and expire within the
+#: run (its other referrals are answered at once); a caller's own settings win.
+DEMO_FOLLOW_UP = {
+    "CEPBUS_REFERRALS_REMIND_EVERY": "PT4S",
+    "CEPBUS_REFERRALS_EXPIRE_AFTER": "PT12S",
+    "CEPBUS_REFERRALS_SWEEP_INTERVAL_S": "1",
+}
+
+
+def wait_for_expiries(want: int, timeout_s: float) -> int:
+    """Until the router expired `want` referrals (its counter) or `timeout_s`; the count."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = int(scrape(metrics_port("router")).get("cepbus_referrals_expired_total", 0.0))
+        if done >= want or time.monotonic() >= deadline:
+            return done
+        time.sleep(0.5)
+
+
 def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str, Any]:
     started_at = time.monotonic()
     broker_settings = BrokerSettings()
     embedded = EmbeddedBroker(EmbeddedBrokerSettings())
     checkpoints = {} if CHECKPOINT_ENV in os.environ else {CHECKPOINT_ENV: DEMO_CHECKPOINT_EVERY_S}
+    checkpoints |= {name: value for name, value in DEMO_FOLLOW_UP.items() if name not in os.environ}
     mailbox = DemoMailbox()  # the SMTP server of a mailer the demo starts: it counts the emails by kind
     supervisor = Supervisor(env={**checkpoints, **(mailbox.start() if not service_running("mailer") else {})})
     partners = PartnersThread(broker_settings)
@@ -266,6 +288,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         referrals = [e for e in expected.events if isinstance(e, ReferralRequested)]
         forged = forged_updates(referrals)
         partners.org_ids = [r.recipient_org_id for r in referrals]
+        unanswered = unanswered_referrals(seed, partners.org_ids)  # reminded, then expired
         # the router's verdicts on the partners' answers: all in the ledger by the end (the forgeries get
         # none: its edge dead-letters them, which `referral_figures` checks, each with its reason)
         expected.ids.update(dict.fromkeys(expected_verdict_ids(referrals), "ReferralUpdateVerdict"))
@@ -280,6 +303,7 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
                 publisher.publish_many(intakes)
                 publisher.publish_many(choices)
                 publisher.publish_many(direct)
+                publisher.publish_many(unanswered)
                 forged_letters = send_forged(publisher, forged)  # dead letter id -> reason it must give
                 published_at = time.monotonic()
                 missing = wait_for_ledger(store, demo_plan.phase_1, deadline - time.monotonic())
@@ -310,7 +334,10 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
         # a forgery the router did not refuse at its edge, with its reason, is as missing as an entry
         forgeries_missing = int(figures["forged_not_refused_as_expected"])
         dead_letters = sum(scrape(metrics_port(s)).get("cepbus_dead_letters_total", 0.0) for s in SERVICES)
-        emails = emails_of(mailbox, "mailer" in started, len(referrals), deadline)
+        expired_seen = wait_for_expiries(len(unanswered), max(0.0, min(30.0, deadline - time.monotonic())))
+        emails = emails_of(mailbox, "mailer" in started, len(referrals) + len(unanswered), deadline)
+        if emails is not None:  # the expiries' emails, to both parties of each
+            emails = mailbox.wait_for("expired", 2 * len(unanswered), max(5.0, deadline - time.monotonic()))
         router_counters = scrape(metrics_port("router"))
         by_type = expected.by_type()
         held = Counter(kind for event_id, kind in expected.ids.items() if event_id not in missing)
@@ -343,10 +370,12 @@ def run_demo(intake_count: int, seed: int, timeout_s: float = 120.0) -> dict[str
             "partner_referrals": len(direct),
             "forged_updates_sent": len(forged),
             "emails_by_kind": emails,  # None: the mailer was already running, or no aiosmtpd
-            "emails_new_referral_expected": len(referrals),
+            "emails_new_referral_expected": len(referrals) + len(unanswered),
             # the follow-up of unanswered referrals (the router's counters, this run and before)
             "referral_reminders": int(router_counters.get("cepbus_referral_reminders_total", 0.0)),
             "referrals_expired": int(router_counters.get("cepbus_referrals_expired_total", 0.0)),
+            "referrals_left_unanswered": len(unanswered),
+            "referrals_expired_seen": expired_seen,
             **figures,
             "mode": TrustSettings().env.value,
             "loop_completed": not missing and not forgeries_missing,

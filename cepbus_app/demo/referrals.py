@@ -19,17 +19,25 @@ from kafka.producer.future import RecordMetadata
 
 from cepbus.contract import codec
 from cepbus.contract.headers import CORRELATION_HEADER, EVENT_TYPE_HEADER
-from cepbus.contract.models import ReferralRequested, ReferralStatusChanged, derived_event_id, new_envelope
+from cepbus.contract.models import (
+    CEP_OPERATOR_KINDS,
+    ReferralRequested,
+    ReferralStatusChanged,
+    derived_event_id,
+    new_envelope,
+)
 from cepbus.contract.statements import StatementSignature, StatementSigner
 from cepbus.contract.topics import REFERRAL_STATUS
 from cepbus.reference.directory import load_directory
 from cepbus.runtime.client_config import kafka_python_security
 from cepbus.runtime.settings import BrokerSettings
 from cepbus.runtime.traffic import principal_of_org
+from cepbus.sdk.contact import attach_contact
 from cepbus.sdk.publisher import Publisher, development_signer
 from cepbus.trust.development import dev_private_key
 from cepbus.trust.ids import DEVELOPMENT_IDS
 from cepbus_app.demo.partner import ExamplePartner, plan_steps
+from cepbus_app.vectors.sealed import example_contact
 from services.router.referrals.handlers import update_fingerprint
 
 DEMO_REFUSAL_RATE = 0.15
@@ -87,6 +95,47 @@ def expected_verdict_ids(referrals: Sequence[ReferralRequested]) -> list[str]:
     (applied or refused by the lifecycle). A forged update gets none: the router's edge dead-letters it
     before its lifecycle sees it (`forged_updates`)."""
     return [verdict_id(update) for update in planned_updates(referrals)]
+
+
+#: Referrals the demo leaves unanswered, to show the follow-up (reminders, then expiry) in its summary.
+UNANSWERED_COUNT = 3
+
+
+def unanswered_referrals(
+    seed: int, answered_by: Sequence[str], now: datetime | None = None
+) -> list[ReferralRequested]:
+    """Referrals from the regional CEP operator of region 84 to a local partner of that region the demo's
+    example partners do not serve, each with the person's contact sealed to it (consent given): nobody
+    answers them, so the router reminds the partner and then expires them (`DEMO_FOLLOW_UP`)."""
+    now = now or datetime.now(UTC)
+    run = f"{seed}-{int(now.timestamp() * 1000)}"
+    directory = load_directory()
+    silent = next(
+        e.org_id
+        for e in directory.entries()
+        if e.region_code == "84" and e.kind not in CEP_OPERATOR_KINDS and e.org_id not in set(answered_by)
+    )
+    out = []
+    for n in range(UNANSWERED_COUNT):
+        referral = ReferralRequested(
+            envelope=new_envelope(
+                ReferralRequested,
+                producer_org_id="cep-r84",
+                person_pseudonym=f"p-demo-{run}-unanswered-{n}",
+                event_id=derived_event_id(f"demo-unanswered/{run}", f"{n}"),
+                correlation_id=f"demo-unanswered-{run}-{n}",
+                occurred_at=now,
+            ),
+            referral_id=str(derived_event_id(f"demo-unanswered/{run}", f"{n}/referral")),
+            requester_org_id="cep-r84",
+            recipient_org_id=silent,
+            recipient_kind=directory.get(silent).kind,
+            region_code="84",
+            reason="orientation vers un partenaire local du CEP",
+            consent_to_share=True,
+        )
+        out.append(attach_contact(referral, example_contact(), directory, at=now))
+    return out
 
 
 def partner_referrals(seed: int, now: datetime | None = None) -> list[ReferralRequested]:
