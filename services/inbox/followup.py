@@ -10,73 +10,24 @@ France, the overseas regions' own zones).
   the requester's: `received_at_ms`, else `requested_at_ms` from an older router), N at least
   `CEPBUS_INBOX_UNANSWERED_AFTER_DAYS` (10, the router's first `unanswered` reminder).
 
-Working days are the router's (`services/router/referrals/deadlines.py`, which the inbox may not
-import): Monday to Friday but French public holidays, those of the département when it has its own
-(Alsace-Moselle, the overseas départements), else of the region. The tables below are the router's;
-`tests/unit/inbox/test_inbox_followup.py` holds them, and the calendar, to the router's.
+Working days are the router's: one calendar for both, `cepbus.reference.calendar` (Monday to Friday but
+French public holidays, those of the département when it has its own, else of the region).
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cepbus.contract.models import ReferralStatus
 from cepbus.contract.readside import ReferralRecordView
-from cepbus.runtime.logs import get_logger
-
-log = get_logger(service="inbox")
+from cepbus.reference.calendar import next_business_day
 
 #: The states of a referral its recipient has not answered yet (neither accepted nor declined).
 UNANSWERED: frozenset[ReferralStatus] = frozenset({ReferralStatus.REQUESTED, ReferralStatus.RECEIVED})
-#: Département code -> `holidays.France` subdivision with holidays of its own (the router's table).
-DEPARTEMENT_SUBDIVISION = {
-    "57": "57",
-    "67": "6AE",
-    "68": "6AE",
-    "971": "971",
-    "972": "972",
-    "973": "973",
-    "974": "974",
-    "976": "976",
-}
-#: Region code -> subdivision, when no département is known: an overseas region is one département.
-REGION_SUBDIVISION = {"01": "971", "02": "972", "03": "973", "04": "974", "06": "976"}
 _DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def holiday_subdivision(region_code: str, departement_code: str | None = None) -> str | None:
-    """The `holidays.France` subdivision whose calendar applies; None for the national calendar."""
-    if departement_code is not None:
-        return DEPARTEMENT_SUBDIVISION.get(departement_code)
-    return REGION_SUBDIVISION.get(region_code)
-
-
-@functools.cache
-def _holidays(subdivision: str | None, year: int) -> frozenset[date]:
-    try:
-        import holidays
-    except ImportError:  # an install of `cep-bus[inbox]` alone: the deployed image has it (services)
-        log.warning("inbox_no_holiday_calendar", detail="holidays is not installed: working days are Mon-Fri")
-        return frozenset()
-    return frozenset(holidays.country_holidays("FR", subdiv=subdivision, years=year).keys())
-
-
-def is_working_day(day: date, region_code: str, departement_code: str | None = None) -> bool:
-    """Monday to Friday and not a public holiday of the département (else of the region)."""
-    subdivision = holiday_subdivision(region_code, departement_code)
-    return day.weekday() < 5 and day not in _holidays(subdivision, day.year)
-
-
-def next_working_day(day: date, region_code: str, departement_code: str | None = None) -> date:
-    """The first working day after `day`."""
-    day += timedelta(days=1)
-    while not is_working_day(day, region_code, departement_code):
-        day += timedelta(days=1)
-    return day
 
 
 def local(ms: int, zone: ZoneInfo) -> datetime:
@@ -103,7 +54,7 @@ def deadline_tomorrow(record: ReferralRecordView, now_ms: int, zone: ZoneInfo) -
     if not record.open or record.pending_deadline is None or due is None or due <= now_ms:
         return False
     today = local(now_ms, zone).date()
-    return last_day(due, zone) == next_working_day(today, record.region_code, record.departement_code)
+    return last_day(due, zone) == next_business_day(today, record.region_code, record.departement_code)
 
 
 def days_unanswered(record: ReferralRecordView, now_ms: int) -> int | None:
@@ -134,7 +85,5 @@ __all__ = [
     "badges",
     "days_unanswered",
     "deadline_tomorrow",
-    "is_working_day",
     "last_day",
-    "next_working_day",
 ]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from cepbus.contract.models import OrganisationKind, ReferralStatus, ReminderKind
-from services.router.referrals.deadlines import is_business_day
+from cepbus.reference.calendar import is_business_day
 from services.router.referrals.store import ReferralRecord
 
 #: The states of a referral its recipient has not answered yet (neither accepted nor declined).

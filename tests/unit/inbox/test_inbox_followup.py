@@ -147,21 +147,6 @@ def test_the_unanswered_badge_counts_whole_days_since_the_router_received_it() -
     )
 
 
-def test_the_inboxs_calendar_is_the_routers() -> None:
-    assert followup.DEPARTEMENT_SUBDIVISION == router_deadlines.DEPARTEMENT_SUBDIVISION
-    assert followup.REGION_SUBDIVISION == router_deadlines.REGION_SUBDIVISION
-    places = [(code, None) for code in REFERENCE.regions] + [
-        (REFERENCE.departement(d).region_code, d) for d in ("57", "67", "68", "54", "971", "974", "976", "75")
-    ]
-    day = date(2025, 12, 1)
-    while day < date(2028, 1, 1):
-        for region, departement in places:
-            assert followup.is_working_day(day, region, departement) == router_deadlines.is_business_day(
-                day, region, departement
-            ), (day, region, departement)
-        day += timedelta(days=1)
-
-
 @pytest.mark.parametrize(("region", "departement"), [("11", None), ("44", "57"), ("04", None), ("03", None)])
 def test_the_badges_agree_with_the_routers_reminders(region: str, departement: str | None) -> None:
     """For referrals received on each day of a spring (Easter, May's holidays), at noon in the region

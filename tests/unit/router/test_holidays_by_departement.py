@@ -22,14 +22,10 @@ from cepbus.contract.models import (
     new_envelope,
 )
 from cepbus.reference import load_reference
+from cepbus.reference.calendar import holiday_subdivision, is_business_day
 from cepbus.reference.directory import load_directory
 from services.router.handlers import RouterHandlers
-from services.router.referrals.deadlines import (
-    DeadlinePolicy,
-    add_business_days,
-    holiday_subdivision,
-    is_business_day,
-)
+from services.router.referrals.deadlines import DeadlinePolicy, add_business_days
 from services.router.referrals.handlers import DepartementOf, ReferralLifecycle, journey_departement
 from services.router.referrals.store import ReferralStore
 from tests.support.authorship import Admitted
