@@ -55,7 +55,7 @@ def test_each_kind_says_what_it_is_about() -> None:
     )
     assert renderer.render(changed).subject == f"Orientation {referral.referral_id} : acceptée"
     assert "depuis 5 jours" in renderer.render(reminder).text
-    assert "avant le 09/03/2026" in renderer.render(reminder).text
+    assert "au plus tard le 09/03/2026" in renderer.render(reminder).text
     assert [n.org_id for n in expired] == [REQUESTER, RECIPIENT]
     to_requester, to_recipient = (renderer.render(n).text for n in expired)
     assert "pendant 30 jours" in to_requester and "autre organisme" in to_requester
