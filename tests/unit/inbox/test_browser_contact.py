@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from cepbus.trust.development import dev_encryption_key, dev_private_key
 from services.inbox.app import HERE
 from tests.support import ROOT
 from tests.support.browser import chromium, require_chromium, serve_folder
+from tests.support.node import require_node
 
 VECTORS = ROOT / "schemas" / "vectors" / "sealed-contacts.json"
 PARTNER, REQUESTER, OTHER = "transitions-pro-r11", "cep-r11", "apec-r11"
@@ -260,3 +262,26 @@ def test_the_referral_page_writes_the_contact_as_text_or_says_why_it_cannot(page
         "l'organisation."
     )
     assert absent["error"] is True and absent["link"] == data["key_page"]
+
+
+def test_a_box_sealed_by_the_node_client_code_opens_in_the_inbox_browser(page: Any) -> None:
+    """Issue #24: the Node.js side seals (`tests/node/contact.js`, @hpke/core, the client's own library),
+    the inbox's browser code opens: the same box format whichever language sealed it."""
+    require_node("@hpke/core")
+    done = subprocess.run(
+        ["node", str(ROOT / "tests" / "node" / "contact.js"), str(VECTORS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    node_box = bytes.fromhex(json.loads(done.stdout)["node_box_hex"])
+    vectors = json.loads(VECTORS.read_text())
+    recipient, first = vectors["recipient"], vectors["sealed"][0]
+    key = X25519PrivateKey.from_private_bytes(bytes.fromhex(recipient["test_private_key_hex"]))
+    moved = {**first["binding"], "referral_id": "another-referral"}
+    boxes = [page_box(first["binding"], node_box), page_box(moved, node_box)]
+    result = page.evaluate(OPEN_BOXES, [recipient["org_id"], pem(key), boxes])
+    assert node_box.hex() != first["ciphertext_hex"]  # Node's own box, not the vector's
+    assert [o.get("contact") for o in result["opened"]] == [first["contact"], None]
+    assert result["opened"][1]["reason"] == "unopened"
