@@ -44,10 +44,11 @@ class ReferralSettings(BaseSettings):
     sweep_interval_s: float = Field(default=60.0, gt=0)
     # follow-up of unanswered referrals (services/router/referrals/follow_up.py), as durations (ISO 8601,
     # "P10D", or seconds): a reminder every `remind_every` (0: none), expiry after `expire_after`, per
-    # recipient kind in a JSON object ({"opco": "P45D"})
+    # recipient kind in JSON objects ({"opco": "P45D"}; reminders likewise, "PT0S": none for that kind)
     remind_every: timedelta = timedelta(days=10)
     expire_after: timedelta = timedelta(days=30)
     expire_after_by_kind: dict[OrganisationKind, timedelta] = Field(default_factory=dict)
+    remind_every_by_kind: dict[OrganisationKind, timedelta] = Field(default_factory=dict)
     drift_window_days: int = Field(default=90, ge=1)
     drift_max_referrals: int = Field(default=3, ge=1)
 
@@ -70,11 +71,21 @@ class ReferralSettings(BaseSettings):
             raise ValueError("each expiry a positive duration")
         return value
 
+    @field_validator("remind_every_by_kind")
+    @classmethod
+    def _not_negative_each(
+        cls, value: dict[OrganisationKind, timedelta]
+    ) -> dict[OrganisationKind, timedelta]:
+        if any(every < timedelta(0) for every in value.values()):
+            raise ValueError("each interval a duration, not negative (0: no reminder)")
+        return value
+
     def follow_up_policy(self) -> FollowUpPolicy:
         return FollowUpPolicy(
             self.remind_every,
             self.expire_after,
             {kind.value: after for kind, after in self.expire_after_by_kind.items()},
+            {kind.value: every for kind, every in self.remind_every_by_kind.items()},
         )
 
     def drift_policy(self) -> DriftPolicy:

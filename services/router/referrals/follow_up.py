@@ -33,9 +33,13 @@ class FollowUpPolicy:
     remind_every: timedelta = timedelta(days=10)  # zero: no reminder while unanswered
     expire_after: timedelta = timedelta(days=30)
     expire_after_by_kind: Mapping[str, timedelta] = field(default_factory=dict)
+    remind_every_by_kind: Mapping[str, timedelta] = field(default_factory=dict)
 
     def expiry(self, kind: OrganisationKind) -> timedelta:
         return self.expire_after_by_kind.get(kind.value, self.expire_after)
+
+    def reminder_interval(self, kind: OrganisationKind) -> timedelta:
+        return self.remind_every_by_kind.get(kind.value, self.remind_every)
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,9 @@ def reminders_due(
         if reminder_time(due_at, record.region_code, zone, record.departement_code) <= now < due_at:
             key = f"deadline:{record.due_name}:{record.due_at_ms}"
             due.append(Reminder(key, ReminderKind.DEADLINE_TOMORROW, record.due_name, due_at, waited.days))
-    if record.state in UNANSWERED and policy.remind_every > timedelta(0):
-        rounds = waited // policy.remind_every
+    every = policy.reminder_interval(record.recipient_kind)
+    if record.state in UNANSWERED and every > timedelta(0):
+        rounds = waited // every
         if rounds >= 1 and waited < policy.expiry(record.recipient_kind):
             due.append(Reminder(f"unanswered:{rounds}", ReminderKind.UNANSWERED, None, None, waited.days))
     return due

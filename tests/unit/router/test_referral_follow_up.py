@@ -138,6 +138,19 @@ def test_an_answered_referral_is_neither_chased_nor_expired(
     assert store.get(ref.referral_id).state == S.ACCEPTED  # type: ignore[union-attr]
 
 
+def test_the_reminder_interval_is_configurable_per_recipient_kind(
+    store: ReferralStore, clock: MovableClock
+) -> None:
+    policy = FollowUpPolicy(remind_every=timedelta(days=10), remind_every_by_kind={"apec": timedelta(days=3)})
+    lifecycle = follow_ups(store, clock, policy)
+    to_apec, to_opco = referral(), referral(recipient="opco-sante", kind=OrganisationKind.OPCO)
+    lifecycle.on_requested(to_apec)
+    lifecycle.on_requested(to_opco)
+    clock.now = MONDAY + timedelta(days=3, minutes=1)
+    reminded = [r for r in reminders(lifecycle.sweep()) if r.reminder == ReminderKind.UNANSWERED]
+    assert [r.referral_id for r in reminded] == [to_apec.referral_id]
+
+
 def test_the_expiry_is_configurable_per_recipient_kind(store: ReferralStore, clock: MovableClock) -> None:
     lifecycle = follow_ups(
         store,
@@ -163,6 +176,11 @@ def test_the_settings_read_the_expiry_per_kind_and_refuse_an_unknown_kind(
     assert policy.expiry(OrganisationKind.OPCO) == timedelta(days=45)
     assert policy.expiry(OrganisationKind.APEC) == timedelta(days=30)
     assert policy.remind_every == timedelta(days=7)
+    monkeypatch.setenv("CEPBUS_REFERRALS_REMIND_EVERY_BY_KIND", '{"training": "P3D", "opco": "PT0S"}')
+    per_kind = ReferralSettings().follow_up_policy()
+    assert per_kind.reminder_interval(OrganisationKind.TRAINING) == timedelta(days=3)
+    assert per_kind.reminder_interval(OrganisationKind.OPCO) == timedelta(0)
+    assert per_kind.reminder_interval(OrganisationKind.APEC) == timedelta(days=7)
     monkeypatch.setenv("CEPBUS_REFERRALS_EXPIRE_AFTER", "PT40S")  # the demo's month in a minute
     assert ReferralSettings().follow_up_policy().expire_after == timedelta(seconds=40)
     for bad in ('{"pigeon": "P45D"}', '{"opco": "PT0S"}'):
