@@ -13,7 +13,8 @@ Alsace-Moselle).
 from __future__ import annotations
 
 import functools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import holidays
 
@@ -61,9 +62,19 @@ def next_business_day(day: date, region_code: str, departement_code: str | None 
     return day
 
 
+def deadline_last_day(due_at: datetime | int, zone: ZoneInfo) -> date:
+    """The last day of a deadline (an aware datetime, or milliseconds since the epoch): a referral
+    deadline falls due at the local midnight that ends its last day (23:00 UTC on a Wednesday is the
+    end of that Wednesday in Paris)."""
+    if isinstance(due_at, int):
+        due_at = datetime.fromtimestamp(due_at / 1000, UTC)
+    return (due_at.astimezone(zone) - timedelta(microseconds=1)).date()
+
+
 __all__ = [
     "DEPARTEMENT_SUBDIVISION",
     "REGION_SUBDIVISION",
+    "deadline_last_day",
     "holiday_subdivision",
     "is_business_day",
     "next_business_day",

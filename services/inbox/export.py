@@ -24,6 +24,7 @@ from datetime import datetime
 
 from cepbus.contract.models import ReferralStatus
 from cepbus.contract.readside import ExportedReferralView
+from cepbus.reference.calendar import deadline_last_day
 from services.inbox import steps
 from services.inbox.container import Inbox
 
@@ -116,7 +117,7 @@ def row(inbox: Inbox, org_id: str, line: ExportedReferralView) -> list[str]:
             _datetime(record.received_at_ms, inbox, record.region_code),
             _datetime(record.updated_at_ms, inbox, record.region_code),
             steps.label(steps.DEADLINE_LABELS, deadline) if deadline else "",
-            steps.french_date(record.pending_deadline_due_at_ms - 1, zone)
+            f"{deadline_last_day(record.pending_deadline_due_at_ms, zone):%d/%m/%Y}"
             if deadline and record.pending_deadline_due_at_ms is not None
             else "",
             closing_reason(line),

@@ -17,12 +17,12 @@ French public holidays, those of the département when it has its own, else of t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cepbus.contract.models import ReferralStatus
 from cepbus.contract.readside import ReferralRecordView
-from cepbus.reference.calendar import next_business_day
+from cepbus.reference.calendar import deadline_last_day, next_business_day
 
 #: The states of a referral its recipient has not answered yet (neither accepted nor declined).
 UNANSWERED: frozenset[ReferralStatus] = frozenset({ReferralStatus.REQUESTED, ReferralStatus.RECEIVED})
@@ -32,11 +32,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def local(ms: int, zone: ZoneInfo) -> datetime:
     return (_EPOCH + timedelta(milliseconds=ms)).astimezone(zone)
-
-
-def last_day(due_at_ms: int, zone: ZoneInfo) -> date:
-    """The last day of a deadline: the router's deadlines end at local midnight after that day."""
-    return local(due_at_ms - 1, zone).date()
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,9 @@ def deadline_tomorrow(record: ReferralRecordView, now_ms: int, zone: ZoneInfo) -
     if not record.open or record.pending_deadline is None or due is None or due <= now_ms:
         return False
     today = local(now_ms, zone).date()
-    return last_day(due, zone) == next_business_day(today, record.region_code, record.departement_code)
+    return deadline_last_day(due, zone) == next_business_day(
+        today, record.region_code, record.departement_code
+    )
 
 
 def days_unanswered(record: ReferralRecordView, now_ms: int) -> int | None:
@@ -85,5 +82,4 @@ __all__ = [
     "badges",
     "days_unanswered",
     "deadline_tomorrow",
-    "last_day",
 ]

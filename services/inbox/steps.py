@@ -32,6 +32,7 @@ from cepbus.contract.models import (
 )
 from cepbus.contract.readside import ReferralParty, ReferralView, StepView
 from cepbus.contract.schemas import event_schema
+from cepbus.reference.calendar import deadline_last_day
 
 S = ReferralStatus
 
@@ -355,5 +356,5 @@ def french_due_day(due_at_ms: int | None, zone: ZoneInfo) -> str:
     """The last day of a deadline: the router's deadlines end at local midnight after that day."""
     if due_at_ms is None:
         return ""
-    last = _local(due_at_ms - 1, zone)
+    last = deadline_last_day(due_at_ms, zone)
     return f"{_DAYS[last.weekday()]} {last.day} {_MONTHS[last.month - 1]} {last.year}"

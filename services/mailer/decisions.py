@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from cepbus.contract.models import (
@@ -25,6 +25,7 @@ from cepbus.contract.models import (
     ReferralUpdateVerdict,
     UpdateVerdict,
 )
+from cepbus.reference.calendar import deadline_last_day
 from services.mailer.addresses import AddressBook
 from services.mailer.kinds import EXPIRED, KINDS, NEW_REFERRAL, REMINDER, STATUS_CHANGED, Party
 
@@ -112,9 +113,7 @@ def reminder_notices(event: ReferralReminderDue, zone: ZoneInfo) -> list[Notice]
     """A reminder the router decided: the recipient is told which deadline falls (its last day, in the
     region's time `zone`) or how many days the referral has waited."""
     referral = Referral(event.referral_id, event.requester_org_id, event.recipient_org_id)
-    deadline = None
-    if event.due_at is not None:  # a deadline falls at the midnight that ends its last day
-        deadline = (event.due_at.astimezone(zone) - timedelta(microseconds=1)).date()
+    deadline = None if event.due_at is None else deadline_last_day(event.due_at, zone)
     return notices(REMINDER, str(event.event_id), referral, deadline=deadline, days=event.days_waiting)
 
 

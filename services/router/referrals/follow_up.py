@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from cepbus.contract.models import OrganisationKind, ReferralStatus, ReminderKind
-from cepbus.reference.calendar import is_business_day
+from cepbus.reference.calendar import deadline_last_day, is_business_day
 from services.router.referrals.store import ReferralRecord
 
 #: The states of a referral its recipient has not answered yet (neither accepted nor declined).
@@ -61,8 +61,7 @@ def reminder_time(
 ) -> datetime:
     """08:00 local on the business day before the deadline's last day (a deadline falls due at the
     midnight that ends its last day: 23:00 UTC on Wednesday is the end of Wednesday in Paris)."""
-    last_day = (due_at.astimezone(zone) - timedelta(microseconds=1)).date()
-    day = last_day - timedelta(days=1)
+    day = deadline_last_day(due_at, zone) - timedelta(days=1)
     while not is_business_day(day, region_code, departement_code):
         day -= timedelta(days=1)
     return datetime.combine(day, REMIND_AT, zone).astimezone(UTC)

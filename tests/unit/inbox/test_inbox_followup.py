@@ -15,6 +15,7 @@ import pytest
 from cepbus.contract.models import OrganisationKind, ReferralStatus
 from cepbus.contract.readside import ReferralRecordView
 from cepbus.reference import load_reference
+from cepbus.reference.calendar import deadline_last_day
 from services.inbox import followup
 from services.inbox.settings import InboxSettings
 from services.router.referrals import deadlines as router_deadlines
@@ -165,7 +166,7 @@ def test_the_badges_agree_with_the_routers_reminders(region: str, departement: s
                 update={"pending_deadline": name, "pending_deadline_due_at_ms": ms(due)}
             )
             now = datetime.combine(received.date(), datetime.min.time(), zone).replace(hour=12)
-            last_day = followup.last_day(ms(due), zone)
+            last_day = deadline_last_day(ms(due), zone)
             while now < due:
                 # the router's reminder is due from 08:00 the working day before until the deadline; on
                 # the last day itself the deadline is today, not tomorrow
