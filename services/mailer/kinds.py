@@ -1,6 +1,6 @@
 """The kinds of email, one line each: which event on which topic gives it, to whom, with which template.
 
-This table is the extension point. Four kinds are wired (the route table reads their events):
+This table is the extension point; the route table reads the event of each kind:
 
 - `new_referral`: a `ReferralRequested` delivered to an organisation's inbox topic
   (`cep.referral.inbox.<org>`), to that organisation, the recipient;
@@ -19,8 +19,8 @@ To wire another:
    from `ReferralReminderDue.due_at` (a date), `days` from its `days_waiting` or from
    `ReferralExpired.expired_after_days`; and a handler method in `handlers.py` that queues them
    (`MailerHandlers._queue`, with the event's pseudonym for erasure);
-3. add its line to `services/mailer/routes.py` and set `wired=True` here (a test checks that the route
-   table reads exactly the wired kinds' topics).
+3. add its line here and to `services/mailer/routes.py` (a test checks that the route table reads
+   exactly the kinds' topics).
 
 The templates are `templates/<kind>.txt.j2` and `templates/<kind>.html.j2`; the subject is below. What
 they may show is what a `Notice` holds (`decisions.py`): organisations, the referral id, a date, a count
@@ -56,7 +56,6 @@ class EmailKind:
     event: str  # the event's type (fr.cepbus.<name>)
     parties: tuple[Party, ...]
     subject: str  # a Jinja2 template over the notice's context (rendering.py)
-    wired: bool  # whether the route table reads its event today
 
     @property
     def templates(self) -> tuple[str, str]:
@@ -78,7 +77,6 @@ KINDS: Mapping[str, EmailKind] = {
             ReferralRequested.avro_name,
             (Party.RECIPIENT,),
             "Nouvelle orientation à traiter ({{ referral_id }})",
-            wired=True,
         ),
         EmailKind(
             STATUS_CHANGED,
@@ -86,7 +84,6 @@ KINDS: Mapping[str, EmailKind] = {
             ReferralUpdateVerdict.avro_name,
             (Party.REQUESTER,),
             "Orientation {{ referral_id }} : {{ status_label }}",
-            wired=True,
         ),
         EmailKind(
             REMINDER,
@@ -94,7 +91,6 @@ KINDS: Mapping[str, EmailKind] = {
             ReferralReminderDue.avro_name,
             (Party.RECIPIENT,),
             "Rappel : orientation {{ referral_id }} en attente de réponse",
-            wired=True,
         ),
         EmailKind(
             EXPIRED,
@@ -102,7 +98,6 @@ KINDS: Mapping[str, EmailKind] = {
             ReferralExpired.avro_name,
             (Party.REQUESTER, Party.RECIPIENT),
             "Orientation {{ referral_id }} expirée sans réponse",
-            wired=True,
         ),
     )
 }

@@ -72,7 +72,6 @@ def test_an_organisation_without_an_address_is_reported_not_written_to() -> None
 
 def test_the_table_of_kinds_is_the_extension_point_with_a_template_pair_each() -> None:
     assert set(KINDS) == {"new_referral", "status_changed", "reminder", "expired"}
-    assert all(kind.wired for kind in KINDS.values())
     assert KINDS["reminder"].event == "fr.cepbus.ReferralReminderDue"
     assert KINDS["expired"].topic == "cep.referral.expired"
     for kind in KINDS.values():
