@@ -111,11 +111,9 @@ def read_export(store: ReferralStore, org_id: str) -> ReferralsExportView:
             ExportedReferralView(
                 referral=ReferralRecordView.model_validate(record.to_json()),
                 closing_reason_code=reason if not record.open else None,
-                sealed_contact=_contact_view(store.contact_of(record.referral_id))
-                if record.recipient_org_id == org_id
-                else None,
+                sealed_contact=_contact_view(sealed),
             )
-            for record, reason in store.all_for(org_id)
+            for record, reason, sealed in store.all_for(org_id)
         ],
     )
 

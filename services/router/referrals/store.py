@@ -261,6 +261,14 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
     )
 
 
+def _sealed(key_id: str, ciphertext_b64: str, digest_hex: str) -> SealedContact:
+    return SealedContact(
+        recipient_key_id=key_id,
+        ciphertext=base64.b64decode(ciphertext_b64),
+        ciphertext_sha256=bytes.fromhex(digest_hex),
+    )
+
+
 def _prefixed(columns: str, table: str) -> str:
     return ", ".join(f"{table}.{name.strip()}" for name in columns.split(","))
 
@@ -443,17 +451,27 @@ class ReferralStore(SqlStore):
         )
         return [_record(row) for row in rows]
 
-    def all_for(self, org_id: str, limit: int = 10_000) -> list[tuple[ReferralRecord, str | None]]:
+    def all_for(
+        self, org_id: str, limit: int = 10_000
+    ) -> list[tuple[ReferralRecord, str | None, SealedContact | None]]:
         """Every referral the organisation sent or received (open or closed), oldest received first, with
-        the reason code of its closing step (a decline's reason, a completion's outcome), for its export."""
+        the reason code of its closing step (a decline's reason, a completion's outcome) and, on those it
+        received, the contact sealed to it: its export, in one query."""
         rows = self._db.query(
             f"SELECT {_prefixed(_REFERRAL_COLUMNS, 'r')}, (SELECT s.reason_code FROM referral_steps s "
-            "WHERE s.referral_id = r.referral_id AND s.state_after = r.state ORDER BY s.seq DESC LIMIT 1) "
-            "FROM referrals r WHERE r.recipient_org_id = ? OR r.requester_org_id = ? "
+            "WHERE s.referral_id = r.referral_id AND s.state_after = r.state ORDER BY s.seq DESC LIMIT 1), "
+            "c.recipient_key_id, c.ciphertext_b64, c.ciphertext_sha256_hex "
+            "FROM referrals r LEFT JOIN referral_contacts c "
+            "ON c.referral_id = r.referral_id AND r.recipient_org_id = ? "
+            "WHERE r.recipient_org_id = ? OR r.requester_org_id = ? "
             "ORDER BY COALESCE(r.received_at_ms, r.requested_at_ms), r.referral_id LIMIT ?",
-            (org_id, org_id, limit),
+            (org_id, org_id, org_id, limit),
         )
-        return [(_record(row[:_REFERRAL_WIDTH]), row[_REFERRAL_WIDTH]) for row in rows]
+        width = _REFERRAL_WIDTH
+        return [
+            (_record(row[:width]), row[width], None if row[width + 1] is None else _sealed(*row[width + 1 :]))
+            for row in rows
+        ]
 
     def add_contact(self, referral_id: str, sealed: SealedContact) -> None:
         """Keep a referral's sealed contact for its recipient (the first one received stays)."""
@@ -477,14 +495,7 @@ class ReferralStore(SqlStore):
             "WHERE referral_id = ?",
             (referral_id,),
         )
-        if not rows:
-            return None
-        key_id, ciphertext, digest = rows[0]
-        return SealedContact(
-            recipient_key_id=key_id,
-            ciphertext=base64.b64decode(ciphertext),
-            ciphertext_sha256=bytes.fromhex(digest),
-        )
+        return _sealed(*rows[0]) if rows else None
 
     def open_referrals(self, limit: int = 10_000) -> list[ReferralRecord]:
         """Open referrals, oldest received first: what the follow-up sweep looks at."""
